@@ -1,0 +1,18 @@
+"""cnnframe: a Cython-accelerated CPU framework for convolutional networks.
+
+Typed Cython kernels (cnnframe_ext) for convolution and pooling sit beneath a
+pure-Python graph of layers registered by name.
+"""
+try:
+    from cnnframe_ext import conv as _conv_kernels, pool as _pool_kernels  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without a build
+    raise ImportError(
+        "cnnframe's compiled kernels (cnnframe_ext) are not built or cannot be loaded "
+        f"({exc}). Build them with `pip install -e .` (or `make build`) from the "
+        "cnnframe source directory.") from exc
+
+from cnnframe._threads import get_num_threads, set_num_threads
+from cnnframe import functional
+
+__version__ = "0.1.0"
+__all__ = ["functional", "set_num_threads", "get_num_threads", "__version__"]

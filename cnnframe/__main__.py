@@ -1,0 +1,5 @@
+import sys
+
+from cnnframe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""Thread settings shared by the compiled kernels and BLAS.
+
+The conv kernels split a batch between OpenMP threads and call a
+single-threaded BLAS GEMM inside each thread, so the BLAS library that
+scipy's Cython BLAS resolves to is pinned to one thread; numpy's own BLAS
+(used by linear layers) follows `set_num_threads`.
+"""
+import os
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+_BLAS_APIS = ("openblas", "mkl", "blis")
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _split_blas_libraries():
+    """Return (numpy's BLAS controllers, the kernels' BLAS controllers)."""
+    before = {lib.filepath for lib in ThreadpoolController().lib_controllers}
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
+    libs = [lib for lib in ThreadpoolController().lib_controllers
+            if lib.internal_api in _BLAS_APIS]
+    kernel_libs = [lib for lib in libs if lib.filepath not in before]
+    if not kernel_libs:  # numpy and scipy share one BLAS
+        return [], libs
+    return [lib for lib in libs if lib.filepath in before], kernel_libs
+
+
+_numpy_blas, _kernel_blas = _split_blas_libraries()
+for _lib in _kernel_blas:
+    _lib.set_num_threads(1)
+_num_threads = _cpu_count()
+
+
+def set_num_threads(n):
+    """Set the number of threads used by cnnframe's kernels and numpy's BLAS.
+
+    Parameters
+    ----------
+    n : int
+        Threads to use, >= 1.  The default is every core this process may run on.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
+    _num_threads = int(n)
+    for lib in _numpy_blas:
+        lib.set_num_threads(_num_threads)
+
+
+def get_num_threads():
+    """The number of threads cnnframe's kernels use."""
+    return _num_threads

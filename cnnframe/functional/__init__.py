@@ -1,0 +1,20 @@
+"""cnnframe.functional: stateless ops on numpy arrays, backed by the Cython kernels.
+
+Layouts are NCHW; float32 and float64 are supported and preserved.  Semantics
+(output sizes, padding rules) follow torch.nn.functional.
+"""
+from cnnframe.functional._workspace import release_scratch, set_scratch_limit
+from cnnframe.functional.conv import conv2d, conv2d_backward
+from cnnframe.functional.correlate import convolve2d, correlate2d
+from cnnframe.functional.pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
+                                         global_avg_pool2d_backward, max_pool2d,
+                                         max_pool2d_backward)
+
+__all__ = [
+    "conv2d", "conv2d_backward",
+    "max_pool2d", "max_pool2d_backward",
+    "avg_pool2d", "avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
+    "correlate2d", "convolve2d",
+    "set_scratch_limit", "release_scratch",
+]

@@ -1,0 +1,65 @@
+"""Argument checks shared by the functional ops.
+
+Every check runs in Python before a kernel sees the data: a kernel without
+bounds checks must only ever receive shapes it can handle.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pair(value, name, minimum):
+    """Turn an int or an (h, w) pair into a tuple of two ints >= minimum."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        value = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value):
+        value = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if value[0] < minimum or value[1] < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if max(value) > 2**30:
+        raise ValueError(f"{name} is too large: {value}")
+    return value
+
+
+def positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def float_array(x, name, ndim, dtype=None):
+    """Check x is a float32/float64 ndarray of `ndim` dims; return it C-contiguous.
+
+    A non-contiguous or non-native-byte-order input is copied once.
+    `dtype`, when given, is the dtype x must share (e.g. the input's, for weights).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy ndarray, got {type(x).__name__}")
+    if x.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the input has dtype {dtype}; "
+                        f"convert one so both match")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+
+
+def out_size(size, kernel, stride, pad, dilation=1):
+    """floor((size + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, as torch.nn.functional."""
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def nonempty_planes(x, name):
+    if x.shape[1] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} has shape {x.shape}: channels, height and width must be >= 1 "
+                         "(only the batch may be empty)")

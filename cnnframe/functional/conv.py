@@ -1,0 +1,135 @@
+"""2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution)."""
+import numpy as np
+
+from cnnframe._threads import get_num_threads
+from cnnframe.functional._args import (float_array, nonempty_planes, out_size, pair,
+                                       positive_int)
+from cnnframe.functional._workspace import scratch
+from cnnframe_ext import conv as _kernels
+
+
+def _geometry(x, weight, stride, padding, dilation, groups, fn):
+    """Validate a conv call; return (x, weight, (sh, sw), (ph, pw), (dh, dw), groups, (OH, OW))."""
+    x = float_array(x, "x", 4)
+    weight = float_array(weight, "weight", 4, dtype=x.dtype)
+    stride = pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    dilation = pair(dilation, "dilation", 1)
+    groups = positive_int(groups, "groups")
+    nonempty_planes(x, "x")
+    n, c, h, w = x.shape
+    f, cg, kh, kw = weight.shape
+    if f == 0 or kh == 0 or kw == 0 or cg == 0:
+        raise ValueError(f"{fn}: weight has shape {weight.shape}; every dimension must be >= 1")
+    if c % groups or f % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c}) and the "
+                         f"output channels ({f}); x has shape {x.shape}, weight {weight.shape}")
+    if cg * groups != c:
+        raise ValueError(f"{fn}: weight has shape {weight.shape}, so it expects "
+                         f"{cg} x groups={groups} = {cg * groups} input channels, "
+                         f"but x has shape {x.shape} ({c} channels)")
+    oh = out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = out_size(w, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{fn}: output size would be {oh} x {ow} (< 1) for input {h} x {w}, kernel {kh} x {kw}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}; the dilated kernel "
+            f"({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}) must fit in the "
+            f"padded input ({h + 2 * padding[0]} x {w + 2 * padding[1]})")
+    return x, weight, stride, padding, dilation, groups, (oh, ow)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d.
+
+    y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
+                    * xpad[n, g*C/groups + c, i*sh + a*dh, j*sw + b*dw]
+    where xpad is x zero-padded and g is the group of output channel f.  The kernel
+    is not flipped: this is cross-correlation, which CNN layers call convolution
+    (see `convolve2d` for the flipped, true convolution).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    weight : ndarray, shape (F, C / groups, KH, KW), same dtype as x
+    bias : ndarray, shape (F,), optional
+    stride, padding, dilation : int or (int, int)
+        Stride >= 1, zero padding >= 0 on each side, dilation >= 1.
+    groups : int
+        Input and output channels are split into `groups` independent groups
+        (groups == C is a depthwise convolution).
+
+    Returns
+    -------
+    y : ndarray, shape (N, F, OH, OW), dtype of x, where
+        OH = floor((H + 2*ph - dh*(KH-1) - 1) / sh) + 1, and likewise OW.
+
+    Raises
+    ------
+    TypeError
+        For a non-float dtype, or x, weight and bias of different dtypes.
+    ValueError
+        For wrong dimensions, channel counts, groups, strides, paddings, or an
+        output size < 1; the message names the argument and the shapes.
+    """
+    x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
+        x, weight, stride, padding, dilation, groups, "conv2d")
+    f = weight.shape[0]
+    if bias is None:
+        bias = np.empty(0, x.dtype)
+    else:
+        bias = float_array(bias, "bias", 1, dtype=x.dtype)
+        if bias.shape != (f,):
+            raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
+                             f"got {bias.shape}")
+    n, c = x.shape[:2]
+    threads = get_num_threads()
+    kh, kw = weight.shape[2:]
+    y = np.empty((n, f, oh, ow), x.dtype)
+    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * oh * ow)
+    _kernels.conv2d_forward(x, weight, bias, y, col, *stride, *padding, *dilation, groups, threads)
+    return y
+
+
+def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1,
+                    need_grad_x=True):
+    """Gradients of `conv2d` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input of the forward call.
+    weight : ndarray, shape (F, C / groups, KH, KW)
+    grad_y : ndarray, shape (N, F, OH, OW)
+        Gradient of the loss with respect to conv2d's output.
+    stride, padding, dilation, groups
+        As given to `conv2d`.
+    need_grad_x : bool
+        False skips grad_x (a first layer needs none) and returns None for it.
+
+    Returns
+    -------
+    grad_x : ndarray, shape (N, C, H, W) (None when need_grad_x is False)
+    grad_weight : ndarray, shape (F, C / groups, KH, KW)
+    grad_bias : ndarray, shape (F,)
+        All with the dtype of x.  The bias gradient is returned whether or not
+        the forward call used a bias.
+    """
+    x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
+        x, weight, stride, padding, dilation, groups, "conv2d_backward")
+    grad_y = float_array(grad_y, "grad_y", 4, dtype=x.dtype)
+    n, c = x.shape[:2]
+    f, _, kh, kw = weight.shape
+    if grad_y.shape != (n, f, oh, ow):
+        raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
+                         f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
+    threads = get_num_threads()
+    grad_x = np.empty(x.shape if need_grad_x else (0, 1, 1, 1), x.dtype)
+    grad_w = scratch("conv2d grad_weight", x.dtype, threads, weight.size)
+    grad_b = scratch("conv2d grad_bias", x.dtype, threads, f)
+    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * oh * ow)
+    _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col,
+                             *stride, *padding, *dilation, groups, threads)
+    grad_weight = grad_w.sum(axis=0).reshape(weight.shape)
+    grad_bias = grad_b.sum(axis=0)
+    return (grad_x if need_grad_x else None), grad_weight, grad_bias
