@@ -3,6 +3,8 @@
 Typed Cython kernels (cnnframe_ext) for convolution and pooling sit beneath a
 pure-Python graph of layers registered by name.
 """
+import importlib
+
 try:
     from cnnframe_ext import conv as _conv_kernels, pool as _pool_kernels  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without a build
@@ -15,4 +17,18 @@ from cnnframe._threads import get_num_threads, set_num_threads
 from cnnframe import functional
 
 __version__ = "0.1.0"
-__all__ = ["functional", "set_num_threads", "get_num_threads", "__version__"]
+
+# Heavier parts load on first use, so `import cnnframe` stays quick for the CLI.
+_LAZY = {
+    "Model": "cnnframe.graph",
+    "receptive_field": "cnnframe.graph",
+    "Trainer": "cnnframe.train",
+}
+
+__all__ = ["functional", "set_num_threads", "get_num_threads", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cnnframe' has no attribute {name!r}")
