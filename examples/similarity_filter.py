@@ -58,7 +58,7 @@ def main():
 
     r = dict(zip(windows_255, responses))
     print(f"right-column filter: right-bright window {r['right-bright'][0]:.4f}, "
-          f"mirrored window {r['left-bright'][0]:.4f}")
+          f"opposite window {r['left-bright'][0]:.4f}")
     print(f"horizontal-bar filter cannot tell bar from white: "
           f"{r['bar'][1]:.4f} vs {r['white'][1]:.4f}")
     print(f"all-ones filter can: {r['bar'][2]:.4f} vs {r['white'][2]:.4f}")
