@@ -1,0 +1,58 @@
+"""Inverted dropout."""
+import math
+
+import numpy as np
+
+from cnnframe.layers.base import Layer, as_shape, check_float, check_seed
+from cnnframe.registry import register_layer
+
+
+@register_layer("dropout")
+class Dropout(Layer):
+    """Inverted dropout, as torch.nn.Dropout.
+
+    In training each element is zeroed with probability `p` and the survivors
+    are scaled by 1 / (1 - p), so eval mode is the identity.  All randomness is
+    drawn from ``self.rng`` (a numpy Generator; restore ``rng.bit_generator.state``
+    to replay a forward pass).
+
+    Args:
+        p: drop probability in [0, 1] (default 0.5).
+        seed: int seed of ``self.rng`` (None: fresh entropy).
+
+    Input shape: any.  Output shape: same as input.
+    """
+
+    stochastic = True
+    aliases = True  # eval mode returns its input
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        self.p = check_float(p, "p", 0.0, 1.0, "dropout")
+        self.seed = check_seed(seed, "dropout")
+        self.rng = np.random.default_rng(self.seed)
+        self._mask = None
+
+    def forward(self, x, training=True):
+        self._check_input(x)
+        if not training or self.p == 0.0:
+            self._mask = None
+            return x
+        mask = self._buffer("mask", x.shape, x.dtype)
+        self.rng.random(out=mask, dtype=x.dtype)
+        keep = self._buffer("keep", x.shape, np.bool_)
+        np.greater_equal(mask, x.dtype.type(self.p), out=keep)
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        np.multiply(keep, x.dtype.type(scale), out=mask)
+        self._mask = mask
+        y = self._buffer("y", x.shape, x.dtype)
+        return np.multiply(x, mask, out=y)
+
+    def backward(self, grad_y):
+        if self._mask is None:
+            return grad_y
+        gx = self._buffer("gx", grad_y.shape, grad_y.dtype)
+        return np.multiply(grad_y, self._mask, out=gx)
+
+    def flops(self, input_shape):
+        return math.prod(as_shape(input_shape))

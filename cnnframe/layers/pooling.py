@@ -1,0 +1,127 @@
+"""Pooling layers (forward and backward run in the Cython kernels via cnnframe.functional)."""
+from cnnframe import functional as F
+from cnnframe.layers.base import Layer, as_shape, check_pair
+from cnnframe.registry import register_layer
+
+
+class _Pool2d(Layer):
+    """Shared parts of max and average pooling."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = self.type_name
+        self.kernel_size, self._k = check_pair(kernel_size, "kernel_size", 1, name)
+        if stride is None:
+            self.stride, self._s = None, self._k
+        else:
+            self.stride, self._s = check_pair(stride, "stride", 1, name)
+        self.padding, self._p = check_pair(padding, "padding", 0, name)
+        if self._p[0] > self._k[0] // 2 or self._p[1] > self._k[1] // 2:
+            raise ValueError(f"{name}: padding {self.padding} must be at most half the "
+                             f"kernel_size {self.kernel_size}")
+        self._input_shape = None
+
+    def output_shape(self, input_shape):
+        shape = as_shape(input_shape, layer=self.type_name)
+        if len(shape) != 3:
+            raise ValueError(f"{self.type_name}: expects input shape (C, H, W), got {list(shape)}")
+        c, h, w = shape
+        if h + 2 * self._p[0] < self._k[0] or w + 2 * self._p[1] < self._k[1]:
+            raise ValueError(f"{self.type_name}: kernel_size {self.kernel_size} is larger than "
+                             f"the padded input ({h + 2 * self._p[0]} x {w + 2 * self._p[1]}) "
+                             f"of shape {list(shape)}")
+        oh = (h + 2 * self._p[0] - self._k[0]) // self._s[0] + 1
+        ow = (w + 2 * self._p[1] - self._k[1]) // self._s[1] + 1
+        return (c, oh, ow)
+
+    def flops(self, input_shape):
+        c, oh, ow = self.output_shape(input_shape)
+        return c * oh * ow * self._k[0] * self._k[1]
+
+    def receptive_step(self, input_shape):
+        return self._k, self._s
+
+
+@register_layer("max_pool2d")
+class MaxPool2d(_Pool2d):
+    """Max pooling, as torch.nn.MaxPool2d (padding acts as -inf).
+
+    Args:
+        kernel_size: int or [kh, kw].
+        stride: int or [sh, sw]; default (null) = kernel_size.
+        padding: int or [ph, pw], at most half the kernel size.
+
+    Input shape: (N, C, H, W).
+    Output shape: (N, C, OH, OW), OH = floor((H + 2 ph - kh) / sh) + 1.
+    """
+
+    def forward(self, x, training=True):
+        self._check_input(x, 4)
+        y, self._argmax = F.max_pool2d(x, self._k, self._s, self._p)
+        self._input_shape = x.shape
+        return y
+
+    def backward(self, grad_y):
+        if self._input_shape is None:
+            raise RuntimeError("max_pool2d: backward called before forward")
+        return F.max_pool2d_backward(grad_y, self._argmax, self._input_shape)
+
+
+@register_layer("avg_pool2d")
+class AvgPool2d(_Pool2d):
+    """Average pooling, as torch.nn.AvgPool2d (padded zeros count in the divisor).
+
+    Args:
+        kernel_size: int or [kh, kw].
+        stride: int or [sh, sw]; default (null) = kernel_size.
+        padding: int or [ph, pw], at most half the kernel size.
+
+    Input shape: (N, C, H, W).
+    Output shape: (N, C, OH, OW), OH = floor((H + 2 ph - kh) / sh) + 1.
+    """
+
+    def forward(self, x, training=True):
+        self._check_input(x, 4)
+        self._input_shape = x.shape
+        return F.avg_pool2d(x, self._k, self._s, self._p)
+
+    def backward(self, grad_y):
+        if self._input_shape is None:
+            raise RuntimeError("avg_pool2d: backward called before forward")
+        return F.avg_pool2d_backward(grad_y, self._input_shape, self._k, self._s, self._p)
+
+
+@register_layer("global_avg_pool2d")
+class GlobalAvgPool2d(Layer):
+    """Mean over each channel's plane.
+
+    Input shape: (N, C, H, W).
+    Output shape: (N, C).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._input_shape = None
+
+    def forward(self, x, training=True):
+        self._check_input(x, 4)
+        self._input_shape = x.shape
+        return F.global_avg_pool2d(x)
+
+    def backward(self, grad_y):
+        if self._input_shape is None:
+            raise RuntimeError("global_avg_pool2d: backward called before forward")
+        return F.global_avg_pool2d_backward(grad_y, self._input_shape)
+
+    def output_shape(self, input_shape):
+        shape = as_shape(input_shape, layer="global_avg_pool2d")
+        if len(shape) != 3:
+            raise ValueError(f"global_avg_pool2d: expects input shape (C, H, W), got {list(shape)}")
+        return (shape[0],)
+
+    def flops(self, input_shape):
+        c, h, w = as_shape(input_shape, layer="global_avg_pool2d")
+        return c * h * w
+
+    def receptive_step(self, input_shape):
+        return None
