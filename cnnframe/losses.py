@@ -73,7 +73,6 @@ class SoftmaxCrossEntropy(Loss):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
-        self._probs = None
         self._labels = None
         self.probs = None  # softmax of the last forward's logits (N, K)
 
@@ -121,14 +120,12 @@ class SoftmaxCrossEntropy(Loss):
             Wrong shapes or labels out of range.
         """
         labels = self._check_inputs(logits, labels)
-        n, k = logits.shape
-        rows = np.arange(n)
         shifted = logits - logits.max(axis=1, keepdims=True)       # <= 0, max entry is 0
         probs = np.exp(shifted)                                   # in [0, 1], no overflow
         sumexp = probs.sum(axis=1, keepdims=True)                 # in [1, K]
         log_sumexp = np.log(sumexp)
         # -log p[y] = log_sumexp - shifted[y]
-        nll = log_sumexp[:, 0] - shifted[rows, labels]
+        nll = log_sumexp[:, 0] - shifted[np.arange(len(labels)), labels]
         if self.label_smoothing:
             eps = self.label_smoothing
             # -mean_k log p_k = log_sumexp - mean_k shifted_k
@@ -137,7 +134,6 @@ class SoftmaxCrossEntropy(Loss):
         else:
             per_sample = nll
         probs /= sumexp
-        self._probs = probs
         self._labels = labels
         self.probs = probs
         return float(per_sample.mean(dtype=np.float64))
@@ -149,9 +145,9 @@ class SoftmaxCrossEntropy(Loss):
         -------
         ndarray, shape (N, K), the logits' dtype (a new array).
         """
-        if self._probs is None:
+        if self.probs is None:
             raise RuntimeError("SoftmaxCrossEntropy.backward() called before forward()")
-        probs, labels = self._probs, self._labels
+        probs, labels = self.probs, self._labels
         n, k = probs.shape
         grad = probs.copy()
         if self.label_smoothing:

@@ -15,7 +15,7 @@ __all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule"]
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
-# name -> (class, keys filled in by build_schedule rather than by the config)
+# total_steps is filled in by build_schedule, not read from the config
 SCHEDULES = {
     "constant": ConstantLR,
     "step": StepLR,
