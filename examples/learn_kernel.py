@@ -47,7 +47,7 @@ def main():
     learned = conv.params["weight"].reshape(1, 2)
     print(f"learned kernel = {np.array2string(learned, precision=4, floatmode='fixed')}")
     print()
-    print(f"true kernel    = {np.array2string(K, precision=4, floatmode='fixed')}")
+    print(f"true kernel = {np.array2string(K, precision=4, floatmode='fixed')}")
     return 0
 
 
