@@ -1,0 +1,208 @@
+"""Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip.
+
+Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
+float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
+batch exactly. Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
+`build_transforms([...])`) so a TOML file can name the augmentation.
+"""
+import inspect
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _check_batch(x, name):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        shape = getattr(x, "shape", None)
+        raise ValueError(f"{name}: expected a batch array of shape (N, C, H, W), got shape {shape}")
+
+
+class Transform:
+    """Base class: subclasses set `type_name` and implement `__call__(batch, rng)`."""
+    type_name = None
+
+    def get_config(self):
+        """The transform as a plain dict: {"type": ..., **constructor arguments}."""
+        return {"type": self.type_name, **self._config()}
+
+    def _config(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ToFloat(Transform):
+    """Integer images -> float32 times `scale` (1/255 maps uint8 to [0, 1]); float input is only
+    cast to float32."""
+    type_name = "to_float"
+
+    def __init__(self, scale=1 / 255):
+        self.scale = float(scale)
+
+    def _config(self):
+        return {"scale": self.scale}
+
+    def __call__(self, x, rng=None):
+        _check_batch(x, "to_float")
+        if np.issubdtype(x.dtype, np.floating):
+            return x.astype(np.float32, copy=False)
+        return np.multiply(x, np.float32(self.scale), dtype=np.float32)
+
+
+class Normalize(Transform):
+    """Per-channel ``(x - mean[c]) / std[c]`` of a float batch (put to_float first).
+
+    Parameters
+    ----------
+    mean, std : sequence of float, one per channel
+    """
+    type_name = "normalize"
+
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        self.mean = [float(m) for m in np.atleast_1d(mean)]
+        self.std = [float(s) for s in np.atleast_1d(std)]
+        if len(self.mean) != len(self.std) or not all(s > 0 for s in self.std):
+            raise ValueError(f"normalize: mean {self.mean} and std {self.std} must have the same "
+                             "length, with every std > 0")
+        self._scale = (1.0 / np.asarray(self.std, np.float32))[:, None, None]
+        self._shift = np.asarray(self.mean, np.float32)[:, None, None] * self._scale
+
+    def _config(self):
+        return {"mean": self.mean, "std": self.std}
+
+    def __call__(self, x, rng=None):
+        _check_batch(x, "normalize")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"normalize: expected a float batch, got {x.dtype}; put a "
+                            "to_float transform before it")
+        if x.shape[1] != len(self.mean):
+            raise ValueError(f"normalize: {len(self.mean)} channel means for a batch with "
+                             f"{x.shape[1]} channels (shape {x.shape})")
+        out = np.multiply(x, self._scale, dtype=np.float32)
+        out -= self._shift
+        return out
+
+
+class RandomCrop(Transform):
+    """Zero-pad each image by `padding` on every side, then crop a random size x size window.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Output height and width; default: the input's.
+    padding : int
+        Zeros added on each side before cropping (CIFAR: 4).
+    """
+    type_name = "random_crop"
+
+    def __init__(self, size=None, padding=4):
+        if size is not None:
+            size = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+        if int(padding) < 0:
+            raise ValueError(f"random_crop: padding must be >= 0, got {padding}")
+        self.size, self.padding = size, int(padding)
+
+    def _config(self):
+        return {"size": None if self.size is None else list(self.size), "padding": self.padding}
+
+    def __call__(self, x, rng):
+        _check_batch(x, "random_crop")
+        n, c, h, w = x.shape
+        oh, ow = self.size or (h, w)
+        p = self.padding
+        if oh > h + 2 * p or ow > w + 2 * p:
+            raise ValueError(f"random_crop: crop {oh}x{ow} is larger than the padded image "
+                             f"{h + 2 * p}x{w + 2 * p} (batch shape {x.shape}, padding {p})")
+        oy = rng.integers(0, h + 2 * p - oh + 1, n)
+        ox = rng.integers(0, w + 2 * p - ow + 1, n)
+        padded = np.zeros((n, c, h + 2 * p, w + 2 * p), x.dtype)
+        padded[:, :, p:p + h, p:p + w] = x
+        windows = sliding_window_view(padded, (oh, ow), axis=(2, 3))  # (n, c, dy, dx, oh, ow)
+        return windows[np.arange(n), :, oy, ox]  # advanced indices first: (n, c, oh, ow)
+
+
+class RandomHorizontalFlip(Transform):
+    """Mirror each image left-right with probability `p`."""
+    type_name = "random_horizontal_flip"
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"random_horizontal_flip: p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def _config(self):
+        return {"p": self.p}
+
+    def __call__(self, x, rng):
+        _check_batch(x, "random_horizontal_flip")
+        flip = np.flatnonzero(rng.random(x.shape[0]) < self.p)
+        out = x.copy()
+        out[flip] = x[flip, :, :, ::-1]
+        return out
+
+
+class Compose(Transform):
+    """Apply transforms in order, all drawing from the same rng."""
+    type_name = "compose"
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise TypeError(f"compose: {t!r} is not a transform (a callable (batch, rng))")
+
+    def get_config(self):
+        return [t.get_config() for t in self.transforms]
+
+    def __call__(self, x, rng=None):
+        for t in self.transforms:
+            x = t(x, rng)
+        return x
+
+    def __repr__(self):
+        return f"Compose({self.transforms!r})"
+
+
+TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip)}
+ALIASES = {"random_flip": "random_horizontal_flip", "hflip": "random_horizontal_flip",
+           "crop": "random_crop"}
+
+
+def build_transform(cfg):
+    """A transform from its config dict, e.g. {"type": "random_crop", "padding": 4}.
+
+    Raises
+    ------
+    ValueError
+        Unknown type or key (the message names the valid ones).
+    """
+    if isinstance(cfg, str):
+        cfg = {"type": cfg}
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"a transform config must be a dict with a 'type' key, got {cfg!r}")
+    kind = ALIASES.get(cfg["type"], cfg["type"])
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transform type {cfg['type']!r}; valid types: "
+                         f"{', '.join(sorted(TRANSFORMS))} (aliases: {', '.join(sorted(ALIASES))})")
+    cls = TRANSFORMS[kind]
+    valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    args = {k: v for k, v in cfg.items() if k != "type"}
+    unknown = sorted(set(args) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} for transform {kind!r}; valid keys: "
+                         f"{['type'] + valid}")
+    return cls(**args)
+
+
+def build_transforms(cfgs):
+    """A Compose from a list of transform configs (or None / empty list: no transform)."""
+    if cfgs is None:
+        return None
+    if isinstance(cfgs, dict):
+        cfgs = [cfgs]
+    return Compose([build_transform(c) for c in cfgs])
