@@ -1,0 +1,170 @@
+"""Checkpoint files: exact round trip without pickle, atomic writes, keep-last-K, latest complete."""
+import os
+import random
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cnnframe.train.checkpoint import (CheckpointError, CheckpointManager, atomic_write,
+                                       checkpoint_name, latest_checkpoint, list_checkpoints,
+                                       load_state, save_state)
+
+
+def _same(a, b):
+    """Equal values of equal types, recursively (arrays: dtype, shape and bits)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+    elif isinstance(a, np.generic):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif isinstance(a, float) and a != a:
+        assert b != b
+    else:
+        assert a == b
+
+
+def test_round_trip_keeps_types_and_bits(tmp_path):
+    state = {
+        "model": {"conv1.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2),
+                  "bn.running_var": np.array([1.5, np.inf], np.float64)},
+        "optimizer": {"lr": 0.1, "step_count": 7, "beta": np.float32(0.9),
+                      "exp_avg/x": np.zeros((0, 3), np.float32)},
+        "rng": {"numpy": np.random.RandomState(3).get_state(), "python": random.Random(4).getstate(),
+                "pcg": np.random.default_rng(5).bit_generator.state},
+        "odd": {"__array__": "not a marker", "": None, "nan": float("nan"), "flag": True,
+                "names": ["a", "b"], "tuple": (1, (2.5, "x")), "u8": np.uint8(255),
+                "strs": np.array(["ab", "c"])},
+    }
+    path = tmp_path / "c.npz"
+    save_state(path, state)
+    got = load_state(path)
+    _same(state, got)
+    # The restored RNG states work: same draws as the originals.
+    r = np.random.RandomState()
+    r.set_state(got["rng"]["numpy"])
+    assert r.randint(1 << 30) == np.random.RandomState(3).randint(1 << 30)
+    g = np.random.default_rng()
+    g.bit_generator.state = got["rng"]["pcg"]
+    assert g.random() == np.random.default_rng(5).random()
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8),
+                       st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                                 st.text(max_size=5), st.booleans(), st.none(),
+                                 hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64,
+                                                             np.uint8, np.bool_]),
+                                            hnp.array_shapes(min_dims=0, max_dims=3,
+                                                             min_side=0, max_side=3))),
+                       max_size=6))
+def test_round_trip_property(tmp_path_factory, state):
+    path = tmp_path_factory.mktemp("ck") / "c.npz"
+    save_state(path, state)
+    _same(state, load_state(path))
+
+
+def test_file_is_a_plain_npz_loadable_without_pickle(tmp_path):
+    save_state(tmp_path / "c.npz", {"w": np.ones(3, np.float32)})
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        assert "__meta__" in f.files
+        assert all(f[k].dtype != object for k in f.files)
+
+
+def test_unstorable_values_raise(tmp_path):
+    with pytest.raises(TypeError, match="object array"):
+        save_state(tmp_path / "c.npz", {"x": np.array([{}, 1], dtype=object)})
+    with pytest.raises(TypeError, match="set"):
+        save_state(tmp_path / "c.npz", {"x": {1, 2}})
+    with pytest.raises(TypeError, match="non-string key"):
+        save_state(tmp_path / "c.npz", {"x": {1: 2}})
+    assert os.listdir(tmp_path) == []  # failed saves leave nothing behind
+
+
+def test_object_array_in_a_foreign_npz_is_refused(tmp_path):
+    """A file with pickled content is never unpickled."""
+    path = tmp_path / "evil.npz"
+    np.savez(path, __meta__=np.array('{"format": "cnnframe-checkpoint", "version": 1, '
+                                     '"state": {"x": {"__array__": "a0"}}}'),
+             a0=np.array([object()], dtype=object))
+    with pytest.raises(CheckpointError):
+        load_state(path)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "f.txt"
+    atomic_write(path, lambda f: f.write("old"), mode="w")
+
+    def boom(f):
+        f.write("half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, boom, mode="w")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_corrupt_and_foreign_files_raise_checkpoint_error(tmp_path):
+    good = tmp_path / "good.npz"
+    save_state(good, {"w": np.arange(1000.0)})
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "plain.npz", w=np.ones(2))
+    for name in ("trunc.npz", "junk.npz", "plain.npz"):
+        with pytest.raises(CheckpointError):
+            load_state(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        load_state(tmp_path / "missing.npz")
+
+
+def test_bit_flip_is_detected(tmp_path):
+    """The zip CRC catches a damaged array."""
+    path = tmp_path / "c.npz"
+    save_state(path, {"w": np.arange(4096, dtype=np.float64)})
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("a0.npy")
+    raw = bytearray(path.read_bytes())
+    raw[info.header_offset + 30 + len(info.filename) + 2000] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError):
+        load_state(path)
+
+
+def test_manager_keeps_last_k_and_latest_skips_corrupt(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    for epoch in range(1, 5):
+        mgr.save({"epoch": epoch}, epoch, epoch * 10)
+    names = [os.path.basename(p) for p in list_checkpoints(tmp_path)]
+    assert names == [checkpoint_name(3, 30), checkpoint_name(4, 40)]
+    # A leftover temporary file of an unfinished write is ignored.
+    (tmp_path / ".ckpt-e0005-s000000050.npz.abc.tmp").write_bytes(b"partial")
+    path, state = latest_checkpoint(tmp_path)
+    assert state == {"epoch": 4} and path.endswith(checkpoint_name(4, 40))
+    # Corrupt the newest: the previous complete one is used.
+    with open(path, "r+b") as f:
+        f.truncate(20)
+    with pytest.warns(RuntimeWarning, match="skipping"):
+        path, state = latest_checkpoint(tmp_path)
+    assert state == {"epoch": 3}
+    assert latest_checkpoint(tmp_path / "nowhere") is None
+    with pytest.raises(ValueError, match="keep"):
+        CheckpointManager(tmp_path, keep=0)
+
+
+def test_ordering_is_by_step_not_name(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=5)
+    mgr.save({"s": 9}, 1, 9)
+    mgr.save({"s": 100}, 2, 100, tag="interrupt")
+    mgr.save({"s": 20}, 1, 20)
+    assert [load_state(p)["s"] for p in list_checkpoints(tmp_path)] == [9, 20, 100]

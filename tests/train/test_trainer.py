@@ -1,0 +1,248 @@
+"""Trainer: learning, history/CSV, exact resume after interrupts, non-finite loss, inference."""
+import csv
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from cnnframe.losses import SoftmaxCrossEntropy
+from cnnframe.optim import SGD, CosineWarmup
+from cnnframe.train import Callback, History, NonFiniteLossError, Trainer, list_checkpoints
+from cnnframe.train.metrics import confusion_matrix
+
+
+def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epochs=3, **kw):
+    x, y = tiny.data(n, seed=seed)
+    model = tiny.Model(16, 3, seed=seed)
+    opt = SGD(model, lr=lr, momentum=0.9, weight_decay=1e-4)
+    sched = CosineWarmup(opt, total_steps=epochs * -(-n // batch), warmup_steps=3)
+    loader = tiny.Loader(x, y, batch, seed=seed)
+    xv, yv = tiny.data(40, seed=seed + 100)
+    val = tiny.Loader(xv, yv, 16, shuffle=False, noise=0.0)
+    trainer = Trainer(model, SoftmaxCrossEntropy(), opt, sched, out_dir=out_dir,
+                      callbacks=callbacks, progress=False, log=lambda *a: None, **kw)
+    return trainer, loader, val
+
+
+class InterruptAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, step, logs):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def _weights(trainer):
+    return trainer.model.state_dict()
+
+
+def test_fit_learns_and_writes_history(tiny, tmp_path):
+    logs = []
+    trainer, loader, val = make_run(tiny, tmp_path, epochs=4)
+    trainer.log = logs.append
+    hist = trainer.fit(loader, val, epochs=4)
+    assert isinstance(hist, History) and len(hist) == 4
+    assert hist["epoch"] == [1, 2, 3, 4]
+    assert hist["step"] == [6, 12, 18, 24]
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["val_accuracy"][-1] > 0.9
+    # The summary line of each epoch is logged.
+    summaries = [line for line in logs if line.startswith("epoch ")]
+    assert len(summaries) == 4 and "val_accuracy" in summaries[-1] and "img/s" in summaries[-1]
+    # metrics.csv holds the same numbers, exactly.
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["val_loss"]) for r in rows] == hist["val_loss"]
+    assert History.from_csv(tmp_path / "metrics.csv")["loss"] == hist["loss"]
+    # Checkpoints: one per epoch, last 3 kept.
+    names = [os.path.basename(p) for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["ckpt-e0002-s000000012.npz", "ckpt-e0003-s000000018.npz",
+                     "ckpt-e0004-s000000024.npz"]
+
+
+def test_train_metrics_match_an_independent_recount(tiny, tmp_path):
+    """The epoch loss/accuracy are exact means over all training samples of that epoch."""
+    seen = []
+
+    class Record(Callback):
+        def on_step_end(self, trainer, step, logs):
+            seen.append(logs["loss"])
+
+    trainer, loader, _ = make_run(tiny, None, n=80, batch=16, callbacks=[Record()])
+    hist = trainer.fit(loader, epochs=1)
+    # 5 equal batches of 16: the epoch loss is the plain mean of the batch losses.
+    assert hist["loss"][0] == pytest.approx(np.mean(seen), rel=1e-12)
+
+
+@pytest.mark.parametrize("stop_step", [4, 6, 9, 17])
+def test_interrupted_and_resumed_run_is_bit_identical(tiny, tmp_path, stop_step):
+    """Ctrl-C (here: a callback raising KeyboardInterrupt) then --resume == never interrupted."""
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    ref_hist = ref.fit(loader, val, epochs=3)
+
+    run, loader, val = make_run(tiny, tmp_path / "run", callbacks=[InterruptAt(stop_step)])
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(loader, val, epochs=3)
+    assert run.last_checkpoint and os.path.exists(run.last_checkpoint)
+    # A fresh process: new objects built from the same config, then resume.
+    again, loader, val = make_run(tiny, tmp_path / "run", seed=0)
+    # Different in-memory starting state must not matter: the checkpoint restores everything.
+    again.model.params["fc.weight"][...] = 0
+    hist = again.fit(loader, val, epochs=3, resume=True)
+
+    want, got = _weights(ref), _weights(again)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert np.array_equal(want[k], got[k]), k
+    np.testing.assert_array_equal(ref.optimizer.state_dict()["momentum_buffer/fc.weight"]
+                                  if "momentum_buffer/fc.weight" in ref.optimizer.state_dict()
+                                  else 0, again.optimizer.state_dict().get(
+                                      "momentum_buffer/fc.weight", 0))
+    assert again.optimizer.lr == ref.optimizer.lr
+    for col in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "step"):
+        assert hist[col] == ref_hist[col], col
+
+
+def test_two_interrupts_then_resume_is_bit_identical(tiny, tmp_path):
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    ref.fit(loader, val, epochs=3)
+    for stop in (5, 13):
+        run, loader, val = make_run(tiny, tmp_path / "run", callbacks=[InterruptAt(stop)])
+        with pytest.raises(KeyboardInterrupt):
+            run.fit(loader, val, epochs=3, resume=True)
+        assert run.step == stop
+    run, loader, val = make_run(tiny, tmp_path / "run")
+    run.fit(loader, val, epochs=3, resume=True)
+    for k, v in _weights(ref).items():
+        assert np.array_equal(v, _weights(run)[k])
+
+
+def test_sigint_is_deferred_to_the_end_of_the_step(tiny, tmp_path):
+    """A real SIGINT mid-run stops after the current step, with a checkpoint at that step."""
+    class SendSigint(Callback):
+        def on_step_end(self, trainer, step, logs):
+            if step == 7:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    run, loader, val = make_run(tiny, tmp_path / "run", callbacks=[SendSigint()])
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(loader, val, epochs=3)
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+    assert run.step == 7 and "-s000000007-interrupt" in run.last_checkpoint
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    ref.fit(loader, val, epochs=3)
+    again, loader, val = make_run(tiny, tmp_path / "run")
+    again.fit(loader, val, epochs=3, resume=True)
+    for k, v in _weights(ref).items():
+        assert np.array_equal(v, _weights(again)[k])
+
+
+def test_resume_extends_a_finished_run(tiny, tmp_path):
+    """Train 2 epochs, then resume asking for 3: same as 3 straight (constant lr)."""
+    def run(out, epochs, resume=False):
+        x, y = tiny.data(64, seed=3)
+        model = tiny.Model(16, 3, seed=3)
+        opt = SGD(model, lr=0.05, momentum=0.9)
+        tr = Trainer(model, "cross_entropy", opt, out_dir=out, progress=False,
+                     log=lambda *a: None)
+        tr.fit(tiny.Loader(x, y, 16, seed=3), epochs=epochs, resume=resume)
+        return tr
+    ref = run(tmp_path / "a", 3)
+    run(tmp_path / "b", 2)
+    b = run(tmp_path / "b", 3, resume=True)
+    assert len(b.history) == 3
+    for k, v in _weights(ref).items():
+        assert np.array_equal(v, _weights(b)[k])
+
+
+def test_resume_without_checkpoint_starts_fresh(tiny, tmp_path):
+    logs = []
+    trainer, loader, _ = make_run(tiny, tmp_path, epochs=1)
+    trainer.log = logs.append
+    trainer.fit(loader, epochs=1, resume=True)
+    assert any("no checkpoint found" in line for line in logs)
+    assert trainer.epoch == 1
+
+
+def test_non_finite_loss_stops_naming_step_and_checkpoint(tiny, tmp_path):
+    trainer, loader, _ = make_run(tiny, tmp_path, n=64, batch=16)
+    loader.images = loader.images.copy()
+    # Poison one sample: the batch containing it gets a NaN loss (at some step of epoch 2).
+    trainer.fit(loader, epochs=1)
+    good = trainer.last_checkpoint
+    loader.images[5] = np.nan
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(loader, epochs=3)
+    err = info.value
+    assert 5 <= err.step <= 8
+    assert f"step {err.step}" in str(err)
+    assert good in str(err) and err.checkpoint == good
+    # Nothing after the last good step was checkpointed.
+    assert list_checkpoints(tmp_path / "checkpoints")[-1] == good
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_non_finite_loss_without_checkpoint_says_so(tiny):
+    trainer, loader, _ = make_run(tiny, None)
+    loader.images = loader.images.copy()
+    loader.images[:] = np.inf
+    with pytest.raises(NonFiniteLossError, match=r"step 1 .*none"):
+        trainer.fit(loader, epochs=1)
+
+
+def test_evaluate_and_predict(tiny):
+    trainer, loader, val = make_run(tiny, None)
+    trainer.fit(loader, epochs=2)
+    xv, yv = val.images, val.labels
+    logits = trainer.model.forward(xv, training=False)
+    res = trainer.evaluate(val, confusion=True)
+    assert res["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == yv))
+    want_cm = np.zeros((3, 3), np.int64)
+    for t, p in zip(yv, logits.argmax(1)):
+        want_cm[t, p] += 1
+    np.testing.assert_array_equal(res["confusion_matrix"], want_cm)
+    np.testing.assert_allclose(trainer.predict(xv, batch_size=7), logits, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        trainer.predict(xv[:0])
+
+
+def test_checkpoint_every_steps_and_keep(tiny, tmp_path):
+    trainer, loader, _ = make_run(tiny, tmp_path, keep_checkpoints=2, checkpoint_every=4)
+    trainer.fit(loader, epochs=2)
+    names = [os.path.basename(p) for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["ckpt-e0001-s000000008.npz", "ckpt-e0002-s000000012.npz"]
+
+
+def test_bad_arguments(tiny):
+    trainer, loader, _ = make_run(tiny, None)
+    with pytest.raises(ValueError, match="epochs"):
+        trainer.fit(loader, epochs=0)
+    with pytest.raises(ValueError, match="metric"):
+        Trainer(trainer.model, "cross_entropy", trainer.optimizer, metrics=("precision",))
+    with pytest.raises(TypeError, match="loss"):
+        Trainer(trainer.model, object(), trainer.optimizer)
+    with pytest.raises(ValueError, match="out_dir"):
+        trainer.save_checkpoint()
+
+
+def test_loader_with_wrong_len_is_an_error(tiny):
+    trainer, loader, _ = make_run(tiny, None)
+
+    class Liar:
+        def __len__(self):
+            return 2
+
+        def __iter__(self):
+            return iter(loader)
+    with pytest.raises(RuntimeError, match="len"):
+        trainer.fit(Liar(), epochs=1)
+
+
+def test_confusion_matrix_helper_consistent_with_evaluate():
+    pred = np.array([0, 1, 1, 2])
+    lab = np.array([0, 1, 2, 2])
+    cm = confusion_matrix(pred, lab, 3)
+    assert cm.sum() == 4 and np.trace(cm) == 3 and cm[2, 1] == 1
