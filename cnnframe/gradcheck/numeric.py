@@ -1,0 +1,232 @@
+"""Numerical machinery of the gradient checker: replayable evaluation, central
+differences, projections and Jacobians.
+
+Everything here works on the *protocol* of a layer (``forward``/``backward``,
+``params``/``grads``/``buffers``, ``rng`` for stochastic layers), never on a
+particular class, so plugin layers are checked exactly like built-in ones.
+
+Notation: a layer maps inputs ``x`` to an output ``y`` with ``M = y.size``
+elements.  ``V`` is a ``(K, M)`` matrix of output projections (K random
+Gaussian vectors in projection mode, the identity in full-Jacobian mode).
+For a target array ``t`` (an input or a parameter) the analytic quantity is
+``A = V @ J_t`` (K vector-Jacobian products, computed by ``backward``) and the
+numeric one is the same product estimated by central differences, one
+element of ``t`` at a time.
+"""
+import copy
+
+import numpy as np
+
+__all__ = ["Probe", "copy_layer", "central_differences", "find_kinks", "push_off_kinks"]
+
+
+def copy_layer(layer, dtype=np.float64):
+    """A deep copy of `layer` converted to `dtype`.
+
+    The copy is rebuilt with ``type(layer).from_config(layer.get_config())``, then
+    the parameter and buffer values and (for stochastic layers) the random
+    generator state are copied over, so the copy computes what the original
+    does, only in `dtype`.  Layers without a working config round trip fall
+    back to :func:`copy.deepcopy`; the returned note says so (else None).
+    """
+    note = None
+    try:
+        new = type(layer).from_config(copy.deepcopy(layer.get_config()))
+    except Exception as exc:  # noqa: BLE001 - any failure means: use deepcopy and say why
+        note = (f"could not rebuild the layer with from_config(get_config()) "
+                f"({type(exc).__name__}: {exc}); checked a deepcopy instead")
+        new = copy.deepcopy(layer)
+    else:
+        for store in ("params", "buffers"):
+            src, dst = getattr(layer, store, {}), getattr(new, store, {})
+            if set(src) != set(dst):
+                raise ValueError(
+                    f"{type(layer).__name__}: from_config(get_config()) builds a layer with "
+                    f"{store} {sorted(dst)}, but the original has {sorted(src)}")
+            for k, v in src.items():
+                if np.shape(dst[k]) != np.shape(v):
+                    raise ValueError(
+                        f"{type(layer).__name__}: from_config(get_config()) builds {store[:-1]} "
+                        f"{k!r} with shape {np.shape(dst[k])}, but the original has {np.shape(v)}")
+        if getattr(layer, "rng", None) is not None:
+            new.rng = copy.deepcopy(layer.rng)
+    if hasattr(new, "astype"):
+        new.astype(dtype)
+    if note is None:
+        for store in ("params", "buffers"):
+            for k, v in getattr(layer, store, {}).items():
+                getattr(new, store)[k][...] = v
+    for store in ("params", "grads", "buffers"):  # layers without astype: convert by hand
+        d = getattr(new, store, None)
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if v.dtype != dtype:
+                    d[k] = v.astype(dtype)
+    if hasattr(new, "reuse_buffers"):
+        new.reuse_buffers = False
+    return new, note
+
+
+class Probe:
+    """Replayable evaluation of a layer.
+
+    Before every forward call the probe restores the layer's buffers (a
+    training-mode batch norm updates its running statistics on each call) and,
+    for a layer with an ``rng`` attribute (stochastic layers, see the protocol
+    in :mod:`cnnframe.gradcheck`), the saved ``rng.bit_generator.state``, so
+    that every evaluation sees the same random draws (e.g. the same dropout
+    mask).  Outputs are returned as fresh float64 copies.
+    """
+
+    def __init__(self, layer, training, multi):
+        self.layer = layer
+        self.training = bool(training)
+        self.multi = multi
+        rng = getattr(layer, "rng", None)
+        self.rng_state = copy.deepcopy(rng.bit_generator.state) if rng is not None else None
+        self.buffers = {k: v.copy() for k, v in getattr(layer, "buffers", {}).items()}
+        self.forward_calls = 0
+
+    def restore(self):
+        if self.rng_state is not None:
+            self.layer.rng.bit_generator.state = copy.deepcopy(self.rng_state)
+        for k, v in self.buffers.items():
+            self.layer.buffers[k][...] = v
+
+    def forward(self, xs, training=None):
+        """The output for inputs `xs` (a list), replaying the saved randomness."""
+        self.restore()
+        self.forward_calls += 1
+        y = self.layer.forward(list(xs) if self.multi else xs[0],
+                               self.training if training is None else training)
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"{type(self.layer).__name__}.forward returned "
+                            f"{type(y).__name__}, expected an ndarray")
+        return np.array(y, dtype=np.float64, copy=True)
+
+    def backward(self, grad_y):
+        """Call backward; return (list of input gradients (None where missing), grads copy)."""
+        g = self.layer.backward(grad_y)
+        gs = list(g) if self.multi and isinstance(g, (list, tuple)) else [g]
+        gs = [None if a is None else np.array(a, copy=True) for a in gs]
+        grads = {k: np.array(v, copy=True) for k, v in getattr(self.layer, "grads", {}).items()}
+        return gs, grads
+
+    def vjp(self, xs, grad_y):
+        self.forward(xs)
+        return self.backward(grad_y)
+
+
+def central_differences(probe, xs, target, indices, V, eps, y0, keep_jacobian=False):
+    """Numeric vector-Jacobian products of the layer for one target array.
+
+    Parameters
+    ----------
+    probe : Probe
+    xs : list of ndarray
+        The inputs (``target`` may be one of them, or a parameter array of the layer).
+    target : ndarray
+        Array perturbed in place, one element at a time (restored afterwards).
+    indices : ndarray of int
+        Flat indices of the elements to check (m of them).
+    V : ndarray, shape (K, M)
+        Output projections.
+    eps : float
+        Step; the exact representable steps ``(t + eps) - t`` are used.
+    y0 : ndarray
+        The unperturbed output (for the second differences).
+    keep_jacobian : bool
+        Also return the numeric Jacobian columns (M, m).
+
+    Returns
+    -------
+    numeric : ndarray, shape (K, m)
+        ``V @ (y(t + h e_i) - y(t - h e_i)) / (2h)`` per checked element.
+    kink : ndarray, shape (K, m)
+        ``|V @ (y(t + h e_i) - 2 y(t) + y(t - h e_i))| / (2h)``: near a kink of
+        slope jump ``J`` at distance ``d < h`` this equals ``|J| (h - d) / (2h)``,
+        exactly the error the kink puts into the central difference, while at
+        smooth points it is ``O(h |y''|)``.  Exact ties (ReLU at 0, equal
+        max-pool candidates) give the largest value, where comparing the
+        estimates for ``h`` and ``h/2`` would see nothing (both are the mean of
+        the one-sided slopes).
+    jacobian : ndarray, shape (M, m) or None
+    """
+    K, M = V.shape
+    m = len(indices)
+    numeric = np.empty((K, m))
+    kink = np.empty((K, m))
+    jac = np.empty((M, m)) if keep_jacobian else None
+    y0 = y0.reshape(-1)
+    for col, flat in enumerate(indices):
+        idx = np.unravel_index(int(flat), target.shape)
+        orig = target[idx]
+        up, down = orig + eps, orig - eps
+        target[idx] = up
+        yp = probe.forward(xs).reshape(-1)
+        target[idx] = down
+        ym = probe.forward(xs).reshape(-1)
+        target[idx] = orig
+        hp, hm = float(up - orig), float(orig - down)
+        if yp.shape != y0.shape or ym.shape != y0.shape:
+            raise ValueError("the output shape changed when an input element was perturbed")
+        d = (yp - ym) / (hp + hm)
+        numeric[:, col] = V @ d
+        # second difference scaled to the error it explains (h: mean of both steps)
+        kink[:, col] = np.abs(V @ (yp - 2.0 * y0 + ym)) / (hp + hm)
+        if jac is not None:
+            jac[:, col] = d
+    return numeric, kink, jac
+
+
+def find_kinks(probe, xs, margin, target_index=None):
+    """Boolean masks (one per input) of elements within `margin` of a non-differentiable point.
+
+    An element is flagged when the second difference of the output along it,
+    with step `margin`, is far larger than at smooth points (relative to the
+    first difference), i.e. when the layer's output is not locally linear
+    at the scale of `margin` in that direction.
+    """
+    y0 = probe.forward(xs).reshape(-1)
+    masks = []
+    for j, x in enumerate(xs):
+        mask = np.zeros(x.shape, bool)
+        if target_index is not None and j != target_index:
+            masks.append(mask)
+            continue
+        flat = x.reshape(-1)
+        for i in range(flat.size):
+            orig = flat[i]
+            flat[i] = orig + margin
+            yp = probe.forward(xs).reshape(-1)
+            flat[i] = orig - margin
+            ym = probe.forward(xs).reshape(-1)
+            flat[i] = orig
+            second = np.abs(yp - 2 * y0 + ym)
+            first = np.abs(yp - ym)
+            # smooth: second ~ margin^2 |y''| << first ~ margin |y'|; kink: comparable
+            scale = np.maximum(first, 1e-12 + 1e-9 * np.abs(y0))
+            mask.reshape(-1)[i] = bool(np.any(second > 0.05 * scale + 1e3 * margin * margin))
+        masks.append(mask)
+    return masks
+
+
+def push_off_kinks(probe, xs, margin=1e-3, seed=0, max_rounds=8):
+    """Move the input elements that sit within `margin` of a kink of the layer.
+
+    Returns the number of rounds that still found kinks (0: the inputs are now
+    at least `margin` away from every kink along each coordinate).  `xs` (a list
+    of float64 arrays) is modified in place.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(max_rounds):
+        masks = find_kinks(probe, xs, margin)
+        if not any(m.any() for m in masks):
+            return 0
+        for x, m in zip(xs, masks):
+            n = int(m.sum())
+            if n:
+                x[m] += rng.choice([-1.0, 1.0], n) * rng.uniform(5, 50, n) * margin * np.maximum(
+                    1.0, np.abs(x[m]))
+    masks = find_kinks(probe, xs, margin)
+    return int(sum(m.sum() for m in masks))
