@@ -6,6 +6,7 @@ scipy's Cython BLAS resolves to is pinned to one thread; numpy's own BLAS
 (used by linear layers) follows `set_num_threads`.
 """
 import os
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -21,15 +22,19 @@ def _cpu_count():
 
 
 def _split_blas_libraries():
-    """Return (numpy's BLAS controllers, the kernels' BLAS controllers)."""
-    before = {lib.filepath for lib in ThreadpoolController().lib_controllers}
+    """Return (numpy's BLAS controllers, the BLAS controllers scipy's Cython BLAS uses)."""
+    import scipy
     import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
+    scipy_dir = Path(scipy.__file__).resolve().parent
+    # Wheels vendor scipy's BLAS in site-packages/scipy.libs; other builds link inside scipy/.
+    scipy_places = (str(scipy_dir) + os.sep, str(scipy_dir.parent / "scipy.libs") + os.sep)
     libs = [lib for lib in ThreadpoolController().lib_controllers
             if lib.internal_api in _BLAS_APIS]
-    kernel_libs = [lib for lib in libs if lib.filepath not in before]
-    if not kernel_libs:  # numpy and scipy share one BLAS
+    kernel_libs = [lib for lib in libs
+                   if str(Path(lib.filepath).resolve()).startswith(scipy_places)]
+    if not kernel_libs:  # numpy and scipy share one system BLAS
         return [], libs
-    return [lib for lib in libs if lib.filepath in before], kernel_libs
+    return [lib for lib in libs if lib not in kernel_libs], kernel_libs
 
 
 _numpy_blas, _kernel_blas = _split_blas_libraries()

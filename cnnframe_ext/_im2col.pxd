@@ -1,8 +1,9 @@
-# im2col / col2im for one image, shared by the convolution kernels.
+# im2col / col2im over a block of output rows of one image, shared by the conv kernels.
 #
-# The column matrix of one image is row-major (C*KH*KW, OH*OW): row
-# k = (c*KH + i)*KW + j holds input pixel (c, oh*sh - ph + i*dh, ow*sw - pw + j*dw)
-# for every output position, zero where that pixel falls in the padding.
+# The column matrix is row-major with leading dimension `ld`: row
+# k = (c*KH + i)*KW + j, column (oh - oh0)*OW + ow holds input pixel
+# (c, oh*sh - ph + i*dh, ow*sw - pw + j*dw), zero where that falls in the padding.
+# Several images can share one matrix side by side (the caller offsets `col`).
 from cython cimport floating
 from libc.string cimport memset, memcpy
 
@@ -27,63 +28,74 @@ cdef inline void _valid_range(int out_size, int in_size, int stride, int pad,
 
 
 cdef inline void im2col(const floating* x, int C, int H, int W,
-                        int KH, int KW, int OH, int OW,
+                        int KH, int KW, int OW,
                         int sh, int sw, int ph, int pw, int dh, int dw,
-                        floating* col) noexcept nogil:
-    """x: IN (C, H, W) one image; col: OUT (C*KH*KW, OH*OW)."""
-    cdef int c, i, j, oh, ow, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi
+                        int oh0, int oh1, floating* col, Py_ssize_t ld) noexcept nogil:
+    """x: IN (C, H, W) one image; col: OUT rows C*KH*KW, columns (oh1-oh0)*OW, leading dim ld."""
+    cdef int c, i, j, oh, ow, ih, iw, lo, hi, ow_lo, ow_hi
     cdef floating* row
+    cdef floating* dst
     cdef const floating* xrow
-    cdef Py_ssize_t P = <Py_ssize_t> OH * OW
+    cdef Py_ssize_t ncols = <Py_ssize_t> (oh1 - oh0) * OW
     for c in range(C):
         for i in range(KH):
-            _valid_range(OH, H, sh, ph, i * dh, &oh_lo, &oh_hi)
+            _valid_range(oh1, H, sh, ph, i * dh, &lo, &hi)
+            if lo < oh0:
+                lo = oh0
+            if hi < lo:
+                hi = lo
             for j in range(KW):
                 _valid_range(OW, W, sw, pw, j * dw, &ow_lo, &ow_hi)
-                row = col + ((<Py_ssize_t> c * KH + i) * KW + j) * P
-                if oh_lo > 0:
-                    memset(row, 0, <size_t> oh_lo * OW * sizeof(floating))
-                for oh in range(oh_lo, oh_hi):
+                row = col + ((<Py_ssize_t> c * KH + i) * KW + j) * ld
+                if lo > oh0:
+                    memset(row, 0, <size_t> (lo - oh0) * OW * sizeof(floating))
+                for oh in range(lo, hi):
                     ih = oh * sh - ph + i * dh
                     xrow = x + (<Py_ssize_t> c * H + ih) * W
+                    dst = row + <Py_ssize_t> (oh - oh0) * OW
                     if ow_lo > 0:
-                        memset(row + oh * OW, 0, <size_t> ow_lo * sizeof(floating))
+                        memset(dst, 0, <size_t> ow_lo * sizeof(floating))
                     if sw == 1:
                         if ow_hi > ow_lo:
-                            memcpy(row + oh * OW + ow_lo, xrow + ow_lo - pw + j * dw,
+                            memcpy(dst + ow_lo, xrow + ow_lo - pw + j * dw,
                                    <size_t> (ow_hi - ow_lo) * sizeof(floating))
                     else:
                         iw = ow_lo * sw - pw + j * dw
                         for ow in range(ow_lo, ow_hi):
-                            row[oh * OW + ow] = xrow[iw]
+                            dst[ow] = xrow[iw]
                             iw = iw + sw
                     if ow_hi < OW:
-                        memset(row + oh * OW + ow_hi, 0, <size_t> (OW - ow_hi) * sizeof(floating))
-                if oh_hi < OH:
-                    memset(row + <Py_ssize_t> oh_hi * OW, 0,
-                           <size_t> (OH - oh_hi) * OW * sizeof(floating))
+                        memset(dst + ow_hi, 0, <size_t> (OW - ow_hi) * sizeof(floating))
+                if hi < oh1:
+                    memset(row + <Py_ssize_t> (hi - oh0) * OW, 0,
+                           <size_t> (oh1 - hi) * OW * sizeof(floating))
 
 
 cdef inline void col2im(const floating* col, int C, int H, int W,
-                        int KH, int KW, int OH, int OW,
+                        int KH, int KW, int OW,
                         int sh, int sw, int ph, int pw, int dh, int dw,
-                        floating* x) noexcept nogil:
-    """col: IN (C*KH*KW, OH*OW); x: OUT (C, H, W), zeroed here, then summed into."""
-    cdef int c, i, j, oh, ow, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi
+                        int oh0, int oh1, Py_ssize_t ld, floating* x) noexcept nogil:
+    """Adjoint of im2col: col IN (layout as im2col); x INOUT (C, H, W), summed into."""
+    cdef int c, i, j, oh, ow, ih, iw, lo, hi, ow_lo, ow_hi
     cdef const floating* row
+    cdef const floating* src
     cdef floating* xrow
-    cdef Py_ssize_t P = <Py_ssize_t> OH * OW
-    memset(x, 0, <size_t> C * H * W * sizeof(floating))
     for c in range(C):
         for i in range(KH):
-            _valid_range(OH, H, sh, ph, i * dh, &oh_lo, &oh_hi)
+            _valid_range(oh1, H, sh, ph, i * dh, &lo, &hi)
+            if lo < oh0:
+                lo = oh0
             for j in range(KW):
                 _valid_range(OW, W, sw, pw, j * dw, &ow_lo, &ow_hi)
-                row = col + ((<Py_ssize_t> c * KH + i) * KW + j) * P
-                for oh in range(oh_lo, oh_hi):
+                row = col + ((<Py_ssize_t> c * KH + i) * KW + j) * ld
+                for oh in range(lo, hi):
                     ih = oh * sh - ph + i * dh
-                    xrow = x + (<Py_ssize_t> c * H + ih) * W
-                    iw = ow_lo * sw - pw + j * dw
-                    for ow in range(ow_lo, ow_hi):
-                        xrow[iw] += row[oh * OW + ow]
-                        iw = iw + sw
+                    # first valid pixel of this row; later ones every sw pixels
+                    xrow = x + (<Py_ssize_t> c * H + ih) * W + (ow_lo * sw - pw + j * dw)
+                    src = row + <Py_ssize_t> (oh - oh0) * OW + ow_lo
+                    if sw == 1:
+                        for ow in range(ow_hi - ow_lo):
+                            xrow[ow] += src[ow]
+                    else:
+                        for ow in range(ow_hi - ow_lo):
+                            xrow[ow * sw] += src[ow]

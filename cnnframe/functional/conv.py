@@ -7,6 +7,9 @@ from cnnframe.functional._args import (float_array, nonempty_planes, out_size, p
 from cnnframe.functional._workspace import scratch
 from cnnframe_ext import conv as _kernels
 
+# Target size of one thread's column buffer: small enough to stay in a core's L2 cache.
+BLOCK_BYTES = 1 << 19
+
 
 def _geometry(x, weight, stride, padding, dilation, groups, fn):
     """Validate a conv call; return (x, weight, (sh, sw), (ph, pw), (dh, dw), groups, (OH, OW))."""
@@ -37,6 +40,32 @@ def _geometry(x, weight, stride, padding, dilation, groups, fn):
             f"({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}) must fit in the "
             f"padded input ({h + 2 * padding[0]} x {w + 2 * padding[1]})")
     return x, weight, stride, padding, dilation, groups, (oh, ow)
+
+
+def _blocking(n, c, kh, kw, oh, ow, itemsize, threads):
+    """Choose (B, R): B small images side by side, or R output rows of one large image.
+
+    Aims for a column buffer of about BLOCK_BYTES with at least 256 columns
+    (GEMMs much narrower than that run far below peak), and enough blocks to
+    keep every thread busy.
+    """
+    k = c * kh * kw
+    cols = min(8192, max(256, BLOCK_BYTES // (k * itemsize)))
+    if oh * ow >= cols:
+        return 1, max(1, cols // ow)
+    per_thread = -(-n // threads) if n else 1
+    return max(1, min(cols // (oh * ow), per_thread)), oh
+
+
+def _scratch_for(fn, x, weight, oh, ow, threads):
+    """Blocking and per-thread scratch buffers (column matrix, product/gather block)."""
+    n, c = x.shape[:2]
+    f, _, kh, kw = weight.shape
+    b, r = _blocking(n, c, kh, kw, oh, ow, x.itemsize, threads)
+    cols = b * r * ow
+    col = scratch(f"{fn} im2col", x.dtype, threads, c * kh * kw * cols)
+    tmp = scratch(f"{fn} block", x.dtype, threads, f * cols if b > 1 else 1)
+    return b, r, col, tmp
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -82,12 +111,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if bias.shape != (f,):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
-    n, c = x.shape[:2]
     threads = get_num_threads()
-    kh, kw = weight.shape[2:]
-    y = np.empty((n, f, oh, ow), x.dtype)
-    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * oh * ow)
-    _kernels.conv2d_forward(x, weight, bias, y, col, *stride, *padding, *dilation, groups, threads)
+    b, r, col, tmp = _scratch_for("conv2d", x, weight, oh, ow, threads)
+    y = np.empty((x.shape[0], f, oh, ow), x.dtype)
+    _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *stride, *padding, *dilation, groups,
+                            b, r, threads)
     return y
 
 
@@ -127,9 +155,9 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     grad_x = np.empty(x.shape if need_grad_x else (0, 1, 1, 1), x.dtype)
     grad_w = scratch("conv2d grad_weight", x.dtype, threads, weight.size)
     grad_b = scratch("conv2d grad_bias", x.dtype, threads, f)
-    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * oh * ow)
-    _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col,
-                             *stride, *padding, *dilation, groups, threads)
+    b, r, col, tmp = _scratch_for("conv2d", x, weight, oh, ow, threads)
+    _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col, tmp,
+                             *stride, *padding, *dilation, groups, b, r, threads)
     grad_weight = grad_w.sum(axis=0).reshape(weight.shape)
     grad_bias = grad_b.sum(axis=0)
     return (grad_x if need_grad_x else None), grad_weight, grad_bias

@@ -1,0 +1,154 @@
+"""Kernel speed: cnnframe vs the numpy reference vs PyTorch CPU, in one run.
+
+Prints one row per case: forward and backward milliseconds (median of
+repeats) for cnnframe, the numpy reference (im2col + matmul) and PyTorch when
+it is importable, and the ratio cnnframe / PyTorch.  float32, batch 128,
+2 threads unless --threads says otherwise.
+
+    python benchmarks/bench_kernels.py [--threads 2] [--repeats 15] [--no-reference]
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import cnnframe
+import cnnframe.functional as F
+import cnnframe.reference as R
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # PyTorch is optional: the comparison column is then empty
+    torch = None
+
+CONVS = [  # (label, C_in, C_out, kernel, padding, H)
+    ("conv 3->32 3x3 p1 32x32", 3, 32, 3, 1, 32),
+    ("conv 32->64 3x3 p1 16x16", 32, 64, 3, 1, 16),
+    ("conv 64->128 3x3 p1 8x8", 64, 128, 3, 1, 8),
+    ("conv 32->32 5x5 p2 32x32", 32, 32, 5, 2, 32),
+]
+POOLS = [("max_pool 2x2 (128,32,32,32)", "max"), ("avg_pool 2x2 (128,32,32,32)", "avg")]
+
+
+def timed(fn):
+    """Milliseconds one call takes; a function may return its own timing in seconds."""
+    t0 = time.perf_counter()
+    inner = fn()
+    return (inner if isinstance(inner, float) else time.perf_counter() - t0) * 1e3
+
+
+def interleaved(ours, theirs, repeats):
+    """Median ms of each, and the median of per-repeat ratios ours/theirs.
+
+    Calls alternate so that both see the same machine load: on a noisy
+    machine the ratio within a repeat is steadier than either time alone.
+    """
+    ours()
+    if theirs is not None:
+        theirs()
+    a, b, ratios = [], [], []
+    for _ in range(repeats):
+        a.append(timed(ours))
+        if theirs is not None:
+            b.append(timed(theirs))
+            ratios.append(a[-1] / b[-1])
+    if theirs is None:
+        return statistics.median(a), float("nan"), float("nan")
+    return statistics.median(a), statistics.median(b), statistics.median(ratios)
+
+
+def conv_case(cin, cout, k, pad, size, batch, rng):
+    x = rng.standard_normal((batch, cin, size, size), dtype=np.float32)
+    w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.1
+    b = rng.standard_normal(cout, dtype=np.float32)
+    gy = rng.standard_normal((batch, cout, size, size), dtype=np.float32)
+    ours = (lambda: F.conv2d(x, w, b, padding=pad),
+            lambda: F.conv2d_backward(x, w, gy, padding=pad))
+    ref = (lambda: R.conv2d(x, w, b, padding=pad),
+           lambda: R.conv2d_backward(x, w, gy, padding=pad))
+    theirs = None
+    if torch is not None:
+        tx = torch.from_numpy(x).requires_grad_()
+        tw = torch.from_numpy(w).requires_grad_()
+        tb = torch.from_numpy(b).requires_grad_()
+        tgy = torch.from_numpy(gy)
+
+        def t_fwd():
+            with torch.no_grad():
+                TF.conv2d(tx, tw, tb, padding=pad)
+
+        def t_bwd():  # backward only: the graph is built outside the timed part
+            out = TF.conv2d(tx, tw, tb, padding=pad)
+            t0 = time.perf_counter()
+            torch.autograd.grad(out, (tx, tw, tb), tgy)
+            return time.perf_counter() - t0
+        theirs = (t_fwd, t_bwd)
+    return ours, ref, theirs
+
+
+def pool_case(kind, batch, rng):
+    x = rng.standard_normal((batch, 32, 32, 32), dtype=np.float32)
+    gy = rng.standard_normal((batch, 32, 16, 16), dtype=np.float32)
+    if kind == "max":
+        _, argmax = F.max_pool2d(x, 2)
+        _, ref_argmax = R.max_pool2d(x, 2)
+        ours = (lambda: F.max_pool2d(x, 2), lambda: F.max_pool2d_backward(gy, argmax, x.shape))
+        ref = (lambda: R.max_pool2d(x, 2), lambda: R.max_pool2d_backward(gy, ref_argmax, x.shape))
+    else:
+        ours = (lambda: F.avg_pool2d(x, 2), lambda: F.avg_pool2d_backward(gy, x.shape, 2))
+        ref = (lambda: R.avg_pool2d(x, 2), lambda: R.avg_pool2d_backward(gy, x.shape, 2))
+    theirs = None
+    if torch is not None:
+        tx = torch.from_numpy(x).requires_grad_()
+        tgy = torch.from_numpy(gy)
+        op = (lambda t: TF.max_pool2d(t, 2)) if kind == "max" else (lambda t: TF.avg_pool2d(t, 2))
+
+        def t_fwd():
+            with torch.no_grad():
+                op(tx)
+
+        def t_bwd():
+            out = op(tx)
+            t0 = time.perf_counter()
+            torch.autograd.grad(out, (tx,), tgy)
+            return time.perf_counter() - t0
+        theirs = (t_fwd, t_bwd)
+    return ours, ref, theirs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--no-reference", action="store_true", help="skip the slow numpy column")
+    args = ap.parse_args()
+    cnnframe.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    cases = [(label, conv_case(*spec, args.batch, rng)) for label, *spec in CONVS]
+    cases += [(label, pool_case(kind, args.batch, rng)) for label, kind in POOLS]
+    ref_repeats = max(3, args.repeats // 5)
+    header = (f"{'case (float32, batch %d, %d threads)' % (args.batch, args.threads):<40} {'pass':<4} "
+              f"{'cnnframe ms':>11} {'numpy ref ms':>12} {'torch ms':>9} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+    for label, (ours, ref, theirs) in cases:
+        for i, phase in enumerate(("fwd", "bwd")):
+            ms, t_ms, ratio = interleaved(ours[i], theirs and theirs[i], args.repeats)
+            ref_ms = float("nan")
+            if not args.no_reference:
+                ref_ms, _, _ = interleaved(ref[i], None, ref_repeats)
+            print(f"{label:<40} {phase:<4} {ms:>11.2f} {ref_ms:>12.2f} {t_ms:>9.2f} {ratio:>6.2f}")
+    if torch is None:
+        print("\nPyTorch is not installed: `pip install torch==2.13.0` adds the comparison column.")
+    else:
+        print(f"\nPyTorch {torch.__version__}; ratio = median over repeats of cnnframe / PyTorch "
+              "timed back to back (lower is better).")
+
+
+if __name__ == "__main__":
+    main()
