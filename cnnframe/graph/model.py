@@ -1,0 +1,512 @@
+"""Model: a directed acyclic graph of named layer nodes, run in topological order."""
+import difflib
+import zlib
+
+import numpy as np
+
+from cnnframe.graph.config import DTYPES, load_config_file, normalize_config
+from cnnframe.layers.base import FLOAT_DTYPES, Layer
+from cnnframe.registry import UnknownLayerError, get_layer
+
+
+def _closest(name, choices):
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _node_seed(seed, name):
+    """A per-node seed derived from the model seed and the node name (stable across runs)."""
+    seq = np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))])
+    return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class Model:
+    """A graph of named layers with one or more inputs and outputs.
+
+    Build one from a config (:meth:`from_config`, :meth:`from_file`; see
+    :mod:`cnnframe.graph.config` for the format) or directly::
+
+        Model(inputs={"image": (3, 32, 32)},
+              nodes=[("conv1", Conv2d(3, 8, 3), ["image"]), ("relu1", ReLU(), ["conv1"]), ...],
+              outputs=["fc"])
+
+    Parameters
+    ----------
+    inputs : dict
+        Graph input name -> shape without the batch dimension.
+    nodes : list of (name, layer, input names)
+        Any order; they run in a topological order (ties keep the given order).
+        Layers with several inputs (add, concat) get a list in the given order.
+    outputs : list of str, optional
+        Output node names (default: the last node).
+    dtype : "float32" (default) or "float64"
+    seed : int, optional
+        Re-initialises every layer with parameters or randomness whose own
+        ``seed`` is None, from a seed derived from this one and the node name.
+
+    Attributes
+    ----------
+    nodes : dict
+        Node name -> layer (config order).
+    inputs : dict
+        Graph input name -> shape tuple.
+    outputs : list of str
+    shapes : dict
+        Node or input name -> output shape without the batch dimension.
+
+    Raises
+    ------
+    ValueError
+        Naming the node: unknown input, wrong number of inputs, a cycle, a shape
+        mismatch, duplicate names, a node feeding no output.
+
+    Notes
+    -----
+    A single-input model takes an array and a single-output model returns one;
+    otherwise they take/return dicts keyed by name.  Gradients of nodes used by
+    several others are summed.  Internal nodes write their outputs into buffers
+    reused across steps (outputs returned to the caller are never reused).
+    """
+
+    def __init__(self, inputs, nodes, outputs=None, dtype="float32", seed=None):
+        if not isinstance(inputs, dict) or not inputs:
+            raise ValueError(f"Model: inputs must be a non-empty dict name -> shape, got {inputs!r}")
+        self.inputs = {}
+        for name, shape in inputs.items():
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"Model: input name must be a non-empty string without '.', "
+                                 f"got {name!r}")
+            if (not isinstance(shape, (tuple, list)) or not shape or not all(
+                    isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
+                    for s in shape)):
+                raise ValueError(f"Model: input {name!r}: shape must be a list of ints >= 1 "
+                                 f"(without the batch dimension), got {shape!r}")
+            self.inputs[name] = tuple(int(s) for s in shape)
+        self.nodes = {}
+        self.node_inputs = {}
+        for entry in nodes:
+            try:
+                name, layer, node_inputs = entry
+            except (TypeError, ValueError):
+                raise ValueError(f"Model: each node must be (name, layer, input names), got "
+                                 f"{entry!r}") from None
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"Model: node name must be a non-empty string without '.', "
+                                 f"got {name!r}")
+            if name in self.nodes:
+                raise ValueError(f"node {name!r}: duplicate node name (node names must be unique)")
+            if name in self.inputs:
+                raise ValueError(f"node {name!r}: the name is already used by a graph input")
+            if not isinstance(layer, Layer):
+                raise TypeError(f"node {name!r}: {layer!r} is not a cnnframe.layers.Layer")
+            if isinstance(node_inputs, str):
+                node_inputs = [node_inputs]
+            self.nodes[name] = layer
+            self.node_inputs[name] = list(node_inputs)
+        if not self.nodes:
+            raise ValueError("Model: needs at least one node")
+        if outputs is None:
+            outputs = [next(reversed(self.nodes))]
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        self.outputs = list(outputs)
+        if dtype not in DTYPES and np.dtype(dtype) not in FLOAT_DTYPES:
+            raise ValueError(f"Model: dtype must be float32 or float64, got {dtype!r}")
+        self.seed = seed
+        self._validate()
+        self._plan_buffers()
+        if seed is not None:
+            for name, layer in self.nodes.items():
+                if (layer.params or layer.stochastic) and getattr(layer, "seed", None) is None:
+                    layer.reset_parameters(_node_seed(seed, name))
+        self.dtype = np.dtype(np.float32)
+        for layer in self.nodes.values():
+            layer.astype(np.float32)
+        self.astype(dtype)
+        self._acc = {}
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg):
+        """Build a model from a config dict (graph form or sequential shorthand)."""
+        cfg = normalize_config(cfg)
+        nodes = []
+        for node in cfg["nodes"]:
+            name, ltype = node["name"], node["type"]
+            try:
+                layer_cls = get_layer(ltype)
+            except UnknownLayerError as exc:
+                raise ValueError(f"node {name!r}: {exc}") from None
+            try:
+                layer = layer_cls.from_config(node["config"])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"node {name!r} ({ltype}): {exc}") from None
+            nodes.append((name, layer, node["inputs"]))
+        return cls(cfg["inputs"], nodes, cfg["outputs"], cfg.get("dtype", "float32"),
+                   cfg.get("seed"))
+
+    @classmethod
+    def from_file(cls, path):
+        """Build a model from a .json or .toml config file (errors name the file)."""
+        cfg = load_config_file(path)
+        try:
+            return cls.from_config(cfg)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def to_config(self):
+        """The graph-form config (plain JSON values); ``from_config`` of it rebuilds this model."""
+        nodes = []
+        for name, layer in self.nodes.items():
+            if layer.type_name is None:
+                raise ValueError(f"node {name!r}: {type(layer).__name__} is not registered "
+                                 "(use @register_layer), so it cannot be written to a config")
+            nodes.append({"name": name, "type": layer.type_name,
+                          "inputs": list(self.node_inputs[name]), "config": layer.get_config()})
+        cfg = {"inputs": {k: list(v) for k, v in self.inputs.items()}, "nodes": nodes,
+               "outputs": list(self.outputs), "dtype": self.dtype.name}
+        if self.seed is not None:
+            cfg["seed"] = int(self.seed)
+        return cfg
+
+    def _validate(self):
+        known = list(self.inputs) + list(self.nodes)
+        for name, layer in self.nodes.items():
+            ins = self.node_inputs[name]
+            if not ins or not all(isinstance(i, str) for i in ins):
+                raise ValueError(f"node {name!r}: inputs must be a non-empty list of names, "
+                                 f"got {ins!r}")
+            for i in ins:
+                if i not in self.inputs and i not in self.nodes:
+                    raise ValueError(f"node {name!r}: unknown input {i!r}{_closest(i, known)}; "
+                                     f"graph inputs: {', '.join(self.inputs)}; nodes: "
+                                     f"{', '.join(self.nodes)}")
+            if layer.num_inputs is None and len(ins) < 2:
+                raise ValueError(f"node {name!r} ({layer.type_name}): takes at least 2 inputs, "
+                                 f"got {ins}")
+            if layer.num_inputs is not None and len(ins) != layer.num_inputs:
+                raise ValueError(f"node {name!r} ({layer.type_name}): takes {layer.num_inputs} "
+                                 f"input(s), got {len(ins)}: {ins}")
+        for o in self.outputs:
+            if o not in self.nodes:
+                raise ValueError(f"outputs: unknown node {o!r}{_closest(o, self.nodes)}; nodes: "
+                                 f"{', '.join(self.nodes)}")
+        if len(set(self.outputs)) != len(self.outputs):
+            raise ValueError(f"outputs: duplicate names in {self.outputs}")
+        self._order = self._toposort()
+        self._consumers = {k: [] for k in known}
+        for name in self._order:
+            for i in self.node_inputs[name]:
+                if name not in self._consumers[i]:
+                    self._consumers[i].append(name)
+        # Every node must feed an output, and every graph input must be used.
+        live, stack = set(), list(self.outputs)
+        while stack:
+            n = stack.pop()
+            if n not in live:
+                live.add(n)
+                stack.extend(self.node_inputs.get(n, ()))
+        for name in self.nodes:
+            if name not in live:
+                raise ValueError(f"node {name!r}: does not feed any output (outputs: "
+                                 f"{', '.join(self.outputs)}); remove it or list it in outputs")
+        for name in self.inputs:
+            if name not in live:
+                raise ValueError(f"graph input {name!r} is not used by any node")
+        self.shapes = dict(self.inputs)
+        for name in self._order:
+            layer = self.nodes[name]
+            in_shapes = [self.shapes[i] for i in self.node_inputs[name]]
+            arg = in_shapes if layer.num_inputs is None else in_shapes[0]
+            try:
+                shape = layer.output_shape(arg)
+            except (ValueError, TypeError) as exc:
+                shown = ", ".join(str(list(s)) for s in in_shapes)
+                raise ValueError(f"node {name!r} ({layer.type_name}): shape mismatch: input "
+                                 f"shape {shown} from {self.node_inputs[name]}: {exc}") from None
+            self.shapes[name] = tuple(int(s) for s in shape)
+
+    def _toposort(self):
+        names = list(self.nodes)
+        indeg = {n: sum(1 for i in self.node_inputs[n] if i in self.nodes) for n in names}
+        users = {n: [] for n in names}
+        for n in names:
+            for i in self.node_inputs[n]:
+                if i in self.nodes:
+                    users[i].append(n)
+        order, ready = [], [n for n in names if indeg[n] == 0]
+        pos = {n: k for k, n in enumerate(names)}
+        while ready:
+            ready.sort(key=pos.__getitem__)
+            n = ready.pop(0)
+            order.append(n)
+            for u in users[n]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    ready.append(u)
+        if len(order) < len(names):
+            left = [n for n in names if n not in set(order)]
+            raise ValueError(f"cycle in the graph: {' -> '.join(self._find_cycle(left))} "
+                             f"(nodes on or after a cycle: {', '.join(left)})")
+        return order
+
+    def _find_cycle(self, left):
+        left = set(left)
+        start = next(n for n in self.nodes if n in left)
+        path, seen = [start], {start: 0}
+        while True:
+            nxt = next(i for i in self.node_inputs[path[-1]] if i in left)
+            if nxt in seen:
+                cyc = path[seen[nxt]:] + [nxt]
+                return list(reversed(cyc))
+            seen[nxt] = len(path)
+            path.append(nxt)
+
+    def _plan_buffers(self):
+        """Decide which layers may reuse output buffers across calls, and which layers' input
+        gradients go to the caller (those get fresh arrays)."""
+        exposed_out = set(self.outputs)
+        stack = list(self.outputs)
+        while stack:  # outputs that are views of an upstream node's buffer expose it too
+            n = stack.pop()
+            if self.nodes[n].aliases:
+                for i in self.node_inputs[n]:
+                    if i in self.nodes and i not in exposed_out:
+                        exposed_out.add(i)
+                        stack.append(i)
+        self._fed_by_graph = {n for n in self.nodes
+                              if any(i in self.inputs for i in self.node_inputs[n])}
+        exposed_grad = set(self._fed_by_graph)
+        stack = list(exposed_grad)
+        while stack:  # input gradients that are views of grad_y expose the consumers' buffers
+            n = stack.pop()
+            if self.nodes[n].aliases:
+                for c in self._consumers[n]:
+                    if c not in exposed_grad:
+                        exposed_grad.add(c)
+                        stack.append(c)
+        self._only_graph_inputs = {n for n in self.nodes
+                                   if all(i in self.inputs for i in self.node_inputs[n])}
+        for name, layer in self.nodes.items():
+            layer.reuse_buffers = name not in exposed_out and name not in exposed_grad
+
+    # --- running ---------------------------------------------------------------------------------
+    def _feeds(self, x):
+        if isinstance(x, dict):
+            missing = [k for k in self.inputs if k not in x]
+            extra = [k for k in x if k not in self.inputs]
+            if missing or extra:
+                raise ValueError(f"Model.forward: the input dict must have exactly the keys "
+                                 f"{list(self.inputs)}; missing {missing}, unexpected {extra}")
+            items = [(k, x[k]) for k in self.inputs]
+        elif len(self.inputs) == 1:
+            items = [(next(iter(self.inputs)), x)]
+        else:
+            raise TypeError(f"Model.forward: this model has several inputs {list(self.inputs)}; "
+                            f"pass a dict name -> array")
+        feeds = {}
+        for name, arr in items:
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"Model.forward: input {name!r} must be a numpy ndarray, got "
+                                f"{type(arr).__name__}")
+            if arr.shape[1:] != self.inputs[name] or arr.ndim != len(self.inputs[name]) + 1:
+                raise ValueError(f"Model.forward: input {name!r} must have shape (N, "
+                                 f"{', '.join(map(str, self.inputs[name]))}), got {arr.shape}")
+            if arr.dtype != self.dtype:
+                if arr.dtype.kind not in "fiu":
+                    raise TypeError(f"Model.forward: input {name!r} has dtype {arr.dtype}; "
+                                    f"expected {self.dtype}")
+                arr = arr.astype(self.dtype)
+            feeds[name] = arr
+        return feeds
+
+    def forward(self, x, training=True):
+        """Run the graph.
+
+        Parameters
+        ----------
+        x : ndarray (N, *input shape), or dict input name -> ndarray
+            Inputs of another dtype are converted to the model dtype.
+        training : bool
+            Training mode (batch statistics, dropout) or eval mode.
+
+        Returns
+        -------
+        ndarray, or dict output name -> ndarray for several outputs.
+        """
+        values = self._feeds(x)
+        for name in self._order:
+            layer = self.nodes[name]
+            ins = self.node_inputs[name]
+            arg = [values[i] for i in ins] if layer.num_inputs is None else values[ins[0]]
+            y = layer.forward(arg, training)
+            if not isinstance(y, np.ndarray) or y.shape[1:] != self.shapes[name]:
+                raise RuntimeError(f"node {name!r} ({layer.type_name}): forward returned shape "
+                                   f"{getattr(y, 'shape', type(y).__name__)}, but output_shape "
+                                   f"promised (N, {', '.join(map(str, self.shapes[name]))})")
+            values[name] = y
+        if len(self.outputs) == 1:
+            return values[self.outputs[0]]
+        return {o: values[o] for o in self.outputs}
+
+    __call__ = forward
+
+    def _acc_buffer(self, name, like):
+        size = like.size
+        buf = self._acc.get(name)
+        if buf is None or buf.dtype != like.dtype or buf.size < size:
+            buf = np.empty(size, like.dtype)
+            self._acc[name] = buf
+        return buf[:size].reshape(like.shape)
+
+    def backward(self, grad_y, need_input_grad=True):
+        """Backpropagate from the outputs, filling every layer's ``grads``.
+
+        Parameters
+        ----------
+        grad_y : ndarray, or dict output name -> ndarray
+            Gradient of the loss with respect to the output(s) of the latest forward.
+        need_input_grad : bool
+            False skips the gradient with respect to the graph inputs (and the
+            first convolutions' input-gradient work), returning None.
+
+        Returns
+        -------
+        The gradient with respect to the input (ndarray, or dict for several
+        inputs), or None when need_input_grad is False.
+        """
+        if isinstance(grad_y, dict):
+            if set(grad_y) != set(self.outputs):
+                raise ValueError(f"Model.backward: grad_y must have exactly the keys "
+                                 f"{self.outputs}, got {list(grad_y)}")
+            grads = dict(grad_y)
+        elif len(self.outputs) == 1:
+            grads = {self.outputs[0]: grad_y}
+        else:
+            raise TypeError(f"Model.backward: this model has several outputs {self.outputs}; "
+                            "pass a dict name -> gradient")
+        for name, g in grads.items():
+            if not isinstance(g, np.ndarray) or g.shape[1:] != self.shapes[name]:
+                raise ValueError(f"Model.backward: gradient for output {name!r} must have shape "
+                                 f"(N, {', '.join(map(str, self.shapes[name]))}), got "
+                                 f"{getattr(g, 'shape', type(g).__name__)}")
+            if g.dtype != self.dtype:
+                grads[name] = g.astype(self.dtype)
+        owned = set()
+        for name in reversed(self._order):
+            layer = self.nodes[name]
+            g = grads.pop(name)
+            layer.needs_input_grad = need_input_grad or name not in self._only_graph_inputs
+            gx = layer.backward(g)
+            ins = self.node_inputs[name]
+            gxs = gx if layer.num_inputs is None else [gx]
+            for i, gi in zip(ins, gxs):
+                if gi is None or (i in self.inputs and not need_input_grad):
+                    continue
+                if i not in grads:
+                    grads[i] = gi
+                elif i in owned:
+                    grads[i] += gi
+                else:
+                    # Several consumers: sum into a buffer owned by the model (fresh for graph
+                    # inputs, whose gradient is handed to the caller).
+                    out = (np.empty(gi.shape, grads[i].dtype) if i in self.inputs
+                           else self._acc_buffer(i, grads[i]))
+                    np.add(grads[i], gi, out=out)
+                    grads[i] = out
+                    owned.add(i)
+        if not need_input_grad:
+            return None
+        if len(self.inputs) == 1:
+            return grads[next(iter(self.inputs))]
+        return {k: grads[k] for k in self.inputs}
+
+    # --- parameters and state ----------------------------------------------------------------
+    def _collect(self, attr):
+        return {f"{n}.{k}": v for n, layer in self.nodes.items()
+                for k, v in getattr(layer, attr).items()}
+
+    @property
+    def params(self):
+        """"node.param" -> the live parameter arrays (updated in place by optimizers)."""
+        return self._collect("params")
+
+    @property
+    def grads(self):
+        """"node.param" -> the latest backward's gradients (same keys and shapes as params)."""
+        return self._collect("grads")
+
+    @property
+    def buffers(self):
+        """"node.buffer" -> untrained state such as batch-norm running statistics."""
+        return self._collect("buffers")
+
+    def num_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def zero_grad(self):
+        for layer in self.nodes.values():
+            layer.zero_grad()
+
+    def state_dict(self):
+        """Copies of params and buffers, "node.name" -> ndarray."""
+        state = {k: v.copy() for k, v in self.params.items()}
+        state.update({k: v.copy() for k, v in self.buffers.items()})
+        return state
+
+    def load_state_dict(self, state):
+        """Copy params and buffers from `state` in place (converted to the model dtype).
+
+        Raises ValueError listing missing keys, unexpected keys and shape mismatches.
+        """
+        targets = self.params
+        targets.update(self.buffers)
+        missing = [k for k in targets if k not in state]
+        extra = [k for k in state if k not in targets]
+        bad = [f"{k}: expected {targets[k].shape}, got {np.shape(state[k])}"
+               for k in targets if k in state and np.shape(state[k]) != targets[k].shape]
+        if missing or extra or bad:
+            parts = ([f"missing keys {missing}"] if missing else []) + (
+                [f"unexpected keys {extra}"] if extra else []) + (
+                [f"shape mismatch ({'; '.join(bad)})"] if bad else [])
+            raise ValueError("load_state_dict: " + ", ".join(parts))
+        for k, v in state.items():
+            arr = np.asarray(v)
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k!r} has dtype {arr.dtype}, expected floats")
+            np.copyto(targets[k], arr, casting="unsafe")
+
+    def astype(self, dtype):
+        """Convert every layer to `dtype` (float32 or float64) in place; return self.
+
+        Parameter arrays are replaced, so build optimizers after converting.
+        """
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Model.astype: dtype must be float32 or float64, got {dtype}")
+        for layer in self.nodes.values():
+            layer.astype(dtype)
+        self.dtype = dtype
+        self._acc = {}
+        return self
+
+    # --- persistence and reporting ---------------------------------------------------------------
+    def save(self, path):
+        """Write config + weights + buffers to one file (see :func:`cnnframe.graph.io.save_model`)."""
+        from cnnframe.graph.io import save_model
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save` (see :func:`cnnframe.graph.io.load_model`)."""
+        from cnnframe.graph.io import load_model
+        return load_model(path, cls)
+
+    def summary(self):
+        """A table: node, type, inputs, output shape, params, forward FLOPs, receptive field."""
+        from cnnframe.graph.summary import summary
+        return summary(self)
+
+    def __repr__(self):
+        return (f"Model(inputs={list(self.inputs)}, nodes={len(self.nodes)}, "
+                f"outputs={self.outputs}, params={self.num_params()}, dtype={self.dtype.name})")
