@@ -8,6 +8,7 @@ import importlib
 import sys
 
 COMMANDS = [
+    "layers", "summary",
     # module name (in cnnframe.cli) for each subcommand; add yours here
 ]
 
