@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnnframe._threads import get_num_threads, set_num_threads
 from cnnframe.gradcheck import diagnose as _diag
 from cnnframe.gradcheck.numeric import Probe, central_differences, copy_layer
 
@@ -247,8 +248,8 @@ def _structural_checks(layer, lay, xs, multi, training, seed):
     checks.append(CheckResult("finite_output", bool(np.all(np.isfinite(y))),
                               "forward returned NaN or inf"))
     # eval mode: deterministic, buffers untouched (no rng replay here on purpose)
-    before = {k: v.copy() for k, v in getattr(lay, "buffers", {}).items()}
     probe.restore()
+    before = {k: v.copy() for k, v in getattr(lay, "buffers", {}).items()}
     x_copy = [x.copy() for x in xs]
     e1 = np.array(lay.forward(list(xs) if multi else xs[0], False), copy=True)
     e2 = np.array(lay.forward(list(xs) if multi else xs[0], False), copy=True)
@@ -352,6 +353,18 @@ def check_layer(layer, inputs=None, *, input_shape=None, config=None, eps=1e-6, 
                          f"atol={atol}, rtol={rtol}")
     if int(n_projections) < 1:
         raise ValueError(f"check_layer: n_projections must be >= 1, got {n_projections}")
+    # thousands of forward calls on tiny tensors: thread start-up would dominate them
+    threads = get_num_threads()
+    set_num_threads(1)
+    try:
+        return _check_layer(layer, inputs, input_shape, config, eps, atol, rtol, seed, training,
+                            n_projections, mode, max_elements, max_attempts, n_worst)
+    finally:
+        set_num_threads(threads)
+
+
+def _check_layer(layer, inputs, input_shape, config, eps, atol, rtol, seed, training,
+                 n_projections, mode, max_elements, max_attempts, n_worst):
     layer = _resolve_layer(layer, config, seed)
     multi = _is_multi(layer, inputs, input_shape)
     rng = np.random.default_rng(seed)
