@@ -502,13 +502,12 @@ def _summarise(targets, V, y_shape, atol, rtol, full, n_worst, shapes):
         r.max_rel_err = float(rel_k.max(initial=0.0))
         r.failed = int(t.failing.sum())
         score = np.where(keep[None, :], err / tol, -1.0)
-        order = np.argsort(score, axis=None)[::-1][:n_worst]
-        for flat in order:
-            k, col = np.unravel_index(flat, score.shape)
-            if score[k, col] <= 1.0 and r.failed:
+        best_k = np.argmax(score, axis=0)                     # per element: worst projection
+        elem_score = score[best_k, np.arange(score.shape[1])]
+        for col in np.argsort(elem_score)[::-1][:n_worst]:
+            if elem_score[col] < 0 or (r.failed and elem_score[col] <= 1.0):
                 break
-            if score[k, col] < 0:
-                break
+            k = best_k[col]
             proj = tuple(int(v) for v in np.unravel_index(k, y_shape)) if full else int(k)
             r.worst.append(ElementError(
                 tuple(int(v) for v in np.unravel_index(t.idx[col], t.shape)), proj,
