@@ -234,25 +234,66 @@ def _as_picture(image):
     return (a - lo) / span if span > 0 else np.zeros_like(a)
 
 
-def feature_maps(layer, x):
-    """The output channels of `layer` for one input `x`, as (C, H, W).
+def feature_maps(source, x, node=None):
+    """The output channels of a layer, or of one node of a model, for one input, as (C, H, W).
 
     Parameters
     ----------
-    layer : a Layer (anything with ``forward(x, training=False)``)
-    x : ndarray, shape (C_in, H, W) or (1, C_in, H, W)
+    source : a Layer (anything with ``forward(x, training=False)``), or a
+        :class:`cnnframe.Model` together with `node`
+    x : ndarray, shape (C_in, H, W) or (1, C_in, H, W); for a model with several
+        inputs, a dict input name -> such an array
+    node : str, optional
+        For a model: the node whose output to return.  Only the nodes it depends on
+        are run, in inference mode (their cached forward state is overwritten).
 
     Returns
     -------
     ndarray, shape (C, OH, OW)
     """
+    if node is None:
+        if hasattr(source, "node_inputs"):
+            raise ValueError("feature_maps: pass node=<name> to pick a node of the model; "
+                             f"nodes: {', '.join(source.nodes)}")
+        y = source.forward(_one_image(x, "x"), training=False)
+        return np.asarray(y)[0]
+    if not hasattr(source, "node_inputs"):
+        raise TypeError(f"feature_maps: node={node!r} needs a cnnframe.Model, got "
+                        f"{type(source).__name__}")
+    if node not in source.nodes:
+        raise ValueError(f"feature_maps: unknown node {node!r}; nodes: {', '.join(source.nodes)}")
+    names = list(source.inputs)
+    if isinstance(x, dict):
+        values = {k: _one_image(v, f"x[{k!r}]") for k, v in x.items()}
+    elif len(names) == 1:
+        values = {names[0]: _one_image(x, "x")}
+    else:
+        raise TypeError(f"feature_maps: the model has inputs {names}; pass a dict name -> array")
+    for k in list(values):
+        values[k] = values[k].astype(source.dtype, copy=False)
+
+    def value(name):  # depth-first over the node's ancestors only
+        if name not in values:
+            layer = source.nodes[name]
+            ins = [value(i) for i in source.node_inputs[name]]
+            values[name] = layer.forward(ins if layer.num_inputs is None else ins[0],
+                                         training=False)
+        return values[name]
+
+    y = np.asarray(value(node))
+    if y.ndim != 4:
+        raise ValueError(f"feature_maps: node {node!r} outputs shape {y.shape[1:]}, not "
+                         "feature maps (C, H, W)")
+    return y[0]
+
+
+def _one_image(x, name):
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[0] != 1:
-        raise ValueError(f"x must be one image (C, H, W) or (1, C, H, W), got shape {x.shape}")
-    y = layer.forward(x, training=False)
-    return np.asarray(y)[0]
+        raise ValueError(f"{name} must be one image (C, H, W) or (1, C, H, W), got shape {x.shape}")
+    return x
 
 
 def save_figure(fig, path, dpi=DPI):

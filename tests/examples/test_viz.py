@@ -143,3 +143,32 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     with pytest.raises(ImportError, match=r"pip install cnnframe\[plot\]"):
         viz.filter_grid(np.ones((1, 1, 2, 2)))
+
+
+def test_feature_maps_of_a_model_node(rng):
+    import cnnframe
+    cfg = {"input_shape": [2, 8, 8], "seed": 3, "layers": [
+        {"type": "conv2d", "name": "conv1", "in_channels": 2, "out_channels": 4,
+         "kernel_size": 3, "padding": 1},
+        {"type": "relu", "name": "relu1"},
+        {"type": "max_pool2d", "name": "pool1", "kernel_size": 2},
+        {"type": "flatten", "name": "flat"}]}
+    model = cnnframe.Model.from_config(cfg)
+    x = rng.normal(size=(2, 8, 8))  # float64: converted to the model's float32
+    w, b = model.nodes["conv1"].params["weight"], model.nodes["conv1"].params["bias"]
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    conv = np.array([[[np.sum(xp[:, i:i + 3, j:j + 3] * w[f]) + b[f] for j in range(8)]
+                      for i in range(8)] for f in range(4)])
+    np.testing.assert_allclose(viz.feature_maps(model, x, "conv1"), conv, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(viz.feature_maps(model, x[None], node="relu1"),
+                               np.maximum(conv, 0), rtol=1e-4, atol=1e-5)
+    pooled = viz.feature_maps(model, x, "pool1")
+    assert pooled.shape == (4, 4, 4)
+    with pytest.raises(ValueError, match="not feature maps"):
+        viz.feature_maps(model, x, "flat")
+    with pytest.raises(ValueError, match="unknown node"):
+        viz.feature_maps(model, x, "conv9")
+    with pytest.raises(ValueError, match="node="):
+        viz.feature_maps(model, x)
+    with pytest.raises(ValueError, match="one image"):
+        viz.feature_maps(model, np.zeros((2, 2, 8, 8)), "conv1")
