@@ -1,0 +1,26 @@
+"""The package refuses to import without its compiled kernels, and says how to build them."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cnnframe
+from cnnframe_ext import runtime
+
+
+def test_import_without_extension_names_build_command(tmp_path):
+    # A copy of the pure-Python package with no cnnframe_ext beside it; -S keeps the
+    # installed (editable) build off sys.path.
+    shutil.copytree(Path(cnnframe.__file__).parent, tmp_path / "cnnframe")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import cnnframe"
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "pip install -e ." in result.stderr and "make build" in result.stderr
+
+
+def test_runtime_reports_openmp_and_threads():
+    assert isinstance(runtime.OPENMP, bool)
+    assert runtime.max_threads() >= 1
+    assert cnnframe.get_num_threads() >= 1
