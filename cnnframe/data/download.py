@@ -43,7 +43,7 @@ def mirror_urls(filename, official, mirrors=None, env_var=None):
     return urls
 
 
-def _fetch(url, dest, timeout, progress):
+def _fetch(url, dest, timeout, progress, desc):
     """Stream `url` into `dest` (a file object); return the number of bytes written."""
     from tqdm.auto import tqdm
 
@@ -53,7 +53,7 @@ def _fetch(url, dest, timeout, progress):
         total = int(total) if total and total.isdigit() else None
         written = 0
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=os.path.basename(dest.name), disable=not progress, leave=False) as bar:
+                  desc=desc, disable=not progress, leave=False) as bar:
             while True:
                 block = resp.read(1 << 20)
                 if not block:
@@ -107,7 +107,7 @@ def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
-                _fetch(url, f, timeout, progress)
+                _fetch(url, f, timeout, progress, path.name)
                 f.flush()
                 os.fsync(f.fileno())
             if md5 is not None:

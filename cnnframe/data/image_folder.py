@@ -37,7 +37,7 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
     Returns
     -------
     classes : list of str
-    files : list of (Path, int, int, int)
+    files : list of (str, int, int, int)
         Each image's path, label, size in bytes and mtime in ns, by class then file name.
 
     Raises
@@ -56,26 +56,24 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
             raise DatasetError(f"{root}: no class subfolders (expected root/<class>/<image>)")
     files = []
     for label, name in enumerate(classes):
-        folder = root / name
-        if not folder.is_dir():
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
             raise FileNotFoundError(f"{root}: class folder {name!r} does not exist")
-        entries = sorted((e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")
-                          and os.path.splitext(e.name)[1].lower() in extensions),
-                         key=lambda e: e.name)
+        entries = sorted((e.name, e) for e in os.scandir(folder) if not e.name.startswith(".")
+                         and os.path.splitext(e.name)[1].lower() in extensions and e.is_file())
         if not entries:
             raise DatasetError(f"{folder}: empty class folder (no {'/'.join(extensions)} images)")
-        for e in entries:
+        for _, e in entries:
             st = e.stat()
-            files.append((Path(e.path), label, st.st_size, st.st_mtime_ns))
+            files.append((e.path, label, st.st_size, st.st_mtime_ns))
     return list(classes), files
 
 
-def cache_key(root, classes, files, mode):
-    """A hash of the folder's class list, file list, sizes and mtimes and the colour mode."""
+def cache_key(classes, files, mode):
+    """A hash of the class list, the file names, sizes and mtimes, and the colour mode."""
     h = hashlib.sha256(f"v{CACHE_VERSION}\n{mode}\n{classes}\n".encode())
-    root = Path(root)
-    h.update("".join(f"{p.relative_to(root)}\t{label}\t{size}\t{mtime}\n"
-                     for p, label, size, mtime in files).encode())
+    h.update("".join(f"{label}/{os.path.basename(path)}\t{size}\t{mtime}\n"
+                     for path, label, size, mtime in files).encode())
     return h.hexdigest()[:40]
 
 
@@ -102,8 +100,11 @@ def decode_images(paths, mode="RGB", num_workers=None, progress=False):
     """
     Image = _require_pillow()
     channels = _MODES[mode]
-    with Image.open(paths[0]) as im:
-        w, h = im.size
+    try:
+        with Image.open(paths[0]) as im:
+            w, h = im.size
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"{paths[0]}: cannot decode image ({exc})") from None
     out = np.empty((len(paths), h, w, channels), np.uint8)
     chunk = 256
     starts = range(0, len(paths), chunk)
@@ -113,9 +114,11 @@ def decode_images(paths, mode="RGB", num_workers=None, progress=False):
                    for s in starts]
         try:
             from tqdm.auto import tqdm
-            for f in tqdm(futures, desc="decoding images", unit="chunk", disable=not progress,
-                          leave=False):
-                f.result()
+            with tqdm(total=len(paths), desc="decoding images", unit="img", disable=not progress,
+                      leave=False) as bar:
+                for s, f in zip(starts, futures):
+                    f.result()
+                    bar.update(min(chunk, len(paths) - s))
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -179,7 +182,7 @@ class ImageFolder(ArrayDataset):
         self.cache_path, self.from_cache, images = None, False, None
         if cache:
             base = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "image_folder"
-            self.cache_path = base / f"{cache_key(self.root, classes, files, mode)}.npy"
+            self.cache_path = base / f"{cache_key(classes, files, mode)}.npy"
             images = self._load_cache(len(files), _MODES[mode])
         if images is None:
             progress = len(files) > 5000 if progress is None else progress

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from cnnframe.data.transforms import ToFloat, build_transforms
+from cnnframe.data.transforms import ToFloat, Transform, build_transforms
 
 _END = object()
 
@@ -100,7 +100,9 @@ class DataLoader:
         order = self.order(epoch) if order is None else order
         idx = order[index * self.batch_size:(index + 1) * self.batch_size]
         x, y = self.images[idx], self.labels[idx]
-        if self.transform is not None:
+        if isinstance(self.transform, Transform):  # x is a fresh gather: let it be overwritten
+            x = self.transform(x, self.batch_rng(epoch, index), inplace=True)
+        elif self.transform is not None:
             x = self.transform(x, self.batch_rng(epoch, index))
         if x.dtype != np.float32:
             x = self._to_float(x)

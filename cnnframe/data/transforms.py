@@ -2,10 +2,12 @@
 
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
-batch exactly. Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
+batch exactly. ``t(batch, rng, inplace=True)`` may overwrite `batch` to save memory traffic (the
+DataLoader and Compose pass it for arrays they own); by default the input is left untouched. Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
 `build_transforms([...])`) so a TOML file can name the augmentation.
 """
 import inspect
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -21,7 +23,7 @@ def _check_batch(x, name):
 
 
 class Transform:
-    """Base class: subclasses set `type_name` and implement `__call__(batch, rng)`."""
+    """Base class: subclasses set `type_name` and implement `__call__(batch, rng, inplace=False)`."""
     type_name = None
 
     def get_config(self):
@@ -47,7 +49,7 @@ class ToFloat(Transform):
     def _config(self):
         return {"scale": self.scale}
 
-    def __call__(self, x, rng=None):
+    def __call__(self, x, rng=None, inplace=False):
         _check_batch(x, "to_float")
         if np.issubdtype(x.dtype, np.floating):
             return x.astype(np.float32, copy=False)
@@ -75,7 +77,7 @@ class Normalize(Transform):
     def _config(self):
         return {"mean": self.mean, "std": self.std}
 
-    def __call__(self, x, rng=None):
+    def __call__(self, x, rng=None, inplace=False):
         _check_batch(x, "normalize")
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"normalize: expected a float batch, got {x.dtype}; put a "
@@ -83,7 +85,8 @@ class Normalize(Transform):
         if x.shape[1] != len(self.mean):
             raise ValueError(f"normalize: {len(self.mean)} channel means for a batch with "
                              f"{x.shape[1]} channels (shape {x.shape})")
-        out = np.multiply(x, self._scale, dtype=np.float32)
+        out = x if inplace and x.dtype == np.float32 else None
+        out = np.multiply(x, self._scale, out=out, dtype=np.float32)
         out -= self._shift
         return out
 
@@ -106,11 +109,18 @@ class RandomCrop(Transform):
         if int(padding) < 0:
             raise ValueError(f"random_crop: padding must be >= 0, got {padding}")
         self.size, self.padding = size, int(padding)
+        self._local = threading.local()  # per-thread padded buffer, reused across batches
 
     def _config(self):
         return {"size": None if self.size is None else list(self.size), "padding": self.padding}
 
-    def __call__(self, x, rng):
+    def __getstate__(self):  # copy/pickle without the thread-local buffer
+        return {"size": self.size, "padding": self.padding}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def __call__(self, x, rng, inplace=False):
         _check_batch(x, "random_crop")
         n, c, h, w = x.shape
         oh, ow = self.size or (h, w)
@@ -120,7 +130,10 @@ class RandomCrop(Transform):
                              f"{h + 2 * p}x{w + 2 * p} (batch shape {x.shape}, padding {p})")
         oy = rng.integers(0, h + 2 * p - oh + 1, n)
         ox = rng.integers(0, w + 2 * p - ow + 1, n)
-        padded = np.zeros((n, c, h + 2 * p, w + 2 * p), x.dtype)
+        shape = (n, c, h + 2 * p, w + 2 * p)
+        padded = getattr(self._local, "padded", None)
+        if padded is None or padded.shape != shape or padded.dtype != x.dtype:
+            padded = self._local.padded = np.zeros(shape, x.dtype)  # the border stays zero
         padded[:, :, p:p + h, p:p + w] = x
         windows = sliding_window_view(padded, (oh, ow), axis=(2, 3))  # (n, c, dy, dx, oh, ow)
         return windows[np.arange(n), :, oy, ox]  # advanced indices first: (n, c, oh, ow)
@@ -138,10 +151,10 @@ class RandomHorizontalFlip(Transform):
     def _config(self):
         return {"p": self.p}
 
-    def __call__(self, x, rng):
+    def __call__(self, x, rng, inplace=False):
         _check_batch(x, "random_horizontal_flip")
         flip = np.flatnonzero(rng.random(x.shape[0]) < self.p)
-        out = x.copy()
+        out = x if inplace else x.copy()
         out[flip] = x[flip, :, :, ::-1]
         return out
 
@@ -159,9 +172,15 @@ class Compose(Transform):
     def get_config(self):
         return [t.get_config() for t in self.transforms]
 
-    def __call__(self, x, rng=None):
+    def __call__(self, x, rng=None, inplace=False):
         for t in self.transforms:
-            x = t(x, rng)
+            if isinstance(t, Transform):
+                y = t(x, rng, inplace=inplace)
+            else:
+                y = t(x, rng)
+            # later steps may overwrite an array this one made (not a view of the caller's)
+            inplace = inplace or not np.may_share_memory(y, x)
+            x = y
         return x
 
     def __repr__(self):
