@@ -14,8 +14,6 @@ renamed over the target, so a crash never leaves a half-written model.
 import json
 import os
 import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 from numpy.lib.npyio import NpzFile
@@ -55,17 +53,15 @@ def save_model(model, path):
 
 def _read_arrays(path):
     """All arrays of an npz file, fully read (so corruption shows up here)."""
-    errors = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
-              UnicodeDecodeError, TypeError, MemoryError)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, NpzFile):
             raise ValueError(f"it holds a single {type(data).__name__}, not a saved model")
         with data:
             return {k: data[k] for k in data.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except errors as exc:
+    except Exception as exc:  # any damage (zipfile/zlib/format errors) -> one clear error
         raise ValueError(f"{path}: not a cnnframe model file or it is truncated/corrupted "
                          f"({type(exc).__name__}: {exc})") from None
 
@@ -102,11 +98,11 @@ def load_model(path, cls=None):
             raise ValueError("config entry is not a uint8 vector")
         config = json.loads(raw.tobytes().decode("utf-8"))
         model = cls.from_config(config)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # a damaged config must not surface as some other error
         raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
     try:
         model.load_state_dict(arrays)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:
         raise ValueError(f"{path}: the stored weights do not match the stored config: "
                          f"{exc}") from None
     return model

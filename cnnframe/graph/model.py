@@ -140,7 +140,10 @@ class Model:
             try:
                 layer = layer_cls.from_config(node["config"])
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"node {name!r} ({ltype}): {exc}") from None
+                msg = str(exc)
+                for prefix in (f"{ltype}: ", f"{layer_cls.__name__}: "):
+                    msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+                raise ValueError(f"node {name!r} ({ltype}): {msg}") from None
             nodes.append((name, layer, node["inputs"]))
         return cls(cfg["inputs"], nodes, cfg["outputs"], cfg.get("dtype", "float32"),
                    cfg.get("seed"))
