@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnframe.data import cifar, mnist, shapes
-from cnnframe.data.base import DatasetError
+from cnnframe.data.base import DatasetError, check_labels
 from cnnframe.data.image_folder import scan_image_folder
 from cnnframe.data.registry import SPLIT_DIRS
 
@@ -43,8 +43,15 @@ def _image_folder(root):
 def _idx(root):
     fashion = "fashion" in str(root).lower()
     classes = mnist.FASHION_CLASSES if fashion else mnist.MNIST_CLASSES
-    return _entry("Fashion-MNIST" if fashion else "MNIST", "IDX", root,
-                  lambda train: _counts(mnist.read_idx_pair(root, train)[1], classes))
+
+    def read(train):  # labels only: counting needs no pixels
+        files = mnist.find_idx(root, train)
+        if files is None:
+            return {"n": 0, "classes": {}}
+        labels = mnist.read_idx(files[1], 1)
+        check_labels(labels, len(classes), str(files[1]))
+        return _counts(labels, classes)
+    return _entry("Fashion-MNIST" if fashion else "MNIST", "IDX", root, read)
 
 
 def _shapes_entry():
