@@ -10,6 +10,7 @@ import sys
 COMMANDS = [
     "layers", "summary",
     # module name (in cnnframe.cli) for each subcommand; add yours here
+    "datasets",
 ]
 
 
