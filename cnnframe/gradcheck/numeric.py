@@ -206,7 +206,7 @@ def find_kinks(probe, xs, margin, target_index=None):
             first = np.abs(yp - ym)
             # smooth: second ~ margin^2 |y''| << first ~ margin |y'|; kink: comparable
             scale = np.maximum(first, 1e-12 + 1e-9 * np.abs(y0))
-            mask.reshape(-1)[i] = bool(np.any(second > 0.05 * scale + 1e3 * margin * margin))
+            mask.reshape(-1)[i] = bool(np.any(second > 0.05 * scale + 10 * margin * margin))
         masks.append(mask)
     return masks
 

@@ -1,0 +1,143 @@
+"""The conformance suite passes built-in layers and catches each kind of broken layer."""
+import numpy as np
+import pytest
+
+import cnnframe.layers  # noqa: F401
+from cnnframe.layers.base import Layer
+from cnnframe.registry import get_layer, register_layer, unregister_layer
+from cnnframe.testing import (CHECKS, ConformanceError, check_layer_conformance,
+                              parametrize_layer_checks)
+
+X = (2, 3, 5, 5)
+
+
+@parametrize_layer_checks(get_layer("conv2d"), [
+    {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"in_channels": 3, "out_channels": 6, "kernel_size": [3, 2], "stride": 2, "groups": 3}],
+    input_shape=X)
+def test_builtin_conv2d(layer_check):
+    layer_check()
+
+
+@parametrize_layer_checks(get_layer("batch_norm2d"), [{"num_features": 3}], input_shape=(3, 3, 4, 4))
+def test_builtin_batch_norm(layer_check):
+    layer_check()
+
+
+@parametrize_layer_checks(get_layer("concat"), [({}, [X, (2, 2, 5, 5)])])
+def test_builtin_concat(layer_check):
+    layer_check()
+
+
+def test_one_test_id_per_check():
+    mark = parametrize_layer_checks(get_layer("relu"), [{}, {}], input_shape=X)
+    ids = mark.kwargs["ids"]
+    assert len(ids) == 2 * len(CHECKS) and len(set(ids)) == len(ids)
+    assert "relu-cfg1-gradcheck_train" in ids
+
+
+class Scale(Layer):
+    """y = w * x per channel: a correct layer that the variants below break one way each."""
+
+    def __init__(self, channels=3, seed=None):
+        super().__init__()
+        self.channels, self.seed = channels, seed
+        self.add_param("w", np.random.default_rng(seed).uniform(0.5, 1.5, channels))
+
+    def forward(self, x, training=True):
+        self._x = x
+        return x * self.params["w"].reshape(1, -1, 1, 1)
+
+    def backward(self, grad_y):
+        self.grads["w"][...] = np.sum(grad_y * self._x, axis=(0, 2, 3))
+        return grad_y * self.params["w"].reshape(1, -1, 1, 1)
+
+
+class TupleConfig(Scale):
+    def get_config(self):
+        return {"channels": self.channels, "seed": self.seed, "extra": (1, 2)}
+
+    @classmethod
+    def from_config(cls, cfg):
+        cfg = dict(cfg)
+        cfg.pop("extra", None)
+        return cls(**cfg)
+
+
+class IgnoresSeed(Scale):
+    def __init__(self, channels=3, seed=None):
+        super().__init__(channels, None)
+        self.seed = seed
+
+
+class BatchDependentEval(Scale):
+    def forward(self, x, training=True):
+        return super().forward(x, training) - x.mean(axis=0, keepdims=True)
+
+    def backward(self, grad_y):
+        gx = super().backward(grad_y)
+        return gx - grad_y.mean(axis=0, keepdims=True)
+
+
+class WrongShape(Scale):
+    def output_shape(self, s):
+        return (s[0], s[1] + 1, s[2])
+
+
+class AlwaysFloat64(Scale):
+    def forward(self, x, training=True):
+        return super().forward(x.astype(np.float64), training)
+
+
+BROKEN = [
+    ("conf_tuple_config", TupleConfig, "config_roundtrip"),
+    ("conf_ignores_seed", IgnoresSeed, "config_roundtrip"),
+    ("conf_batch_dependent", BatchDependentEval, "batch_independence"),
+    ("conf_wrong_shape", WrongShape, "shape_inference"),
+    ("conf_float64", AlwaysFloat64, "dtypes"),
+]
+
+
+@pytest.fixture
+def registered():
+    names = []
+
+    def reg(name, cls):
+        sub = type(cls.__name__, (cls,), {})
+        register_layer(name)(sub)
+        names.append(name)
+        return sub
+    yield reg
+    for n in names:
+        unregister_layer(n)
+
+
+def test_correct_layer_passes_everything(registered):
+    cls = registered("conf_scale", Scale)
+    report = check_layer_conformance(cls, [{"channels": 3}], input_shape=X)
+    assert report.passed, str(report)
+    assert report.raise_if_failed() is report
+
+
+@pytest.mark.parametrize("name,cls,check", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_layer_fails_its_check(registered, name, cls, check):
+    sub = registered(name, cls)
+    report = check_layer_conformance(sub, [{"channels": 3}], input_shape=X)
+    failed = {k.rsplit("-", 1)[1] for k in report.failures}
+    assert check in failed, str(report)
+    with pytest.raises(ConformanceError):
+        report.raise_if_failed()
+
+
+def test_unregistered_layer_fails_registry_and_save_load():
+    report = check_layer_conformance(Scale, [{"channels": 3}], input_shape=X)
+    failed = {k.rsplit("-", 1)[1] for k in report.failures}
+    assert failed == {"registry_roundtrip", "save_load"}, str(report)
+    assert "register_layer" in str(report)
+
+
+def test_configs_need_an_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        check_layer_conformance(Scale, [{"channels": 3}])
+    with pytest.raises(ValueError, match="unknown checks"):
+        check_layer_conformance(Scale, [{"channels": 3}], input_shape=X, checks=["nope"])

@@ -1,0 +1,69 @@
+"""The hypothesis strategies produce what they promise."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnframe.layers  # noqa: F401
+from cnnframe import functional as F
+from cnnframe import reference
+from cnnframe.registry import get_layer
+from cnnframe.testing import strategies as cst
+
+
+@given(cst.conv_geometries())
+def test_conv_geometries_are_valid(g):
+    n, c, h, w = g.input_shape
+    assert c % g.groups == 0 and g.out_channels % g.groups == 0
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(g.input_shape)
+    wt = rng.standard_normal(g.weight_shape)
+    y = F.conv2d(x, wt, **g.functional_kwargs())
+    assert y.shape == g.output_shape and min(g.output_shape) >= 1
+    np.testing.assert_allclose(y, reference.conv2d(x, wt, **g.functional_kwargs()), atol=1e-10)
+    layer = get_layer("conv2d").from_config(g.conv_config())
+    assert (n,) + layer.output_shape(g.input_shape[1:]) == g.output_shape
+
+
+@given(cst.pool_geometries())
+def test_pool_geometries_are_valid(g):
+    x = np.random.default_rng(0).standard_normal(g.input_shape)
+    y, _ = F.max_pool2d(x, g.kernel_size, g.stride, g.padding)
+    assert y.shape == g.output_shape
+    assert F.avg_pool2d(x, g.kernel_size, g.stride, g.padding).shape == g.output_shape
+    layer = get_layer("max_pool2d").from_config(g.pool_config())
+    assert layer.output_shape(g.input_shape[1:]) == g.output_shape[1:]
+
+
+@given(cst.image_batches(dtype=np.float32, min_value=-2, max_value=2))
+def test_image_batches(x):
+    assert x.ndim == 4 and x.dtype == np.float32
+    assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 2)
+
+
+@given(cst.image_batches(shape=st.just((2, 3, 4, 4))))
+def test_image_batches_fixed_shape(x):
+    assert x.shape == (2, 3, 4, 4) and x.dtype == np.float64
+
+
+@settings(max_examples=10)
+@given(cst.inputs_away_from_kinks(get_layer("relu")(), (2, 3, 4, 4), margin=1e-2))
+def test_relu_inputs_away_from_zero(x):
+    assert np.min(np.abs(x)) >= 1e-2 * 0.9
+
+
+@settings(max_examples=10)
+@given(cst.inputs_away_from_kinks(get_layer("max_pool2d")(kernel_size=2), (1, 2, 4, 4),
+                                  margin=1e-2))
+def test_max_pool_inputs_without_near_ties(x):
+    windows = x.reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+    top2 = np.sort(windows, axis=1)[:, -2:]
+    assert np.min(top2[:, 1] - top2[:, 0]) >= 1e-2 * 0.9
+
+
+def test_near_kink_inputs_are_moved():
+    from cnnframe.gradcheck import push_off_kinks
+    from cnnframe.gradcheck.numeric import Probe, copy_layer
+    layer, _ = copy_layer(get_layer("relu")())
+    x = np.array([[0.0, 1e-4, -1e-4, 0.5]])
+    assert push_off_kinks(Probe(layer, False, False), [x], margin=1e-3) == 0
+    assert np.min(np.abs(x)) >= 0.9e-3 and x[0, 3] == 0.5
