@@ -11,6 +11,7 @@ COMMANDS = [
     "layers", "summary",
     # module name (in cnnframe.cli) for each subcommand; add yours here
     "datasets",
+    "gradcheck",
 ]
 
 
