@@ -48,7 +48,8 @@ def check_labels(labels, num_classes, source):
     labels = np.asarray(labels)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
-        raise DatasetError(f"{source}: label {int(labels[bad[0]])} at record {int(bad[0])} is out of "
+        first = int(bad[0])
+        raise DatasetError(f"{source}: label {int(labels[first])} at record {first} is out of "
                            f"range [0, {num_classes}) ({bad.size} bad labels in all)")
 
 

@@ -41,7 +41,8 @@ def find_cifar10(root):
         for path in (root / DIRS[fmt], root / ARCHIVES[fmt]):
             if path.exists():
                 found.append((fmt, path))
-        if root.name == DIRS[fmt] and root.is_dir() or root.name == ARCHIVES[fmt] and root.is_file():
+        is_dir, is_archive = root.name == DIRS[fmt], root.name == ARCHIVES[fmt]
+        if (is_dir and root.is_dir()) or (is_archive and root.is_file()):
             found.append((fmt, root))
     return found
 

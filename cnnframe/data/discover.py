@@ -81,7 +81,8 @@ def scan(roots, include_builtin=True):
     for root in map(Path, roots):
         if root.is_dir():
             candidates.append(root)
-            candidates += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            candidates += sorted(p for p in root.iterdir()
+                                 if p.is_dir() and not p.name.startswith("."))
     if mnist.FASHION_DEFAULT_ROOT.is_dir():
         candidates.append(mnist.FASHION_DEFAULT_ROOT)
     for path in candidates:

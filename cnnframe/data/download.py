@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class DownloadError(OSError):
-    """A download failed: every URL unreachable or erroring, a truncated transfer, or a bad checksum."""
+    """A download failed: every URL unreachable or erroring, truncated, or with a bad checksum."""
 
 
 class ChecksumError(DownloadError):

@@ -8,7 +8,7 @@ import numpy as np
 
 from cnnframe.data.base import ArrayDataset, DatasetError, atomic_write, default_cache_dir
 
-EXTENSIONS = (".png", ".jpg", ".jpeg")
+EXTENSIONS = (".png", ".jpg", ".jpeg")  # lower case
 CACHE_VERSION = 1
 _MODES = {"RGB": 3, "L": 1}
 
@@ -32,7 +32,7 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
     classes : list of str, optional
         Class folder names in label order; default: the sorted subfolder names.
     extensions : tuple of str
-        Lower-case file extensions counted as images; other files are ignored.
+        Lower-case file extensions (with the dot) counted as images; other files are ignored.
 
     Returns
     -------
@@ -48,10 +48,12 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
         No class folders, or a class folder holds no images.
     """
     root = Path(root)
+    extensions = tuple(extensions)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder root {root} does not exist or is not a directory")
     if classes is None:
-        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        classes = sorted(e.name for e in os.scandir(root)
+                         if e.is_dir() and not e.name.startswith("."))
         if not classes:
             raise DatasetError(f"{root}: no class subfolders (expected root/<class>/<image>)")
     files = []
@@ -60,7 +62,7 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{root}: class folder {name!r} does not exist")
         entries = sorted((e.name, e) for e in os.scandir(folder) if not e.name.startswith(".")
-                         and os.path.splitext(e.name)[1].lower() in extensions and e.is_file())
+                         and e.name.lower().endswith(extensions) and e.is_file())
         if not entries:
             raise DatasetError(f"{folder}: empty class folder (no {'/'.join(extensions)} images)")
         for _, e in entries:
@@ -72,7 +74,7 @@ def scan_image_folder(root, classes=None, extensions=EXTENSIONS):
 def cache_key(classes, files, mode):
     """A hash of the class list, the file names, sizes and mtimes, and the colour mode."""
     h = hashlib.sha256(f"v{CACHE_VERSION}\n{mode}\n{classes}\n".encode())
-    h.update("".join(f"{label}/{os.path.basename(path)}\t{size}\t{mtime}\n"
+    h.update("".join(f"{label}/{path[path.rfind(os.sep) + 1:]}\t{size}\t{mtime}\n"
                      for path, label, size, mtime in files).encode())
     return h.hexdigest()[:40]
 
@@ -127,7 +129,7 @@ def decode_images(paths, mode="RGB", num_workers=None, progress=False):
 
 
 class ImageFolder(ArrayDataset):
-    """Images in class-per-subfolder layout (root/<class>/<image>.png|.jpg), decoded once and cached.
+    """Images in class-per-subfolder layout (root/<class>/<image>.png|.jpg), decoded once, cached.
 
     The decoded uint8 array is cached as an .npy file keyed by the folder's file list, file sizes
     and mtimes, so later loads skip decoding (60,000 32x32 images load in about a second); any
@@ -181,7 +183,8 @@ class ImageFolder(ArrayDataset):
         labels = np.fromiter((f[1] for f in files), np.int64, len(files))
         self.cache_path, self.from_cache, images = None, False, None
         if cache:
-            base = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "image_folder"
+            base = (Path(cache_dir) if cache_dir is not None
+                    else default_cache_dir() / "image_folder")
             self.cache_path = base / f"{cache_key(classes, files, mode)}.npy"
             images = self._load_cache(len(files), _MODES[mode])
         if images is None:

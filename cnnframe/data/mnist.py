@@ -51,14 +51,15 @@ def read_idx(path, ndim):
 
 
 def _find(root, stem):
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    dotted = stem.replace("-idx", ".idx")  # some mirrors name them train-images.idx3-ubyte
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
         if (root / name).is_file():
             return root / name
     return None
 
 
 def find_idx(root, train):
-    """The (images, labels) IDX files of split `train` under `root`, or None if either is missing."""
+    """The (images, labels) IDX files of split `train` under `root`; None if either is missing."""
     root = Path(root)
     images, labels = (_find(root, stem) for stem in IDX_FILES[train])
     return (images, labels) if images and labels else None

@@ -104,6 +104,7 @@ class Shapes(ArrayDataset):
             raise ValueError(f"size must be an int >= 12, got {size!r}")
         rng = np.random.default_rng([int(seed), 0 if train else 1, int(size)])
         labels = rng.permutation(np.arange(n) % len(CLASSES))
-        images = draw_shapes(labels, int(size), rng) if n else np.zeros((0, 3, size, size), np.uint8)
+        images = (draw_shapes(labels, int(size), rng) if n
+                  else np.zeros((0, 3, size, size), np.uint8))
         super().__init__(images, labels, CLASSES)
         self.seed, self.train, self.size = seed, train, size

@@ -3,7 +3,8 @@
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
 batch exactly. ``t(batch, rng, inplace=True)`` may overwrite `batch` to save memory traffic (the
-DataLoader and Compose pass it for arrays they own); by default the input is left untouched. Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
+DataLoader and Compose pass it for arrays they own); by default the input is left untouched.
+Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
 `build_transforms([...])`) so a TOML file can name the augmentation.
 """
 import inspect
@@ -23,7 +24,7 @@ def _check_batch(x, name):
 
 
 class Transform:
-    """Base class: subclasses set `type_name` and implement `__call__(batch, rng, inplace=False)`."""
+    """Base class: subclasses set `type_name` and define `__call__(batch, rng, inplace=False)`."""
     type_name = None
 
     def get_config(self):

@@ -52,7 +52,7 @@ def test_truncated_file_names_file(tmp_path, writers, rng, cut):
 def test_extra_bytes_are_an_error(tmp_path, writers, rng):
     paths = writers.write_idx_split(tmp_path, True, *make_split(rng, 4))
     paths[1].write_bytes(paths[1].read_bytes() + b"\0")
-    with pytest.raises(DatasetError, match=r"t?rain-labels.*13 bytes but the header's shape \(4,\)"):
+    with pytest.raises(DatasetError, match=r"train-labels.*13 bytes but the header's shape \(4,\)"):
         MNIST(tmp_path)
 
 
