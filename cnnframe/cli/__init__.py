@@ -8,7 +8,7 @@ import importlib
 import sys
 
 COMMANDS = [
-    "layers", "summary",
+    "layers", "summary", "train", "evaluate", "predict",
     # module name (in cnnframe.cli) for each subcommand; add yours here
     "datasets",
     "gradcheck",

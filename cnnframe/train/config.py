@@ -14,8 +14,13 @@
     [data]
     dataset = "cifar10"              # shapes | cifar10 | fashion_mnist | mnist | image_folder
     root = "/data/cifar10"           # optional: else --data-dir, else $CNNFRAME_DATA
-    augmentation = [...]             # train-time transforms (cnnframe.data transforms config)
-    options = {}                     # extra keyword arguments of the dataset class
+    augmentation = [{type = "random_crop", padding = 4}, {type = "random_horizontal_flip"}]
+                                     # train-time transforms on uint8 batches (cnnframe.data)
+    normalize = {mean = [0.49, 0.48, 0.45], std = [0.25, 0.24, 0.26]}   # optional, after
+                                     # scaling to [0, 1]; used for training and evaluation
+    validation = "test"              # "test" split, "none", or a held-out fraction like 0.1
+    options = {}                     # keyword arguments of the dataset class; sub-tables
+                                     # options.train / options.test apply to one split only
 
     [loss]                           # optional; default softmax cross-entropy
     type = "softmax_cross_entropy"
@@ -49,8 +54,7 @@ from cnnframe.train.checkpoint import atomic_write
 TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
             "threads", "metrics", "checkpoint")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
-DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation",
-             "num_workers")
+DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation")
 CHECKPOINT_KEYS = ("keep", "every_steps")
 DEFAULTS = {"seed": 0, "threads": None, "metrics": ["accuracy"], "schedule": None,
             "loss": {"type": "softmax_cross_entropy"},
@@ -118,7 +122,6 @@ def validate_config(cfg):
     data.setdefault("normalize", None)
     data.setdefault("options", {})
     data.setdefault("validation", "test")
-    data.setdefault("num_workers", None)
     if not isinstance(data["options"], dict):
         raise TypeError(f"data.options must be a table, got {type(data['options']).__name__}")
     val = data["validation"]

@@ -12,6 +12,7 @@ data loader and RNGs are mutually consistent; a Ctrl-C is deferred to the end
 of the current step (a second Ctrl-C stops at once), so that a run interrupted
 and resumed ends with bit-identical weights to an uninterrupted one.
 """
+import inspect
 import math
 import os
 import random
@@ -359,24 +360,21 @@ class Trainer:
                 cb.on_epoch_begin(self, epoch)
         bar = self._progress_bar(epoch, epochs, steps_per_epoch)
         tracker = self.tracker
-        model, loss_fn, optimizer, schedule = self.model, self.loss, self.optimizer, self.schedule
+        optimizer = self.optimizer
         t_last = time.perf_counter()
+        # Resuming right after an epoch's last step (interrupted during validation): the
+        # loader has already moved on to the next epoch, so there is nothing left to draw.
+        batches = train_loader if self.step_in_epoch < steps_per_epoch else ()
         try:
-            for x, y in train_loader:
+            for x, y in batches:
                 if self.step_in_epoch >= steps_per_epoch:
                     raise RuntimeError(f"train_loader yielded more than len(train_loader) = "
                                        f"{steps_per_epoch} batches in one epoch")
                 self._consistent = False
-                logits = model.forward(x, training=True)
-                loss = loss_fn.forward(logits, y)
-                if not math.isfinite(loss):
-                    self._consistent = True  # no parameter was updated yet
-                    self._non_finite(loss, epoch)
-                tracker.update(loss, logits, y)
-                model.backward(loss_fn.backward())
-                optimizer.step()
-                if schedule is not None:
-                    schedule.step()
+                loss, logits = self.train_step(x, y, tracker)
+                if loss is None:
+                    self._consistent = True  # no parameter was updated
+                    self._non_finite(logits, epoch)
                 self.step += 1
                 self.step_in_epoch += 1
                 now = time.perf_counter()
@@ -425,6 +423,35 @@ class Trainer:
             cb.on_epoch_end(self, epoch, row)
         if interrupt.requested:
             raise KeyboardInterrupt
+
+    def train_step(self, x, y, tracker=None):
+        """One optimizer step on the batch (x, y); returns (loss, logits).
+
+        When the loss is not finite nothing is updated and (None, loss) is returned.
+        """
+        logits = self.model.forward(x, training=True)
+        loss = self.loss.forward(logits, y)
+        if not math.isfinite(loss):
+            return None, loss
+        if tracker is not None:
+            tracker.update(loss, logits, y)
+        self.model.backward(self.loss.backward(), **self._backward_kw())
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss, logits
+
+    def _backward_kw(self):
+        # The gradient with respect to the images is never needed: skip computing it.
+        kw = self.__dict__.get("_backward_kw_cache")
+        if kw is None or kw[0] is not self.model:
+            try:
+                params = inspect.signature(self.model.backward).parameters
+            except (TypeError, ValueError):  # pragma: no cover - no signature
+                params = {}
+            kw = (self.model, {"need_input_grad": False} if "need_input_grad" in params else {})
+            self._backward_kw_cache = kw
+        return kw[1]
 
     def _non_finite(self, loss, epoch):
         where = self.last_checkpoint or "none (no checkpoint was saved yet)"

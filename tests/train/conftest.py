@@ -1,9 +1,8 @@
-"""Small, fast stand-ins for a model and a data loader, following the cnnframe contract.
+"""A small, fast stand-in model following the cnnframe contract, and the real DataLoader.
 
 They let the Trainer's bookkeeping (checkpoints, exact resume, interrupts, history) be
 tested in milliseconds; tests with the real Model and DataLoader live next to them.
 """
-import math
 
 import numpy as np
 import pytest
@@ -55,42 +54,14 @@ class TinyModel:
             own[k][...] = v
 
 
-class TinyLoader:
-    """Shuffles with its own RNG each epoch and adds RNG noise (an 'augmentation')."""
+def TinyLoader(images, labels, batch_size, seed=0, shuffle=True, noise=0.1):
+    """The real DataLoader over in-memory float images, with a seeded noise 'augmentation'."""
+    from cnnframe.data import DataLoader
 
-    def __init__(self, images, labels, batch_size, seed=0, shuffle=True, noise=0.1):
-        self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.noise = batch_size, shuffle, noise
-        self.rng = np.random.default_rng(seed)
-        self.epoch, self.position, self.order = 0, 0, None
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.labels)
-        if self.order is None:
-            self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-            self.position = 0
-        while self.position < len(self):
-            idx = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.noise:
-                x = x + self.noise * self.rng.standard_normal(x.shape).astype(np.float32)
-            self.position += 1
-            yield x, self.labels[idx]
-        self.order = None
-        self.epoch += 1
-
-    def state_dict(self):
-        return {"epoch": self.epoch, "position": self.position,
-                "order": None if self.order is None else self.order.copy(),
-                "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, d):
-        self.epoch, self.position = int(d["epoch"]), int(d["position"])
-        self.order = None if d["order"] is None else np.array(d["order"])
-        self.rng.bit_generator.state = d["rng"]
+    def add_noise(x, rng):
+        return x + np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
+    return DataLoader((images, labels), batch_size, shuffle=shuffle, seed=seed,
+                      transform=add_noise if noise else None)
 
 
 def blobs(n, n_classes=3, dim=(1, 4, 4), seed=0):

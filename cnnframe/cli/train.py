@@ -1,0 +1,127 @@
+"""`cnnframe train CONFIG.toml`: train a model from a training config into runs/NAME/."""
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+HELP = "train a model from a training config (TOML/JSON)"
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help=HELP, description=HELP + ". Writes OUT/config.toml, metrics.csv, "
+        "checkpoints/, model.cnnf, preprocess.json and curves.png.")
+    p.add_argument("config", help="training config file (e.g. examples/configs/"
+                   "shapes_quickstart.toml)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="dataset root (default: the config's data.root, else $CNNFRAME_DATA)")
+    p.add_argument("--epochs", type=int, metavar="N", help="override the config's epochs")
+    p.add_argument("--batch-size", type=int, metavar="N", help="override the config's batch_size")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its newest complete checkpoint")
+    p.add_argument("--threads", type=int, metavar="N", default=argparse.SUPPRESS,
+                   help="threads for kernels and BLAS (default: the config's threads, else "
+                   "all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+# Config keys that may differ between a run and its resumption.
+_RESUME_FREE = ("epochs", "threads")
+
+
+def _comparable(cfg):
+    c = copy.deepcopy(cfg)
+    for k in _RESUME_FREE:
+        c.pop(k, None)
+    c["data"].pop("root", None)
+    return c
+
+
+def run(args):
+    import numpy as np
+
+    import cnnframe
+    from cnnframe.optim import build_optimizer, build_schedule
+    from cnnframe.train import NonFiniteLossError, Trainer, load_config, save_config
+    from cnnframe.train.config import validate_config
+    from cnnframe.train.plots import plot_curves
+    from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
+                                     build_model, eval_transform_config, load_datasets,
+                                     write_preprocess)
+
+    cfg = load_config(args.config)
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
+    if args.batch_size is not None:
+        cfg["batch_size"] = args.batch_size
+    cfg = validate_config(cfg)
+    threads = getattr(args, "threads", None) or cfg["threads"]
+    if threads:
+        cnnframe.set_num_threads(threads)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    ckpt_dir = out / "checkpoints"
+    has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
+    if has_ckpt and not args.resume:
+        raise ValueError(f"{out} already holds a run (checkpoints/); continue it with --resume "
+                         "or choose another --out")
+    if args.resume and (out / CONFIG_FILE).is_file():
+        saved = load_config(out / CONFIG_FILE)
+        if _comparable(saved) != _comparable(cfg):
+            raise ValueError(f"{args.config} differs from the config of the run in {out} "
+                             f"({out / CONFIG_FILE}) beyond epochs/threads/data root; resuming "
+                             "would not continue the same run")
+
+    np.random.seed(cfg["seed"])
+    t0 = time.perf_counter()
+    train_set, eval_set = load_datasets(cfg, args.data_dir)
+    train_loader, eval_loader = build_loaders(cfg, train_set, eval_set)
+    model = build_model(cfg)
+    loss = build_loss(cfg)
+    optimizer = build_optimizer(cfg["optimizer"], model)
+    total_steps = cfg["epochs"] * len(train_loader)
+    schedule = (build_schedule(cfg["schedule"], optimizer, total_steps)
+                if cfg["schedule"] is not None else None)
+    print(f"data: {cfg['data']['dataset']} - {len(train_set)} training images"
+          + (f", {len(eval_set)} for evaluation" if eval_set is not None else "")
+          + f" ({time.perf_counter() - t0:.1f} s to load); {len(train_loader)} batches of "
+          f"{cfg['batch_size']} per epoch; threads: {cnnframe.get_num_threads()}")
+    print(f"model: {sum(p.size for p in model.params.values()):,} parameters")
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / CONFIG_FILE)
+    write_preprocess(out, train_set.classes, train_set.images.shape[1:],
+                     eval_transform_config(cfg))
+    trainer = Trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,
+                      keep_checkpoints=cfg["checkpoint"]["keep"],
+                      checkpoint_every=cfg["checkpoint"]["every_steps"] or None,
+                      progress=not args.no_progress)
+    t_train = time.perf_counter()
+    try:
+        history = trainer.fit(train_loader, eval_loader, epochs=cfg["epochs"],
+                              resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"stopped; resume with: cnnframe train {args.config} --out {out} --resume",
+              file=sys.stderr)
+        return 130
+    except NonFiniteLossError as exc:
+        print(f"cnnframe train: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t_train
+    model.save(out / MODEL_FILE)
+    plot_curves(history, out / "curves.png")
+    last = history.rows[-1]
+    train_time = sum(r["time_s"] for r in history.rows)
+    line = (f"done: {len(history)} epochs, {train_time:.1f} s of training "
+            f"({wall:.1f} s in this session)")
+    if "val_accuracy" in last:
+        line += f"; final {'test' if cfg['data']['validation'] == 'test' else 'validation'} " \
+                f"accuracy {100 * last['val_accuracy']:.2f}%"
+    print(line)
+    print(f"wrote {out}{os.sep}: {CONFIG_FILE}, metrics.csv, checkpoints/, {MODEL_FILE}, "
+          "preprocess.json" + (", curves.png" if (out / "curves.png").exists() else ""))
+    return 0

@@ -1,0 +1,295 @@
+"""`cnnframe train / evaluate / predict` end to end on tiny Shapes runs (real Model and DataLoader)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnnframe.cli import main
+from cnnframe.graph import Model
+from cnnframe.train import History, list_checkpoints, load_config
+
+TINY = """
+seed = 3
+epochs = 2
+batch_size = 16
+threads = 1
+
+[model]
+input_shape = [3, 12, 12]
+layers = [
+    {{type = "conv2d", in_channels = 3, out_channels = 6, kernel_size = 3, padding = 1}},
+    {{type = "batch_norm2d", num_features = 6}},
+    {{type = "relu"}},
+    {{type = "max_pool2d", kernel_size = 2}},
+    {{type = "dropout", p = 0.1}},
+    {{type = "flatten"}},
+    {{type = "linear", in_features = 216, out_features = 8}},
+]
+
+[data]
+dataset = "shapes"
+augmentation = [{{type = "random_crop", padding = 1}}, {{type = "hflip"}}]
+normalize = {{mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25]}}
+options = {{size = 12, train = {{n = {n_train}}}, test = {{n = 48}}}}
+
+[optimizer]
+type = "sgd"
+lr = {lr}
+momentum = 0.9
+
+[schedule]
+type = "cosine"
+warmup_steps = 2
+
+[checkpoint]
+keep = {keep}
+every_steps = {every}
+"""
+
+
+def write_config(path, n_train=96, lr=0.05, keep=3, every=0):
+    path.write_text(TINY.format(n_train=n_train, lr=lr, keep=keep, every=every))
+    return str(path)
+
+
+def preprocess(images):
+    """What the config's eval transforms do: scale to [0, 1], then normalise."""
+    from cnnframe.data import Compose, Normalize, ToFloat
+    return Compose([ToFloat(), Normalize([0.5] * 3, [0.25] * 3)])(images, None)
+
+
+def weights(run):
+    return Model.load(run / "model.cnnf").state_dict()
+
+
+def test_train_writes_the_run_folder(tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.toml")
+    run = tmp_path / "runs" / "tiny"
+    assert main(["train", cfg, "--out", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out and "final test accuracy" in out
+    for name in ("config.toml", "metrics.csv", "model.cnnf", "preprocess.json"):
+        assert (run / name).is_file(), name
+    pytest.importorskip("matplotlib")
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    hist = History.from_csv(run / "metrics.csv")
+    assert hist["epoch"] == [1, 2] and hist["step"] == [6, 12]
+    assert len(list_checkpoints(run / "checkpoints")) == 2
+    # The saved config is the resolved one and loads as a training config.
+    assert load_config(run / "config.toml")["epochs"] == 2
+    # The final model is the trained one: its test accuracy is the last val_accuracy.
+    from cnnframe.data import Shapes
+    test = Shapes(n=48, size=12, train=False)
+    x = preprocess(test.images)
+    logits = Model.load(run / "model.cnnf").forward(x, training=False)
+    assert np.mean(logits.argmax(1) == test.labels) == pytest.approx(hist["val_accuracy"][-1])
+
+
+def test_epochs_override_and_default_out(tmp_path, monkeypatch):
+    cfg = write_config(tmp_path / "tiny.toml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", cfg, "--epochs", "1", "--no-progress"]) == 0
+    assert History.from_csv(tmp_path / "runs" / "tiny" / "metrics.csv")["epoch"] == [1]
+
+
+def _interrupt_at(monkeypatch, step):
+    """Make the CLI's Trainer raise KeyboardInterrupt after `step` steps (like Ctrl-C)."""
+    from cnnframe.train import trainer as trainer_mod
+
+    class Stop(trainer_mod.Callback):
+        def on_step_end(self, trainer, s, logs):
+            if s == step:
+                raise KeyboardInterrupt
+    orig = trainer_mod.Trainer.__init__
+
+    def init(self, *a, **kw):
+        orig(self, *a, **kw)
+        self.callbacks.append(Stop())
+    monkeypatch.setattr(trainer_mod.Trainer, "__init__", init)
+
+
+def test_interrupt_and_resume_gives_identical_weights(tmp_path, monkeypatch, capsys):
+    """Dropout, batch norm, random crops and flips, a cosine schedule: still bit-identical."""
+    cfg = write_config(tmp_path / "tiny.toml")
+    ref = tmp_path / "ref"
+    assert main(["train", cfg, "--out", str(ref), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 8)  # mid epoch 2
+        assert main(["train", cfg, "--out", str(run), "--no-progress"]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert not (run / "model.cnnf").exists()
+    # Without --resume the run folder is protected.
+    assert main(["train", cfg, "--out", str(run), "--no-progress"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", cfg, "--out", str(run), "--resume", "--no-progress"]) == 0
+    want, got = weights(ref), weights(run)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert np.array_equal(want[k], got[k]), k
+    a, b = History.from_csv(ref / "metrics.csv"), History.from_csv(run / "metrics.csv")
+    assert a["loss"] == b["loss"] and a["val_accuracy"] == b["val_accuracy"]
+
+
+def test_resume_refuses_a_different_config(tmp_path, monkeypatch, capsys):
+    cfg = write_config(tmp_path / "tiny.toml")
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        assert main(["train", cfg, "--out", str(run), "--no-progress"]) == 130
+    other = write_config(tmp_path / "other.toml", lr=0.2)
+    assert main(["train", other, "--out", str(run), "--resume", "--no-progress"]) == 1
+    assert "differs" in capsys.readouterr().err
+    # More epochs is fine: the run continues.
+    assert main(["train", cfg, "--out", str(run), "--resume", "--epochs", "3",
+                 "--no-progress"]) == 0
+    assert History.from_csv(run / "metrics.csv")["epoch"] == [1, 2, 3]
+
+
+def test_real_ctrl_c_in_a_subprocess_then_resume(tmp_path):
+    """SIGINT to a running `cnnframe train`: exit 130 with a checkpoint; --resume finishes the
+    run with exactly the weights of an uninterrupted run."""
+    cfg = write_config(tmp_path / "tiny.toml", n_train=1600, every=5, keep=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "cnnframe", "train", cfg, "--no-progress", "--epochs", "1"]
+    run = tmp_path / "run"
+    proc = subprocess.Popen(cmd + ["--out", str(run)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list_checkpoints(run / "checkpoints") and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted at epoch 1" in out and "--resume" in err
+    stopped = list_checkpoints(run / "checkpoints")[-1]
+    assert stopped.endswith("-interrupt.npz")
+    done = subprocess.run(cmd + ["--out", str(run), "--resume"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout
+    ref = tmp_path / "ref"
+    main(["train", cfg, "--no-progress", "--epochs", "1", "--out", str(ref)])
+    want, got = weights(ref), weights(run)
+    for k in want:
+        assert np.array_equal(want[k], got[k]), k
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_loss_exits_with_step_and_checkpoint(tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.toml", lr=1e30)
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "at step " in err and "Last good checkpoint" in err
+
+
+def test_config_errors_are_reported(tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text(TINY.format(n_train=10, lr=0.1, keep=1, every=0) + "\nlearning_rate = 3\n")
+    assert main(["train", str(p), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "valid keys" in err
+    assert main(["train", str(tmp_path / "missing.toml")]) == 1
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("trained")
+    cfg = write_config(base / "tiny.toml", n_train=160)
+    assert main(["train", cfg, "--out", str(base / "run"), "--no-progress", "--epochs", "3"]) == 0
+    return base / "run"
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(trained, tmp_path, capsys):
+    assert main(["evaluate", str(trained), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    last = History.from_csv(trained / "metrics.csv")["val_accuracy"][-1]
+    assert f"accuracy {100 * last:.2f}%" in out
+    assert "per-class accuracy" in out and "circle" in out and "confusion matrix" in out
+    # The confusion matrix rows add up to the 48 test images.
+    rows = [line for line in out.splitlines() if line.rstrip().endswith("]")]
+    assert len(rows) == 8
+    assert sum(sum(int(v) for v in r.split("[")[0].split()[1:]) for r in rows) == 48
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "confusion_matrix_test.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_on_the_train_split_and_a_model_file(trained, capsys):
+    assert main(["evaluate", str(trained / "model.cnnf"), "--split", "train",
+                 "--out", str(trained)]) == 0
+    assert "train (160 images)" in capsys.readouterr().out
+
+
+def test_evaluate_without_config_needs_data(tmp_path, trained, capsys):
+    lone = tmp_path / "m.cnnf"
+    lone.write_bytes((trained / "model.cnnf").read_bytes())
+    assert main(["evaluate", str(lone)]) == 1
+    assert "--data" in capsys.readouterr().err
+
+
+def test_predict_classifies_image_files(trained, tmp_path, capsys):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnframe.data import Shapes
+    test = Shapes(n=6, size=12, train=False)
+    paths = []
+    for i, img in enumerate(test.images):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(img.transpose(1, 2, 0)).save(p)
+        paths.append(str(p))
+    big = tmp_path / "big.png"
+    Image.fromarray(np.repeat(np.repeat(test.images[0].transpose(1, 2, 0), 2, 0), 2, 1)).save(big)
+    assert main(["predict", str(trained), *paths, str(big), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    model = Model.load(trained / "model.cnnf")
+    x = preprocess(test.images)
+    want = model.forward(x, training=False).argmax(1)
+    lines = out.splitlines()
+    for i, p in enumerate(paths):
+        line = next(ln for ln in lines if ln.startswith(p + ":"))
+        assert line.split(":")[1].split()[0] == test.classes[want[i]]
+        assert line.count("%") == 2
+    assert "resized to 12x12" in out
+
+
+def test_predict_errors(trained, tmp_path, capsys):
+    assert main(["predict", str(trained), str(tmp_path / "nope.png")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    assert main(["predict", str(trained), str(tmp_path / "junk.png")]) == 1
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_cifar10_name_uses_a_class_folder_copy_from_data_dir_or_env(tmp_path, monkeypatch,
+                                                                    capsys):
+    """dataset = "cifar10" with --data-dir / $CNNFRAME_DATA at a train/<class>/*.png tree."""
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data" / "cifar10-jpeg"
+    for split, n in (("train", 2), ("test", 1)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{i}.png")
+    cfg_text = (TINY.format(n_train=0, lr=0.01, keep=1, every=0)
+                .replace('dataset = "shapes"', 'dataset = "cifar10"')
+                .replace("input_shape = [3, 12, 12]", "input_shape = [3, 32, 32]")
+                .replace("in_features = 216, out_features = 8", "in_features = 1536, "
+                         "out_features = 10")
+                .replace("options = {size = 12, train = {n = 0}, test = {n = 48}}", ""))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg_text)
+    assert main(["train", str(cfg), "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "r1"), "--no-progress"]) == 0
+    assert "20 training images, 10 for evaluation" in capsys.readouterr().out
+    monkeypatch.setenv("CNNFRAME_DATA", str(root))
+    assert main(["train", str(cfg), "--epochs", "1", "--batch-size", "8",
+                 "--out", str(tmp_path / "r2"), "--no-progress"]) == 0
