@@ -59,59 +59,65 @@ class _BatchNorm(Layer):
             raise ValueError(f"{self.type_name}: expects {self.num_features} channels on axis 1, "
                              f"got shape {x.shape}")
         x = np.ascontiguousarray(x)
-        ndim, dt = x.ndim, x.dtype.type
-        bshape = self._bshape(ndim)
+        bshape = self._bshape(x.ndim)
+        dt = x.dtype.type
         m = x.size // self.num_features
         w, b = self.params["weight"], self.params["bias"]
-        xhat = self._buffer("xhat", x.shape)
+        y = self._buffer("y", x.shape)
         if training:
             if m < 2:
                 raise ValueError(f"{self.type_name}: training needs more than one value per "
                                  f"channel to compute a variance, got input shape {x.shape}")
             mean = self._channel_sum(x) / dt(m)
-            np.subtract(x, mean.reshape(bshape), out=xhat)
-            var = self._channel_dot(xhat, xhat) / dt(m)
+            xc = self._buffer("xc", x.shape)  # x - mean, kept for backward
+            np.subtract(x, mean.reshape(bshape), out=xc)
+            var = self._channel_dot(xc, xc) / dt(m)
             invstd = 1.0 / np.sqrt(var + dt(self.eps))
-            xhat *= invstd.reshape(bshape)
+            np.multiply(xc, (w * invstd).reshape(bshape), out=y)
+            y += b.reshape(bshape)
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= dt(1.0 - mom)
             rm += dt(mom) * mean
             rv *= dt(1.0 - mom)
             rv += dt(mom * m / (m - 1)) * var  # unbiased, as PyTorch
+            self._cache = (xc, invstd, None)
         else:
+            # Running statistics are constants: y = x * scale + shift, two passes.
+            rm = self.buffers["running_mean"].copy()
             invstd = 1.0 / np.sqrt(self.buffers["running_var"] + dt(self.eps))
-            np.subtract(x, self.buffers["running_mean"].reshape(bshape), out=xhat)
-            xhat *= invstd.reshape(bshape)
-        self._cache = (xhat, invstd, training)
-        y = self._buffer("y", x.shape)
-        np.multiply(xhat, w.reshape(bshape), out=y)
-        y += b.reshape(bshape)
+            scale = w * invstd
+            np.multiply(x, scale.reshape(bshape), out=y)
+            y += (b - rm * scale).reshape(bshape)
+            self._cache = (x, invstd, rm)
         return y
 
     def backward(self, grad_y):
         if self._cache is None:
             raise RuntimeError(f"{self.type_name}: backward called before forward")
-        xhat, invstd, training = self._cache
+        xc, invstd, running_mean = self._cache
         g = np.ascontiguousarray(grad_y)
         bshape = self._bshape(g.ndim)
         dt = g.dtype.type
         gb = self._channel_sum(g)
-        gw = self._channel_dot(g, xhat)
+        if running_mean is None:  # training: xc = x - batch mean
+            gw = self._channel_dot(g, xc) * invstd
+        else:  # eval: xc is x; xhat = (x - running_mean) * invstd
+            gw = (self._channel_dot(g, xc) - running_mean * gb) * invstd
         np.copyto(self.grads["bias"], gb)
         np.copyto(self.grads["weight"], gw)
         if not self.needs_input_grad:
             return None
         gx = self._buffer("gx", g.shape)
         scale = (self.params["weight"] * invstd).reshape(bshape)
-        if training:
-            # gx = w * invstd * (g - mean(g) - xhat * mean(g * xhat))
+        if running_mean is None:
+            # gx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)), xhat = xc * invstd
             m = g.size // self.num_features
-            np.multiply(xhat, (gw / dt(-m)).reshape(bshape), out=gx)
+            np.multiply(xc, (gw * invstd / dt(-m)).reshape(bshape), out=gx)
             gx += g
             gx -= (gb / dt(m)).reshape(bshape)
             gx *= scale
-        else:  # running statistics are constants
+        else:
             np.multiply(g, scale, out=gx)
         return gx
 
