@@ -172,6 +172,7 @@ class Trainer:
                                               keep=keep_checkpoints))
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.progress_interval = 0.5  # seconds between progress-bar redraws
         self.log = log
         self.extra_state = dict(extra_state or {})
         # Progress of the run.
@@ -471,7 +472,8 @@ class Trainer:
             return None
         return tqdm(total=steps_per_epoch, initial=self.step_in_epoch,
                     desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
-                    dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+                    dynamic_ncols=True, file=sys.stderr,
+                    mininterval=self.progress_interval)
 
     def _summary(self, row, epochs):
         parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}"]

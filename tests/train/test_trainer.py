@@ -244,3 +244,38 @@ def test_confusion_matrix_helper_consistent_with_evaluate():
     lab = np.array([0, 1, 2, 2])
     cm = confusion_matrix(pred, lab, 3)
     assert cm.sum() == 4 and np.trace(cm) == 3 and cm[2, 1] == 1
+
+
+def test_interrupt_during_validation_resumes_exactly(tiny, tmp_path):
+    """Ctrl-C while evaluating after an epoch: the epoch's steps are kept, validation reruns."""
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    ref_hist = ref.fit(loader, val, epochs=3)
+
+    class StopOnSecondEval:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __iter__(self):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return iter(self.inner)
+
+    run, loader, val = make_run(tiny, tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(loader, StopOnSecondEval(val), epochs=3)
+    assert run.step == 12 and run.epoch == 1 and run.step_in_epoch == 6
+    again, loader, val = make_run(tiny, tmp_path / "run")
+    hist = again.fit(loader, val, epochs=3, resume=True)
+    for k, v in _weights(ref).items():
+        assert np.array_equal(v, _weights(again)[k])
+    assert hist["val_loss"] == ref_hist["val_loss"] and hist["step"] == ref_hist["step"]
+
+
+def test_progress_bar_shows_loss_accuracy_speed(tiny, capsys):
+    trainer, loader, _ = make_run(tiny, None)
+    trainer.progress = True
+    trainer.progress_interval = 0
+    trainer.fit(loader, epochs=1)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss=" in err and "acc=" in err and "img/s=" in err
