@@ -85,8 +85,10 @@ def _figure(nrows, ncols, tile_px, title):
     FigureCanvasAgg(fig)
     fig.patch.set_facecolor("white")
     if title:
+        # Shrink the font until the title fits the width (about 0.6 em per character).
+        fits = width / (0.6 * len(title) * DPI / 72)
         fig.text(0.5, 1 - (header / 2) / height, title, ha="center", va="center",
-                 fontsize=max(6, min(11, int(header * 0.45))))
+                 fontsize=max(4.0, min(11.0, header * 0.45, fits)))
     pad = max(1, tile_px // 24)  # a thin white gap between tiles
 
     def tile_axes(index):
