@@ -36,6 +36,15 @@ def extent(mask):
     return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
 
 
+def conv3x3(name, cin, cout):
+    return {"type": "conv2d", "name": name, "in_channels": cin, "out_channels": cout,
+            "kernel_size": 3, "padding": 1}
+
+
+def pool2x2(name):
+    return {"type": "max_pool2d", "name": name, "kernel_size": 2}
+
+
 def main():
     # 1. The text's example: a 3x3 input, then two 2x2 convolutions.
     conv = {"type": "conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 2,
@@ -66,16 +75,16 @@ def main():
     print(f"measured receptive field of conv2 = {extent(mask2)}")
     print()
 
-    # 2. A deeper net: 3x3 convolutions and 2x2 max pooling.  Each 3x3 convolution adds
-    #    2 x (the product of the strides below it) pixels; each pooling doubles the step.
-    c = lambda name, cin, cout: {"type": "conv2d", "name": name, "in_channels": cin,  # noqa: E731
-                                 "out_channels": cout, "kernel_size": 3, "padding": 1}
-    p = lambda name: {"type": "max_pool2d", "name": name, "kernel_size": 2}  # noqa: E731
+    # 2. A deeper net: 3x3 convolutions and 2x2 max pooling.  With j the product of the
+    #    strides below a layer, a 3x3 convolution widens the field by 2 j pixels and a
+    #    2x2 pooling by j, and the pooling's stride 2 doubles j for the layers above.
     deep_cfg = {"input_shape": [3, 32, 32], "seed": 0,
-                "layers": [c("conv1", 3, 8), {"type": "relu", "name": "relu1"},
-                           c("conv2", 8, 8), {"type": "relu", "name": "relu2"}, p("pool1"),
-                           c("conv3", 8, 16), {"type": "relu", "name": "relu3"}, p("pool2"),
-                           c("conv4", 16, 16)]}
+                "layers": [conv3x3("conv1", 3, 8), {"type": "relu", "name": "relu1"},
+                           conv3x3("conv2", 8, 8), {"type": "relu", "name": "relu2"},
+                           pool2x2("pool1"),
+                           conv3x3("conv3", 8, 16), {"type": "relu", "name": "relu3"},
+                           pool2x2("pool2"),
+                           conv3x3("conv4", 16, 16)]}
     print(f"deep config = {json.dumps(deep_cfg)}")
     print()
     deep = cnnframe.Model.from_config(deep_cfg)
