@@ -38,6 +38,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef Py_ssize_t Pb, ldc, p
     cdef floating* cols
     cdef floating* out
+    cdef floating* dst
     cdef floating beta
     if N == 0:
         return
@@ -75,8 +76,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                     for b in range(nb):
                         for f in range(F):
                             if has_bias:
+                                dst = &y[n0 + b, f, 0, 0]
                                 for p in range(P):
-                                    y[n0 + b, f, 0, p] = out[f * Pb + b * P + p] + bias[f]
+                                    dst[p] = out[f * Pb + b * P + p] + bias[f]
                             else:
                                 memcpy(&y[n0 + b, f, 0, 0], out + f * Pb + b * P,
                                        P * sizeof(floating))
@@ -118,10 +120,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
             n0 = blk * B
             nb = min(B, N - n0)
             for b in range(nb):
+                gy = &grad_y[n0 + b, 0, 0, 0]
                 for f in range(F):
                     acc = 0
                     for p in range(P):
-                        acc = acc + grad_y[n0 + b, f, 0, p]
+                        acc = acc + gy[f * P + p]
                     grad_b[t, f] += acc
                 if want_x:
                     memset(&grad_x[n0 + b, 0, 0, 0], 0, <size_t> C * H * W * sizeof(floating))

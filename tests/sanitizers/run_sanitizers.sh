@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build the kernels twice in a scratch copy of the source tree and run the kernel tests
+# under each build:
+#   debug : CNNFRAME_DEBUG_BUILD=1  (Cython bounds checks, -O1 -g)
+#   asan  : debug + CNNFRAME_SANITIZE=address (gcc AddressSanitizer, preloaded into python)
+# Usage: tests/sanitizers/run_sanitizers.sh [pytest args...]   (default: tests/functional)
+# The working tree's own build is left alone.  Exit status is non-zero if any run fails.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+py=${PYTHON:-$repo/.venv/bin/python}
+tests=("${@:-tests/functional}")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+status=0
+for mode in debug asan; do
+    src="$work/$mode"
+    mkdir -p "$src"
+    (cd "$repo" && cp -r setup.py pyproject.toml README.md cnnframe cnnframe_ext tests "$src/")
+    rm -f "$src"/cnnframe_ext/*.so "$src"/cnnframe_ext/*.c
+    env=(CNNFRAME_DEBUG_BUILD=1)
+    run_env=()
+    if [ "$mode" = asan ]; then
+        env+=(CNNFRAME_SANITIZE=address)
+        # python itself is not instrumented: preload the runtime; pymalloc off so ASan sees
+        # every allocation; leak reports off (the interpreter keeps memory until exit).
+        run_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc
+                 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1)
+    fi
+    echo "== $mode build"
+    (cd "$src" && env "${env[@]}" "$py" setup.py -q build_ext --inplace > build.log 2>&1) \
+        || { cat "$src/build.log"; exit 1; }
+    echo "== $mode run: pytest ${tests[*]}"
+    # The source copy comes first on sys.path, ahead of any installed/editable cnnframe.
+    if (cd "$src" && env "${run_env[@]}" "$py" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1 \
+            | tail -n 5); then
+        echo "== $mode: clean"
+    else
+        echo "== $mode: FAILED"
+        status=1
+    fi
+done
+exit $status
