@@ -213,13 +213,13 @@ def main(argv=None):
     total = sum(bd.values())
     print(f"\nper-layer time of one cnnframe training step (batch {args.batch}; "
           f"sum {1e3 * total:.1f} ms):")
-    print(f"{'node':<18}{'type':<20}{'forward ms':>11}{'backward ms':>13}{'share':>8}")
+    print(f"{'node':<22}{'type':<20}{'forward ms':>11}{'backward ms':>13}{'share':>8}")
     rows = [(n, model.nodes[n].type_name) for n in model._order]
     rows += [("loss", "cross_entropy"), ("optimizer", "sgd")]
     for n, t in rows:
         f = bd.get((n, "forward"), bd.get((n, "fwd+bwd"), bd.get((n, "step"), 0.0)))
         b = bd.get((n, "backward"), 0.0)
-        print(f"{n:<18}{t:<20}{1e3 * f:>11.2f}{1e3 * b:>13.2f}{100 * (f + b) / total:>7.1f}%")
+        print(f"{n:<22}{t:<20}{1e3 * f:>11.2f}{1e3 * b:>13.2f}{100 * (f + b) / total:>7.1f}%")
     by_type = {}
     for n, t in rows:
         by_type[t] = by_type.get(t, 0.0) + sum(v for (k, _), v in bd.items() if k == n)

@@ -172,7 +172,8 @@ class Trainer:
                                               keep=keep_checkpoints))
         self.callbacks = list(callbacks)
         self.progress = progress
-        self.progress_interval = 0.5  # seconds between progress-bar redraws
+        # Seconds between progress-bar redraws; None: 0.5 on a terminal, 15 in a log file.
+        self.progress_interval = None
         self.log = log
         self.extra_state = dict(extra_state or {})
         # Progress of the run.
@@ -470,10 +471,13 @@ class Trainer:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return None
+        interval = self.progress_interval
+        if interval is None:
+            interval = 0.5 if getattr(sys.stderr, "isatty", lambda: False)() else 15.0
         return tqdm(total=steps_per_epoch, initial=self.step_in_epoch,
                     desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                     dynamic_ncols=True, file=sys.stderr,
-                    mininterval=self.progress_interval)
+                    mininterval=interval)
 
     def _summary(self, row, epochs):
         parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}"]

@@ -16,7 +16,6 @@ TINY = """
 seed = 3
 epochs = 2
 batch_size = 16
-threads = 1
 
 [model]
 input_shape = [3, 12, 12]
