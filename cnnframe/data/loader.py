@@ -148,12 +148,15 @@ class DataLoader:
                    else (self.get_batch(epoch, b, order) for b in range(start, count)))
         if start >= count:  # an empty epoch (dataset smaller than one dropped batch)
             self.epoch, self.position = epoch + 1, 0
-        for b, batch in enumerate(batches, start):
-            if b + 1 == count:
-                self.epoch, self.position = epoch + 1, 0
-            else:
-                self.position = b + 1
-            yield batch
+        try:
+            for b, batch in enumerate(batches, start):
+                if b + 1 == count:
+                    self.epoch, self.position = epoch + 1, 0
+                else:
+                    self.position = b + 1
+                yield batch
+        finally:
+            batches.close()  # stops the prefetch thread when the loop is left early
 
     def _prefetched(self, epoch, start, count, order):
         q, stop = queue.Queue(maxsize=2), threading.Event()
