@@ -44,7 +44,10 @@ class UnknownLayerError(ValueError, KeyError):
 
 
 class PluginError:
-    """A plugin entry point that failed to load: ``entry_point``, ``value``, ``distribution``, ``error``."""
+    """A plugin entry point that failed to load.
+
+    Attributes: ``entry_point``, ``value``, ``distribution``, ``error``.
+    """
 
     __slots__ = ("entry_point", "value", "distribution", "error")
 
@@ -78,7 +81,8 @@ def register_layer(name):
         If the decorated object is not a Layer subclass.
     """
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"register_layer: name must be an identifier such as 'my_conv', got {name!r}")
+        raise ValueError(f"register_layer: name must be an identifier such as 'my_conv', "
+                         f"got {name!r}")
 
     def decorator(cls):
         from cnnframe.layers.base import Layer

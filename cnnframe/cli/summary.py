@@ -1,4 +1,4 @@
-"""`cnnframe summary PATH`: build a model from a config (or load a saved one) and print its table."""
+"""`cnnframe summary PATH`: print the summary table of a model config or saved model."""
 import os
 
 

@@ -70,7 +70,8 @@ class Model:
 
     def __init__(self, inputs, nodes, outputs=None, dtype="float32", seed=None):
         if not isinstance(inputs, dict) or not inputs:
-            raise ValueError(f"Model: inputs must be a non-empty dict name -> shape, got {inputs!r}")
+            raise ValueError(f"Model: inputs must be a non-empty dict name -> shape, "
+                             f"got {inputs!r}")
         self.inputs = {}
         for name, shape in inputs.items():
             if not isinstance(name, str) or not name or "." in name:
@@ -495,7 +496,7 @@ class Model:
 
     # --- persistence and reporting ---------------------------------------------------------------
     def save(self, path):
-        """Write config + weights + buffers to one file (see :func:`cnnframe.graph.io.save_model`)."""
+        """Write config, weights and buffers to one file (:func:`cnnframe.graph.io.save_model`)."""
         from cnnframe.graph.io import save_model
         return save_model(self, path)
 

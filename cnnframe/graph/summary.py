@@ -15,8 +15,6 @@ r <- r + (k - 1) j and j <- j s; merges (add, concat) take the maximum over
 their inputs; layers that see their whole input (global pooling, linear) extend
 r over the whole spatial extent of the last feature map.
 """
-import math
-
 
 def _spatial(shape):
     return tuple(shape[1:3]) if len(shape) == 3 else None

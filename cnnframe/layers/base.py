@@ -89,7 +89,7 @@ def check_int(value, name, minimum=None, layer=""):
 
 
 def check_pair(value, name, minimum, layer=""):
-    """Validate an int or an [h, w] pair; return the JSON form (int or list) and the (h, w) tuple."""
+    """Validate an int or an [h, w] pair; return (JSON form: int or list, (h, w) tuple)."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         pair = tuple(check_int(v, name, minimum, layer) for v in value)
         return list(pair), pair
@@ -201,7 +201,7 @@ class Layer:
             self.rng = np.random.default_rng(seed)
 
     def astype(self, dtype):
-        """Convert params, grads and buffers to `dtype` (float32 or float64) in place; return self."""
+        """Convert params, grads and buffers to `dtype` (float32/float64) in place; return self."""
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{self.type_name or type(self).__name__}: dtype must be float32 or "

@@ -14,8 +14,8 @@ class _Merge(Layer):
     def _check_list(self, xs):
         name = self.type_name
         if not isinstance(xs, (list, tuple)) or len(xs) < 2:
-            raise ValueError(f"{name}: takes a list of at least 2 arrays, got "
-                             f"{type(xs).__name__}{'' if not isinstance(xs, (list, tuple)) else ' of ' + str(len(xs))}")
+            got = f"a list of {len(xs)}" if isinstance(xs, (list, tuple)) else type(xs).__name__
+            raise ValueError(f"{name}: takes a list of at least 2 arrays, got {got}")
         for i, x in enumerate(xs):
             self._check_input(x, what=f"input {i}")
         if any(x.dtype != xs[0].dtype for x in xs):
@@ -118,8 +118,8 @@ class Concat(_Merge):
         shapes = self._shapes(input_shapes)
         ndim = len(shapes[0]) + 1
         axis = self._axis(ndim) - 1
-        if any(len(s) != len(shapes[0]) or s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:]
-               for s in shapes):
+        first = shapes[0][:axis] + shapes[0][axis + 1:]
+        if any(len(s) != len(shapes[0]) or s[:axis] + s[axis + 1:] != first for s in shapes):
             raise ValueError(f"concat: input shapes must match except along axis {self.axis}, "
                              f"got {[list(s) for s in shapes]}")
         out = list(shapes[0])
