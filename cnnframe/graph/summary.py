@@ -16,6 +16,7 @@ their inputs; layers that see their whole input (global pooling, linear) extend
 r over the whole spatial extent of the last feature map.
 """
 
+
 def _spatial(shape):
     return tuple(shape[1:3]) if len(shape) == 3 else None
 
