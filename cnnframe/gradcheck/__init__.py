@@ -1,12 +1,12 @@
 """Gradient checking of layers, built-in or your own.
 
-    >>> from cnnframe.gradcheck import check_layer
-    >>> report = check_layer("conv2d", config={"in_channels": 3, "out_channels": 4,
-    ...                                         "kernel_size": 3}, input_shape=(2, 3, 6, 6))
-    >>> report.passed
-    True
-    >>> print(report)          # per input/parameter errors, worst elements, likely causes
-    >>> report.raise_if_failed()
+    from cnnframe.gradcheck import check_layer
+
+    report = check_layer("conv2d", config={"in_channels": 3, "out_channels": 4,
+                                           "kernel_size": 3}, input_shape=(2, 3, 6, 6))
+    report.passed              # True
+    print(report)              # per input/parameter errors, worst elements, likely causes
+    report.raise_if_failed()   # GradcheckError (an AssertionError) with the report
 
 How it works
 ------------
