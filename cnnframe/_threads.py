@@ -62,3 +62,16 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads cnnframe's kernels use."""
     return _num_threads
+
+
+# Below this many basic operations (multiply-adds, element visits) a kernel call
+# runs on one thread: waking a second thread, and waiting for it at the end when
+# the machine is busy, costs more than the split saves.
+SERIAL_WORK = 1 << 20
+
+
+def threads_for(work, items):
+    """Threads for one kernel call doing `work` operations over `items` independent pieces."""
+    if work < SERIAL_WORK:
+        return 1
+    return max(1, min(_num_threads, items))

@@ -1,7 +1,7 @@
 """2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution)."""
 import numpy as np
 
-from cnnframe._threads import get_num_threads
+from cnnframe._threads import threads_for
 from cnnframe.functional._args import (float_array, nonempty_planes, out_size, pair,
                                        positive_int)
 from cnnframe.functional._workspace import scratch
@@ -57,15 +57,17 @@ def _blocking(n, c, kh, kw, oh, ow, itemsize, threads):
     return max(1, min(cols // (oh * ow), per_thread)), oh
 
 
-def _scratch_for(fn, x, weight, oh, ow, threads):
-    """Blocking and per-thread scratch buffers (column matrix, product/gather block)."""
+def _plan(x, weight, oh, ow):
+    """Threads, blocking (B, R) and per-thread scratch buffers (column matrix, product block)."""
     n, c = x.shape[:2]
-    f, _, kh, kw = weight.shape
+    f, cg, kh, kw = weight.shape
+    threads = threads_for(n * f * oh * ow * cg * kh * kw, n)
     b, r = _blocking(n, c, kh, kw, oh, ow, x.itemsize, threads)
+    threads = min(threads, max(1, -(-n // b)))
     cols = b * r * ow
-    col = scratch(f"{fn} im2col", x.dtype, threads, c * kh * kw * cols)
-    tmp = scratch(f"{fn} block", x.dtype, threads, f * cols if b > 1 else 1)
-    return b, r, col, tmp
+    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * cols)
+    tmp = scratch("conv2d block", x.dtype, threads, f * cols if b > 1 else 1)
+    return threads, b, r, col, tmp
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -111,8 +113,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if bias.shape != (f,):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
-    threads = get_num_threads()
-    b, r, col, tmp = _scratch_for("conv2d", x, weight, oh, ow, threads)
+    threads, b, r, col, tmp = _plan(x, weight, oh, ow)
     y = np.empty((x.shape[0], f, oh, ow), x.dtype)
     _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *stride, *padding, *dilation, groups,
                             b, r, threads)
@@ -151,11 +152,10 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     if grad_y.shape != (n, f, oh, ow):
         raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
-    threads = get_num_threads()
+    threads, b, r, col, tmp = _plan(x, weight, oh, ow)
     grad_x = np.empty(x.shape if need_grad_x else (0, 1, 1, 1), x.dtype)
     grad_w = scratch("conv2d grad_weight", x.dtype, threads, weight.size)
     grad_b = scratch("conv2d grad_bias", x.dtype, threads, f)
-    b, r, col, tmp = _scratch_for("conv2d", x, weight, oh, ow, threads)
     _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col, tmp,
                              *stride, *padding, *dilation, groups, b, r, threads)
     grad_weight = grad_w.sum(axis=0).reshape(weight.shape)

@@ -1,7 +1,7 @@
 """2-D max, average and global average pooling of NCHW batches."""
 import numpy as np
 
-from cnnframe._threads import get_num_threads
+from cnnframe._threads import threads_for
 from cnnframe.functional._args import float_array, nonempty_planes, out_size, pair
 from cnnframe_ext import pool as _kernels
 
@@ -64,7 +64,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     argmax = np.empty((n, c, oh, ow), np.int64)
     _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 argmax.reshape(n * c, oh, ow), *kernel, *stride, *padding,
-                                get_num_threads())
+                                threads_for(y.size * kernel[0] * kernel[1], n * c))
     return y, argmax
 
 
@@ -98,7 +98,7 @@ def max_pool2d_backward(grad_y, argmax, input_shape):
     grad_x = np.empty((n, c, h, w), grad_y.dtype)
     if grad_x.size:
         _kernels.max_pool2d_backward(grad_y.reshape(n * c, oh, ow), argmax.reshape(n * c, oh, ow),
-                                     grad_x.reshape(n * c, h * w), get_num_threads())
+                                     grad_x.reshape(n * c, h * w), threads_for(grad_x.size, n * c))
     return grad_x
 
 
@@ -122,7 +122,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), x.dtype)
     _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
-                                *kernel, *stride, *padding, get_num_threads())
+                                *kernel, *stride, *padding,
+                                threads_for(y.size * kernel[0] * kernel[1], n * c))
     return y
 
 
@@ -150,7 +151,8 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0
     grad_x = np.empty(shape, grad_y.dtype)
     if grad_x.size:
         _kernels.avg_pool2d_backward(grad_y.reshape(n * c, oh, ow), grad_x.reshape(n * c, h, w),
-                                     *kernel, *stride, *padding, get_num_threads())
+                                     *kernel, *stride, *padding,
+                                     threads_for(grad_x.size + grad_y.size * kernel[0] * kernel[1], n * c))
     return grad_x
 
 
@@ -162,7 +164,7 @@ def global_avg_pool2d(x):
     y = np.empty((n, c), x.dtype)
     if y.size:
         _kernels.global_avg_pool2d_forward(x.reshape(n * c, h * w), y.reshape(n * c),
-                                           get_num_threads())
+                                           threads_for(x.size, n * c))
     return y
 
 
@@ -186,5 +188,5 @@ def global_avg_pool2d_backward(grad_y, input_shape):
     grad_x = np.empty((n, c, h, w), grad_y.dtype)
     if grad_x.size:
         _kernels.global_avg_pool2d_backward(grad_y.reshape(n * c), grad_x.reshape(n * c, h * w),
-                                            get_num_threads())
+                                            threads_for(grad_x.size, n * c))
     return grad_x

@@ -10,6 +10,14 @@ import cnnframe.reference as R
 
 from kernel_strategies import conv_geometries
 
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def threading_mode(request, monkeypatch):
+    """Run every case both on one thread and split over two (tiny calls run serially by default)."""
+    if request.param == "parallel":
+        monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    return request.param
+
+
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
 

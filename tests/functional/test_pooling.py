@@ -8,6 +8,14 @@ import cnnframe.reference as R
 
 from kernel_strategies import distinct_values, pool_geometries
 
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def threading_mode(request, monkeypatch):
+    """Run every case both on one thread and split over two (tiny calls run serially by default)."""
+    if request.param == "parallel":
+        monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    return request.param
+
+
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 CASES = [  # (x shape, kwargs)
