@@ -89,12 +89,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
                     const floating[:, :, :, ::1] weight,  # IN  (F, C/groups, KH, KW)
                     const floating[:, :, :, ::1] grad_y,  # IN  (N, F, OH, OW)
                     floating[:, :, :, ::1] grad_x,        # OUT (N, C, H, W), or 0-size to skip
-                    floating[:, ::1] grad_w,              # OUT (threads, F*C/groups*KH*KW) per-thread sums
-                    floating[:, ::1] grad_b,              # OUT (threads, F) per-thread sums
+                    floating[:, ::1] grad_w,              # OUT (parts, F*C/groups*KH*KW) partial sums
+                    floating[:, ::1] grad_b,              # OUT (parts, F) partial sums
                     floating[:, ::1] col,                 # scratch (threads, C*KH*KW * Pb)
                     floating[:, ::1] tmp,                 # scratch (threads, F * Pb) when B > 1
                     int sh, int sw, int ph, int pw, int dh, int dw,
                     int groups, int B, int R, int num_threads):
+    # The image blocks are cut into grad_w.shape[0] fixed partitions, each summed in
+    # block order into its own row, so the result does not depend on the thread count.
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
     cdef int OH = grad_y.shape[2], OW = grad_y.shape[3]
@@ -102,7 +104,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     cdef int Fg = F // groups, Kg = (C // groups) * KH * KW
     cdef bint want_x = grad_x.shape[0] > 0
     cdef int nblocks = (N + B - 1) // B
-    cdef int blk, n0, nb, b, oh0, oh1, g, f, t
+    cdef int nparts = grad_w.shape[0]
+    cdef int part, blk, n0, nb, b, oh0, oh1, g, f, t
     cdef Py_ssize_t Pb, ldg, p
     cdef floating* cols
     cdef const floating* gy
@@ -115,47 +118,48 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     with nogil, parallel(num_threads=num_threads):
         t = threadid()
         cols = &col[t, 0]
-        gw = &grad_w[t, 0]
-        for blk in prange(nblocks, schedule="static"):
-            n0 = blk * B
-            nb = min(B, N - n0)
-            for b in range(nb):
-                gy = &grad_y[n0 + b, 0, 0, 0]
-                for f in range(F):
-                    acc = 0
-                    for p in range(P):
-                        acc = acc + gy[f * P + p]
-                    grad_b[t, f] += acc
-                if want_x:
-                    memset(&grad_x[n0 + b, 0, 0, 0], 0, <size_t> C * H * W * sizeof(floating))
-            oh0 = 0
-            while oh0 < OH:
-                oh1 = min(oh0 + R, OH)
-                Pb = <Py_ssize_t> nb * (oh1 - oh0) * OW
+        for part in prange(nparts, schedule="static"):
+            gw = &grad_w[part, 0]
+            for blk in range(part * nblocks // nparts, (part + 1) * nblocks // nparts):
+                n0 = blk * B
+                nb = min(B, N - n0)
                 for b in range(nb):
-                    im2col(&x[n0 + b, 0, 0, 0], C, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw,
-                           oh0, oh1, cols + b * P, Pb)
-                if nb == 1:  # grad_y rows oh0:oh1 of every channel, read in place
-                    gy = &grad_y[n0, 0, oh0, 0]
-                    ldg = P
-                else:        # gather the block's grad_y side by side, as the columns are
+                    gy = &grad_y[n0 + b, 0, 0, 0]
+                    for f in range(F):
+                        acc = 0
+                        for p in range(P):
+                            acc = acc + gy[f * P + p]
+                        grad_b[part, f] += acc
+                    if want_x:
+                        memset(&grad_x[n0 + b, 0, 0, 0], 0, <size_t> C * H * W * sizeof(floating))
+                oh0 = 0
+                while oh0 < OH:
+                    oh1 = min(oh0 + R, OH)
+                    Pb = <Py_ssize_t> nb * (oh1 - oh0) * OW
                     for b in range(nb):
-                        for f in range(F):
-                            memcpy(&tmp[t, f * Pb + b * P], &grad_y[n0 + b, f, 0, 0],
-                                   P * sizeof(floating))
-                    gy = &tmp[t, 0]
-                    ldg = Pb
-                for g in range(groups):
-                    # dW_g (Kg x Fg) += cols_g^T (Kg x Pb) @ gy_g (Pb x Fg)
-                    gemm(c'T', c'N', Kg, Fg, <int> Pb, 1, cols + g * Kg * Pb, <int> Pb,
-                         gy + g * Fg * ldg, <int> ldg, 1, gw + g * Fg * Kg, Kg)
-                if want_x:
-                    # The column buffer is free again: reuse it for d(cols).
+                        im2col(&x[n0 + b, 0, 0, 0], C, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw,
+                               oh0, oh1, cols + b * P, Pb)
+                    if nb == 1:  # grad_y rows oh0:oh1 of every channel, read in place
+                        gy = &grad_y[n0, 0, oh0, 0]
+                        ldg = P
+                    else:        # gather the block's grad_y side by side, as the columns are
+                        for b in range(nb):
+                            for f in range(F):
+                                memcpy(&tmp[t, f * Pb + b * P], &grad_y[n0 + b, f, 0, 0],
+                                       P * sizeof(floating))
+                        gy = &tmp[t, 0]
+                        ldg = Pb
                     for g in range(groups):
-                        # dcols_g (Pb x Kg) = gy_g (Pb x Fg) @ W_g (Fg x Kg)
-                        gemm(c'N', c'T', <int> Pb, Kg, Fg, 1, gy + g * Fg * ldg, <int> ldg,
-                             &weight[g * Fg, 0, 0, 0], Kg, 0, cols + g * Kg * Pb, <int> Pb)
-                    for b in range(nb):
-                        col2im(cols + b * P, C, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw,
-                               oh0, oh1, Pb, &grad_x[n0 + b, 0, 0, 0])
-                oh0 = oh1
+                        # dW_g (Kg x Fg) += cols_g^T (Kg x Pb) @ gy_g (Pb x Fg)
+                        gemm(c'T', c'N', Kg, Fg, <int> Pb, 1, cols + g * Kg * Pb, <int> Pb,
+                             gy + g * Fg * ldg, <int> ldg, 1, gw + g * Fg * Kg, Kg)
+                    if want_x:
+                        # The column buffer is free again: reuse it for d(cols).
+                        for g in range(groups):
+                            # dcols_g (Pb x Kg) = gy_g (Pb x Fg) @ W_g (Fg x Kg)
+                            gemm(c'N', c'T', <int> Pb, Kg, Fg, 1, gy + g * Fg * ldg, <int> ldg,
+                                 &weight[g * Fg, 0, 0, 0], Kg, 0, cols + g * Kg * Pb, <int> Pb)
+                        for b in range(nb):
+                            col2im(cols + b * P, C, H, W, KH, KW, OW, sh, sw, ph, pw, dh, dw,
+                                   oh0, oh1, Pb, &grad_x[n0 + b, 0, 0, 0])
+                    oh0 = oh1

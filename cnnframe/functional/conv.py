@@ -9,6 +9,9 @@ from cnnframe_ext import conv as _kernels
 
 # Target size of one thread's column buffer: small enough to stay in a core's L2 cache.
 BLOCK_BYTES = 1 << 19
+# The batch is cut into this many fixed partitions whose weight gradients are summed
+# separately and then in order, so results do not depend on the thread count (<= PARTS).
+PARTS = 8
 
 
 def _geometry(x, weight, stride, padding, dilation, groups, fn):
@@ -42,19 +45,19 @@ def _geometry(x, weight, stride, padding, dilation, groups, fn):
     return x, weight, stride, padding, dilation, groups, (oh, ow)
 
 
-def _blocking(n, c, kh, kw, oh, ow, itemsize, threads):
+def _blocking(n, c, kh, kw, oh, ow, itemsize):
     """Choose (B, R): B small images side by side, or R output rows of one large image.
 
     Aims for a column buffer of about BLOCK_BYTES with at least 256 columns
     (GEMMs much narrower than that run far below peak), and enough blocks to
-    keep every thread busy.
+    keep every partition busy.  It does not depend on the thread count.
     """
     k = c * kh * kw
     cols = min(8192, max(256, BLOCK_BYTES // (k * itemsize)))
     if oh * ow >= cols:
         return 1, max(1, cols // ow)
-    per_thread = -(-n // threads) if n else 1
-    return max(1, min(cols // (oh * ow), per_thread)), oh
+    per_part = -(-n // PARTS) if n else 1
+    return max(1, min(cols // (oh * ow), per_part)), oh
 
 
 def _plan(x, weight, oh, ow):
@@ -62,8 +65,8 @@ def _plan(x, weight, oh, ow):
     n, c = x.shape[:2]
     f, cg, kh, kw = weight.shape
     threads = threads_for(n * f * oh * ow * cg * kh * kw, n)
-    b, r = _blocking(n, c, kh, kw, oh, ow, x.itemsize, threads)
-    threads = min(threads, max(1, -(-n // b)))
+    b, r = _blocking(n, c, kh, kw, oh, ow, x.itemsize)
+    threads = min(threads, PARTS, max(1, -(-n // b)))
     cols = b * r * ow
     col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * cols)
     tmp = scratch("conv2d block", x.dtype, threads, f * cols if b > 1 else 1)
@@ -154,8 +157,8 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
     grad_x = np.empty(x.shape if need_grad_x else (0, 1, 1, 1), x.dtype)
-    grad_w = scratch("conv2d grad_weight", x.dtype, threads, weight.size)
-    grad_b = scratch("conv2d grad_bias", x.dtype, threads, f)
+    grad_w = scratch("conv2d grad_weight", x.dtype, PARTS, weight.size)
+    grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, f)
     _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col, tmp,
                              *stride, *padding, *dilation, groups, b, r, threads)
     grad_weight = grad_w.sum(axis=0).reshape(weight.shape)
