@@ -19,6 +19,7 @@ def max_pool2d_forward(const floating[:, :, ::1] x,   # IN  (N*C, H, W)
     cdef Py_ssize_t q
     cdef int oh, ow, ih, iw, h0, w0, h1, w1, best_i
     cdef floating best, v
+    cdef bint take
     for q in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
         for oh in range(OH):
             h0 = oh * sh - ph
@@ -34,14 +35,11 @@ def max_pool2d_forward(const floating[:, :, ::1] x,   # IN  (N*C, H, W)
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
                         v = x[q, ih, iw]
-                        # NaN propagates, as in PyTorch: a NaN wins once it is seen.
-                        if v > best or v != v:
-                            best = v
-                            best_i = ih * W + iw
-                            if v != v:
-                                break
-                    if best != best:
-                        break
+                        # Branch-free select (random data defeats branch prediction).
+                        # NaN propagates as in PyTorch: the first NaN wins and stays.
+                        take = (v > best) | ((v != v) & (best == best))
+                        best = v if take else best
+                        best_i = (ih * W + iw) if take else best_i
                 y[q, oh, ow] = best
                 argmax[q, oh, ow] = best_i
 
