@@ -99,7 +99,7 @@ def run(args):
     trainer = Trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,
                       keep_checkpoints=cfg["checkpoint"]["keep"],
                       checkpoint_every=cfg["checkpoint"]["every_steps"] or None,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, extra_state={"config": cfg})
     t_train = time.perf_counter()
     try:
         history = trainer.fit(train_loader, eval_loader, epochs=cfg["epochs"],
