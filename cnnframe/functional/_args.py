@@ -3,7 +3,9 @@
 Every check runs in Python before a kernel sees the data: a kernel without
 bounds checks must only ever receive shapes it can handle.
 """
+import math
 import numbers
+import os
 
 import numpy as np
 
@@ -36,11 +38,13 @@ def positive_int(value, name):
     return int(value)
 
 
-def float_array(x, name, ndim, dtype=None):
+def float_array(x, name, ndim, dtype=None, copy=True):
     """Check x is a float32/float64 ndarray of `ndim` dims; return it C-contiguous.
 
     A non-contiguous or non-native-byte-order input is copied once.
     `dtype`, when given, is the dtype x must share (e.g. the input's, for weights).
+    With copy=False x is only checked and returned as it is (check shapes first, then
+    call `contiguous`: copying a huge broadcast array before a shape error costs seconds).
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy ndarray, got {type(x).__name__}")
@@ -51,6 +55,11 @@ def float_array(x, name, ndim, dtype=None):
                         f"convert one so both match")
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    return contiguous(x) if copy else x
+
+
+def contiguous(x):
+    """x as a C-contiguous array in native byte order (a copy only when needed)."""
     return np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
 
 
@@ -63,3 +72,27 @@ def nonempty_planes(x, name):
     if x.shape[1] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{name} has shape {x.shape}: channels, height and width must be >= 1 "
                          "(only the batch may be empty)")
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return 1 << 46
+
+
+PHYSICAL_MEMORY = _physical_memory()
+
+
+def output_array(shape, dtype, fn, what="output"):
+    """np.empty(shape, dtype), refusing sizes beyond the machine's RAM with MemoryError.
+
+    With memory overcommit the allocation itself may succeed and the kernel then be
+    killed by the OS while filling it; refusing first names the sizes instead.
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > PHYSICAL_MEMORY:
+        raise MemoryError(f"{fn}: the {what} of shape {tuple(shape)} needs "
+                          f"{nbytes / 2**30:.1f} GiB, more than this machine's "
+                          f"{PHYSICAL_MEMORY / 2**30:.1f} GiB of RAM")
+    return np.empty(shape, dtype)

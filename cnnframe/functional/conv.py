@@ -2,8 +2,8 @@
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import (float_array, nonempty_planes, out_size, pair,
-                                       positive_int)
+from cnnframe.functional._args import (contiguous, float_array, nonempty_planes, out_size,
+                                       output_array, pair, positive_int)
 from cnnframe.functional._workspace import scratch
 from cnnframe_ext import conv as _kernels
 
@@ -16,8 +16,8 @@ PARTS = 8
 
 def _geometry(x, weight, stride, padding, dilation, groups, fn):
     """Validate a conv call; return (x, weight, (sh, sw), (ph, pw), (dh, dw), groups, (OH, OW))."""
-    x = float_array(x, "x", 4)
-    weight = float_array(weight, "weight", 4, dtype=x.dtype)
+    x = float_array(x, "x", 4, copy=False)
+    weight = float_array(weight, "weight", 4, dtype=x.dtype.newbyteorder("="), copy=False)
     stride = pair(stride, "stride", 1)
     padding = pair(padding, "padding", 0)
     dilation = pair(dilation, "dilation", 1)
@@ -42,6 +42,7 @@ def _geometry(x, weight, stride, padding, dilation, groups, fn):
             f"stride {stride}, padding {padding}, dilation {dilation}; the dilated kernel "
             f"({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}) must fit in the "
             f"padded input ({h + 2 * padding[0]} x {w + 2 * padding[1]})")
+    x, weight = contiguous(x), contiguous(weight)  # only now: the shapes are consistent
     return x, weight, stride, padding, dilation, groups, (oh, ow)
 
 
@@ -117,7 +118,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
-    y = np.empty((x.shape[0], f, oh, ow), x.dtype)
+    y = output_array((x.shape[0], f, oh, ow), x.dtype, "conv2d")
     _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *stride, *padding, *dilation, groups,
                             b, r, threads)
     return y

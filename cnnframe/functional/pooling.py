@@ -2,7 +2,8 @@
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import float_array, nonempty_planes, out_size, pair
+from cnnframe.functional._args import (float_array, nonempty_planes, out_size, output_array,
+                                       pair)
 from cnnframe_ext import pool as _kernels
 
 
@@ -31,7 +32,8 @@ def _check_shape(arr, name, shape, fn):
 
 def _input_shape(input_shape, fn):
     if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4
-            or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in input_shape)):
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0
+                       for s in input_shape)):
         raise ValueError(f"{fn}: input_shape must be (N, C, H, W) of ints >= 0, got {input_shape!r}")
     return tuple(int(s) for s in input_shape)
 
@@ -60,8 +62,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x, kernel, stride, padding, (oh, ow) = _pool_geometry(x, kernel_size, stride, padding,
                                                           "max_pool2d")
     n, c, h, w = x.shape
-    y = np.empty((n, c, oh, ow), x.dtype)
-    argmax = np.empty((n, c, oh, ow), np.int64)
+    y = output_array((n, c, oh, ow), x.dtype, "max_pool2d")
+    argmax = output_array((n, c, oh, ow), np.int64, "max_pool2d", "argmax")
     _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 argmax.reshape(n * c, oh, ow), *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c))
@@ -95,7 +97,7 @@ def max_pool2d_backward(grad_y, argmax, input_shape):
         raise ValueError(f"max_pool2d_backward: argmax holds indices outside [0, {h * w}) "
                          f"for input_shape {(n, c, h, w)}")
     oh, ow = grad_y.shape[2:]
-    grad_x = np.empty((n, c, h, w), grad_y.dtype)
+    grad_x = output_array((n, c, h, w), grad_y.dtype, "max_pool2d_backward", "grad_x")
     if grad_x.size:
         _kernels.max_pool2d_backward(grad_y.reshape(n * c, oh, ow), argmax.reshape(n * c, oh, ow),
                                      grad_x.reshape(n * c, h * w), threads_for(grad_x.size, n * c))
@@ -120,7 +122,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     x, kernel, stride, padding, (oh, ow) = _pool_geometry(x, kernel_size, stride, padding,
                                                           "avg_pool2d")
     n, c, h, w = x.shape
-    y = np.empty((n, c, oh, ow), x.dtype)
+    y = output_array((n, c, oh, ow), x.dtype, "avg_pool2d")
     _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c))
@@ -148,7 +150,7 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0
                                                           "avg_pool2d_backward")
     n, c, h, w = shape
     _check_shape(grad_y, "grad_y", (n, c, oh, ow), "avg_pool2d_backward")
-    grad_x = np.empty(shape, grad_y.dtype)
+    grad_x = output_array(shape, grad_y.dtype, "avg_pool2d_backward", "grad_x")
     if grad_x.size:
         _kernels.avg_pool2d_backward(grad_y.reshape(n * c, oh, ow), grad_x.reshape(n * c, h, w),
                                      *kernel, *stride, *padding,
@@ -185,7 +187,7 @@ def global_avg_pool2d_backward(grad_y, input_shape):
     _check_shape(grad_y, "grad_y", (n, c), "global_avg_pool2d_backward")
     if h < 1 or w < 1:
         raise ValueError(f"global_avg_pool2d_backward: input_shape {(n, c, h, w)} has an empty plane")
-    grad_x = np.empty((n, c, h, w), grad_y.dtype)
+    grad_x = output_array((n, c, h, w), grad_y.dtype, "global_avg_pool2d_backward", "grad_x")
     if grad_x.size:
         _kernels.global_avg_pool2d_backward(grad_y.reshape(n * c), grad_x.reshape(n * c, h * w),
                                             threads_for(grad_x.size, n * c))
