@@ -73,11 +73,19 @@ def build_torch(model_cfg, optim_cfg, loss_cfg):
             raise ValueError(f"bench_train: no PyTorch equivalent for layer type {t!r}")
     net = nn.Sequential(*layers)
     o = {k: v for k, v in optim_cfg.items() if k != "type"}
-    if optim_cfg["type"] != "sgd":
-        raise ValueError("bench_train compares SGD runs")
-    opt = torch.optim.SGD(net.parameters(), lr=o.get("lr", 0.01), momentum=o.get("momentum", 0),
-                          nesterov=o.get("nesterov", False),
-                          weight_decay=o.get("weight_decay", 0))
+    kind = optim_cfg["type"].lower()
+    if kind == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=o.get("lr", 0.01),
+                              momentum=o.get("momentum", 0), nesterov=o.get("nesterov", False),
+                              weight_decay=o.get("weight_decay", 0))
+    elif kind in ("adam", "adamw"):
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        kw = {k: o[k] for k in ("lr", "eps", "weight_decay") if k in o}
+        if "betas" in o:
+            kw["betas"] = tuple(o["betas"])
+        opt = cls(net.parameters(), **kw)
+    else:
+        raise ValueError(f"bench_train: no PyTorch equivalent for optimizer {kind!r}")
     loss = nn.CrossEntropyLoss(label_smoothing=loss_cfg.get("label_smoothing", 0.0))
     return net, opt, loss
 
@@ -215,7 +223,8 @@ def main(argv=None):
           f"sum {1e3 * total:.1f} ms):")
     print(f"{'node':<22}{'type':<20}{'forward ms':>11}{'backward ms':>13}{'share':>8}")
     rows = [(n, model.nodes[n].type_name) for n in model._order]
-    rows += [("loss", "cross_entropy"), ("optimizer", "sgd")]
+    rows += [("loss", type(trainer.loss).__name__),
+             ("optimizer", type(trainer.optimizer).__name__)]
     for n, t in rows:
         f = bd.get((n, "forward"), bd.get((n, "fwd+bwd"), bd.get((n, "step"), 0.0)))
         b = bd.get((n, "backward"), 0.0)
