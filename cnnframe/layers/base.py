@@ -24,6 +24,7 @@ fresh arrays unless ``reuse_buffers`` is True (a Model sets it for internal
 nodes): then a layer may write each call's result into the same buffer, which
 saves page-faulting fresh memory (about 1 ms per MiB) on every step.
 """
+import functools
 import inspect
 import math
 import numbers
@@ -139,6 +140,42 @@ def as_shape(shape, what="input_shape", layer=""):
     return tuple(int(s) for s in shape)
 
 
+def _recording_forward(forward):
+    """Wrap a subclass's forward to remember its output's shape and dtype (for backward)."""
+    @functools.wraps(forward)
+    def wrapper(self, x, training=True):
+        y = forward(self, x, training)
+        self._output_spec = (y.shape, y.dtype) if isinstance(y, np.ndarray) else None
+        return y
+    return wrapper
+
+
+def _checked_backward(backward):
+    """Wrap a subclass's backward to refuse a grad_y unlike the latest forward's output.
+
+    Without it a wrong-shaped gradient could broadcast silently into a wrong-shaped
+    input gradient, and a list or an int array fail deep inside numpy.
+    """
+    @functools.wraps(backward)
+    def wrapper(self, grad_y):
+        name = self.type_name or type(self).__name__
+        if not hasattr(self, "_output_spec"):
+            raise RuntimeError(f"{name}: backward called before forward")
+        if self._output_spec is not None:
+            shape, dtype = self._output_spec
+            if not isinstance(grad_y, np.ndarray):
+                raise TypeError(f"{name}: grad_y must be a numpy ndarray, got "
+                                f"{type(grad_y).__name__}")
+            if grad_y.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{name}: grad_y must be float32 or float64 (the output of "
+                                f"forward is {dtype}), got {grad_y.dtype}")
+            if grad_y.shape != shape:
+                raise ValueError(f"{name}: grad_y has shape {grad_y.shape} but the output of "
+                                 f"forward has shape {shape}")
+        return backward(self, grad_y)
+    return wrapper
+
+
 class Layer:
     """Base class of every layer.
 
@@ -167,6 +204,14 @@ class Layer:
     num_inputs = 1
     stochastic = False
     aliases = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Every layer, built-in or plugin, checks grad_y against its latest output.
+        if "forward" in cls.__dict__:
+            cls.forward = _recording_forward(cls.__dict__["forward"])
+        if "backward" in cls.__dict__:
+            cls.backward = _checked_backward(cls.__dict__["backward"])
 
     def __init__(self):
         self.params = {}

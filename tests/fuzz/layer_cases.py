@@ -1,0 +1,186 @@
+"""Fuzz cases for every registered layer: configs, forward and backward.
+
+`run_layer_case(chooser)` picks a registered layer, builds it from a random (valid or
+broken) config, feeds it a random array (any ndim, dtype, layout, empty axes, NaN/inf)
+and, when forward succeeds, a gradient (the right one or a broken one).  Contract:
+
+- construction, forward and backward return, or raise TypeError/ValueError/MemoryError
+  with a message (backward before a successful forward may raise RuntimeError);
+- a returned output has the layer's declared ``output_shape`` and the input dtype, and
+  is finite when the input is finite and moderate;
+- a returned input gradient has the input's shape and dtype; a gradient of the wrong
+  shape or dtype must be refused, not silently broadcast.
+"""
+import time
+
+import numpy as np
+
+import cnnframe.layers
+from cnnframe.registry import available_layers, get_layer, layer_origin
+from fuzz.cases import BAD_DTYPES, ContractViolation, _relayout
+
+ALLOWED = (TypeError, ValueError, MemoryError)
+
+
+def fuzzed_layers():
+    """Built-in layers and installed plugins' layers (not layers other tests register)."""
+    builtin = {cls.type_name for cls in vars(cnnframe.layers).values()
+               if isinstance(cls, type) and issubclass(cls, cnnframe.layers.Layer)
+               and cls.type_name}
+    plugins = {n for n in available_layers() if layer_origin(n) != "built-in"}
+    return sorted(builtin | plugins)
+TIME_LIMIT = 5.0
+
+
+def _config(c, name, chan):
+    """A valid config for built-in `name` with `chan` input channels/features (or None)."""
+    k = [c.int(1, 3), c.int(1, 3)]
+    if name in ("conv2d", "separable_conv2d"):
+        cfg = {"in_channels": chan, "out_channels": chan * c.int(1, 2), "kernel_size": k,
+               "stride": c.int(1, 2), "padding": c.choice((0, 1, "valid")), "seed": 0}
+        if name == "conv2d":
+            cfg["groups"] = c.choice((1, chan))
+        return cfg
+    if name in ("max_pool2d", "avg_pool2d"):
+        return {"kernel_size": k, "stride": c.choice((None, 1, 2)), "padding": 0}
+    if name in ("batch_norm1d", "batch_norm2d"):
+        return {"num_features": chan}
+    if name == "linear":
+        return {"in_features": chan, "out_features": c.int(1, 4), "seed": 0}
+    if name == "dropout":
+        return {"p": c.choice((0.0, 0.5, 0.9)), "seed": 0}
+    if name == "leaky_relu":
+        return {"negative_slope": c.choice((0.0, 0.01, 1.0))}
+    if name in ("softmax", "concat"):
+        return {"axis": c.choice((1, -1))}
+    return {}
+
+
+BAD_CONFIG_VALUES = (-1, 0, 2**40, 1.5, "x", None, [], [1, 2, 3], {"a": 1}, float("nan"), True)
+
+
+def build_layer(c):
+    name = c.choice(fuzzed_layers())
+    chan = c.int(1, 3)
+    cfg = _config(c, name, chan)
+    broken = cfg and c.int(0, 5) == 0
+    if broken:
+        key = c.choice(sorted(cfg) + ["no_such_key"])
+        cfg[key] = c.choice(BAD_CONFIG_VALUES)
+    return name, chan, cfg, broken
+
+
+def _input(c, name, chan, rng):
+    ndim = c.choice((2, 4, 4, 4, 3, 1, 5)) if name not in ("linear", "batch_norm1d") else \
+        c.choice((2, 2, 3, 4))
+    shape = [c.int(1, 3), chan] + [c.int(1, 6) for _ in range(ndim - 2)]
+    shape = shape[:ndim]
+    mutation = c.choice(("none", "none", "none", "layout", "dtype", "zero", "nan", "channels",
+                         "not_array", "float64"))
+    dtype = np.float64 if mutation == "float64" else np.float32
+    x = rng.standard_normal(shape).astype(dtype)
+    if mutation == "layout":
+        x, _ = _relayout(c, x)
+    elif mutation == "dtype":
+        dt = c.choice(BAD_DTYPES)
+        x = np.zeros(x.shape, dt) if np.dtype(dt).kind in "OUMV" else x.astype(dt)
+    elif mutation == "zero":
+        x = np.take(x, [], axis=c.int(0, x.ndim - 1))
+    elif mutation == "nan" and x.size:
+        x.flat[c.int(0, x.size - 1)] = c.choice((np.nan, np.inf, -np.inf))
+    elif mutation == "channels" and x.ndim > 1:
+        x = np.concatenate([x, x], axis=1)
+    elif mutation == "not_array":
+        x = x.tolist()
+    return x, mutation
+
+
+def _check_exc(exc, where, allowed=ALLOWED):
+    if not isinstance(exc, allowed):
+        raise ContractViolation(f"{where}: raised {type(exc).__name__}: {exc}") from exc
+    if not str(exc):
+        raise ContractViolation(f"{where}: {type(exc).__name__} without a message") from exc
+
+
+def run_layer_case(c):
+    """Build, run forward and backward once; return an outcome label."""
+    name, chan, cfg, broken = build_layer(c)
+    where = f"{name}({cfg})"
+    try:
+        layer = get_layer(name).from_config(cfg)
+    except Exception as exc:  # noqa: BLE001 - checked below
+        _check_exc(exc, where)
+        return f"config-{type(exc).__name__}:{name}"
+    rng = np.random.default_rng(c.int(0, 2**16))
+    if c.int(0, 9) == 0:  # backward before any forward
+        try:
+            layer.backward(np.zeros((1, chan), np.float32))
+        except Exception as exc:  # noqa: BLE001
+            _check_exc(exc, f"{where}.backward before forward", ALLOWED + (RuntimeError,))
+    multi = layer.num_inputs is None
+    x, mutation = _input(c, name, chan, rng)
+    if multi:
+        x = [x, x.copy() if isinstance(x, np.ndarray) else x]
+    where += f" x[{mutation}]={getattr(x, 'shape', type(x).__name__)}"
+    t0 = time.perf_counter()
+    try:
+        y = layer.forward(x, training=c.bool())
+    except Exception as exc:  # noqa: BLE001
+        _check_exc(exc, where + ".forward")
+        return f"forward-{type(exc).__name__}:{name}"
+    finally:
+        if time.perf_counter() - t0 > TIME_LIMIT:
+            raise ContractViolation(f"{where}.forward took too long")
+    x0 = x[0] if multi else x
+    if not isinstance(x0, np.ndarray) or mutation in ("dtype", "not_array"):
+        raise ContractViolation(f"{where}: forward accepted a bad input (got {type(y)})")
+    if not isinstance(y, np.ndarray) or y.dtype != x0.dtype:
+        raise ContractViolation(f"{where}: output {type(y).__name__} "
+                                f"{getattr(y, 'dtype', '')} for input {x0.dtype}")
+    try:
+        declared = layer.output_shape([x0.shape[1:]] * 2 if multi else x0.shape[1:])
+    except ValueError:
+        declared = None  # e.g. an empty axis: output_shape takes sizes >= 1
+    if declared is not None and y.shape != (x0.shape[0],) + tuple(declared):
+        raise ContractViolation(f"{where}: output shape {y.shape}, output_shape says "
+                                f"{declared}")
+    if mutation != "nan" and y.size and not np.all(np.isfinite(y)):
+        raise ContractViolation(f"{where}: non-finite output for a finite input")
+    grad_kind = c.choice(("right", "right", "right", "shape", "dtype", "list", "bigger",
+                           "other_float"))
+    g = rng.standard_normal(y.shape).astype(y.dtype)
+    if grad_kind == "shape" and g.ndim and g.size:
+        g = g[..., :-1] if g.shape[-1] > 1 else np.concatenate([g, g], axis=-1)
+    elif grad_kind == "bigger":
+        g = np.broadcast_to(g, (2,) + g.shape).copy()
+    elif grad_kind == "dtype":
+        g = g.astype(c.choice(("int64", "float16", "complex128", "object", "bool")))
+    elif grad_kind == "other_float":  # float64 for float32 and back: accepted, as gradcheck does
+        g = g.astype(np.float64 if g.dtype == np.float32 else np.float32)
+    elif grad_kind == "list":
+        g = g.tolist()
+    elif grad_kind != "other_float":
+        grad_kind = "right"
+    try:
+        gx = layer.backward(g)
+    except Exception as exc:  # noqa: BLE001
+        _check_exc(exc, f"{where}.backward[{grad_kind}]")
+        if (grad_kind == "right" or grad_kind == "other_float" and not isinstance(exc, TypeError)) \
+                and not (mutation == "zero" or x0.size == 0):
+            raise ContractViolation(f"{where}.backward refused the right gradient: {exc}")
+        return f"backward-{type(exc).__name__}:{name}"
+    if grad_kind not in ("right", "other_float"):
+        raise ContractViolation(f"{where}.backward accepted a {grad_kind} gradient "
+                                f"{getattr(g, 'shape', '')} {getattr(g, 'dtype', '')} for "
+                                f"output {y.shape} {y.dtype}")
+    gxs = gx if multi else [gx]
+    for gi in gxs:
+        if gi is None:
+            continue
+        if gi.shape != x0.shape or gi.dtype not in (x0.dtype, g.dtype):
+            raise ContractViolation(f"{where}: input gradient {gi.shape} {gi.dtype} for "
+                                    f"input {x0.shape} {x0.dtype}")
+    for k, v in layer.grads.items():
+        if v.shape != layer.params[k].shape:
+            raise ContractViolation(f"{where}: grads[{k}] has shape {v.shape}")
+    return f"ok:{name}"
