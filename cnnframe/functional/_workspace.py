@@ -24,7 +24,8 @@ def scratch(purpose, dtype, rows, cols):
         raise MemoryError(
             f"{purpose}: needs {rows} x {cols} x {dtype.itemsize} bytes = "
             f"{need * dtype.itemsize / 2**20:.1f} MiB of scratch memory, above the limit of "
-            f"{MAX_SCRATCH_BYTES / 2**20:.0f} MiB (cnnframe.functional.set_scratch_limit)")
+            f"{MAX_SCRATCH_BYTES} bytes = {MAX_SCRATCH_BYTES / 2**20:.1f} MiB "
+            "(cnnframe.functional.set_scratch_limit)")
     key = (purpose, dtype, threading.get_ident())
     with _lock:
         buf = _buffers.get(key)
