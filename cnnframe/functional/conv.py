@@ -148,6 +148,8 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         All with the dtype of x.  The bias gradient is returned whether or not
         the forward call used a bias.
     """
+    if not isinstance(need_grad_x, (bool, np.bool_)):
+        raise TypeError(f"conv2d_backward: need_grad_x must be True or False, got {need_grad_x!r}")
     x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
         x, weight, stride, padding, dilation, groups, "conv2d_backward")
     grad_y = float_array(grad_y, "grad_y", 4, dtype=x.dtype)

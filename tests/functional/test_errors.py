@@ -56,6 +56,11 @@ def test_conv2d_backward_rejects(override, exc, pattern):
         F.conv2d_backward(**args)
 
 
+def test_conv2d_backward_rejects_non_bool_need_grad_x():
+    with pytest.raises(TypeError, match="need_grad_x must be True or False, got 'no'"):
+        F.conv2d_backward(x, w, gy, need_grad_x="no")
+
+
 POOL_ERRORS = [
     (dict(x=x.astype(np.int64)), TypeError, "x must be float32 or float64"),
     (dict(x=x[0]), ValueError, "x must have 4 dimensions"),

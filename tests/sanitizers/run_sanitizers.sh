@@ -23,9 +23,10 @@ for mode in debug asan; do
     if [ "$mode" = asan ]; then
         env+=(CNNFRAME_SANITIZE=address)
         # python itself is not instrumented: preload the runtime; pymalloc off so ASan sees
-        # every allocation; leak reports off (the interpreter keeps memory until exit).
+        # every allocation; leak reports off (the interpreter keeps memory until exit);
+        # a failed huge allocation returns NULL (numpy raises MemoryError) as in a normal build.
         run_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc
-                 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1)
+                 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1)
     fi
     echo "== $mode build"
     (cd "$src" && env "${env[@]}" "$py" setup.py -q build_ext --inplace > build.log 2>&1) \
