@@ -4,7 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PLUGIN := examples/plugins/cnnframe_swish
 
-.PHONY: all setup build test test-thorough quickstart bench clean
+# The main job trains CIFAR-10 when CNNFRAME_DATA points at a copy, else the Shapes quick start.
+ifdef CNNFRAME_DATA
+MAIN_CONFIG := examples/configs/cifar10_small.toml
+MAIN_OUT    := runs/cifar10_small
+else
+MAIN_CONFIG := examples/configs/shapes_quickstart.toml
+MAIN_OUT    := runs/quickstart
+endif
+
+.PHONY: all setup build test test-thorough quickstart bench sanitize fuzz clean
 
 all: test
 
@@ -28,12 +37,21 @@ test: build
 test-thorough: build
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
 
-# The main job: train the quick start (or CIFAR-10 when CNNFRAME_DATA points at it).
 quickstart: build
-	$(VENV)/bin/cnnframe train examples/configs/shapes_quickstart.toml --out runs/quickstart
+	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT)
 
 bench: build
 	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_train.py
+
+# Kernel and fuzz tests under a bounds-checked build and an AddressSanitizer build.
+sanitize: build
+	PYTHON=$(PY) tests/sanitizers/run_sanitizers.sh tests/functional tests/fuzz
+
+# The atheris harness for a bounded time (seconds).
+fuzz: build
+	$(PY) -m pip install "atheris>=2"
+	tests/fuzz/run_atheris.sh 60
 
 clean:
 	rm -rf build $(VENV) cnnframe_ext/*.c cnnframe_ext/*.so *.egg-info
