@@ -192,15 +192,15 @@ def main(argv=None):
             net.eval()
             torch_infer()
     res = {"cnnframe train": [], "cnnframe infer": [], "torch train": [], "torch infer": []}
-    for r in range(args.rounds):
+    infer_calls = max(2, args.steps // 2)
+    for _ in range(args.rounds):
         res["cnnframe train"].append(args.batch / time_calls(cf_train, args.steps))
-        res["cnnframe infer"].append(args.infer_batch / time_calls(cf_infer, max(2, args.steps // 2)))
+        res["cnnframe infer"].append(args.infer_batch / time_calls(cf_infer, infer_calls))
         if torch is not None:
             net.train()
             res["torch train"].append(args.batch / time_calls(torch_train, args.steps))
             net.eval()
-            res["torch infer"].append(args.infer_batch
-                                      / time_calls(torch_infer, max(2, args.steps // 2)))
+            res["torch infer"].append(args.infer_batch / time_calls(torch_infer, infer_calls))
     med = {k: statistics.median(v) for k, v in res.items() if v}
 
     name = os.path.splitext(os.path.basename(args.config))[0]

@@ -1,4 +1,4 @@
-"""`cnnframe evaluate MODEL`: accuracy, per-class accuracy and confusion matrix on a dataset split."""
+"""`cnnframe evaluate MODEL`: accuracy, per-class accuracy and confusion matrix on a split."""
 import argparse
 import copy
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""`cnnframe train / evaluate / predict` end to end on tiny Shapes runs (real Model and DataLoader)."""
+"""`cnnframe train / evaluate / predict` end to end on tiny Shapes runs (real Model, DataLoader)."""
 import os
 import signal
 import subprocess

@@ -1,4 +1,4 @@
-"""Checkpoint files: exact round trip without pickle, atomic writes, keep-last-K, latest complete."""
+"""Checkpoint files: exact round trip without pickle, atomic writes, keep last K, newest complete."""
 import os
 import random
 import zipfile
@@ -41,7 +41,8 @@ def test_round_trip_keeps_types_and_bits(tmp_path):
                   "bn.running_var": np.array([1.5, np.inf], np.float64)},
         "optimizer": {"lr": 0.1, "step_count": 7, "beta": np.float32(0.9),
                       "exp_avg/x": np.zeros((0, 3), np.float32)},
-        "rng": {"numpy": np.random.RandomState(3).get_state(), "python": random.Random(4).getstate(),
+        "rng": {"numpy": np.random.RandomState(3).get_state(),
+                "python": random.Random(4).getstate(),
                 "pcg": np.random.default_rng(5).bit_generator.state},
         "odd": {"__array__": "not a marker", "": None, "nan": float("nan"), "flag": True,
                 "names": ["a", "b"], "tuple": (1, (2.5, "x")), "u8": np.uint8(255),
