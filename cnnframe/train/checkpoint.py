@@ -164,10 +164,19 @@ def load_state(path):
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}  # reads (and CRC-checks) every member
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    # A .npy file (or anything else np.load reads as a plain array) is not an npz archive.
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        del loaded  # drops a possible memmap
+        raise CheckpointError(f"{path}: not a cnnframe checkpoint (an .npy array, "
+                              "not an .npz archive)")
+    try:
+        with loaded as npz:
+            data = {k: npz[k] for k in npz.files}  # reads (and CRC-checks) every member
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
     if _META_KEY not in data:

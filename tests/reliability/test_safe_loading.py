@@ -140,12 +140,7 @@ def test_damaged_model_file_gives_a_clear_value_error(tmp_path, how, seed):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("how", [h for h in HOWS if h != "npy"] + [pytest.param(
-    "npy", marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-        "cnnframe/train/checkpoint.py load_state: np.load returns an ndarray for a .npy file, "
-        "and `with np.load(...) as npz` raises TypeError (not CheckpointError), so "
-        "latest_checkpoint() does not skip such a file and resume crashes; reported to the "
-        "train owner")))])
+@pytest.mark.parametrize("how", HOWS)
 @pytest.mark.parametrize("seed", range(4))
 def test_damaged_checkpoint_gives_checkpoint_error(tmp_path, how, seed):
     path = tmp_path / "ckpt-e0001-s000000010.npz"

@@ -1,6 +1,7 @@
 """Checkpoint files: exact round trip without pickle, atomic writes, keep last K, newest complete."""
 import os
 import random
+import re
 import zipfile
 
 import numpy as np
@@ -161,6 +162,22 @@ def test_manager_keeps_last_k_and_latest_skips_corrupt(tmp_path):
     assert latest_checkpoint(tmp_path / "nowhere") is None
     with pytest.raises(ValueError, match="keep"):
         CheckpointManager(tmp_path, keep=0)
+
+
+@pytest.mark.parametrize("array", [np.arange(3), np.zeros((2, 2), np.float32),
+                                   np.array("text")])
+def test_npy_named_as_checkpoint_is_skipped(tmp_path, array):
+    """np.load returns a plain ndarray for .npy content: a CheckpointError, not a TypeError."""
+    mgr = CheckpointManager(tmp_path, keep=3)
+    mgr.save({"epoch": 1}, 1, 10)
+    fake = tmp_path / checkpoint_name(2, 20)
+    with open(fake, "wb") as f:  # a file handle: np.save would append ".npy" to a path
+        np.save(f, array)
+    with pytest.raises(CheckpointError, match=re.escape(str(fake))):
+        load_state(fake)
+    with pytest.warns(RuntimeWarning, match="skipping unreadable checkpoint"):
+        path, state = latest_checkpoint(tmp_path)
+    assert state == {"epoch": 1} and path.endswith(checkpoint_name(1, 10))
 
 
 def test_ordering_is_by_step_not_name(tmp_path):
