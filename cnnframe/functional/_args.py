@@ -84,15 +84,32 @@ def _physical_memory():
 PHYSICAL_MEMORY = _physical_memory()
 
 
-def output_array(shape, dtype, fn, what="output"):
-    """np.empty(shape, dtype), refusing sizes beyond the machine's RAM with MemoryError.
+def output_array(shape, dtype, fn, what="output", out=None, inputs=()):
+    """The array a kernel writes its result into: `out` after checks, else a new one.
 
-    With memory overcommit the allocation itself may succeed and the kernel then be
-    killed by the OS while filling it; refusing first names the sizes instead.
+    A caller that passes `out` (e.g. a layer reusing its buffer between training
+    steps) must give a C-contiguous, writeable array of exactly `shape` and `dtype`
+    that does not overlap any of `inputs`.  A new array is np.empty(shape, dtype),
+    refusing sizes beyond the machine's RAM with MemoryError: with memory overcommit
+    the allocation itself may succeed and the process then be killed by the OS while
+    filling it; refusing first names the sizes instead.
     """
+    shape = tuple(shape)
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{fn}: out (for the {what}) must be a numpy ndarray, "
+                            f"got {type(out).__name__}")
+        if out.shape != shape or out.dtype != dtype:
+            raise ValueError(f"{fn}: out (for the {what}) must have shape {shape} and dtype "
+                             f"{np.dtype(dtype)}, got shape {out.shape} and dtype {out.dtype}")
+        if not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"{fn}: out (for the {what}) must be C-contiguous and writeable")
+        if any(np.may_share_memory(out, a) for a in inputs):
+            raise ValueError(f"{fn}: out (for the {what}) must not overlap the inputs")
+        return out
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     if nbytes > PHYSICAL_MEMORY:
-        raise MemoryError(f"{fn}: the {what} of shape {tuple(shape)} needs "
+        raise MemoryError(f"{fn}: the {what} of shape {shape} needs "
                           f"{nbytes / 2**30:.1f} GiB, more than this machine's "
                           f"{PHYSICAL_MEMORY / 2**30:.1f} GiB of RAM")
     return np.empty(shape, dtype)

@@ -74,7 +74,7 @@ def _plan(x, weight, oh, ow):
     return threads, b, r, col, tmp
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
     """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d.
 
     y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
@@ -93,6 +93,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     groups : int
         Input and output channels are split into `groups` independent groups
         (groups == C is a depthwise convolution).
+    out : ndarray, optional
+        C-contiguous array of the output's shape and dtype to write y into
+        (a layer reuses one between steps: fresh memory costs page faults).
 
     Returns
     -------
@@ -118,14 +121,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
-    y = output_array((x.shape[0], f, oh, ow), x.dtype, "conv2d")
+    y = output_array((x.shape[0], f, oh, ow), x.dtype, "conv2d", out=out,
+                     inputs=(x, weight, bias))
     _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *stride, *padding, *dilation, groups,
                             b, r, threads)
     return y
 
 
 def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1,
-                    need_grad_x=True):
+                    need_grad_x=True, *, out=None):
     """Gradients of `conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -139,6 +143,8 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         As given to `conv2d`.
     need_grad_x : bool
         False skips grad_x (a first layer needs none) and returns None for it.
+    out : ndarray, optional
+        C-contiguous array of x's shape and dtype to write grad_x into.
 
     Returns
     -------
@@ -159,7 +165,11 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
-    grad_x = np.empty(x.shape if need_grad_x else (0, 1, 1, 1), x.dtype)
+    if need_grad_x:
+        grad_x = output_array(x.shape, x.dtype, "conv2d_backward", "grad_x", out=out,
+                              inputs=(x, weight, grad_y))
+    else:
+        grad_x = np.empty((0, 1, 1, 1), x.dtype)
     grad_w = scratch("conv2d grad_weight", x.dtype, PARTS, weight.size)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, f)
     _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col, tmp,

@@ -38,7 +38,7 @@ def _input_shape(input_shape, fn):
     return tuple(int(s) for s in input_shape)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, argmax_out=None):
     """Max pooling over kernel_size windows, as torch.nn.functional.max_pool2d.
 
     Padding acts as -inf (it never wins); a NaN in a window propagates.
@@ -51,6 +51,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         Defaults to kernel_size.
     padding : int or (int, int)
         At most half the kernel size.
+    out, argmax_out : ndarray, optional
+        C-contiguous arrays of y's shape (x's dtype, and int64) to write into.
 
     Returns
     -------
@@ -62,15 +64,16 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x, kernel, stride, padding, (oh, ow) = _pool_geometry(x, kernel_size, stride, padding,
                                                           "max_pool2d")
     n, c, h, w = x.shape
-    y = output_array((n, c, oh, ow), x.dtype, "max_pool2d")
-    argmax = output_array((n, c, oh, ow), np.int64, "max_pool2d", "argmax")
+    y = output_array((n, c, oh, ow), x.dtype, "max_pool2d", out=out, inputs=(x,))
+    argmax = output_array((n, c, oh, ow), np.int64, "max_pool2d", "argmax", out=argmax_out,
+                          inputs=(x, y))
     _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 argmax.reshape(n * c, oh, ow), *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c))
     return y, argmax
 
 
-def max_pool2d_backward(grad_y, argmax, input_shape):
+def max_pool2d_backward(grad_y, argmax, input_shape, *, out=None):
     """Gradient of `max_pool2d`: each grad_y element goes to its window's maximum.
 
     Parameters
@@ -78,6 +81,8 @@ def max_pool2d_backward(grad_y, argmax, input_shape):
     grad_y : ndarray, shape (N, C, OH, OW)
     argmax : ndarray of int64, shape (N, C, OH, OW), as returned by max_pool2d
     input_shape : tuple (N, C, H, W)
+    out : ndarray, optional
+        C-contiguous array of input_shape and grad_y's dtype to write grad_x into.
 
     Returns
     -------
@@ -97,14 +102,15 @@ def max_pool2d_backward(grad_y, argmax, input_shape):
         raise ValueError(f"max_pool2d_backward: argmax holds indices outside [0, {h * w}) "
                          f"for input_shape {(n, c, h, w)}")
     oh, ow = grad_y.shape[2:]
-    grad_x = output_array((n, c, h, w), grad_y.dtype, "max_pool2d_backward", "grad_x")
+    grad_x = output_array((n, c, h, w), grad_y.dtype, "max_pool2d_backward", "grad_x", out=out,
+                          inputs=(grad_y, argmax))
     if grad_x.size:
         _kernels.max_pool2d_backward(grad_y.reshape(n * c, oh, ow), argmax.reshape(n * c, oh, ow),
                                      grad_x.reshape(n * c, h * w), threads_for(grad_x.size, n * c))
     return grad_x
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, *, out=None):
     """Average pooling, as torch.nn.functional.avg_pool2d (count_include_pad=True).
 
     Padded zeros count in each window's divisor, kh * kw.
@@ -114,6 +120,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     x : ndarray, shape (N, C, H, W), float32 or float64
     kernel_size, stride, padding
         As in `max_pool2d`.
+    out : ndarray, optional
+        C-contiguous array of y's shape and dtype to write into.
 
     Returns
     -------
@@ -122,14 +130,14 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     x, kernel, stride, padding, (oh, ow) = _pool_geometry(x, kernel_size, stride, padding,
                                                           "avg_pool2d")
     n, c, h, w = x.shape
-    y = output_array((n, c, oh, ow), x.dtype, "avg_pool2d")
+    y = output_array((n, c, oh, ow), x.dtype, "avg_pool2d", out=out, inputs=(x,))
     _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c))
     return y
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0):
+def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0, *, out=None):
     """Gradient of `avg_pool2d`: each grad_y element spread evenly over its window.
 
     Parameters
@@ -138,6 +146,8 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0
     input_shape : tuple (N, C, H, W)
     kernel_size, stride, padding
         As given to `avg_pool2d`.
+    out : ndarray, optional
+        C-contiguous array of input_shape and grad_y's dtype to write grad_x into.
 
     Returns
     -------
@@ -150,7 +160,8 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0
                                                           "avg_pool2d_backward")
     n, c, h, w = shape
     _check_shape(grad_y, "grad_y", (n, c, oh, ow), "avg_pool2d_backward")
-    grad_x = output_array(shape, grad_y.dtype, "avg_pool2d_backward", "grad_x")
+    grad_x = output_array(shape, grad_y.dtype, "avg_pool2d_backward", "grad_x", out=out,
+                          inputs=(grad_y,))
     if grad_x.size:
         _kernels.avg_pool2d_backward(grad_y.reshape(n * c, oh, ow), grad_x.reshape(n * c, h, w),
                                      *kernel, *stride, *padding,
