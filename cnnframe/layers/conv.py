@@ -85,14 +85,17 @@ class Conv2d(Layer):
     def forward(self, x, training=True):
         self._check_input(x, 4)
         self._x = x
+        out = self._buffer("y", (x.shape[0], *self.output_shape(x.shape[1:])), x.dtype)
         return F.conv2d(x, self.params["weight"], self.params.get("bias"), self._s, self._p,
-                        self._d, self.groups)
+                        self._d, self.groups, out=out)
 
     def backward(self, grad_y):
         if self._x is None:
             raise RuntimeError("conv2d: backward called before forward")
+        out = self._buffer("grad_x", self._x.shape, self._x.dtype) if self.needs_input_grad else None
         gx, gw, gb = F.conv2d_backward(self._x, self.params["weight"], grad_y, self._s, self._p,
-                                       self._d, self.groups, need_grad_x=self.needs_input_grad)
+                                       self._d, self.groups, need_grad_x=self.needs_input_grad,
+                                       out=out)
         np.copyto(self.grads["weight"], gw)
         if self.bias:
             np.copyto(self.grads["bias"], gb)

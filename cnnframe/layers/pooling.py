@@ -1,4 +1,6 @@
 """Pooling layers (forward and backward run in the Cython kernels via cnnframe.functional)."""
+import numpy as np
+
 from cnnframe import functional as F
 from cnnframe.layers.base import Layer, as_shape, check_pair
 from cnnframe.registry import register_layer
@@ -57,14 +59,18 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x, training=True):
         self._check_input(x, 4)
-        y, self._argmax = F.max_pool2d(x, self._k, self._s, self._p)
+        shape = (x.shape[0], *self.output_shape(x.shape[1:]))
+        y, self._argmax = F.max_pool2d(x, self._k, self._s, self._p,
+                                       out=self._buffer("y", shape, x.dtype),
+                                       argmax_out=self._buffer("argmax", shape, np.int64))
         self._input_shape = x.shape
         return y
 
     def backward(self, grad_y):
         if self._input_shape is None:
             raise RuntimeError("max_pool2d: backward called before forward")
-        return F.max_pool2d_backward(grad_y, self._argmax, self._input_shape)
+        return F.max_pool2d_backward(grad_y, self._argmax, self._input_shape,
+                                     out=self._buffer("grad_x", self._input_shape, grad_y.dtype))
 
 
 @register_layer("avg_pool2d")
