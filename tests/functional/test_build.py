@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import cnnframe
 from cnnframe_ext import runtime
 
@@ -24,3 +26,24 @@ def test_runtime_reports_openmp_and_threads():
     assert isinstance(runtime.OPENMP, bool)
     assert runtime.max_threads() >= 1
     assert cnnframe.get_num_threads() >= 1
+
+
+def test_set_num_threads_pins_blas_and_validates():
+    from threadpoolctl import threadpool_info
+    import cnnframe._threads as threads
+    try:
+        cnnframe.set_num_threads(1, blas_threads=2)
+        assert cnnframe.get_num_threads() == 1
+        numpy_libs = {lib.filepath for lib in threads._numpy_blas}
+        for info in threadpool_info():
+            if info["filepath"] in numpy_libs:
+                assert info["num_threads"] == 2
+            elif info["internal_api"] == "openblas":
+                assert info["num_threads"] == 1  # the kernels' BLAS: one per kernel thread
+    finally:
+        cnnframe.set_num_threads(2)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="must be an integer >= 1"):
+            cnnframe.set_num_threads(bad)
+    with pytest.raises(ValueError, match="blas_threads must be an integer >= 1"):
+        cnnframe.set_num_threads(2, blas_threads=0)
