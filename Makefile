@@ -38,7 +38,7 @@ test-thorough: build
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
 
 quickstart: build
-	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT)
+	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT) --resume
 
 bench: build
 	$(PY) benchmarks/bench_kernels.py

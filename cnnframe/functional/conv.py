@@ -9,6 +9,8 @@ from cnnframe_ext import conv as _kernels
 
 # Target size of one thread's column buffer: small enough to stay in a core's L2 cache.
 BLOCK_BYTES = 1 << 19
+# GEMMs much narrower than this many columns run far below peak.
+MIN_COLS = 256
 # The batch is cut into this many fixed partitions whose weight gradients are summed
 # separately and then in order, so results do not depend on the thread count (<= PARTS).
 PARTS = 8
@@ -54,7 +56,7 @@ def _blocking(n, c, kh, kw, oh, ow, itemsize):
     keep every partition busy.  It does not depend on the thread count.
     """
     k = c * kh * kw
-    cols = min(8192, max(256, BLOCK_BYTES // (k * itemsize)))
+    cols = min(8192, max(MIN_COLS, BLOCK_BYTES // (k * itemsize)))
     if oh * ow >= cols:
         return 1, max(1, cols // ow)
     per_part = -(-n // PARTS) if n else 1
