@@ -6,6 +6,9 @@ it is importable, and the ratio cnnframe / PyTorch.  float32, batch 128,
 2 threads unless --threads says otherwise.
 
     python benchmarks/bench_kernels.py [--threads 2] [--repeats 15] [--no-reference]
+
+Freed memory is kept in the process for both libraries (cnnframe/_alloc.py), so
+fresh outputs do not pay page faults; cnnframe's layers reuse their output buffers.
 """
 import argparse
 import statistics
@@ -22,6 +25,8 @@ try:
     import torch.nn.functional as TF
 except ImportError:  # PyTorch is optional: the comparison column is then empty
     torch = None
+
+from cnnframe._alloc import keep_freed_memory
 
 CONVS = [  # (label, C_in, C_out, kernel, padding, H)
     ("conv 3->32 3x3 p1 32x32", 3, 32, 3, 1, 32),
@@ -119,6 +124,7 @@ def pool_case(kind, batch, rng):
 
 
 def main():
+    keep_freed_memory()  # page faults would otherwise swamp both sides (cnnframe/_alloc.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from cnnframe._alloc import keep_freed_memory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "..", "examples", "configs", "cifar10_small.toml")
 
@@ -131,6 +133,7 @@ def layer_breakdown(trainer, x, y, repeats):
 
 
 def main(argv=None):
+    keep_freed_memory()  # page faults would otherwise swamp both sides (cnnframe/_alloc.py)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--threads", type=int, default=2)

@@ -32,6 +32,8 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from cnnframe._alloc import keep_freed_memory
+    keep_freed_memory()  # large arrays reuse freed memory instead of faulting in fresh pages
     if args.threads is not None:
         import cnnframe
         cnnframe.set_num_threads(args.threads)

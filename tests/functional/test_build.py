@@ -47,3 +47,9 @@ def test_set_num_threads_pins_blas_and_validates():
             cnnframe.set_num_threads(bad)
     with pytest.raises(ValueError, match="blas_threads must be an integer >= 1"):
         cnnframe.set_num_threads(2, blas_threads=0)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_is_accepted_by_glibc():
+    from cnnframe._alloc import keep_freed_memory
+    assert keep_freed_memory() is True
