@@ -14,11 +14,11 @@ backend or leaves open windows.  Sizes are exact: a grid of ``nrows`` x ``ncols`
 unless given, ``ncols = ceil(sqrt(number of tiles))``.
 """
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from cnnframe._files import atomic_write
 
 __all__ = ["filter_grid", "feature_map_grid", "feature_maps", "save_figure", "save_filters",
            "save_feature_maps", "grid_shape", "TITLE_PX"]
@@ -305,16 +305,8 @@ def save_figure(fig, path, dpi=DPI):
     functions laid out.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, facecolor=fig.get_facecolor())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi,
+                                             facecolor=fig.get_facecolor()))
     return path
 
 

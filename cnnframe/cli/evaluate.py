@@ -3,7 +3,6 @@ import argparse
 import copy
 from pathlib import Path
 
-import numpy as np
 
 HELP = "evaluate a trained model: accuracy, per-class accuracy, confusion matrix (+ PNG)"
 

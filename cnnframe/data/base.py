@@ -1,6 +1,5 @@
 """The in-memory dataset every cnnframe dataset is: uint8 images, int64 labels, class names."""
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,28 +18,6 @@ def default_data_root():
     """Where datasets live when no root is given: $CNNFRAME_DATA, else <cache dir>/datasets."""
     env = os.environ.get("CNNFRAME_DATA")
     return Path(env) if env else default_cache_dir() / "datasets"
-
-
-def atomic_write(path, write):
-    """Write `path` atomically: `write(fileobj)` fills a temporary file that then replaces it.
-
-    A failure (or interrupt) leaves no partial file at `path` and removes the temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def check_labels(labels, num_classes, source):

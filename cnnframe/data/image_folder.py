@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnframe.data.base import ArrayDataset, DatasetError, atomic_write, default_cache_dir
+from cnnframe._files import atomic_write
+from cnnframe.data.base import ArrayDataset, DatasetError, default_cache_dir
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")  # lower case
 CACHE_VERSION = 1

@@ -13,10 +13,11 @@ renamed over the target, so a crash never leaves a half-written model.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 from numpy.lib.npyio import NpzFile
+
+from cnnframe._files import atomic_write
 
 FORMAT_VERSION = 1
 FORMAT_KEY = "__cnnframe_format__"
@@ -34,20 +35,7 @@ def save_model(model, path):
         arrays[k] = v
     for k, v in model.buffers.items():
         arrays[k] = v
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".cnnf", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 

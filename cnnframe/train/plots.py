@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from cnnframe._files import atomic_write
+
 _NOTE = ("note: matplotlib is not installed, so {what} was not drawn "
          "(pip install \"cnnframe[plot]\" to get it)")
 
@@ -24,18 +26,11 @@ def _pyplot(what):
 
 
 def _save(fig, plt, path):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return os.fspath(path)
 
 
 def plot_curves(history, path, metric="accuracy"):
