@@ -18,6 +18,17 @@ def threading_mode(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(autouse=True, params=["im2col", "winograd"])
+def algorithm(request, monkeypatch):
+    """Run every case with the default choice, and with Winograd taking every 3x3 stride-1
+    undilated conv with even output sizes, whatever its channel count."""
+    if request.param == "winograd":
+        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
+    else:
+        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
+    return request.param
+
+
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
 
@@ -35,6 +46,9 @@ def make(rng, shape, dtype, layout="contiguous"):
 
 CASES = [  # (x shape, weight shape, kwargs)
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding=1)),
+    ((3, 4, 10, 6), (6, 4, 3, 3), dict(padding=(2, 0))),                # Winograd: even outputs
+    ((2, 4, 7, 9), (4, 2, 3, 3), dict(padding=(1, 2), groups=2)),        # Winograd fwd, im2col grad_x
+    ((9, 2, 4, 4), (3, 2, 3, 3), dict(padding=1)),                      # several images per block
     ((3, 4, 7, 9), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
     ((2, 4, 6, 6), (4, 1, 3, 3), dict(padding=1, groups=4)),            # depthwise
     ((2, 5, 5, 5), (3, 5, 1, 1), dict()),                               # 1x1
@@ -92,8 +106,12 @@ def test_conv_random_geometry_matches_reference(geom, dtype, seed):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
-def directional_error(f, arg, grad, rng, eps=1e-6):
-    """Relative error between <grad, v> and the central difference of f along a random v."""
+def directional_error(f, arg, grad, rng, eps=1e-3):
+    """Relative error between <grad, v> and the central difference of f along a random v.
+
+    conv2d is linear in each argument, so the central difference has no truncation
+    error at any step; a larger step only shrinks the rounding error it divides.
+    """
     v = rng.standard_normal(arg.shape)
     numeric = (f(arg + eps * v) - f(arg - eps * v)) / (2 * eps)
     analytic = float(np.sum(grad * v))
@@ -166,3 +184,22 @@ def test_results_do_not_depend_on_thread_count(rng, monkeypatch, dtype):
         np.testing.assert_array_equal(first, other)
     for first, again in zip(runs[0], runs[2]):
         np.testing.assert_array_equal(first, again)
+
+
+def test_winograd_is_used_where_it_applies(monkeypatch):
+    """The dispatch rule itself: only 3x3, stride 1, no dilation, even outputs, wide enough."""
+    calls = []
+    real = conv_module._winograd_conv3x3
+    monkeypatch.setattr(conv_module, "_winograd_conv3x3",
+                        lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
+    for x_hw, w_shape, kw, used in [((8, 8), (16, 16, 3, 3), dict(padding=1), True),
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=(1, 0)), True),  # 8 x 6
+                                    ((9, 8), (16, 16, 3, 3), dict(padding=1), False),      # 9 x 8
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), False),
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=2, dilation=2), False),
+                                    ((8, 8), (16, 16, 5, 5), dict(padding=2), False),
+                                    ((8, 8), (8, 16, 3, 3), dict(padding=1), False)]:      # narrow
+        calls.clear()
+        F.conv2d(np.zeros((1, 16, *x_hw), np.float32), np.zeros(w_shape, np.float32), **kw)
+        assert bool(calls) == used, (x_hw, w_shape, kw)
