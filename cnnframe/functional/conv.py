@@ -49,12 +49,16 @@ def _geometry(x, weight, stride, padding, dilation, groups, fn):
     return x, weight, stride, padding, dilation, groups, (oh, ow)
 
 
-# 3x3 stride-1 convolutions with even output sizes and at least this many channels per
-# group (in and out) use Winograd F(2x2, 3x3): 2.25x fewer multiplies than im2col +
-# GEMM.  Thinner ones (an RGB input layer) leave its GEMMs too narrow to pay.
+# 3x3 stride-1 convolutions with even output sizes, at least this many channels per
+# group (in and out) and output maps of at least this many pixels use Winograd
+# F(2x2, 3x3): 2.25x fewer multiplies than im2col + GEMM.  Measured (batch 128, 2
+# threads): 32->32 on 32x32 forward 23.2 -> 13.1 ms, 64->64 on 16x16 17.8 -> 11.9 ms;
+# thinner layers (an RGB input) leave its GEMMs too narrow, and on 8x8 maps the padded
+# border makes it slower (8.9 -> 9.6 ms).
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_PIXELS = 256
 # Tiles per Winograd block (small images side by side): enough rows for the GEMMs.
-WINOGRAD_TILES = 256
+WINOGRAD_TILES = 128
 # Winograd's weight transform: U = G g G^T.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -62,7 +66,7 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 def _winograd_applies(weight, stride, dilation, groups, oh, ow):
     f, cg, kh, kw = weight.shape
     return ((kh, kw) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-            and oh % 2 == 0 and ow % 2 == 0
+            and oh % 2 == 0 and ow % 2 == 0 and oh * ow >= WINOGRAD_MIN_PIXELS
             and min(cg, f // groups) >= WINOGRAD_MIN_CHANNELS)
 
 

@@ -24,6 +24,7 @@ def algorithm(request, monkeypatch):
     undilated conv with even output sizes, whatever its channel count."""
     if request.param == "winograd":
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
     else:
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
     return request.param
@@ -187,19 +188,21 @@ def test_results_do_not_depend_on_thread_count(rng, monkeypatch, dtype):
 
 
 def test_winograd_is_used_where_it_applies(monkeypatch):
-    """The dispatch rule itself: only 3x3, stride 1, no dilation, even outputs, wide enough."""
+    """The dispatch rule itself: 3x3, stride 1, no dilation, even outputs, wide and big enough."""
     calls = []
     real = conv_module._winograd_conv3x3
     monkeypatch.setattr(conv_module, "_winograd_conv3x3",
                         lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
-    for x_hw, w_shape, kw, used in [((8, 8), (16, 16, 3, 3), dict(padding=1), True),
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=(1, 0)), True),  # 8 x 6
-                                    ((9, 8), (16, 16, 3, 3), dict(padding=1), False),      # 9 x 8
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), False),
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=2, dilation=2), False),
-                                    ((8, 8), (16, 16, 5, 5), dict(padding=2), False),
-                                    ((8, 8), (8, 16, 3, 3), dict(padding=1), False)]:      # narrow
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
+    for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), True),
+                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), True),
+                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), False),  # 17 rows
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), False),    # 64 pixels
+                                    ((16, 16), (16, 16, 3, 3), dict(padding=1, stride=2), False),
+                                    ((16, 16), (16, 16, 3, 3), dict(padding=2, dilation=2), False),
+                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), False),
+                                    ((16, 16), (8, 16, 3, 3), dict(padding=1), False)]:  # narrow
         calls.clear()
         F.conv2d(np.zeros((1, 16, *x_hw), np.float32), np.zeros(w_shape, np.float32), **kw)
         assert bool(calls) == used, (x_hw, w_shape, kw)
