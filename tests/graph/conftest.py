@@ -2,25 +2,7 @@
 import numpy as np
 import pytest
 
-
-def numeric_grad(f, arr, eps=1e-6, entries=None):
-    """Central differences of f() w.r.t. `arr` (perturbed in place); with `entries`, only at
-    that many random flat positions (the others stay NaN) to bound the cost."""
-    grad = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    positions = range(flat.size)
-    if entries is not None and entries < flat.size:
-        gflat[:] = np.nan
-        positions = np.random.default_rng(flat.size).choice(flat.size, entries, replace=False)
-    for i in positions:
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return grad
+from finite_differences import numeric_grad
 
 
 def softmax_ce(logits, labels):

@@ -2,20 +2,7 @@
 import numpy as np
 import pytest
 
-
-def numeric_grad(f, arr, eps=1e-6):
-    """d f() / d arr by central differences, perturbing `arr` in place (float64)."""
-    grad = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return grad
+from finite_differences import numeric_grad
 
 
 def check_layer_grads(layer, x, seed=0, training=True, rtol=1e-5, atol=1e-7):
