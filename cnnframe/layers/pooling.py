@@ -89,12 +89,14 @@ class AvgPool2d(_Pool2d):
     def forward(self, x, training=True):
         self._check_input(x, 4)
         self._input_shape = x.shape
-        return F.avg_pool2d(x, self._k, self._s, self._p)
+        shape = (x.shape[0], *self.output_shape(x.shape[1:]))
+        return F.avg_pool2d(x, self._k, self._s, self._p, out=self._buffer("y", shape, x.dtype))
 
     def backward(self, grad_y):
         if self._input_shape is None:
             raise RuntimeError("avg_pool2d: backward called before forward")
-        return F.avg_pool2d_backward(grad_y, self._input_shape, self._k, self._s, self._p)
+        return F.avg_pool2d_backward(grad_y, self._input_shape, self._k, self._s, self._p,
+                                     out=self._buffer("grad_x", self._input_shape, grad_y.dtype))
 
 
 @register_layer("global_avg_pool2d")

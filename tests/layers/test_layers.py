@@ -293,6 +293,22 @@ def test_reused_buffers_give_the_same_results_and_inputs_stay_untouched(name, rn
         np.testing.assert_array_equal(g, g_before)
 
 
+@pytest.mark.parametrize("name", ["conv2d", "max_pool2d", "avg_pool2d"])
+def test_kernel_layers_write_into_their_reused_buffers(name, rng):
+    """With reuse_buffers on, a second step of the same shape writes into the first step's
+    memory (fresh arrays would page-fault every step)."""
+    cfg, shape = CASES[name]
+    layer = get_layer(name).from_config(cfg)
+    layer.reuse_buffers = True
+    outs, grads = [], []
+    for _ in range(2):
+        y = layer.forward(make_input(shape, rng))
+        outs.append(y)
+        grads.append(layer.backward(rng.standard_normal(y.shape).astype(np.float32)))
+    assert np.shares_memory(outs[0], outs[1])
+    assert np.shares_memory(grads[0], grads[1])
+
+
 def test_sigmoid_softmax_do_not_overflow():
     x = np.array([[-1e4, 0.0, 1e4]], np.float32)
     np.testing.assert_allclose(get_layer("sigmoid")().forward(x), [[0.0, 0.5, 1.0]])
