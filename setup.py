@@ -3,7 +3,8 @@
 Compiler directives are set once here for every kernel module.  OpenMP is used
 when the compiler accepts -fopenmp; otherwise the kernels are built serially
 and a warning says so.  CNNFRAME_DEBUG_BUILD=1 turns bounds checks on (for
-debugging and sanitizer runs); CNNFRAME_SANITIZE=address adds AddressSanitizer.
+debugging and sanitizer runs); CNNFRAME_SANITIZE=address adds AddressSanitizer;
+CNNFRAME_EXTENSIONS=conv,pool builds only the modules named.
 """
 import os
 import subprocess
@@ -19,6 +20,9 @@ from setuptools import Extension, find_packages, setup
 HERE = Path(__file__).parent
 DEBUG = os.environ.get("CNNFRAME_DEBUG_BUILD", "") not in ("", "0")
 SANITIZE = os.environ.get("CNNFRAME_SANITIZE", "")
+# A comma-separated subset of kernel modules to build (e.g. "conv,winograd"), for quick
+# rebuilds while working on one of them; unset builds them all.
+ONLY = {name for name in os.environ.get("CNNFRAME_EXTENSIONS", "").split(",") if name}
 
 
 def compiler_accepts(flag):
@@ -68,6 +72,7 @@ extensions = [
         extra_link_args=link_args,
     )
     for pyx in sorted((HERE / "cnnframe_ext").glob("*.pyx"))
+    if not ONLY or pyx.stem in ONLY
 ]
 
 setup(
