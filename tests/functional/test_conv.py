@@ -207,3 +207,30 @@ def test_winograd_is_used_where_it_applies(monkeypatch):
         calls.clear()
         F.conv2d(np.zeros((1, 16, *x_hw), np.float32), np.zeros(w_shape, np.float32), **kw)
         assert bool(calls) == used, (x_hw, w_shape, kw)
+
+
+@pytest.mark.parametrize("need_grad_x", [True, False])
+def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_grad_x):
+    """Backward takes the Winograd weight gradient exactly where the forward takes Winograd."""
+    calls = []
+    real = conv_module._winograd_grad_weight3x3
+    monkeypatch.setattr(conv_module, "_winograd_grad_weight3x3",
+                        lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
+    rng = np.random.default_rng(5)
+    for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), True),
+                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), False),
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), False),
+                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), False)]:
+        calls.clear()
+        x = rng.standard_normal((2, 16, *x_hw))
+        w = rng.standard_normal(w_shape)
+        y = F.conv2d(x, w, **kw)
+        gy = rng.standard_normal(y.shape)
+        got = F.conv2d_backward(x, w, gy, need_grad_x=need_grad_x, **kw)
+        want = R.conv2d_backward(x, w, gy, **kw)
+        assert bool(calls) == used, (x_hw, w_shape, kw)
+        for name, a, b in zip(("grad_x", "grad_weight", "grad_bias"), got, want):
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=name)
