@@ -112,7 +112,7 @@ cdef inline void grad_row(const floating* y0, const floating* y1, int tiles_w,
 
 cdef void transform_inputs(const floating* x, int C, int H, int W, int ph, int pw,
                            int OH, int OW, floating* xp, floating* v,
-                           Py_ssize_t s) noexcept nogil:
+                           Py_ssize_t nt, Py_ssize_t s) noexcept nogil:
     """V = B^T d B for every tile of one image x (C, H, W) into the 16 planes v[xi*s + c*nt + t].
 
     xp is scratch for the zero-padded image (C, OH+2, OW+2): tile (th, tw) reads
@@ -122,7 +122,6 @@ cdef void transform_inputs(const floating* x, int C, int H, int W, int ph, int p
     cdef int h_lo = max(0, -ph), h_hi = min(H, Hp - ph)
     cdef int w_lo = max(0, -pw), w_hi = min(W, Wp - pw)
     cdef int c, ih, th
-    cdef Py_ssize_t nt = s // C
     cdef const floating* src
     memset(xp, 0, <size_t> C * Hp * Wp * sizeof(floating))
     for c in range(C):
@@ -141,8 +140,8 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                      const floating[::1] bias,         # IN  (F,) or empty
                      floating[:, :, :, ::1] y,         # OUT (N, F, OH, OW), OH and OW even
                      floating[:, ::1] pad,             # scratch (threads, C * (OH+2) * (OW+2))
-                     floating[:, ::1] V,               # scratch (threads, 16 * C * B * tiles)
-                     floating[:, ::1] M,               # scratch (threads, 16 * F * B * tiles)
+                     floating[:, ::1] V,               # scratch (threads, 16 planes of >= C * B * tiles)
+                     floating[:, ::1] M,               # scratch (threads, 16 planes of >= F * B * tiles)
                      int ph, int pw, int groups, int B, int num_threads):
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
@@ -150,7 +149,7 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef int th_n = OH // 2, tw_n = OW // 2, tiles = th_n * tw_n
     cdef int nblocks = (N + B - 1) // B
     cdef int blk, n0, nb, b, f, g, xi, th, t_id
-    cdef Py_ssize_t nt, s
+    cdef Py_ssize_t nt, s, sm
     cdef floating* xp
     cdef floating* v
     cdef floating* m
@@ -164,19 +163,20 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             n0 = blk * B
             nb = min(B, N - n0)
             nt = <Py_ssize_t> nb * tiles
-            s = <Py_ssize_t> C * nt
+            s = V.shape[1] // 16     # the caller spaces the planes (see conv.py)
+            sm = M.shape[1] // 16
             for b in range(nb):
                 transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
-                                 v + b * tiles, s)
+                                 v + b * tiles, nt, s)
             for xi in range(16):
                 for g in range(groups):
                     gemm(c'N', c'N', <int> nt, Fg, Cg, 1, v + xi * s + g * Cg * nt, <int> nt,
-                         &U[xi, g * Fg, 0], Cg, 0, m + (xi * F + g * Fg) * nt, <int> nt)
+                         &U[xi, g * Fg, 0], Cg, 0, m + xi * sm + g * Fg * nt, <int> nt)
             for b in range(nb):
                 for f in range(F):
                     bf = bias[f] if bias.shape[0] > 0 else 0
                     for th in range(th_n):
-                        output_row(m + f * nt + b * tiles + th * tw_n, <Py_ssize_t> F * nt, tw_n, bf,
+                        output_row(m + f * nt + b * tiles + th * tw_n, sm, tw_n, bf,
                                    &y[n0 + b, f, 2 * th, 0], &y[n0 + b, f, 2 * th + 1, 0])
 
 
@@ -185,8 +185,8 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
                             floating[:, ::1] grad_m,              # OUT (parts, 16 * F * C/groups)
                             floating[:, ::1] grad_b,              # OUT (parts, F) partial sums
                             floating[:, ::1] pad,                 # scratch (threads, C*(OH+2)*(OW+2))
-                            floating[:, ::1] V,                   # scratch (threads, 16 * C * B * tiles)
-                            floating[:, ::1] Z,                   # scratch (threads, 16 * F * B * tiles)
+                            floating[:, ::1] V,                   # scratch (threads, 16 planes of >= C * B * tiles)
+                            floating[:, ::1] Z,                   # scratch (threads, 16 planes of >= F * B * tiles)
                             int ph, int pw, int groups, int B, int num_threads):
     """Weight gradient of a 3x3 stride-1 conv in the Winograd domain, per partition.
 
@@ -226,11 +226,11 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
                 n0 = blk * B
                 nb = min(B, N - n0)
                 nt = <Py_ssize_t> nb * tiles
-                s = <Py_ssize_t> C * nt
-                sz = <Py_ssize_t> F * nt
+                s = V.shape[1] // 16
+                sz = Z.shape[1] // 16
                 for b in range(nb):
                     transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
-                                     v + b * tiles, s)
+                                     v + b * tiles, nt, s)
                     for f in range(F):
                         gy = &grad_y[n0 + b, f, 0, 0]
                         for th in range(th_n):

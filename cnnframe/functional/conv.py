@@ -61,6 +61,10 @@ WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_PIXELS = 256
 # Tiles per Winograd block (small images side by side): enough rows for the GEMMs.
 WINOGRAD_TILES = 128
+# The kernels space the 16 transformed planes of a block this many elements further
+# apart than their size: at a power-of-two stride the 16 rows one row transform writes
+# (or reads) together share cache sets and evict each other.
+PLANE_SKEW = 32
 # Winograd's weight transform: U = G g G^T.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -83,8 +87,8 @@ def _winograd_conv3x3(x, weight, bias, padding, groups, out=None, fn="conv2d", w
     b = max(1, min(-(-n // PARTS), WINOGRAD_TILES // tiles))
     threads = min(threads_for(n * tiles * 16 * c * f // groups, n), PARTS, max(1, -(-n // b)))
     padded = scratch("winograd padded image", x.dtype, threads, c * (oh + 2) * (ow + 2))
-    v = scratch("winograd inputs", x.dtype, threads, 16 * c * b * tiles)
-    m = scratch("winograd products", x.dtype, threads, 16 * f * b * tiles)
+    v = scratch("winograd inputs", x.dtype, threads, 16 * (c * b * tiles + PLANE_SKEW))
+    m = scratch("winograd products", x.dtype, threads, 16 * (f * b * tiles + PLANE_SKEW))
     y = output_array((n, f, oh, ow), x.dtype, fn, what, out=out, inputs=(x, weight, bias))
     _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *padding, groups, b, threads)
     return y
@@ -103,8 +107,8 @@ def _winograd_grad_weight3x3(x, grad_y, weight_shape, padding, groups):
     b = max(1, min(-(-n // PARTS), WINOGRAD_TILES // tiles))
     threads = min(threads_for(n * tiles * 16 * c * f // groups, n), PARTS, max(1, -(-n // b)))
     padded = scratch("winograd padded image", x.dtype, threads, c * (oh + 2) * (ow + 2))
-    v = scratch("winograd inputs", x.dtype, threads, 16 * c * b * tiles)
-    z = scratch("winograd products", x.dtype, threads, 16 * f * b * tiles)
+    v = scratch("winograd inputs", x.dtype, threads, 16 * (c * b * tiles + PLANE_SKEW))
+    z = scratch("winograd products", x.dtype, threads, 16 * (f * b * tiles + PLANE_SKEW))
     grad_m = scratch("winograd grad_weight", x.dtype, PARTS, 16 * f * cg)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, f)
     _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *padding, groups,
