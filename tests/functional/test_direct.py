@@ -1,0 +1,122 @@
+"""direct_conv2d (stride-1 direct convolution) against the numpy reference."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import cnnframe
+import cnnframe.reference as R
+from cnnframe.functional import _direct
+from cnnframe.functional._direct import TILES, direct_applies, direct_conv2d, direct_plan
+from cnnframe.functional.conv import _transposed_kernel
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+def arrays(rng, n, c, h, w, f, kh, kw, dtype, with_bias=True):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((f, c, kh, kw)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype) if with_bias else None
+    return x, weight, bias
+
+
+@st.composite
+def direct_geometries(draw):
+    """(N, C, H, W), (F, C, KH, KW), (ph, pw) of a valid stride-1 conv, output >= 1 x 1."""
+    kh, kw = draw(st.sampled_from([1, 3, 5, 7])), draw(st.sampled_from([1, 3, 5, 7]))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h = max(1, kh - 2 * ph) + draw(st.integers(0, 6))
+    w = draw(st.integers(max(1, kw - 2 * pw), 40))
+    n, c, f = draw(st.integers(0, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 30))
+    return (n, c, h, w), (f, c, kh, kw), (ph, pw)
+
+
+@settings(max_examples=150)
+@given(geometry=direct_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
+       with_bias=st.booleans(), seed=st.integers(0, 2**31))
+def test_matches_reference(geometry, dtype, with_bias, seed):
+    (n, c, h, w), (f, _, kh, kw), padding = geometry
+    x, weight, bias = arrays(np.random.default_rng(seed), n, c, h, w, f, kh, kw, dtype, with_bias)
+    y = direct_conv2d(x, weight, bias, padding)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=padding), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("rows", [1, 2, 5, 100])
+def test_every_tile_and_band(rng, tile, rows, dtype):
+    """Every micro-kernel, with bands of 1, 2, 5 rows and whole maps; F and the pixel count
+    are not multiples of the tile, so channel and pixel tails are covered."""
+    x, weight, bias = arrays(rng, 2, 3, 11, 19, 13, 3, 5, dtype)
+    oh = 11 + 2 - 3 + 1
+    y = direct_conv2d(x, weight, bias, (1, 2), plan=(min(rows, oh), *tile))
+    np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=(1, 2)), **TOL[dtype])
+
+
+@pytest.mark.parametrize("shape,k,p", [((2, 3, 32, 32), 3, 1), ((2, 8, 8, 8), 3, 1),
+                                       ((1, 4, 9, 33), 5, 2), ((3, 2, 16, 16), 7, 3)])
+@pytest.mark.parametrize("f", [16, 23])
+def test_benchmark_like_shapes(rng, shape, k, p, f):
+    """Shapes the default plan picks its large tiles for (widths 8, 16, 32, 33)."""
+    x, weight, bias = arrays(rng, *shape, f, k, k, np.float32)
+    y = direct_conv2d(x, weight, bias, p)
+    np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threads_bit_identical(rng, monkeypatch, dtype):
+    monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    monkeypatch.setattr(_direct, "BAND_BYTES", 4096)  # several bands per image, too
+    x, weight, bias = arrays(rng, 3, 5, 12, 21, 14, 3, 3, dtype)
+    before = cnnframe.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            cnnframe.set_num_threads(threads)
+            results.append(direct_conv2d(x, weight, bias, 1))
+    finally:
+        cnnframe.set_num_threads(before)
+    assert np.array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], R.conv2d(x, weight, bias, padding=1), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,p", [(3, 1), (5, 2), (3, 0), (5, 4)])
+def test_grad_x_by_transposed_kernel(rng, k, p, dtype):
+    """The input gradient of a stride-1 conv is a direct conv of grad_y with the flipped,
+    transposed kernel and padding K - 1 - p."""
+    x, weight, _ = arrays(rng, 2, 6, 10, 13, 9, k, k, dtype)
+    grad_y = rng.standard_normal(R.conv2d(x, weight, padding=p).shape).astype(dtype)
+    grad_x = direct_conv2d(grad_y, _transposed_kernel(weight, 1), None, k - 1 - p)
+    assert grad_x.shape == x.shape
+    np.testing.assert_allclose(grad_x, R.conv2d_backward(x, weight, grad_y, padding=p)[0],
+                               **TOL[dtype])
+
+
+def test_writes_into_out(rng):
+    x, weight, bias = arrays(rng, 2, 3, 8, 8, 5, 3, 3, np.float32)
+    out = np.full((2, 5, 8, 8), np.nan, np.float32)
+    assert direct_conv2d(x, weight, bias, 1, out=out) is out
+    np.testing.assert_allclose(out, R.conv2d(x, weight, bias, padding=1), **TOL[np.float32])
+
+
+def test_unknown_tile_refused(rng):
+    x, weight, bias = arrays(rng, 1, 1, 4, 4, 1, 1, 1, np.float32)
+    with pytest.raises(ValueError, match="FB=5, V=5"):
+        direct_conv2d(x, weight, bias, 0, plan=(1, 5, 5))
+
+
+def test_plan_is_valid():
+    for shape, w_shape in [((128, 3, 32, 32), (32, 3, 3, 3)), ((1, 512, 224, 224), (7, 512, 7, 7))]:
+        rows, fb, v = direct_plan(shape, w_shape, 1, np.float32)
+        assert (fb, v) in TILES and 1 <= rows <= shape[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_applies_only_to_measured_wins(dtype):
+    """The predicate covers the measured cases (float32) and leaves Winograd's to it."""
+    wins = [((128, 3, 32, 32), (32, 3, 3, 3), 1), ((128, 64, 8, 8), (128, 64, 3, 3), 1),
+            ((128, 32, 32, 32), (32, 32, 5, 5), 2)]
+    for x_shape, w_shape, p in wins:
+        assert direct_applies(x_shape, w_shape, p, dtype) == (dtype == np.float32)
+    assert not direct_applies((128, 32, 32, 32), (32, 32, 3, 3), 1, dtype)
