@@ -1,0 +1,101 @@
+"""Direct convolution vs cnnframe.functional.conv2d vs PyTorch, interleaved in one process.
+
+Prints median milliseconds (float32, batch 128, 2 threads by default) of the
+forward cases where im2col + GEMM loses most, and of the 5x5 input gradient
+(a direct conv of grad_y with the flipped, transposed kernel) next to
+cnnframe's and PyTorch's whole backward (input + weight gradients).
+
+    python benchmarks/bench_direct.py [--threads 2] [--repeats 11]
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import cnnframe
+import cnnframe.functional as F
+from cnnframe._alloc import keep_freed_memory
+from cnnframe.functional._direct import direct_conv2d
+from cnnframe.functional.conv import _transposed_kernel
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # PyTorch is optional: its column is then empty
+    torch = None
+
+CASES = [  # (label, C_in, C_out, kernel, padding, size, grad_x)
+    ("conv 3->32 3x3 p1 32x32", 3, 32, 3, 1, 32, False),
+    ("conv 64->128 3x3 p1 8x8", 64, 128, 3, 1, 8, False),
+    ("conv 32->32 5x5 p2 32x32", 32, 32, 5, 2, 32, False),
+    ("grad_x 32->32 5x5 p2 32x32", 32, 32, 5, 2, 32, True),
+]
+
+
+def interleaved(fns, repeats):
+    """Median ms of each function, called in turn so that all see the same machine load."""
+    times = [[] for _ in fns]
+    for fn in fns:
+        fn()
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            inner = fn()
+            ts.append((inner if isinstance(inner, float) else time.perf_counter() - t0) * 1e3)
+    return [statistics.median(ts) for ts in times]
+
+
+def case_functions(cin, cout, k, pad, size, grad_x, batch, rng):
+    """(direct, cnnframe, torch or None) callables for one row."""
+    x = rng.standard_normal((batch, cin, size, size), dtype=np.float32)
+    w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.1
+    b = rng.standard_normal(cout, dtype=np.float32)
+    gy = rng.standard_normal((batch, cout, size, size), dtype=np.float32)
+    if grad_x:
+        out = np.empty_like(x)
+        direct = lambda: direct_conv2d(gy, _transposed_kernel(w, 1), None, k - 1 - pad, out=out)
+        ours = lambda: F.conv2d_backward(x, w, gy, padding=pad, out=out)
+    else:
+        out = np.empty_like(gy)
+        direct = lambda: direct_conv2d(x, w, b, pad, out=out)
+        ours = lambda: F.conv2d(x, w, b, padding=pad, out=out)
+    theirs = None
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        tgy = torch.from_numpy(gy)
+        if grad_x:
+            def theirs():  # backward only: the graph is built outside the timed part
+                y = TF.conv2d(tx, tw, tb, padding=pad)
+                t0 = time.perf_counter()
+                torch.autograd.grad(y, (tx, tw, tb), tgy)
+                return time.perf_counter() - t0
+        else:
+            def theirs():
+                with torch.no_grad():
+                    TF.conv2d(tx, tw, tb, padding=pad)
+    return direct, ours, theirs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+    keep_freed_memory()
+    cnnframe.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"float32, batch {args.batch}, {args.threads} threads, median ms of {args.repeats} "
+          "interleaved repeats (grad_x rows: cnnframe and torch columns are whole backwards)")
+    print(f"{'case':30s} {'direct':>8s} {'cnnframe':>9s} {'torch':>8s} {'direct/torch':>13s}")
+    for label, *case in CASES:
+        fns = [fn for fn in case_functions(*case, args.batch, rng) if fn is not None]
+        ms = interleaved(fns, args.repeats) + [float("nan")]
+        print(f"{label:30s} {ms[0]:8.2f} {ms[1]:9.2f} {ms[2]:8.2f} {ms[0] / ms[2]:13.2f}")
+
+
+if __name__ == "__main__":
+    main()
