@@ -167,3 +167,68 @@ def correlate2d(x, k):
 def convolve2d(x, k):
     """True 2-D convolution, 'valid': correlation with the kernel flipped in both axes."""
     return correlate2d(x, np.asarray(k, float)[::-1, ::-1])
+
+
+# --- batch normalisation and ReLU (cnnframe.functional.normalization) ---------------------------
+
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim)), (-1,) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
+                     running_var=None, momentum=0.1):
+    """Reference of cnnframe.functional.batch_norm_train: (y, mean, invstd), by the definition."""
+    axes, col = _channel_axes(x)
+    x64 = x.astype(np.float64)
+    c = x.shape[1]
+    weight = np.ones(c) if weight is None else weight.astype(np.float64)
+    bias = np.zeros(c) if bias is None else bias.astype(np.float64)
+    mean = x64.mean(axis=axes)
+    var = ((x64 - mean.reshape(col)) ** 2).mean(axis=axes)
+    invstd = 1 / np.sqrt(var + eps)
+    y = (x64 - mean.reshape(col)) * (invstd * weight).reshape(col) + bias.reshape(col)
+    if running_mean is not None:
+        m = x.size // c
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        running_var[...] = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+    return y.astype(x.dtype), mean, invstd
+
+
+def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5):
+    """Reference of cnnframe.functional.batch_norm_eval."""
+    _, col = _channel_axes(x)
+    c = x.shape[1]
+    weight = np.ones(c) if weight is None else weight.astype(np.float64)
+    bias = np.zeros(c) if bias is None else bias.astype(np.float64)
+    scale = weight / np.sqrt(running_var.astype(np.float64) + eps)
+    y = (x.astype(np.float64) - running_mean.reshape(col)) * scale.reshape(col) + bias.reshape(col)
+    return y.astype(x.dtype)
+
+
+def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_grad_x=True):
+    """Reference of cnnframe.functional.batch_norm_backward: (grad_x, grad_weight, grad_bias)."""
+    axes, col = _channel_axes(x)
+    c = x.shape[1]
+    weight = np.ones(c) if weight is None else weight.astype(np.float64)
+    g = grad_y.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean.reshape(col)) * invstd.reshape(col)
+    grad_bias = g.sum(axis=axes)
+    grad_weight = (g * xhat).sum(axis=axes)
+    scale = (weight * invstd).reshape(col)
+    if training:
+        m = x.size // c
+        grad_x = scale * (g - grad_bias.reshape(col) / m - xhat * grad_weight.reshape(col) / m)
+    else:
+        grad_x = scale * g
+    grad_x = grad_x.astype(x.dtype) if need_grad_x else None
+    return grad_x, grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
+
+
+def relu(x):
+    """Reference of cnnframe.functional.relu."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(grad_y, y):
+    """Reference of cnnframe.functional.relu_backward: grad_y where y > 0, else 0."""
+    return np.where(y > 0, grad_y, 0).astype(grad_y.dtype)

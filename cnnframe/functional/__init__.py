@@ -18,3 +18,11 @@ __all__ = [
     "correlate2d", "convolve2d",
     "set_scratch_limit", "release_scratch",
 ]
+
+from cnnframe.functional.normalization import (batch_norm_backward, batch_norm_eval,  # noqa: E402
+                                               batch_norm_train, relu, relu_backward)
+
+__all__ += [
+    "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
+    "relu", "relu_backward",
+]

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+import cnnframe.functional as F
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
 
@@ -23,19 +24,22 @@ class ReLU(_Elementwise):
 
     def __init__(self):
         super().__init__()
-        self._mask = None
+        self._y = None
 
     def forward(self, x, training=True):
         self._check_input(x)
-        mask = self._buffer("mask", x.shape, np.bool_)
-        np.greater(x, 0, out=mask)
-        self._mask = mask
         y = self._buffer("y", x.shape, x.dtype)
-        return np.maximum(x, 0, out=y)
+        if np.may_share_memory(y, x):  # fed its own output: keep x intact
+            y = np.empty(x.shape, x.dtype)
+        # backward reads the output (y > 0 exactly where x > 0): no separate mask
+        self._y = F.relu(x, out=y)
+        return self._y
 
     def backward(self, grad_y):
         gx = self._buffer("gx", grad_y.shape, grad_y.dtype)
-        return np.multiply(grad_y, self._mask, out=gx)
+        if np.may_share_memory(gx, grad_y) or np.may_share_memory(gx, self._y):
+            gx = np.empty(grad_y.shape, grad_y.dtype)
+        return F.relu_backward(grad_y, self._y, out=gx)
 
 
 @register_layer("leaky_relu")

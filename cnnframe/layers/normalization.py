@@ -1,7 +1,9 @@
-"""Batch normalisation (vectorised numpy, in place into reused buffers)."""
+"""Batch normalisation over the Cython kernels, writing into reused buffers."""
 import math
 
 import numpy as np
+
+import cnnframe.functional as F
 
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
@@ -39,90 +41,48 @@ class _BatchNorm(Layer):
             raise ValueError(f"{self.type_name}: expects {self.num_features} channels on axis 1, "
                              f"got shape {x.shape}")
 
-    def _per_channel(self, key, values, length):
-        """`values` (C,) as a (C, length) array that broadcasts over (N, C, length) views.
+    def _output_buffer(self, key, x, *inputs):
+        """A reused buffer for a result of x's shape that overlaps none of x, *inputs."""
+        buf = self._buffer(key, x.shape)
+        if any(np.may_share_memory(buf, a) for a in (x, *inputs)):
+            return np.empty(x.shape, self.dtype)
+        return buf
 
-        numpy's loops broadcast a (C, 1) column over rows of `length` one row at a time
-        (about twice as slow as a same-shape operand); a filled (C, length) block - a few
-        hundred KiB, reused - lets each sample be one contiguous inner loop.
-        """
-        if length == 1:
-            return values[:, None]
-        block = self._buffer(key, (values.size, length))
-        np.copyto(block, values[:, None])
-        return block
-
-    # Every pass works on (N, C, L) views of the contiguous arrays; per-sample partial sums
-    # (N, C) are summed over N afterwards (axis 2 is summed pairwise, as ndarray.sum does).
+    # The kernels (cnnframe.functional.normalization) work on (N, C, L) views of x, so
+    # (N, C), (N, C, L) and (N, C, H, W) inputs share one path.  Backward keeps a
+    # reference to the forward input instead of a copy of x - mean (layers never modify
+    # their inputs, and the conv layers keep theirs the same way).
     def forward(self, x, training=True):
         self._check_channels(x)
         x = np.ascontiguousarray(x)
-        n, c = x.shape[:2]
-        dt = x.dtype.type
-        m = x.size // c
-        x3 = x.reshape(n, c, -1)
-        length = x3.shape[2]
-        y3 = self._buffer("y", x.shape).reshape(x3.shape)
         w, b = self.params["weight"], self.params["bias"]
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        out = self._output_buffer("y", x)
         if training:
-            if m < 2:
+            if x.size // x.shape[1] < 2:
                 raise ValueError(f"{self.type_name}: training needs more than one value per "
                                  f"channel to compute a variance, got input shape {x.shape}")
-            part = self._buffer("part", (n, c))
-            mean = np.add.reduce(x3, axis=2, out=part).sum(axis=0) / dt(m)
-            xc3 = self._buffer("xc", x.shape).reshape(x3.shape)  # x - mean, kept for backward
-            np.subtract(x3, self._per_channel("row", mean, length), out=xc3)
-            var = np.einsum("ncl,ncl->nc", xc3, xc3, out=part).sum(axis=0) / dt(m)
-            invstd = dt(1) / np.sqrt(var + dt(self.eps))
-            np.multiply(xc3, self._per_channel("row", w * invstd, length), out=y3)
-            y3 += self._per_channel("row", b, length)
-            mom = self.momentum
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            rm *= dt(1.0 - mom)
-            rm += dt(mom) * mean
-            rv *= dt(1.0 - mom)
-            rv += dt(mom * m / (m - 1)) * var  # unbiased, as PyTorch
-            self._cache = (xc3, invstd, None, x.shape)
+            y, mean, invstd = F.batch_norm_train(x, w, b, self.eps, running_mean=rm,
+                                                 running_var=rv, momentum=self.momentum,
+                                                 out=out)
         else:
-            # Running statistics are constants: y = x * scale + shift, two passes.
-            rm = self.buffers["running_mean"].copy()
-            invstd = dt(1) / np.sqrt(self.buffers["running_var"] + dt(self.eps))
-            scale = w * invstd
-            np.multiply(x3, self._per_channel("row", scale, length), out=y3)
-            y3 += self._per_channel("row", b - rm * scale, length)
-            self._cache = (x3, invstd, rm, x.shape)
-        return y3.reshape(x.shape)
+            y = F.batch_norm_eval(x, w, b, rm, rv, self.eps, out=out)
+            # the running statistics as used now (a later training step changes them)
+            mean = rm.astype(np.float64)
+            invstd = 1.0 / np.sqrt(rv.astype(np.float64) + self.eps)
+        self._cache = (x, mean, invstd, training)
+        return y
 
     def backward(self, grad_y):
         if self._cache is None:
             raise RuntimeError(f"{self.type_name}: backward called before forward")
-        xc3, invstd, running_mean, shape = self._cache
-        g3 = np.ascontiguousarray(grad_y).reshape(xc3.shape)
-        n, c, length = g3.shape
-        dt = g3.dtype.type
-        m = g3.size // c
-        part = self._buffer("part", (n, c))
-        gb = np.add.reduce(g3, axis=2, out=part).sum(axis=0)
-        dot = np.einsum("ncl,ncl->nc", g3, xc3, out=part).sum(axis=0)
-        if running_mean is None:  # training: xc = x - batch mean
-            gw = dot * invstd
-        else:  # eval: xc is x; xhat = (x - running_mean) * invstd
-            gw = (dot - running_mean * gb) * invstd
+        x, mean, invstd, training = self._cache
+        out = self._output_buffer("gx", x, grad_y) if self.needs_input_grad else None
+        gx, gw, gb = F.batch_norm_backward(grad_y, x, self.params["weight"], mean, invstd,
+                                           training, self.needs_input_grad, out=out)
         np.copyto(self.grads["bias"], gb)
         np.copyto(self.grads["weight"], gw)
-        if not self.needs_input_grad:
-            return None
-        gx3 = self._buffer("gx", shape).reshape(g3.shape)
-        scale = self.params["weight"] * invstd
-        if running_mean is None:
-            # gx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)), xhat = xc * invstd
-            np.multiply(xc3, self._per_channel("row", gw * invstd / dt(-m), length), out=gx3)
-            gx3 += g3
-            gx3 += self._per_channel("row", gb / dt(-m), length)
-            gx3 *= self._per_channel("row", scale, length)
-        else:
-            np.multiply(g3, self._per_channel("row", scale, length), out=gx3)
-        return gx3.reshape(shape)
+        return gx
 
     def flops(self, input_shape):
         return 2 * math.prod(as_shape(input_shape))
