@@ -245,7 +245,7 @@ def relu(x, *, out=None):
     -------
     y : ndarray, x's shape and dtype
     """
-    x = contiguous(_float_ndarray(x, "x", "relu"))
+    x = contiguous(_float_ndarray(x, "x", "relu")).reshape(x.shape)  # (0-d stays 0-d)
     y = output_array(x.shape, x.dtype, "relu", out=out, inputs=(x,))
     if x.size:
         _kernels.relu_forward(x.reshape(-1), y.reshape(-1),
@@ -278,7 +278,7 @@ def relu_backward(grad_y, y, *, out=None):
                         "convert one so both match")
     if grad_y.shape != y.shape:
         raise ValueError(f"{fn}: grad_y must have y's shape {y.shape}, got {grad_y.shape}")
-    y, grad_y = contiguous(y), contiguous(grad_y)
+    y, grad_y = contiguous(y).reshape(y.shape), contiguous(grad_y).reshape(y.shape)
     grad_x = output_array(y.shape, y.dtype, fn, "grad_x", out=out, inputs=(y, grad_y))
     if y.size:
         _kernels.relu_backward(grad_y.reshape(-1), y.reshape(-1), grad_x.reshape(-1),
