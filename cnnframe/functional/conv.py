@@ -67,35 +67,57 @@ WINOGRAD_TILES = 128
 PLANE_SKEW = 32
 # Winograd's weight transform: U = G g G^T.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# F(4x4, 3x3): 6x6 tiles, 36 multiplies per 16 outputs (F(2x2, 3x3) spends 64).
+_G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+WINOGRAD43_TILES = 64
+WINOGRAD43_MIN_PIXELS = 64
 
 
 def _winograd_applies(weight, stride, dilation, groups, oh, ow):
+    """The Winograd tile for this conv: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3), 0 for none."""
     f, cg, kh, kw = weight.shape
-    return ((kh, kw) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-            and oh % 2 == 0 and ow % 2 == 0 and oh * ow >= WINOGRAD_MIN_PIXELS
-            and min(cg, f // groups) >= WINOGRAD_MIN_CHANNELS)
+    if not ((kh, kw) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+            and min(cg, f // groups) >= WINOGRAD_MIN_CHANNELS):
+        return 0
+    if oh % 4 == 0 and ow % 4 == 0 and oh * ow >= WINOGRAD43_MIN_PIXELS:
+        return 4
+    if oh % 2 == 0 and ow % 2 == 0 and oh * ow >= WINOGRAD_MIN_PIXELS:
+        return 2
+    return 0
 
 
-def _winograd_conv3x3(x, weight, bias, padding, groups, out=None, fn="conv2d", what="output"):
-    """conv2d(x, weight, bias, stride=1, padding, groups) of a 3x3 weight by Winograd F(2x2, 3x3)."""
+def _padded_size(c, oh, ow, tile):
+    """Elements of the kernels' zero-padded image copy: F(4x4) splits each row into 4 phases."""
+    return c * (oh + 2) * (ow + 2 if tile == 2 else 4 * (ow // 4 + 1))
+
+
+def _winograd_conv3x3(x, weight, bias, padding, groups, out=None, fn="conv2d", what="output",
+                      tile=2):
+    """conv2d(x, weight, bias, stride=1, padding, groups) of a 3x3 weight by Winograd F(m x m, 3x3).
+
+    tile m = 2 (output sizes even) or 4 (multiples of 4).
+    """
     n, c, h, w = x.shape
     f, cg = weight.shape[:2]
     oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    g = _G.astype(x.dtype)
-    u = np.ascontiguousarray(np.einsum("ai,fcij,bj->abfc", g, weight, g).reshape(16, f, cg))
-    tiles = (oh // 2) * (ow // 2)
-    b = max(1, min(-(-n // PARTS), WINOGRAD_TILES // tiles))
-    threads = min(threads_for(n * tiles * 16 * c * f // groups, n), PARTS, max(1, -(-n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads, c * (oh + 2) * (ow + 2))
-    v = scratch("winograd inputs", x.dtype, threads, 16 * (c * b * tiles + PLANE_SKEW))
-    m = scratch("winograd products", x.dtype, threads, 16 * (f * b * tiles + PLANE_SKEW))
+    g = (_G if tile == 2 else _G43).astype(x.dtype)
+    p = (tile + 2) ** 2
+    # U = G g G^T per (f, c) as two small matmuls (a plain einsum loops over every index)
+    u = np.ascontiguousarray((g @ weight @ g.T).reshape(f, cg, p).transpose(2, 0, 1))
+    tiles = (oh // tile) * (ow // tile)
+    b = max(1, min(-(-n // PARTS), (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
+    threads = min(threads_for(n * tiles * p * c * f // groups, n), PARTS, max(1, -(-n // b)))
+    padded = scratch("winograd padded image", x.dtype, threads, _padded_size(c, oh, ow, tile))
+    v = scratch("winograd inputs", x.dtype, threads, p * (c * b * tiles + PLANE_SKEW))
+    m = scratch("winograd products", x.dtype, threads, p * (f * b * tiles + PLANE_SKEW))
     y = output_array((n, f, oh, ow), x.dtype, fn, what, out=out, inputs=(x, weight, bias))
     _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *padding, groups, b, threads)
     return y
 
 
-def _winograd_grad_weight3x3(x, grad_y, weight_shape, padding, groups):
-    """(grad_weight, grad_bias) of a 3x3 stride-1 conv2d by Winograd F(2x2, 3x3).
+def _winograd_grad_weight3x3(x, grad_y, weight_shape, padding, groups, tile=2):
+    """(grad_weight, grad_bias) of a 3x3 stride-1 conv2d by Winograd F(m x m, 3x3), m = tile.
 
     The kernel sums dL/dU = sum over tiles of (A dY A^T) * (B^T d B) per partition;
     dW = G^T (dL/dU) G is the transpose of the forward's weight transform.
@@ -103,19 +125,20 @@ def _winograd_grad_weight3x3(x, grad_y, weight_shape, padding, groups):
     n, c, h, w = x.shape
     f, cg = weight_shape[:2]
     oh, ow = grad_y.shape[2:]
-    tiles = (oh // 2) * (ow // 2)
-    b = max(1, min(-(-n // PARTS), WINOGRAD_TILES // tiles))
-    threads = min(threads_for(n * tiles * 16 * c * f // groups, n), PARTS, max(1, -(-n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads, c * (oh + 2) * (ow + 2))
-    v = scratch("winograd inputs", x.dtype, threads, 16 * (c * b * tiles + PLANE_SKEW))
-    z = scratch("winograd products", x.dtype, threads, 16 * (f * b * tiles + PLANE_SKEW))
-    grad_m = scratch("winograd grad_weight", x.dtype, PARTS, 16 * f * cg)
+    p = (tile + 2) ** 2
+    tiles = (oh // tile) * (ow // tile)
+    b = max(1, min(-(-n // PARTS), (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
+    threads = min(threads_for(n * tiles * p * c * f // groups, n), PARTS, max(1, -(-n // b)))
+    padded = scratch("winograd padded image", x.dtype, threads, _padded_size(c, oh, ow, tile))
+    v = scratch("winograd inputs", x.dtype, threads, p * (c * b * tiles + PLANE_SKEW))
+    z = scratch("winograd products", x.dtype, threads, p * (f * b * tiles + PLANE_SKEW))
+    grad_m = scratch("winograd grad_weight", x.dtype, PARTS, p * f * cg)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, f)
     _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *padding, groups,
-                                      b, threads)
-    g = _G.astype(x.dtype)
-    grad_u = grad_m.sum(axis=0).reshape(4, 4, f, cg)
-    grad_weight = np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, grad_u, g))
+                                      b, tile, threads)
+    g = (_G if tile == 2 else _G43).astype(x.dtype)
+    grad_u = grad_m.sum(axis=0).reshape(tile + 2, tile + 2, f, cg)
+    grad_weight = np.ascontiguousarray(g.T @ grad_u.transpose(2, 3, 0, 1) @ g)
     return grad_weight, grad_b.sum(axis=0)
 
 
@@ -204,8 +227,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
         if bias.shape != (f,):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
-    if _winograd_applies(weight, stride, dilation, groups, oh, ow):
-        return _winograd_conv3x3(x, weight, bias, padding, groups, out=out)
+    tile = _winograd_applies(weight, stride, dilation, groups, oh, ow)
+    if tile:
+        return _winograd_conv3x3(x, weight, bias, padding, groups, out=out, tile=tile)
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
     y = output_array((x.shape[0], f, oh, ow), x.dtype, "conv2d", out=out,
                      inputs=(x, weight, bias))
@@ -252,17 +276,20 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
     # grad_x is conv2d of grad_y with the flipped, transposed kernel: Winograd does it
     # when it applies, and then the weight gradient comes from Winograd too.
-    winograd_x = (max(padding) <= 2
-                  and _winograd_applies(weight, stride, dilation, groups, *x.shape[2:]))
-    if _winograd_applies(weight, stride, dilation, groups, oh, ow) and (winograd_x or not need_grad_x):
-        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, weight.shape, padding, groups)
+    tile_x = (_winograd_applies(weight, stride, dilation, groups, *x.shape[2:])
+              if max(padding) <= 2 else 0)
+    tile_w = _winograd_applies(weight, stride, dilation, groups, oh, ow)
+    if tile_w and (tile_x or not need_grad_x):
+        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, weight.shape, padding, groups,
+                                                          tile=tile_w)
         grad_x = None
         if need_grad_x:
             grad_x = _winograd_conv3x3(grad_y, _transposed_kernel(weight, groups),
                                        np.empty(0, x.dtype), (2 - padding[0], 2 - padding[1]),
-                                       groups, out=out, fn="conv2d_backward", what="grad_x")
+                                       groups, out=out, fn="conv2d_backward", what="grad_x",
+                                       tile=tile_x)
         return grad_x, grad_weight, grad_bias
-    winograd_x = winograd_x and need_grad_x
+    winograd_x = bool(tile_x) and need_grad_x
     threads, b, r, col, tmp = _plan(x, weight, oh, ow)
     if need_grad_x and not winograd_x:
         grad_x = output_array(x.shape, x.dtype, "conv2d_backward", "grad_x", out=out,
@@ -278,5 +305,5 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     if winograd_x:
         grad_x = _winograd_conv3x3(grad_y, _transposed_kernel(weight, groups),
                                    np.empty(0, x.dtype), (2 - padding[0], 2 - padding[1]), groups,
-                                   out=out, fn="conv2d_backward", what="grad_x")
+                                   out=out, fn="conv2d_backward", what="grad_x", tile=tile_x)
     return (grad_x if need_grad_x else None), grad_weight, grad_bias

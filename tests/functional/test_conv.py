@@ -18,13 +18,17 @@ def threading_mode(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(autouse=True, params=["im2col", "winograd"])
+@pytest.fixture(autouse=True, params=["im2col", "winograd", "winograd2x2"])
 def algorithm(request, monkeypatch):
-    """Run every case with the default choice, and with Winograd taking every 3x3 stride-1
-    undilated conv with even output sizes, whatever its channel count."""
-    if request.param == "winograd":
+    """Run every case with im2col only, and with Winograd taking every 3x3 stride-1
+    undilated conv whatever its channel count: F(4x4, 3x3) for output sizes that are
+    multiples of 4 and F(2x2, 3x3) for other even ones ("winograd"), or F(2x2, 3x3) for
+    every even output size ("winograd2x2")."""
+    if request.param.startswith("winograd"):
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
+        monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS",
+                            0 if request.param == "winograd" else 10**9)
     else:
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
     return request.param
@@ -173,7 +177,7 @@ def test_scratch_limit_raises_memory_error(rng):
 def test_results_do_not_depend_on_thread_count(rng, monkeypatch, dtype):
     """1 and 2 threads sum the same partitions in the same order: bit-identical results."""
     monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
-    for size in (9, 10):  # odd outputs take im2col; even ones Winograd in that mode
+    for size in (9, 10, 12):  # odd: im2col; in the Winograd modes 10: F(2x2), 12: F(4x4)
         x, w = make(rng, (19, 6, size, size), dtype), make(rng, (8, 3, 3, 3), dtype)
         gy = make(rng, (19, 8, size, size), dtype)
         runs = []
@@ -189,24 +193,30 @@ def test_results_do_not_depend_on_thread_count(rng, monkeypatch, dtype):
 
 
 def test_winograd_is_used_where_it_applies(monkeypatch):
-    """The dispatch rule itself: 3x3, stride 1, no dilation, even outputs, wide and big enough."""
+    """The dispatch rule itself: 3x3, stride 1, no dilation, wide enough; F(4x4, 3x3) for output
+    sizes that are multiples of 4 (>= 64 pixels), F(2x2, 3x3) for other even ones (>= 256)."""
     calls = []
     real = conv_module._winograd_conv3x3
     monkeypatch.setattr(conv_module, "_winograd_conv3x3",
-                        lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+                        lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
-    for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), True),
-                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), True),
-                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), False),  # 17 rows
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), False),    # 64 pixels
-                                    ((16, 16), (16, 16, 3, 3), dict(padding=1, stride=2), False),
-                                    ((16, 16), (16, 16, 3, 3), dict(padding=2, dilation=2), False),
-                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), False),
-                                    ((16, 16), (8, 16, 3, 3), dict(padding=1), False)]:  # narrow
+    monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
+    for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), 4),
+                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), 4),  # 16x16
+                                    ((16, 20), (16, 16, 3, 3), dict(padding=1), 4),
+                                    ((16, 18), (16, 16, 3, 3), dict(padding=1), 2),  # 18 columns
+                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), 0),  # 17 rows
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), 4),    # 64 pixels
+                                    ((4, 8), (16, 16, 3, 3), dict(padding=1), 0),    # 32 pixels
+                                    ((10, 10), (16, 16, 3, 3), dict(padding=1), 0),  # 100, even
+                                    ((16, 16), (16, 16, 3, 3), dict(padding=1, stride=2), 0),
+                                    ((16, 16), (16, 16, 3, 3), dict(padding=2, dilation=2), 0),
+                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), 0),
+                                    ((16, 16), (8, 16, 3, 3), dict(padding=1), 0)]:  # narrow
         calls.clear()
         F.conv2d(np.zeros((1, 16, *x_hw), np.float32), np.zeros(w_shape, np.float32), **kw)
-        assert bool(calls) == used, (x_hw, w_shape, kw)
+        assert calls == ([used] if used else []), (x_hw, w_shape, kw)
 
 
 @pytest.mark.parametrize("need_grad_x", [True, False])
@@ -218,10 +228,13 @@ def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_gra
                         lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
+    monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
     rng = np.random.default_rng(5)
     for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), True),
+                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), True),
                                     ((17, 16), (16, 16, 3, 3), dict(padding=1), False),
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), False),
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), True),
+                                    ((4, 8), (16, 16, 3, 3), dict(padding=1), False),
                                     ((16, 16), (16, 16, 5, 5), dict(padding=2), False)]:
         calls.clear()
         x = rng.standard_normal((2, 16, *x_hw))
