@@ -2,16 +2,17 @@
 
 An (N, C, L) array is N*C rows of L values, row q = n*C + c holding channel
 c = q % C.  Every pass walks the rows in memory order, cut into fixed blocks of
-whole rows that the OpenMP threads share (writing a channel at a time, rows
-C*L apart, measured 2x slower than streaming).  A pass that reduces writes one
-partial sum per row; the per-channel totals then add those partials over n in
-a fixed order, one channel per thread, so results do not depend on the thread
-count.
+whole rows that the OpenMP threads share (writing a channel at a time, rows C*L
+apart, measured 2x slower than streaming).  A pass that reduces writes one
+result per row; after a barrier each thread combines the rows of every channel
+itself, over n = 0, 1, ... in that order, so results do not depend on the
+thread count, and goes on without a second synchronisation.
 
-Sums are accumulated in double (fixed lanes, vectorised, independent of the
-data's address).  The variance is a second pass over (x - mean)^2, so it stays
-accurate for channels whose mean is far from 0; 131072 float32 values per
-channel lose nothing to accumulation.
+Sums are accumulated in double (8-lane vectors in a fixed order, independent of
+the data's address).  Statistics are numerically sound for channels whose mean
+is far from 0: each row's mean, then its squared deviations from that mean
+(a second sweep over the row, from cache), merged across rows with Chan et
+al.'s pairwise update; 131072 float32 values per channel lose nothing.
 
 The row helpers are C with restrict pointers, built for AVX-512, AVX2 and
 baseline x86-64 and picked at load time (as in winograd.pyx); inside the
@@ -68,6 +69,27 @@ cdef extern from *:
             (OUT) = s_;                                                                       \
         } while (0)
 
+    /* Two sums over one row in one sweep (two accumulators each): OUT1 of VEXPR1 /
+       SEXPR1 and OUT2 of VEXPR2 / SEXPR2, as BNK_ROW_SUM. */
+    #define BNK_ROW_SUM2(L, VEXPR1, SEXPR1, OUT1, VEXPR2, SEXPR2, OUT2)                       \
+        do {                                                                                  \
+            bnk_v8d a0_ = {0}, a1_ = {0}, b0_ = {0}, b1_ = {0};                               \
+            Py_ssize_t i_ = 0;                                                                \
+            for (; i_ + 16 <= (L); i_ += 16) {                                                \
+                { const Py_ssize_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2); }               \
+                { const Py_ssize_t k_ = i_ + 8; a1_ += (VEXPR1); b1_ += (VEXPR2); }           \
+            }                                                                                 \
+            for (; i_ + 8 <= (L); i_ += 8) {                                                  \
+                const Py_ssize_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2);                   \
+            }                                                                                 \
+            a0_ += a1_;                                                                       \
+            b0_ += b1_;                                                                       \
+            double s_ = BNK_HSUM(a0_), t_ = BNK_HSUM(b0_);                                    \
+            for (; i_ < (L); i_++) { const Py_ssize_t k_ = i_; s_ += (SEXPR1); t_ += (SEXPR2); } \
+            (OUT1) = s_;                                                                      \
+            (OUT2) = t_;                                                                      \
+        } while (0)
+
     /* Helpers over `rows` consecutive rows of L values starting at row q0 (channel of
        row r: (q0 + r) % C); per-channel constants come as double arrays of C. */
     #define BNK_KERNELS(T, SUF)                                                               \
@@ -114,9 +136,9 @@ cdef extern from *:
             const T* restrict gp = g + r * L;                                                 \
             const T* restrict xp = x + r * L;                                                 \
             const double m = mean[c];                                                         \
-            BNK_ROW_SUM(L, bnk_load_##SUF(gp + k_), (double) gp[k_], part_g[r]);              \
-            BNK_ROW_SUM(L, bnk_load_##SUF(gp + k_) * (bnk_load_##SUF(xp + k_) - m),           \
-                        (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);                 \
+            BNK_ROW_SUM2(L, bnk_load_##SUF(gp + k_), (double) gp[k_], part_g[r],               \
+                         bnk_load_##SUF(gp + k_) * (bnk_load_##SUF(xp + k_) - m),             \
+                         (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);                \
             if (++c == C) c = 0;                                                              \
         }                                                                                     \
     }                                                                                         \
@@ -212,6 +234,11 @@ def batch_norm_train_forward(const floating[:, :, ::1] x,   # IN  (N, C, L), N*L
     cdef floating* yp = &y[0, 0, 0]
     cdef double* row_mean = &part[0, 0]
     cdef double* row_m2 = &part[1, 0]
+    cdef const double* wp = &weight[0]
+    cdef const double* bp = &bias[0]
+    cdef double* mean_out = &mean[0]
+    cdef double* var_out = &var[0]
+    cdef double* invstd_out = &invstd[0]
     cdef double* own = NULL
     cdef double d = 0, f = 0
     cdef int tid = 0
@@ -240,20 +267,20 @@ def batch_norm_train_forward(const floating[:, :, ::1] x,   # IN  (N, C, L), N*L
         for c in range(C):
             own[C + c] = own[C + c] / (<double> N * L)          # biased variance
             if tid == 0:
-                mean[c] = own[c]
-                var[c] = own[C + c]
+                mean_out[c] = own[c]
+                var_out[c] = own[C + c]
             own[C + c] = 1.0 / sqrt(own[C + c] + eps)            # invstd
             if tid == 0:
-                invstd[c] = own[C + c]
-            own[2 * C + c] = weight[c] * own[C + c]              # scale
+                invstd_out[c] = own[C + c]
+            own[2 * C + c] = wp[c] * own[C + c]                  # scale
         for b in prange(blocks, schedule="static"):
             q0 = b * R
             if floating is float:
                 bnk_affine_f(xp + q0 * L, min(R, rows - q0), L, C, q0, own, own + 2 * C,
-                             &bias[0], yp + q0 * L)
+                             bp, yp + q0 * L)
             else:
                 bnk_affine_d(xp + q0 * L, min(R, rows - q0), L, C, q0, own, own + 2 * C,
-                             &bias[0], yp + q0 * L)
+                             bp, yp + q0 * L)
 
 
 def batch_norm_affine(const floating[:, :, ::1] x,   # IN  (N, C, L)
@@ -307,6 +334,10 @@ def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
     cdef const double* mp = &mean[0]
     cdef double* row_g = &part[0, 0]
     cdef double* row_gd = &part[1, 0]
+    cdef const double* wp = &weight[0]
+    cdef const double* ip = &invstd[0]
+    cdef double* gw_out = &grad_weight[0]
+    cdef double* gb_out = &grad_bias[0]
     cdef double* own = NULL
     cdef int tid = 0
     c = n = 0  # (private copies of the parallel block start initialised)
@@ -329,13 +360,13 @@ def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
                 own[c] = own[c] + row_g[n * C + c]
                 own[C + c] = own[C + c] + row_gd[n * C + c]
         for c in range(C):
-            own[C + c] = own[C + c] * invstd[c]                      # grad_weight
-            own[2 * C + c] = weight[c] * invstd[c]                   # a
-            own[3 * C + c] = -own[2 * C + c] * invstd[c] * own[C + c] / m  # k1
+            own[C + c] = own[C + c] * ip[c]                          # grad_weight
+            own[2 * C + c] = wp[c] * ip[c]                           # a
+            own[3 * C + c] = -own[2 * C + c] * ip[c] * own[C + c] / m  # k1
             own[4 * C + c] = -own[2 * C + c] * own[c] / m            # k0
             if tid == 0:
-                grad_bias[c] = own[c]
-                grad_weight[c] = own[C + c]
+                gb_out[c] = own[c]
+                gw_out[c] = own[C + c]
         if input_grad:
             for b in prange(blocks, schedule="static"):
                 q0 = b * R
