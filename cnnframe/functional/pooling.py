@@ -6,6 +6,10 @@ from cnnframe.functional._args import (float_array, nonempty_planes, out_size, o
                                        pair)
 from cnnframe_ext import pool as _kernels
 
+# Unpadded windows run vectorised kernels (2x2 stride-2 ones their own), bit for bit
+# the generic loops' results; tests set this False to run the generic loops instead.
+VECTORISED = True
+
 
 def _pool_geometry(x, kernel_size, stride, padding, fn):
     """Validate a pooling call; return (x, (kh, kw), (sh, sw), (ph, pw), (OH, OW))."""
@@ -69,7 +73,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, argmax_out=N
                           inputs=(x, y))
     _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 argmax.reshape(n * c, oh, ow), *kernel, *stride, *padding,
-                                threads_for(y.size * kernel[0] * kernel[1], n * c))
+                                threads_for(y.size * kernel[0] * kernel[1], n * c), VECTORISED)
     return y, argmax
 
 
@@ -87,6 +91,12 @@ def max_pool2d_backward(grad_y, argmax, input_shape, *, out=None):
     Returns
     -------
     grad_x : ndarray, shape input_shape, dtype of grad_y
+
+    Raises
+    ------
+    ValueError
+        On mismatched shapes, or an argmax index outside [0, H*W) (found while
+        scattering: `out` then holds a partial result).
     """
     grad_y = float_array(grad_y, "grad_y", 4)
     n, c, h, w = _input_shape(input_shape, "max_pool2d_backward")
@@ -98,15 +108,20 @@ def max_pool2d_backward(grad_y, argmax, input_shape, *, out=None):
         raise ValueError(f"max_pool2d_backward: grad_y {grad_y.shape} and input_shape "
                          f"{(n, c, h, w)} disagree on N, C")
     argmax = np.ascontiguousarray(argmax)
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
-        raise ValueError(f"max_pool2d_backward: argmax holds indices outside [0, {h * w}) "
-                         f"for input_shape {(n, c, h, w)}")
     oh, ow = grad_y.shape[2:]
     grad_x = output_array((n, c, h, w), grad_y.dtype, "max_pool2d_backward", "grad_x", out=out,
                           inputs=(grad_y, argmax))
+    # The kernel checks each index as it scatters (skipping bad ones) and counts them.
+    outside = 0
     if grad_x.size:
-        _kernels.max_pool2d_backward(grad_y.reshape(n * c, oh, ow), argmax.reshape(n * c, oh, ow),
-                                     grad_x.reshape(n * c, h * w), threads_for(grad_x.size, n * c))
+        outside = _kernels.max_pool2d_backward(
+            grad_y.reshape(n * c, oh, ow), argmax.reshape(n * c, oh, ow),
+            grad_x.reshape(n * c, h * w), threads_for(grad_x.size, n * c))
+    elif argmax.size:  # planes of zero pixels: no index is valid
+        outside = argmax.size
+    if outside:
+        raise ValueError(f"max_pool2d_backward: argmax holds indices outside [0, {h * w}) "
+                         f"for input_shape {(n, c, h, w)}")
     return grad_x
 
 
@@ -133,7 +148,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, *, out=None):
     y = output_array((n, c, oh, ow), x.dtype, "avg_pool2d", out=out, inputs=(x,))
     _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 *kernel, *stride, *padding,
-                                threads_for(y.size * kernel[0] * kernel[1], n * c))
+                                threads_for(y.size * kernel[0] * kernel[1], n * c), VECTORISED)
     return y
 
 
@@ -165,7 +180,8 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0
     if grad_x.size:
         _kernels.avg_pool2d_backward(grad_y.reshape(n * c, oh, ow), grad_x.reshape(n * c, h, w),
                                      *kernel, *stride, *padding,
-                                     threads_for(grad_x.size + grad_y.size * kernel[0] * kernel[1], n * c))
+                                     threads_for(grad_x.size + grad_y.size * kernel[0] * kernel[1],
+                                                 n * c), VECTORISED)
     return grad_x
 
 

@@ -136,3 +136,177 @@ def test_zero_size_batch():
     assert F.max_pool2d_backward(y, argmax, x.shape).shape == x.shape
     assert F.avg_pool2d_backward(F.avg_pool2d(x, 2), x.shape, 2).shape == x.shape
     assert F.global_avg_pool2d(x).shape == (0, 3)
+
+
+# --- Vectorised kernels (unpadded windows; 2x2 stride 2 its own) vs the generic loops ---
+
+import cnnframe  # noqa: E402
+import cnnframe.functional.pooling as pooling_module  # noqa: E402
+
+# Values with many ties (signed zeros among them) and NaNs of distinct bit patterns, so a
+# kernel that kept a later maximum, or a later NaN, gives different bits.
+_NAN_BITS = {np.float32: (0x7FC00001, 0x7FC00002, 0xFFC00003),
+             np.float64: (0x7FF8000000000001, 0x7FF8000000000002, 0xFFF8000000000003)}
+
+
+def tie_and_nan_values(rng, shape, dtype, nans=True):
+    """Draws from {-inf, -1, -0.0, 0.0, 1, 2, inf} (and three distinct NaNs)."""
+    pool = np.array([-np.inf, -1.0, -0.0, 0.0, 1.0, 2.0, np.inf], dtype)
+    if nans:
+        uint = np.uint32 if dtype == np.float32 else np.uint64
+        pool = np.concatenate([pool, np.array(_NAN_BITS[dtype], uint).view(dtype)])
+    return pool[rng.integers(0, len(pool), shape)]
+
+
+def bits(a):
+    """An array's exact bits, for comparisons that tell -0.0 from 0.0 and NaNs apart."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint32 if a.dtype == np.float32 else
+                  np.uint64 if a.dtype == np.float64 else a.dtype)
+
+
+def generic(fn, *args, **kwargs):
+    """fn run with the vectorised kernels switched off (the generic loops)."""
+    saved = pooling_module.VECTORISED
+    pooling_module.VECTORISED = False
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        pooling_module.VECTORISED = saved
+
+
+UNPADDED = [  # (x shape, kwargs): rows of 1..19 windows, odd sizes dropping a last row/col
+    ((2, 3, 8, 8), dict(kernel_size=2)),
+    ((1, 2, 9, 11), dict(kernel_size=2)),              # floor: last row and column dropped
+    ((1, 2, 2, 2), dict(kernel_size=2)),               # one window per row (scalar rows)
+    ((2, 1, 6, 7), dict(kernel_size=2)),               # 3 windows per row
+    ((1, 2, 10, 19), dict(kernel_size=2)),             # 9: a vector and an overlapping one
+    ((1, 1, 4, 38), dict(kernel_size=2, stride=2)),    # 19
+    ((2, 2, 9, 9), dict(kernel_size=3)),               # 3x3 stride 3
+    ((1, 2, 13, 20), dict(kernel_size=3)),             # floor with 3x3
+    ((2, 2, 7, 9), dict(kernel_size=(3, 2), stride=(3, 2))),
+    ((1, 2, 9, 10), dict(kernel_size=3, stride=1)),    # overlapping windows
+    ((1, 2, 9, 12), dict(kernel_size=(2, 3), stride=(1, 2))),
+    ((2, 1, 5, 5), dict(kernel_size=(1, 2), stride=(1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["contiguous", "strided", "fortran"])
+@pytest.mark.parametrize("shape,kw", UNPADDED)
+def test_vectorised_max_pool_matches_generic_and_reference_bit_for_bit(rng, shape, kw, dtype,
+                                                                        kind):
+    """Ties go to the first maximum in row-major window order, a NaN to the first NaN."""
+    x = layout(tie_and_nan_values(rng, shape, dtype), kind)
+    y, argmax = F.max_pool2d(x, **kw)
+    y_gen, argmax_gen = generic(F.max_pool2d, x, **kw)
+    y_ref, argmax_ref = R.max_pool2d(x, **kw)
+    np.testing.assert_array_equal(bits(y), bits(y_gen))
+    np.testing.assert_array_equal(argmax, argmax_gen)
+    np.testing.assert_array_equal(bits(y), bits(y_ref))
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_max_pool_nan_and_tie_rules(dtype):
+    """The rules spelt out on one 2x2 window per case (not only agreement with the loop)."""
+    nan1, nan2, _ = np.array(_NAN_BITS[dtype], np.uint32 if dtype == np.float32
+                             else np.uint64).view(dtype)
+    windows = [  # (2x2 window, index of the winner in row-major order)
+        ([[1, 3], [3, 2]], 1),          # tie: the first 3
+        ([[-0.0, 0.0], [0.0, -1]], 0),  # -0.0 == 0.0: the first zero
+        ([[1, nan1], [5, nan2]], 1),    # the first NaN, even before a larger number
+        ([[nan2, 7], [nan1, 1]], 0),
+        ([[-np.inf] * 2, [-np.inf, -np.inf]], 0),
+        ([[1, 2], [3, 4]], 3),
+    ]
+    x = np.zeros((1, 1, 2, 2 * len(windows)), dtype)
+    for k, (win, _) in enumerate(windows):
+        x[0, 0, :, 2 * k:2 * k + 2] = win
+    y, argmax = F.max_pool2d(x, 2)
+    for k, (_, winner) in enumerate(windows):
+        r, c = divmod(winner, 2)
+        assert argmax[0, 0, 0, k] == r * x.shape[3] + 2 * k + c
+        assert bits(y[0, 0, 0, k]) == bits(x[0, 0, r, 2 * k + c])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 9, 11), (2, 1, 6, 7), (1, 2, 10, 19),
+                                   (1, 2, 3, 2)])
+def test_vectorised_avg_pool_2x2_matches_generic_bit_for_bit(rng, shape, dtype):
+    x = layout(rng.standard_normal(shape).astype(dtype), "strided")
+    x[..., 0, 0] = -0.0  # 0 + -0.0 is +0.0: the generic loop's sum starts from zero
+    y = F.avg_pool2d(x, 2)
+    np.testing.assert_array_equal(bits(y), bits(generic(F.avg_pool2d, x, 2)))
+    np.testing.assert_allclose(y, R.avg_pool2d(x, 2), **TOL[dtype])
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy[..., 0, 0] = -0.0
+    gx = F.avg_pool2d_backward(gy, x.shape, 2)
+    np.testing.assert_array_equal(bits(gx), bits(generic(F.avg_pool2d_backward, gy, x.shape, 2)))
+    np.testing.assert_allclose(gx, R.avg_pool2d_backward(gy, x.shape, 2), **TOL[dtype])
+    # a dropped last row / column gets zero gradient
+    assert not gx[..., 2 * y.shape[2]:, :].any() and not gx[..., :, 2 * y.shape[3]:].any()
+
+
+def unpadded_geometries():
+    @st.composite
+    def draw(draw):
+        kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        h, w = kh + draw(st.integers(0, 12)), kw + draw(st.integers(0, 30))
+        shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
+        return shape, dict(kernel_size=(kh, kw), stride=(sh, sw))
+    return draw()
+
+
+@given(geom=unpadded_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31 - 1))
+def test_vectorised_random_unpadded_geometry(geom, dtype, seed):
+    shape, kw = geom
+    x = tie_and_nan_values(np.random.default_rng(seed), shape, dtype)
+    y, argmax = F.max_pool2d(x, **kw)
+    y_gen, argmax_gen = generic(F.max_pool2d, x, **kw)
+    np.testing.assert_array_equal(bits(y), bits(y_gen))
+    np.testing.assert_array_equal(argmax, argmax_gen)
+    np.testing.assert_array_equal(argmax, R.max_pool2d(x, **kw)[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pools_do_not_depend_on_thread_count(rng, monkeypatch, dtype):
+    """Every output element comes from one thread: 1 and 2 threads give the same bits."""
+    monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    x = tie_and_nan_values(rng, (5, 7, 13, 18), dtype)
+    gy = rng.standard_normal((5, 7, 6, 9)).astype(dtype)
+    threads = cnnframe.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            cnnframe.set_num_threads(n)
+            y, argmax = F.max_pool2d(x, 2)
+            runs.append([y, argmax, F.max_pool2d_backward(gy, argmax, x.shape),
+                         *F.max_pool2d(x, 3, 2, 1), F.avg_pool2d(x, 2),
+                         F.avg_pool2d_backward(gy, x.shape, 2)])
+    finally:
+        cnnframe.set_num_threads(threads)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(bits(one), bits(two))
+
+
+def test_max_pool_backward_rejects_indices_outside_the_plane_in_any_plane(rng):
+    x = rng.standard_normal((3, 4, 6, 6))
+    y, argmax = F.max_pool2d(x, 2)
+    for value in (-1, 36, 2**40):
+        bad = argmax.copy()
+        bad[2, 3, 2, 1] = value  # the last plane, which the other thread handles
+        with pytest.raises(ValueError, match=r"indices outside \[0, 36\)"):
+            F.max_pool2d_backward(y, bad, x.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_backward_sums_overlapping_windows(rng, dtype):
+    """3x3 stride-1 windows share maxima: their gradients add up at one pixel."""
+    x = layout(tie_and_nan_values(rng, (2, 3, 7, 8), dtype, nans=False), "fortran")
+    y, argmax = F.max_pool2d(x, 3, stride=1)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(F.max_pool2d_backward(gy, argmax, x.shape),
+                               R.max_pool2d_backward(gy, argmax, x.shape), **TOL[dtype])
