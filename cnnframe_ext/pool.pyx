@@ -9,10 +9,12 @@ Inside the parallel loops each plane is reached through plain pointers held in
 thread-private locals: memoryview structs are shared across the OpenMP region,
 and the compiler would reload their data pointer and strides after every store.
 
-Unpadded windows take vectorised paths (C below) that give the same bits as the
-generic loops: max pooling visits each window in the same row-major order with
-the same select, only a row of windows at a time, so the compiler can run the
-windows of a row side by side; 2x2 stride-2 windows get their own kernels.
+Max pooling windows that lie wholly inside the plane (all of them without
+padding), and 2x2 stride-2 average pooling, take vectorised kernels (C below) that
+give the same bits as the generic loops: they visit each window's elements in the
+same order with the same select or sum, only for a row of windows side by side;
+2x2 stride-2 max pooling has its own kernel.  Callers pass vectorised=False to run
+the generic loops (the tests compare the two).
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel
@@ -28,7 +30,11 @@ cdef extern from *:
        time.  Pooled rows are short (4 to 16 windows), so vectors are 4 windows wide
        (wider ones measured no faster), and a row's last partial vector is redone as
        its last full one, overlapping the one before and rewriting the same values:
-       a scalar remainder costs far more (GCC compiles its selects to branches). */
+       a scalar remainder costs far more (GCC compiles its selects to branches).
+       Window indices are Py_ssize_t: Python builds extensions with -fwrapv, under
+       which int arithmetic like 2 * j may wrap and GCC 12 then vectorises nothing. */
+    #include <stdint.h>
+    #include <string.h>
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     #define CNNF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
@@ -120,25 +126,27 @@ cdef extern from *:
             }                                                                             \
         }                                                                                 \
     }                                                                                     \
-    /* Any unpadded window: one pass over the span per window element, in the          \
-       generic loop's order.  */                                                          \
+    /* Windows that lie wholly inside the plane (all of an unpadded pooling, the        \
+       interior of a padded one): the OHr x OWr windows whose first starts at input      \
+       (h0, w0), written to y and a with row stride ys.  One pass over a span of windows  \
+       per window element, in the generic loop's order.  */                              \
     CNNF_CLONES                                                                           \
-    static void max_pool_unpadded_##SUF(const T* restrict x, int W, T* restrict y,        \
-                                        long long* restrict a, int OH, int OW, int kh,    \
-                                        int kw, int sh, int sw) {                         \
-        for (Py_ssize_t oh = 0; oh < OH; oh++) {                                          \
-            T* restrict yr = y + oh * OW;                                                 \
-            long long* restrict ar = a + oh * OW;                                         \
-            long long h0 = oh * sh * W;                                                   \
-            CNNF_FOR_SPANS(OW, j0, n) {                                                   \
+    static void max_pool_inside_##SUF(const T* restrict x, int W, T* restrict y,          \
+                                      long long* restrict a, int ys, int h0, int w0,      \
+                                      int OHr, int OWr, int kh, int kw, int sh, int sw) { \
+        for (Py_ssize_t r = 0; r < OHr; r++) {                                            \
+            T* restrict yr = y + r * ys;                                                  \
+            long long* restrict ar = a + r * ys;                                          \
+            long long i00 = (h0 + r * sh) * W + w0;                                       \
+            CNNF_FOR_SPANS(OWr, j0, n) {                                                  \
                 CNNF_SIMD                                                                 \
                 for (Py_ssize_t j = j0; j < j0 + n; j++) {                                \
-                    yr[j] = x[h0 + j * sw];                                               \
-                    ar[j] = h0 + j * sw;                                                  \
+                    yr[j] = x[i00 + j * sw];                                              \
+                    ar[j] = i00 + j * sw;                                                 \
                 }                                                                         \
                 for (int dh = 0; dh < kh; dh++) {                                         \
                     for (int dw = (dh == 0); dw < kw; dw++) {                             \
-                        long long i0 = h0 + (long long) dh * W + dw;                      \
+                        long long i0 = i00 + (long long) dh * W + dw;                     \
                         CNNF_SIMD                                                         \
                         for (Py_ssize_t j = j0; j < j0 + n; j++) {                        \
                             long long i = i0 + j * sw;                                    \
@@ -207,8 +215,8 @@ cdef extern from *:
     double cnnf_select_d(int, double, double) noexcept nogil
     void max_pool_2x2_f(const float*, int, float*, long long*, int, int) noexcept nogil
     void max_pool_2x2_d(const double*, int, double*, long long*, int, int) noexcept nogil
-    void max_pool_unpadded_f(const float*, int, float*, long long*, int, int, int, int, int, int) noexcept nogil
-    void max_pool_unpadded_d(const double*, int, double*, long long*, int, int, int, int, int, int) noexcept nogil
+    void max_pool_inside_f(const float*, int, float*, long long*, int, int, int, int, int, int, int, int, int) noexcept nogil
+    void max_pool_inside_d(const double*, int, double*, long long*, int, int, int, int, int, int, int, int, int) noexcept nogil
     void avg_pool_2x2_f(const float*, int, float*, int, int) noexcept nogil
     void avg_pool_2x2_d(const double*, int, double*, int, int) noexcept nogil
     void avg_unpool_2x2_f(const float*, int, int, int, int, float*) noexcept nogil
@@ -231,13 +239,13 @@ cdef inline void max_pool_2x2(const floating* x, int W, floating* y, long long* 
         max_pool_2x2_d(x, W, y, a, OH, OW)
 
 
-cdef inline void max_pool_unpadded(const floating* x, int W, floating* y, long long* a,
-                                   int OH, int OW, int kh, int kw, int sh,
-                                   int sw) noexcept nogil:
+cdef inline void max_pool_inside(const floating* x, int W, floating* y, long long* a, int ys,
+                                 int h0, int w0, int OHr, int OWr, int kh, int kw, int sh,
+                                 int sw) noexcept nogil:
     if floating is float:
-        max_pool_unpadded_f(x, W, y, a, OH, OW, kh, kw, sh, sw)
+        max_pool_inside_f(x, W, y, a, ys, h0, w0, OHr, OWr, kh, kw, sh, sw)
     else:
-        max_pool_unpadded_d(x, W, y, a, OH, OW, kh, kw, sh, sw)
+        max_pool_inside_d(x, W, y, a, ys, h0, w0, OHr, OWr, kh, kw, sh, sw)
 
 
 cdef inline void avg_pool_2x2(const floating* x, int W, floating* y, int OH,
@@ -256,18 +264,19 @@ cdef inline void avg_unpool_2x2(const floating* g, int OH, int OW, int H, int W,
         avg_unpool_2x2_d(g, OH, OW, H, W, x)
 
 
-cdef inline void max_pool_plane(const floating* xp, int H, int W, floating* yp,
-                                long long* ap, int OH, int OW, int kh, int kw,
-                                int sh, int sw, int ph, int pw) noexcept nogil:
-    """Max pooling of one plane: yp (OH, OW) and its argmax ap from xp (H, W)."""
+cdef inline void max_pool_windows(const floating* xp, int H, int W, floating* yp,
+                                  long long* ap, int OW, int oh0, int oh1, int ow0, int ow1,
+                                  int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
+    """Max pooling of windows [oh0, oh1) x [ow0, ow1) of one plane: yp (OH, OW) and its
+    argmax ap from xp (H, W), clipping each window to the plane."""
     cdef int oh, ow, ih, iw, h0, w0, h1, w1, best_i, i
     cdef floating best, v
     cdef bint take
-    for oh in range(OH):
+    for oh in range(oh0, oh1):
         h0 = oh * sh - ph
         h1 = min(h0 + kh, H)
         h0 = max(h0, 0)
-        for ow in range(OW):
+        for ow in range(ow0, ow1):
             w0 = ow * sw - pw
             w1 = min(w0 + kw, W)
             w0 = max(w0, 0)
@@ -286,16 +295,36 @@ cdef inline void max_pool_plane(const floating* xp, int H, int W, floating* yp,
             ap[oh * OW + ow] = best_i
 
 
+cdef inline int first_inside(int s, int p) noexcept nogil:
+    """The first window (stride s, padding p) that starts inside the plane: ceil(p / s)."""
+    return (p + s - 1) // s
+
+
+cdef inline int end_inside(int n, int k, int s, int p, int out) noexcept nogil:
+    """One past the last of `out` windows (size k, stride s, padding p) that ends inside a
+    plane side of n pixels."""
+    if n + p - k < 0:
+        return 0
+    return min(out, (n + p - k) // s + 1)
+
+
 def max_pool2d_forward(const floating[:, :, ::1] x,   # IN  (N*C, H, W)
                        floating[:, :, ::1] y,         # OUT (N*C, OH, OW)
                        long long[:, :, ::1] argmax,   # OUT (N*C, OH, OW) flat h*W+w index in the plane
                        int kh, int kw, int sh, int sw, int ph, int pw, int num_threads,
                        bint vectorised=True):
-    """vectorised=False runs every geometry through the generic loop (for tests)."""
+    """Windows wholly inside the plane (all of them without padding) run vectorised, 2x2
+    stride-2 ones in their own kernel; the rest, a border where padding clips windows, in
+    the generic loop.  vectorised=False runs every window through the generic loop."""
     cdef Py_ssize_t planes = x.shape[0]
     cdef int H = x.shape[1], W = x.shape[2], OH = y.shape[1], OW = y.shape[2]
-    cdef bint unpadded = vectorised and ph == 0 and pw == 0
-    cdef bint two_by_two = unpadded and kh == 2 and kw == 2 and sh == 2 and sw == 2
+    cdef bint two_by_two = (vectorised and kh == 2 and kw == 2 and sh == 2 and sw == 2
+                            and ph == 0 and pw == 0)
+    # The windows inside: rows [oh0, oh1), columns [ow0, ow1) (none if not vectorised).
+    cdef int oh0 = first_inside(sh, ph), oh1 = end_inside(H, kh, sh, ph, OH)
+    cdef int ow0 = first_inside(sw, pw), ow1 = end_inside(W, kw, sw, pw, OW)
+    if not vectorised or oh1 <= oh0 or ow1 <= ow0:
+        oh0 = oh1 = ow0 = ow1 = 0
     cdef Py_ssize_t q
     cdef const floating* xp
     cdef floating* yp
@@ -307,10 +336,16 @@ def max_pool2d_forward(const floating[:, :, ::1] x,   # IN  (N*C, H, W)
             ap = &argmax[q, 0, 0]
             if two_by_two:
                 max_pool_2x2(xp, W, yp, ap, OH, OW)
-            elif unpadded:
-                max_pool_unpadded(xp, W, yp, ap, OH, OW, kh, kw, sh, sw)
             else:
-                max_pool_plane(xp, H, W, yp, ap, OH, OW, kh, kw, sh, sw, ph, pw)
+                if oh1 > oh0:
+                    max_pool_inside(xp, W, yp + oh0 * OW + ow0, ap + oh0 * OW + ow0, OW,
+                                    oh0 * sh - ph, ow0 * sw - pw, oh1 - oh0, ow1 - ow0,
+                                    kh, kw, sh, sw)
+                # the border: rows above and below the inside, then its left and right
+                max_pool_windows(xp, H, W, yp, ap, OW, 0, oh0, 0, OW, kh, kw, sh, sw, ph, pw)
+                max_pool_windows(xp, H, W, yp, ap, OW, oh1, OH, 0, OW, kh, kw, sh, sw, ph, pw)
+                max_pool_windows(xp, H, W, yp, ap, OW, oh0, oh1, 0, ow0, kh, kw, sh, sw, ph, pw)
+                max_pool_windows(xp, H, W, yp, ap, OW, oh0, oh1, ow1, OW, kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_backward(const floating[:, :, ::1] grad_y,   # IN  (N*C, OH, OW)

@@ -6,8 +6,9 @@ from cnnframe.functional._args import (float_array, nonempty_planes, out_size, o
                                        pair)
 from cnnframe_ext import pool as _kernels
 
-# Unpadded windows run vectorised kernels (2x2 stride-2 ones their own), bit for bit
-# the generic loops' results; tests set this False to run the generic loops instead.
+# Max pooling windows inside the plane (all, without padding) and 2x2 stride-2 average
+# pooling run vectorised kernels (2x2 stride-2 max pooling its own), bit for bit the
+# generic loops' results; tests set this False to run the generic loops instead.
 VECTORISED = True
 
 

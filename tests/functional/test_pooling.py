@@ -138,7 +138,7 @@ def test_zero_size_batch():
     assert F.global_avg_pool2d(x).shape == (0, 3)
 
 
-# --- Vectorised kernels (unpadded windows; 2x2 stride 2 its own) vs the generic loops ---
+# --- Vectorised kernels (windows inside the plane; 2x2 stride 2 its own) vs generic loops ---
 
 import cnnframe  # noqa: E402
 import cnnframe.functional.pooling as pooling_module  # noqa: E402
@@ -175,7 +175,7 @@ def generic(fn, *args, **kwargs):
         pooling_module.VECTORISED = saved
 
 
-UNPADDED = [  # (x shape, kwargs): rows of 1..19 windows, odd sizes dropping a last row/col
+VECTORISED_CASES = [  # (x shape, kwargs): rows of 1..19 windows, odd sizes dropping a last row/col
     ((2, 3, 8, 8), dict(kernel_size=2)),
     ((1, 2, 9, 11), dict(kernel_size=2)),              # floor: last row and column dropped
     ((1, 2, 2, 2), dict(kernel_size=2)),               # one window per row (scalar rows)
@@ -188,12 +188,19 @@ UNPADDED = [  # (x shape, kwargs): rows of 1..19 windows, odd sizes dropping a l
     ((1, 2, 9, 10), dict(kernel_size=3, stride=1)),    # overlapping windows
     ((1, 2, 9, 12), dict(kernel_size=(2, 3), stride=(1, 2))),
     ((2, 1, 5, 5), dict(kernel_size=(1, 2), stride=(1, 1))),
+    # padded: the windows inside the plane vectorised, the border ring generic
+    ((2, 2, 16, 16), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 15, 21), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 9, 14), dict(kernel_size=(5, 3), stride=1, padding=(2, 1))),
+    ((1, 1, 6, 30), dict(kernel_size=(2, 4), stride=(1, 3), padding=(1, 2))),
+    ((2, 1, 3, 3), dict(kernel_size=3, stride=1, padding=1)),    # one window inside
+    ((1, 2, 2, 3), dict(kernel_size=2, stride=1, padding=1)),    # none inside: all border
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["contiguous", "strided", "fortran"])
-@pytest.mark.parametrize("shape,kw", UNPADDED)
+@pytest.mark.parametrize("shape,kw", VECTORISED_CASES)
 def test_vectorised_max_pool_matches_generic_and_reference_bit_for_bit(rng, shape, kw, dtype,
                                                                         kind):
     """Ties go to the first maximum in row-major window order, a NaN to the first NaN."""
@@ -248,20 +255,21 @@ def test_vectorised_avg_pool_2x2_matches_generic_bit_for_bit(rng, shape, dtype):
     assert not gx[..., 2 * y.shape[2]:, :].any() and not gx[..., :, 2 * y.shape[3]:].any()
 
 
-def unpadded_geometries():
-    @st.composite
-    def draw(draw):
-        kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-        sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-        h, w = kh + draw(st.integers(0, 12)), kw + draw(st.integers(0, 30))
-        shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
-        return shape, dict(kernel_size=(kh, kw), stride=(sh, sw))
-    return draw()
+@st.composite
+def wide_pool_geometries(draw):
+    """Like pool_geometries, with rows up to ~30 windows (several vectors and a remainder)."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = max(1, kh - 2 * ph) + draw(st.integers(0, 12))
+    w = max(1, kw - 2 * pw) + draw(st.integers(0, 30))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
+    return shape, dict(kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw))
 
 
-@given(geom=unpadded_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
+@given(geom=wide_pool_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**31 - 1))
-def test_vectorised_random_unpadded_geometry(geom, dtype, seed):
+def test_vectorised_random_geometry(geom, dtype, seed):
     shape, kw = geom
     x = tie_and_nan_values(np.random.default_rng(seed), shape, dtype)
     y, argmax = F.max_pool2d(x, **kw)
