@@ -4,7 +4,6 @@ import math
 import numpy as np
 
 import cnnframe.functional as F
-
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
 
