@@ -23,44 +23,62 @@ from cython.parallel cimport prange, parallel, threadid
 cdef extern from *:
     """
     #include <string.h>
-    /* GCC vector extensions: 64-byte vectors (zmm in the AVX-512 clone; split into
-       ymm/xmm pairs by the compiler in the others).  The _u types are unaligned,
-       may-alias views for loads and stores anywhere in a row. */
-    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    #define DC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define DC_CLONES
-    #endif
-    #define DC_INLINE static inline __attribute__((always_inline))
+    /* GCC vector extensions, 64-byte vectors: zmm registers in the AVX-512 kernels.
+       The _u types are unaligned, may-alias views for loads and stores anywhere. */
     typedef float dc_float_v __attribute__((vector_size(64)));
     typedef float dc_float_u __attribute__((vector_size(64), aligned(4), may_alias));
     typedef double dc_double_v __attribute__((vector_size(64)));
     typedef double dc_double_u __attribute__((vector_size(64), aligned(8), may_alias));
+    #define DC_INLINE static inline __attribute__((always_inline))
+
+    /* The large micro-kernels need the 32 vector registers of AVX-512: they are built
+       for it only (built for AVX2 or SSE they would spill, and compiling such clones
+       takes minutes), and picked at run time when the CPU has it.  A small (2, 1)
+       micro-kernel is built for every x86-64 (AVX2 and plain clones) and elsewhere. */
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    #define DC_X86 1
+    #define DC_AVX512 __attribute__((target("avx512f")))
+    #define DC_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define DC_X86 0
+    #define DC_CLONES
+    #endif
+
+    static int dc_cpu_avx512(void) {
+    #if DC_X86
+        return __builtin_cpu_supports("avx512f");
+    #else
+        return 0;
+    #endif
+    }
 
     /* One tile: FB output channels x V*L pixels starting at xs (band buffer + p0).
-       Writes channels < nf and pixels < np of y (y[f * plane + p]). */
-    #define DC_TILE(T, FB, V)                                                              \
-    DC_INLINE void dc_tile_##T##_##FB##_##V(                                               \
-            const T* restrict xs, int C, int KH, int KW, Py_ssize_t cs, Py_ssize_t ks,     \
+       Writes channels < nf and pixels < np of y (y[f * plane + p]).  K > 0 compiles
+       a K x K kernel with its taps unrolled; K == 0 takes any KH x KW. */
+    #define DC_TILE(T, FB, V, K)                                                           \
+    DC_INLINE void dc_tile_##T##_##FB##_##V##_##K(                                         \
+            const T* restrict xs, int C, int KH_, int KW_, Py_ssize_t cs, Py_ssize_t ks,   \
             int row, const T* restrict w, const T* restrict bias,                          \
             T* restrict y, Py_ssize_t plane, int nf, int np) {                             \
         enum { L = 64 / sizeof(T) };                                                       \
+        const int KH = K ? K : KH_, KW = K ? K : KW_;                                      \
         dc_##T##_v acc[FB][V];                                                             \
         _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++)                              \
             _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                            \
                 acc[f][v] = (dc_##T##_v){} + bias[f];                                      \
         for (int c = 0; c < C; c++) {                                                      \
-            for (int kw = 0; kw < KW; kw++) {                                              \
+            DC_UNROLL_##K for (int kw = 0; kw < KW; kw++) {                                \
                 const T* src = xs + c * cs + kw * ks;                                      \
-                for (int kh = 0; kh < KH; kh++, src += row, w += FB) {                     \
+                DC_UNROLL_##K for (int kh = 0; kh < KH; kh++) {                            \
                     dc_##T##_v in[V];                                                      \
                     _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                    \
-                        in[v] = *(const dc_##T##_u*)(src + v * L);                         \
+                        in[v] = *(const dc_##T##_u*)(src + kh * row + v * L);              \
                     _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++) {                \
                         T wf = w[f];                                                       \
                         _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                \
                             acc[f][v] += wf * in[v];                                       \
                     }                                                                      \
+                    w += FB;                                                               \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -79,30 +97,81 @@ cdef extern from *:
             }                                                                              \
         }                                                                                  \
     }
+    #define DC_UNROLL_0
+    #define DC_UNROLL_3 _Pragma("GCC unroll 3")
+    #define DC_UNROLL_5 _Pragma("GCC unroll 5")
 
-    /* (FB, V) pairs: FB * V <= 24 accumulators plus inputs and a weight fit in the
-       32 vector registers of AVX-512. */
-    #define DC_TILES(T)                                                                    \
-    DC_TILE(T, 4, 6) DC_TILE(T, 6, 4) DC_TILE(T, 8, 3) DC_TILE(T, 12, 2) DC_TILE(T, 24, 1) \
-    DC_TILE(T, 8, 2) DC_TILE(T, 4, 4) DC_TILE(T, 16, 1)
+    /* All strips x channel blocks of one band with one micro-kernel. */
+    #define DC_STRIPS(ATTR, T, FB, V, K)                                                   \
+    DC_TILE(T, FB, V, K)                                                                   \
+    ATTR static void dc_strips_##T##_##FB##_##V##_##K(                                     \
+            const T* restrict xs, int C, int KH, int KW, Py_ssize_t cs, Py_ssize_t ks,     \
+            int OW, const T* restrict w, const T* restrict bias, int F,                    \
+            T* restrict yb, Py_ssize_t plane, int Pb) {                                    \
+        enum { L = 64 / sizeof(T), S = V * L };                                            \
+        Py_ssize_t wstride = (Py_ssize_t) C * KW * KH * FB;                                \
+        for (int p0 = 0; p0 < Pb; p0 += S) {                                               \
+            int np = Pb - p0 < S ? Pb - p0 : S;                                            \
+            for (int f0 = 0; f0 < F; f0 += FB) {                                           \
+                int nf = F - f0 < FB ? F - f0 : FB;                                        \
+                dc_tile_##T##_##FB##_##V##_##K(xs + p0, C, KH, KW, cs, ks, OW,             \
+                    w + (f0 / FB) * wstride, bias + f0, yb + f0 * plane + p0, plane, nf, np); \
+            }                                                                              \
+        }                                                                                  \
+    }
+    #define DC_CALL(T, FB, V, K)                                                           \
+        dc_strips_##T##_##FB##_##V##_##K(xs, C, KH, KW, cs, ks, OW, w, bias, F, yb, plane, Pb)
 
-    #define DC_CASE(T, FB, V)                                                              \
-        case FB * 8 + V: dc_tile_##T##_##FB##_##V(xs + p0, C, KH, KW, cs, ks, OW,          \
-                                 wf, bias + f0, yb + f0 * plane + p0, plane, nf, np); break;
+    DC_STRIPS(DC_CLONES, float, 2, 1, 0)
+    DC_STRIPS(DC_CLONES, double, 2, 1, 0)
+    #if DC_X86
+    /* (FB, V) with FB * V <= 24 accumulators, plus inputs and a weight, in 32 registers */
+    #define DC_AVX512_TILES(T, K)                                                          \
+    DC_STRIPS(DC_AVX512, T, 6, 4, K) DC_STRIPS(DC_AVX512, T, 12, 2, K)                     \
+    DC_STRIPS(DC_AVX512, T, 24, 1, K) DC_STRIPS(DC_AVX512, T, 8, 2, K)                     \
+    DC_STRIPS(DC_AVX512, T, 4, 4, K) DC_STRIPS(DC_AVX512, T, 16, 1, K)
+    #define DC_CASE(T, FB, V, K) case FB * 8 + V: DC_CALL(T, FB, V, K); break;
+    #define DC_SWITCH(T, K)                                                                \
+        switch (FB * 8 + V) {                                                              \
+            DC_CASE(T, 6, 4, K) DC_CASE(T, 12, 2, K) DC_CASE(T, 24, 1, K)                  \
+            DC_CASE(T, 8, 2, K) DC_CASE(T, 4, 4, K) DC_CASE(T, 16, 1, K)                   \
+        }
+    DC_AVX512_TILES(float, 0) DC_AVX512_TILES(float, 3) DC_AVX512_TILES(float, 5)
+    DC_AVX512_TILES(double, 0)
+    /* float64 only needs to be right: no unrolled kernel sizes */
+    #define DC_DISPATCH_float                                                              \
+        if (KH == 3 && KW == 3) { DC_SWITCH(float, 3) }                                    \
+        else if (KH == 5 && KW == 5) { DC_SWITCH(float, 5) }                               \
+        else { DC_SWITCH(float, 0) }
+    #define DC_DISPATCH_double DC_SWITCH(double, 0)
+    #else
+    #define DC_DISPATCH_float
+    #define DC_DISPATCH_double
+    #endif
+
+    /* 1 if the (FB, V) micro-kernel runs on this CPU. */
+    static int dc_has_tile(int FB, int V) {
+        if (FB == 2 && V == 1) return 1;
+        if (!dc_cpu_avx512()) return 0;
+        switch (FB * 8 + V) {
+            case 6 * 8 + 4: case 12 * 8 + 2: case 24 * 8 + 1: case 8 * 8 + 2: case 4 * 8 + 4:
+            case 16 * 8 + 1: return 1;
+        }
+        return 0;
+    }
 
     /* One band: output rows oh0 .. oh0+R-1 of one image x (C, H, W) into y (F, OH, OW).
        w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) (zero-padded);
-       buf: C * KW * (R + KH - 1) * OW + V * L elements. */
+       buf: C * KW * (R + KH - 1) * OW + V * L elements; (FB, V) passed dc_has_tile. */
     #define DC_BAND(T)                                                                     \
-    DC_CLONES void dc_band_##T(                                                            \
+    static void dc_band_##T(                                                               \
             const T* restrict x, int C, int H, int W, const T* restrict w,                 \
             const T* restrict bias, int F, int KH, int KW, int ph, int pw,                 \
             int oh0, int R, int OH, int OW, int FB, int V, T* restrict buf,                \
             T* restrict y) {                                                               \
         enum { L = 64 / sizeof(T) };                                                       \
-        int Hb = R + KH - 1, S = V * L, Pb = R * OW, nfb = (F + FB - 1) / FB;              \
+        int Hb = R + KH - 1, Pb = R * OW;                                                  \
         Py_ssize_t ks = (Py_ssize_t) Hb * OW, cs = KW * ks, plane = (Py_ssize_t) OH * OW;  \
-        Py_ssize_t wstride = (Py_ssize_t) C * KW * KH * FB;                                \
         for (int c = 0; c < C; c++) {                                                      \
             for (int kw = 0; kw < KW; kw++) {                                              \
                 /* columns j with 0 <= j + kw - pw < W come from x, the rest are 0 */      \
@@ -124,36 +193,15 @@ cdef extern from *:
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
-        /* a last, partial strip reads up to S elements past the copies */                 \
-        memset(buf + C * cs, 0, S * sizeof(T));                                            \
+        /* a last, partial strip reads up to V * L elements past the copies */             \
+        memset(buf + C * cs, 0, V * L * sizeof(T));                                        \
         const T* xs = buf;                                                                 \
         T* yb = y + (Py_ssize_t) oh0 * OW;                                                 \
-        for (int p0 = 0; p0 < Pb; p0 += S) {                                               \
-            int np = Pb - p0 < S ? Pb - p0 : S;                                            \
-            for (int fb = 0; fb < nfb; fb++) {                                             \
-                int f0 = fb * FB, nf = F - f0 < FB ? F - f0 : FB;                          \
-                const T* wf = w + fb * wstride;                                            \
-                switch (FB * 8 + V) {                                                      \
-                    DC_CASE(T, 4, 6) DC_CASE(T, 6, 4) DC_CASE(T, 8, 3) DC_CASE(T, 12, 2)   \
-                    DC_CASE(T, 24, 1) DC_CASE(T, 8, 2) DC_CASE(T, 4, 4) DC_CASE(T, 16, 1)  \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
+        if (FB == 2 && V == 1) { DC_CALL(T, 2, 1, 0); }                                    \
+        else { DC_DISPATCH_##T }                                                           \
     }
-
-    DC_TILES(float)
-    DC_TILES(double)
     DC_BAND(float)
     DC_BAND(double)
-
-    /* 1 if (FB, V) is one of the compiled micro-kernels. */
-    static int dc_has_tile(int FB, int V) {
-        switch (FB * 8 + V) {
-            case 4 * 8 + 6: case 6 * 8 + 4: case 8 * 8 + 3: case 12 * 8 + 2:
-            case 24 * 8 + 1: case 8 * 8 + 2: case 4 * 8 + 4: case 16 * 8 + 1: return 1;
-        }
-        return 0;
-    }
     """
     void dc_band_float(const float* x, int C, int H, int W, const float* w, const float* bias,
                        int F, int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW,

@@ -9,8 +9,10 @@ from cnnframe_ext import direct as _kernel
 # Target size of one band's shifted input copies (C * KW * (R + KH - 1) * OW elements):
 # small enough to stay in a core's L2 cache while every channel block reads it.
 BAND_BYTES = 1 << 18
-# Micro-kernels compiled in: FB output channels x V vectors of pixels.
-TILES = ((4, 6), (6, 4), (8, 3), (12, 2), (24, 1), (8, 2), (4, 4), (16, 1))
+# Micro-kernels that run on this CPU: FB output channels x V vectors of 64 bytes of
+# pixels.  (2, 1) runs everywhere; the others need AVX-512.
+TILES = tuple(tile for tile in ((6, 4), (12, 2), (24, 1), (8, 2), (4, 4), (16, 1), (2, 1))
+              if _kernel.has_tile(*tile))
 
 
 def _lanes(dtype):
