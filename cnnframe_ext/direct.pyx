@@ -23,18 +23,22 @@ from cython.parallel cimport prange, parallel, threadid
 cdef extern from *:
     """
     #include <string.h>
-    /* GCC vector extensions, 64-byte vectors: zmm registers in the AVX-512 kernels.
-       The _u types are unaligned, may-alias views for loads and stores anywhere. */
-    typedef float dc_float_v __attribute__((vector_size(64)));
-    typedef float dc_float_u __attribute__((vector_size(64), aligned(4), may_alias));
-    typedef double dc_double_v __attribute__((vector_size(64)));
-    typedef double dc_double_u __attribute__((vector_size(64), aligned(8), may_alias));
+    /* GCC vector extensions.  The _u types are unaligned, may-alias views for loads and
+       stores anywhere in a row. */
+    typedef float dc_float_v64 __attribute__((vector_size(64)));
+    typedef float dc_float_u64 __attribute__((vector_size(64), aligned(4), may_alias));
+    typedef double dc_double_v64 __attribute__((vector_size(64)));
+    typedef double dc_double_u64 __attribute__((vector_size(64), aligned(8), may_alias));
+    typedef float dc_float_v16 __attribute__((vector_size(16)));
+    typedef float dc_float_u16 __attribute__((vector_size(16), aligned(4), may_alias));
+    typedef double dc_double_v16 __attribute__((vector_size(16)));
+    typedef double dc_double_u16 __attribute__((vector_size(16), aligned(8), may_alias));
     #define DC_INLINE static inline __attribute__((always_inline))
 
     /* The large micro-kernels need the 32 vector registers of AVX-512: they are built
        for it only (built for AVX2 or SSE they would spill, and compiling such clones
-       takes minutes), and picked at run time when the CPU has it.  A small (2, 1)
-       micro-kernel is built for every x86-64 (AVX2 and plain clones) and elsewhere. */
+       takes minutes) and used when the CPU has it.  A small micro-kernel on 16-byte
+       vectors is built for every CPU (with an AVX2 clone on x86-64). */
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     #define DC_X86 1
     #define DC_AVX512 __attribute__((target("avx512f")))
@@ -52,45 +56,93 @@ cdef extern from *:
     #endif
     }
 
-    /* One tile: FB output channels x V*L pixels starting at xs (band buffer + p0).
-       Writes channels < nf and pixels < np of y (y[f * plane + p]).  K > 0 compiles
-       a K x K kernel with its taps unrolled; K == 0 takes any KH x KW. */
-    #define DC_TILE(T, FB, V, K)                                                           \
+    /* d[0:n] = s[0:n] (or 0 when s is NULL), in 64-byte pieces where possible: rows
+       are short, and a libc call per row cost 10% of a whole conv. */
+    #define DC_RUN(T)                                                                      \
+    DC_INLINE void dc_run_##T(T* restrict d, const T* restrict s, int n) {                 \
+        enum { L = 64 / sizeof(T) };                                                       \
+        int j = 0;                                                                         \
+        if (s) {                                                                           \
+            for (; j + L <= n; j += L)                                                     \
+                *(dc_##T##_u64*)(d + j) = *(const dc_##T##_u64*)(s + j);                   \
+            for (; j < n; j++) d[j] = s[j];                                                \
+        } else {                                                                           \
+            for (; j + L <= n; j += L) *(dc_##T##_u64*)(d + j) = (dc_##T##_v64){};         \
+            for (; j < n; j++) d[j] = 0;                                                   \
+        }                                                                                  \
+    }
+
+    /* The band's shifted copies: xs[c, kw, r, j] = xpad[c, oh0 + r, j + kw] for
+       r < R + KH - 1, j < OW, at buf + DC_ROW(T, OW, KW), built through one zero-padded
+       row at buf; then V * L zeros (a last, partial strip reads that far). */
+    #define DC_ROW(T, OW, KW) ((((OW) + (KW) - 1 + 64 / (int) sizeof(T) - 1)               \
+                                / (64 / (int) sizeof(T)) + 1) * (64 / (int) sizeof(T)))
+    #define DC_COPY(T)                                                                     \
+    DC_INLINE const T* dc_copy_##T(                                                        \
+            const T* restrict x, int C, int H, int W, int KH, int KW, int ph, int pw,      \
+            int oh0, int R, int OW, int V, T* restrict buf) {                              \
+        enum { L = 64 / sizeof(T) };                                                       \
+        int Hb = R + KH - 1;                                                               \
+        Py_ssize_t ks = (Py_ssize_t) Hb * OW, cs = KW * ks;                                \
+        T* row = buf;                                                                      \
+        T* xs = buf + DC_ROW(T, OW, KW);                                                   \
+        for (int c = 0; c < C; c++) {                                                      \
+            for (int r = 0; r < Hb; r++) {                                                 \
+                T* d = xs + c * cs + (Py_ssize_t) r * OW;                                  \
+                int ih = oh0 + r - ph;                                                     \
+                if (ih < 0 || ih >= H) {                                                   \
+                    for (int kw = 0; kw < KW; kw++) dc_run_##T(d + kw * ks, NULL, OW);     \
+                    continue;                                                              \
+                }                                                                          \
+                for (int j = 0; j < pw; j++) row[j] = row[pw + W + j] = 0;                 \
+                dc_run_##T(row + pw, x + ((Py_ssize_t) c * H + ih) * W, W);                \
+                for (int kw = 0; kw < KW; kw++) dc_run_##T(d + kw * ks, row + kw, OW);     \
+            }                                                                              \
+        }                                                                                  \
+        dc_run_##T(xs + C * cs, NULL, V * L);                                              \
+        return xs;                                                                         \
+    }
+
+    /* One tile: FB output channels x V*64 bytes of pixels starting at xs (band copies
+       + p0), on VB-byte vectors.  Writes channels < nf and pixels < np of y
+       (y[f * plane + p]).  K > 0 compiles a K x K kernel with its taps unrolled;
+       K == 0 takes any KH x KW. */
+    #define DC_TILE(T, FB, V, K, VB)                                                       \
     DC_INLINE void dc_tile_##T##_##FB##_##V##_##K(                                         \
             const T* restrict xs, int C, int KH_, int KW_, Py_ssize_t cs, Py_ssize_t ks,   \
             int row, const T* restrict w, const T* restrict bias,                          \
             T* restrict y, Py_ssize_t plane, int nf, int np) {                             \
-        enum { L = 64 / sizeof(T) };                                                       \
+        enum { L = VB / sizeof(T), NV = V * 64 / VB };                                     \
         const int KH = K ? K : KH_, KW = K ? K : KW_;                                      \
-        dc_##T##_v acc[FB][V];                                                             \
+        dc_##T##_v##VB acc[FB][NV];                                                        \
         _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++)                              \
-            _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                            \
-                acc[f][v] = (dc_##T##_v){} + bias[f];                                      \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                           \
+                acc[f][v] = (dc_##T##_v##VB){} + bias[f];                                  \
         for (int c = 0; c < C; c++) {                                                      \
             DC_UNROLL_##K for (int kw = 0; kw < KW; kw++) {                                \
                 const T* src = xs + c * cs + kw * ks;                                      \
                 DC_UNROLL_##K for (int kh = 0; kh < KH; kh++) {                            \
-                    dc_##T##_v in[V];                                                      \
-                    _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                    \
-                        in[v] = *(const dc_##T##_u*)(src + kh * row + v * L);              \
+                    dc_##T##_v##VB in[NV];                                                 \
+                    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                   \
+                        in[v] = *(const dc_##T##_u##VB*)(src + kh * row + v * L);          \
                     _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++) {                \
                         T wf = w[f];                                                       \
-                        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                \
+                        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)               \
                             acc[f][v] += wf * in[v];                                       \
                     }                                                                      \
                     w += FB;                                                               \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
-        if (np == V * L) {                                                                 \
+        if (np == NV * L) {                                                                \
             _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++) {                        \
                 if (f < nf) {                                                              \
-                    _Pragma("GCC unroll 8") for (int v = 0; v < V; v++)                    \
-                        *(dc_##T##_u*)(y + f * plane + v * L) = acc[f][v];                 \
+                    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                   \
+                        *(dc_##T##_u##VB*)(y + f * plane + v * L) = acc[f][v];             \
                 }                                                                          \
             }                                                                              \
         } else {                                                                           \
-            T tmp[V * L];                                                                  \
+            T tmp[NV * L];                                                                 \
             for (int f = 0; f < nf; f++) {                                                 \
                 memcpy(tmp, acc[f], sizeof(tmp));                                          \
                 memcpy(y + f * plane, tmp, np * sizeof(T));                                \
@@ -101,15 +153,21 @@ cdef extern from *:
     #define DC_UNROLL_3 _Pragma("GCC unroll 3")
     #define DC_UNROLL_5 _Pragma("GCC unroll 5")
 
-    /* All strips x channel blocks of one band with one micro-kernel. */
-    #define DC_STRIPS(ATTR, T, FB, V, K)                                                   \
-    DC_TILE(T, FB, V, K)                                                                   \
-    ATTR static void dc_strips_##T##_##FB##_##V##_##K(                                     \
-            const T* restrict xs, int C, int KH, int KW, Py_ssize_t cs, Py_ssize_t ks,     \
-            int OW, const T* restrict w, const T* restrict bias, int F,                    \
-            T* restrict yb, Py_ssize_t plane, int Pb) {                                    \
-        enum { L = 64 / sizeof(T), S = V * L };                                            \
-        Py_ssize_t wstride = (Py_ssize_t) C * KW * KH * FB;                                \
+    /* One band (output rows oh0 .. oh0+R-1 of one image x (C, H, W) into y (F, OH, OW))
+       with one micro-kernel: the shifted copies, then every strip x channel block.
+       w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) zero-padded. */
+    #define DC_BAND(ATTR, T, FB, V, K, VB)                                                 \
+    DC_TILE(T, FB, V, K, VB)                                                               \
+    ATTR static void dc_band_##T##_##FB##_##V##_##K(                                       \
+            const T* restrict x, int C, int H, int W, const T* restrict w,                 \
+            const T* restrict bias, int F, int KH, int KW, int ph, int pw,                 \
+            int oh0, int R, int OH, int OW, T* restrict buf, T* restrict y) {              \
+        enum { S = V * 64 / sizeof(T) };                                                   \
+        const T* xs = dc_copy_##T(x, C, H, W, KH, KW, ph, pw, oh0, R, OW, V, buf);         \
+        Py_ssize_t ks = (Py_ssize_t) (R + KH - 1) * OW, cs = KW * ks;                      \
+        Py_ssize_t plane = (Py_ssize_t) OH * OW, wstride = (Py_ssize_t) C * KW * KH * FB;  \
+        T* yb = y + (Py_ssize_t) oh0 * OW;                                                 \
+        int Pb = R * OW;                                                                   \
         for (int p0 = 0; p0 < Pb; p0 += S) {                                               \
             int np = Pb - p0 < S ? Pb - p0 : S;                                            \
             for (int f0 = 0; f0 < F; f0 += FB) {                                           \
@@ -120,16 +178,18 @@ cdef extern from *:
         }                                                                                  \
     }
     #define DC_CALL(T, FB, V, K)                                                           \
-        dc_strips_##T##_##FB##_##V##_##K(xs, C, KH, KW, cs, ks, OW, w, bias, F, yb, plane, Pb)
+        dc_band_##T##_##FB##_##V##_##K(x, C, H, W, w, bias, F, KH, KW, ph, pw, oh0, R, OH, \
+                                       OW, buf, y)
 
-    DC_STRIPS(DC_CLONES, float, 2, 1, 0)
-    DC_STRIPS(DC_CLONES, double, 2, 1, 0)
+    DC_RUN(float) DC_RUN(double) DC_COPY(float) DC_COPY(double)
+    DC_BAND(DC_CLONES, float, 2, 1, 0, 16)
+    DC_BAND(DC_CLONES, double, 2, 1, 0, 16)
     #if DC_X86
     /* (FB, V) with FB * V <= 24 accumulators, plus inputs and a weight, in 32 registers */
     #define DC_AVX512_TILES(T, K)                                                          \
-    DC_STRIPS(DC_AVX512, T, 6, 4, K) DC_STRIPS(DC_AVX512, T, 12, 2, K)                     \
-    DC_STRIPS(DC_AVX512, T, 24, 1, K) DC_STRIPS(DC_AVX512, T, 8, 2, K)                     \
-    DC_STRIPS(DC_AVX512, T, 4, 4, K) DC_STRIPS(DC_AVX512, T, 16, 1, K)
+    DC_BAND(DC_AVX512, T, 6, 4, K, 64) DC_BAND(DC_AVX512, T, 12, 2, K, 64)                 \
+    DC_BAND(DC_AVX512, T, 24, 1, K, 64) DC_BAND(DC_AVX512, T, 8, 2, K, 64)                 \
+    DC_BAND(DC_AVX512, T, 4, 4, K, 64) DC_BAND(DC_AVX512, T, 16, 1, K, 64)
     #define DC_CASE(T, FB, V, K) case FB * 8 + V: DC_CALL(T, FB, V, K); break;
     #define DC_SWITCH(T, K)                                                                \
         switch (FB * 8 + V) {                                                              \
@@ -160,48 +220,25 @@ cdef extern from *:
         return 0;
     }
 
-    /* One band: output rows oh0 .. oh0+R-1 of one image x (C, H, W) into y (F, OH, OW).
-       w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) (zero-padded);
-       buf: C * KW * (R + KH - 1) * OW + V * L elements; (FB, V) passed dc_has_tile. */
-    #define DC_BAND(T)                                                                     \
+    /* One band with the (FB, V) micro-kernel; (FB, V) passed dc_has_tile. */
+    #define DC_ANY_BAND(T)                                                                 \
     static void dc_band_##T(                                                               \
-            const T* restrict x, int C, int H, int W, const T* restrict w,                 \
-            const T* restrict bias, int F, int KH, int KW, int ph, int pw,                 \
-            int oh0, int R, int OH, int OW, int FB, int V, T* restrict buf,                \
-            T* restrict y) {                                                               \
-        enum { L = 64 / sizeof(T) };                                                       \
-        int Hb = R + KH - 1, Pb = R * OW;                                                  \
-        Py_ssize_t ks = (Py_ssize_t) Hb * OW, cs = KW * ks, plane = (Py_ssize_t) OH * OW;  \
-        for (int c = 0; c < C; c++) {                                                      \
-            for (int kw = 0; kw < KW; kw++) {                                              \
-                /* columns j with 0 <= j + kw - pw < W come from x, the rest are 0 */      \
-                int lo = pw - kw > 0 ? pw - kw : 0;                                        \
-                int hi = W + pw - kw < OW ? W + pw - kw : OW;                              \
-                if (lo > OW) lo = OW;                                                      \
-                if (hi < lo) hi = lo;                                                      \
-                for (int r = 0; r < Hb; r++) {                                             \
-                    T* dst = buf + c * cs + kw * ks + (Py_ssize_t) r * OW;                 \
-                    int ih = oh0 + r - ph;                                                 \
-                    if (ih < 0 || ih >= H) {                                               \
-                        memset(dst, 0, OW * sizeof(T));                                    \
-                        continue;                                                          \
-                    }                                                                      \
-                    memset(dst, 0, lo * sizeof(T));                                        \
-                    memcpy(dst + lo, x + ((Py_ssize_t) c * H + ih) * W + lo + kw - pw,     \
-                           (hi - lo) * sizeof(T));                                         \
-                    memset(dst + hi, 0, (OW - hi) * sizeof(T));                            \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        /* a last, partial strip reads up to V * L elements past the copies */             \
-        memset(buf + C * cs, 0, V * L * sizeof(T));                                        \
-        const T* xs = buf;                                                                 \
-        T* yb = y + (Py_ssize_t) oh0 * OW;                                                 \
+            const T* x, int C, int H, int W, const T* w, const T* bias, int F, int KH,     \
+            int KW, int ph, int pw, int oh0, int R, int OH, int OW, int FB, int V, T* buf, \
+            T* y) {                                                                        \
         if (FB == 2 && V == 1) { DC_CALL(T, 2, 1, 0); }                                    \
         else { DC_DISPATCH_##T }                                                           \
     }
-    DC_BAND(float)
-    DC_BAND(double)
+    DC_ANY_BAND(float)
+    DC_ANY_BAND(double)
+
+    /* Scratch elements one band needs (see DC_COPY). */
+    static Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW,
+                                      int V) {
+        int L = 64 / itemsize;
+        int row = ((OW + KW - 1 + L - 1) / L + 1) * L;
+        return row + (Py_ssize_t) C * KW * (R + KH - 1) * OW + (Py_ssize_t) V * L;
+    }
     """
     void dc_band_float(const float* x, int C, int H, int W, const float* w, const float* bias,
                        int F, int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW,
@@ -211,6 +248,7 @@ cdef extern from *:
                         int R, int OH, int OW, int FB, int V, double* buf,
                         double* y) noexcept nogil
     int dc_has_tile(int FB, int V) noexcept nogil
+    Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
 
 
 def has_tile(int fb, int v):
@@ -218,11 +256,16 @@ def has_tile(int fb, int v):
     return dc_has_tile(fb, v) != 0
 
 
+def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V):
+    """Scratch elements one thread needs for bands of R rows with V-vector strips."""
+    return dc_band_scratch(itemsize, C, KH, KW, R, OW, V)
+
+
 def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
                   const floating[:, :, :, :, ::1] w,      # IN  (F/FB, C, KW, KH, FB) packed, zero-padded
                   const floating[::1] bias,               # IN  (F/FB * FB,) zero-padded (zeros: no bias)
                   floating[:, :, :, ::1] y,               # OUT (N, F, OH, OW)
-                  floating[:, ::1] buf,                   # scratch (threads, C*KW*(R+KH-1)*OW + V*L)
+                  floating[:, ::1] buf,                   # scratch (threads, band_scratch(...))
                   int ph, int pw, int R, int V, int num_threads):
     """y = conv2d(x, weight, bias, stride=1, padding=(ph, pw)) in bands of R output rows."""
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]

@@ -91,7 +91,7 @@ def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
     nbands = -(-oh // r)
     threads = threads_for(n * f * oh * ow * c * kh * kw, n * nbands)
     buf = scratch("direct conv2d band", x.dtype, threads,
-                  c * kw * (r + kh - 1) * ow + v * _lanes(x.dtype))
+                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, v))
     y = output_array((n, f, oh, ow), x.dtype, "direct_conv2d", out=out,
                      inputs=(x, weight) if bias is None else (x, weight, bias))
     _kernel.direct_conv2d(x, packed, padded_bias, y, buf, ph, pw, r, v, threads)
