@@ -29,6 +29,8 @@ cdef extern from *:
     typedef float dc_float_u64 __attribute__((vector_size(64), aligned(4), may_alias));
     typedef double dc_double_v64 __attribute__((vector_size(64)));
     typedef double dc_double_u64 __attribute__((vector_size(64), aligned(8), may_alias));
+    typedef float dc_float_u32 __attribute__((vector_size(32), aligned(4), may_alias));
+    typedef double dc_double_u32 __attribute__((vector_size(32), aligned(8), may_alias));
     typedef float dc_float_v16 __attribute__((vector_size(16)));
     typedef float dc_float_u16 __attribute__((vector_size(16), aligned(4), may_alias));
     typedef double dc_double_v16 __attribute__((vector_size(16)));
@@ -56,25 +58,35 @@ cdef extern from *:
     #endif
     }
 
-    /* d[0:n] = s[0:n] (or 0 when s is NULL), in 64-byte pieces where possible: rows
-       are short, and a libc call per row cost 10% of a whole conv. */
+    /* d[0:n] = s[0:n] (or 0 when s is NULL) in 64-, 32- and 16-byte pieces: rows are
+       short, and a libc call per row cost 10% of a whole conv. */
     #define DC_RUN(T)                                                                      \
-    DC_INLINE void dc_run_##T(T* restrict d, const T* restrict s, int n) {                 \
-        enum { L = 64 / sizeof(T) };                                                       \
-        int j = 0;                                                                         \
+    DC_INLINE void dc_run_##T(T* restrict d, const T* restrict s, Py_ssize_t n) {          \
+        Py_ssize_t j = 0;                                                                  \
         if (s) {                                                                           \
-            for (; j + L <= n; j += L)                                                     \
+            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T))                     \
                 *(dc_##T##_u64*)(d + j) = *(const dc_##T##_u64*)(s + j);                   \
+            if (j + 32 / (int) sizeof(T) <= n) {                                           \
+                *(dc_##T##_u32*)(d + j) = *(const dc_##T##_u32*)(s + j);                   \
+                j += 32 / sizeof(T);                                                       \
+            }                                                                              \
+            if (j + 16 / (int) sizeof(T) <= n) {                                           \
+                *(dc_##T##_u16*)(d + j) = *(const dc_##T##_u16*)(s + j);                   \
+                j += 16 / sizeof(T);                                                       \
+            }                                                                              \
             for (; j < n; j++) d[j] = s[j];                                                \
         } else {                                                                           \
-            for (; j + L <= n; j += L) *(dc_##T##_u64*)(d + j) = (dc_##T##_v64){};         \
+            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T))                     \
+                *(dc_##T##_u64*)(d + j) = (dc_##T##_v64){};                                \
             for (; j < n; j++) d[j] = 0;                                                   \
         }                                                                                  \
     }
 
     /* The band's shifted copies: xs[c, kw, r, j] = xpad[c, oh0 + r, j + kw] for
-       r < R + KH - 1, j < OW, at buf + DC_ROW(T, OW, KW), built through one zero-padded
-       row at buf; then V * L zeros (a last, partial strip reads that far). */
+       r < R + KH - 1, j < OW, at buf + DC_ROW(T, OW, KW); then V * L zeros (a last,
+       partial strip reads that far).  When OW == W (a "same" conv) each (c, kw) block
+       is one run of the input plane shifted by kw - pw, whose wrapped-around columns
+       are then zeroed; otherwise rows go through one zero-padded row at buf. */
     #define DC_ROW(T, OW, KW) ((((OW) + (KW) - 1 + 64 / (int) sizeof(T) - 1)               \
                                 / (64 / (int) sizeof(T)) + 1) * (64 / (int) sizeof(T)))
     #define DC_COPY(T)                                                                     \
@@ -86,17 +98,36 @@ cdef extern from *:
         Py_ssize_t ks = (Py_ssize_t) Hb * OW, cs = KW * ks;                                \
         T* row = buf;                                                                      \
         T* xs = buf + DC_ROW(T, OW, KW);                                                   \
+        /* rows r0 <= r < r1 of the band are input rows, the others padding */            \
+        int r0 = ph - oh0 > 0 ? ph - oh0 : 0, r1 = H + ph - oh0 < Hb ? H + ph - oh0 : Hb;  \
+        if (r0 > Hb) r0 = Hb;                                                              \
+        if (r1 < r0) r1 = r0;                                                              \
         for (int c = 0; c < C; c++) {                                                      \
-            for (int r = 0; r < Hb; r++) {                                                 \
-                T* d = xs + c * cs + (Py_ssize_t) r * OW;                                  \
-                int ih = oh0 + r - ph;                                                     \
-                if (ih < 0 || ih >= H) {                                                   \
-                    for (int kw = 0; kw < KW; kw++) dc_run_##T(d + kw * ks, NULL, OW);     \
-                    continue;                                                              \
-                }                                                                          \
+            const T* src = x + ((Py_ssize_t) c * H + oh0 + r0 - ph) * W;                   \
+            for (int kw = 0; kw < KW; kw++) {                                              \
+                T* d = xs + c * cs + kw * ks;                                              \
+                dc_run_##T(d, NULL, (Py_ssize_t) r0 * OW);                                 \
+                dc_run_##T(d + (Py_ssize_t) r1 * OW, NULL, (Py_ssize_t) (Hb - r1) * OW);   \
+                if (OW != W) continue;                                                     \
+                int off = kw - pw;                                                         \
+                Py_ssize_t n = (Py_ssize_t) (r1 - r0) * W;                                 \
+                Py_ssize_t lo = off < 0 ? -off : 0, hi = off > 0 ? n - off : n;            \
+                if (lo > n) lo = n;                                                        \
+                if (hi < lo) hi = lo;                                                      \
+                d += (Py_ssize_t) r0 * OW;                                                 \
+                dc_run_##T(d + lo, src + lo + off, hi - lo);                               \
+                int z0 = off < 0 ? 0 : (W - off > 0 ? W - off : 0);                        \
+                int z1 = off < 0 ? (-off < W ? -off : W) : W;                              \
+                if (off == 0) z0 = z1;                                                     \
+                for (int r = r0; r < r1; r++, d += OW)                                     \
+                    for (int j = z0; j < z1; j++) d[j] = 0;                                \
+            }                                                                              \
+            if (OW == W) continue;                                                         \
+            for (int r = r0; r < r1; r++, src += W) {                                      \
                 for (int j = 0; j < pw; j++) row[j] = row[pw + W + j] = 0;                 \
-                dc_run_##T(row + pw, x + ((Py_ssize_t) c * H + ih) * W, W);                \
-                for (int kw = 0; kw < KW; kw++) dc_run_##T(d + kw * ks, row + kw, OW);     \
+                dc_run_##T(row + pw, src, W);                                              \
+                for (int kw = 0; kw < KW; kw++)                                            \
+                    dc_run_##T(xs + c * cs + kw * ks + (Py_ssize_t) r * OW, row + kw, OW); \
             }                                                                              \
         }                                                                                  \
         dc_run_##T(xs + C * cs, NULL, V * L);                                              \

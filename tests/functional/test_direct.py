@@ -120,3 +120,16 @@ def test_applies_only_to_measured_wins(dtype):
     for x_shape, w_shape, p in wins:
         assert direct_applies(x_shape, w_shape, p, dtype) == (dtype == np.float32)
     assert not direct_applies((128, 32, 32, 32), (32, 32, 3, 3), 1, dtype)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("rows", [1, 3, 64])
+@pytest.mark.parametrize("pad", ["same", "valid", "full"])
+def test_band_copies(rng, k, rows, pad):
+    """The band copies for every width 1..20: 'same' convs (output width == input width)
+    copy whole shifted planes, the others go row by row through a padded row."""
+    p = {"same": k // 2, "valid": 0, "full": k - 1}[pad]
+    for width in range(max(1, k - 2 * p), 21):
+        x, weight, bias = arrays(rng, 1, 2, 6 + k, width, 3, k, k, np.float32)
+        y = direct_conv2d(x, weight, bias, p, plan=(min(rows, 6 + 2 * p + 1), *TILES[0]))
+        np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
