@@ -22,7 +22,6 @@ from cython.parallel cimport prange, parallel, threadid
 
 cdef extern from *:
     """
-    #include <string.h>
     /* GCC vector extensions.  The _u types are unaligned, may-alias views for loads and
        stores anywhere in a row. */
     typedef float dc_float_v64 __attribute__((vector_size(64)));
@@ -58,14 +57,18 @@ cdef extern from *:
     #endif
     }
 
-    /* d[0:n] = s[0:n] (or 0 when s is NULL) in 64-, 32- and 16-byte pieces: rows are
-       short, and a libc call per row cost 10% of a whole conv. */
+    /* d[0:n] = s[0:n] (or 0 when s is NULL) in 64-, 32- and 16-byte pieces.  Rows are
+       short: a libc call per row cost 10% of a whole conv, so the empty asm hides the
+       loops' pattern from GCC, which would turn them back into memcpy/memset calls. */
+    #define DC_OPAQUE(j) __asm__("" : "+r"(j))
     #define DC_RUN(T)                                                                      \
     DC_INLINE void dc_run_##T(T* restrict d, const T* restrict s, Py_ssize_t n) {          \
         Py_ssize_t j = 0;                                                                  \
         if (s) {                                                                           \
-            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T))                     \
+            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T)) {                   \
+                DC_OPAQUE(j);                                                              \
                 *(dc_##T##_u64*)(d + j) = *(const dc_##T##_u64*)(s + j);                   \
+            }                                                                              \
             if (j + 32 / (int) sizeof(T) <= n) {                                           \
                 *(dc_##T##_u32*)(d + j) = *(const dc_##T##_u32*)(s + j);                   \
                 j += 32 / sizeof(T);                                                       \
@@ -74,11 +77,13 @@ cdef extern from *:
                 *(dc_##T##_u16*)(d + j) = *(const dc_##T##_u16*)(s + j);                   \
                 j += 16 / sizeof(T);                                                       \
             }                                                                              \
-            for (; j < n; j++) d[j] = s[j];                                                \
+            for (; j < n; j++) { DC_OPAQUE(j); d[j] = s[j]; }                              \
         } else {                                                                           \
-            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T))                     \
+            for (; j + 64 / (int) sizeof(T) <= n; j += 64 / sizeof(T)) {                   \
+                DC_OPAQUE(j);                                                              \
                 *(dc_##T##_u64*)(d + j) = (dc_##T##_v64){};                                \
-            for (; j < n; j++) d[j] = 0;                                                   \
+            }                                                                              \
+            for (; j < n; j++) { DC_OPAQUE(j); d[j] = 0; }                                 \
         }                                                                                  \
     }
 
@@ -120,11 +125,11 @@ cdef extern from *:
                 int z1 = off < 0 ? (-off < W ? -off : W) : W;                              \
                 if (off == 0) z0 = z1;                                                     \
                 for (int r = r0; r < r1; r++, d += OW)                                     \
-                    for (int j = z0; j < z1; j++) d[j] = 0;                                \
+                    for (int j = z0; j < z1; j++) { DC_OPAQUE(j); d[j] = 0; }              \
             }                                                                              \
             if (OW == W) continue;                                                         \
             for (int r = r0; r < r1; r++, src += W) {                                      \
-                for (int j = 0; j < pw; j++) row[j] = row[pw + W + j] = 0;                 \
+                for (int j = 0; j < pw; j++) { DC_OPAQUE(j); row[j] = row[pw + W + j] = 0; } \
                 dc_run_##T(row + pw, src, W);                                              \
                 for (int kw = 0; kw < KW; kw++)                                            \
                     dc_run_##T(xs + c * cs + kw * ks + (Py_ssize_t) r * OW, row + kw, OW); \
@@ -148,7 +153,7 @@ cdef extern from *:
         dc_##T##_v##VB acc[FB][NV];                                                        \
         _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++)                              \
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                           \
-                acc[f][v] = (dc_##T##_v##VB){} + bias[f];                                  \
+                acc[f][v] = bias[f] - (dc_##T##_v##VB){};                                  \
         for (int c = 0; c < C; c++) {                                                      \
             DC_UNROLL_##K for (int kw = 0; kw < KW; kw++) {                                \
                 const T* src = xs + c * cs + kw * ks;                                      \
@@ -165,18 +170,19 @@ cdef extern from *:
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
-        if (np == NV * L) {                                                                \
+        if (np == NV * L && nf == FB) {                                                    \
+            _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++)                          \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                       \
+                    *(dc_##T##_u##VB*)(y + f * plane + v * L) = acc[f][v];                 \
+        } else {                                                                           \
+            /* a channel or pixel tail: through tmp, without taking acc's address */       \
+            T tmp[NV * L];                                                                 \
             _Pragma("GCC unroll 32") for (int f = 0; f < FB; f++) {                        \
                 if (f < nf) {                                                              \
                     _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                   \
-                        *(dc_##T##_u##VB*)(y + f * plane + v * L) = acc[f][v];             \
+                        *(dc_##T##_u##VB*)(tmp + v * L) = acc[f][v];                       \
+                    for (int p = 0; p < np; p++) { DC_OPAQUE(p); y[f * plane + p] = tmp[p]; } \
                 }                                                                          \
-            }                                                                              \
-        } else {                                                                           \
-            T tmp[NV * L];                                                                 \
-            for (int f = 0; f < nf; f++) {                                                 \
-                memcpy(tmp, acc[f], sizeof(tmp));                                          \
-                memcpy(y + f * plane, tmp, np * sizeof(T));                                \
             }                                                                              \
         }                                                                                  \
     }
