@@ -39,11 +39,12 @@ cdef extern from *:
     /* The large micro-kernels need the 32 vector registers of AVX-512: they are built
        for it only (built for AVX2 or SSE they would spill, and compiling such clones
        takes minutes) and used when the CPU has it.  A small micro-kernel on 16-byte
-       vectors is built for every CPU (with an AVX2 clone on x86-64). */
+       vectors is built for every CPU, with an FMA clone on x86-64 (fused multiply-adds
+       round like the AVX-512 kernels, so every kernel gives the same bits there). */
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     #define DC_X86 1
     #define DC_AVX512 __attribute__((target("avx512f")))
-    #define DC_CLONES __attribute__((target_clones("avx2", "default")))
+    #define DC_CLONES __attribute__((target_clones("fma", "default")))
     #else
     #define DC_X86 0
     #define DC_CLONES

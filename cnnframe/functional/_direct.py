@@ -1,7 +1,7 @@
 """Direct (no im2col) stride-1 convolution: see cnnframe_ext/direct.pyx for the kernel."""
 import numpy as np
 
-from cnnframe._threads import threads_for
+from cnnframe._threads import get_num_threads, threads_for
 from cnnframe.functional._args import output_array, pair
 from cnnframe.functional._workspace import scratch
 from cnnframe_ext import direct as _kernel
@@ -38,14 +38,21 @@ def _tile(f, pixels, lanes):
     return min(TILES, key=cost)
 
 
-def direct_plan(x_shape, weight_shape, padding, dtype):
-    """(R, FB, V): band rows and micro-kernel for a conv; independent of the thread count."""
+def direct_plan(x_shape, weight_shape, padding, dtype, threads=1):
+    """(R, FB, V): band rows and micro-kernel for a conv.
+
+    Bands of R output rows of one image are the work items: fewer rows than fit
+    BAND_BYTES when the batch alone has fewer images than `threads`.  Neither R nor
+    the micro-kernel changes any result (every output element is summed in the same
+    order whatever its band, strip or tile), so they may depend on the thread count.
+    """
     n, c, h, w = x_shape
     f, _, kh, kw = weight_shape
     ph, pw = pair(padding, "padding", 0)
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    itemsize = np.dtype(dtype).itemsize
-    r = _band_rows(c, kh, kw, oh, ow, itemsize)
+    r = _band_rows(c, kh, kw, oh, ow, np.dtype(dtype).itemsize)
+    if 0 < n < threads:
+        r = min(r, -(-oh // -(-threads // n)))
     fb, v = _tile(f, r * ow, _lanes(dtype))
     return r, fb, v
 
@@ -85,7 +92,9 @@ def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
     f, _, kh, kw = weight.shape
     ph, pw = pair(padding, "padding", 0)
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    r, fb, v = plan if plan is not None else direct_plan(x.shape, weight.shape, (ph, pw), x.dtype)
+    if plan is None:
+        plan = direct_plan(x.shape, weight.shape, (ph, pw), x.dtype, get_num_threads())
+    r, fb, v = plan
     if not _kernel.has_tile(fb, v):
         raise ValueError(f"direct_conv2d: no micro-kernel for FB={fb}, V={v}; one of {TILES}")
     packed = pack_weight(weight, fb)
@@ -102,18 +111,40 @@ def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
     return y
 
 
-def direct_applies(x_shape, weight_shape, padding, dtype):
-    """True where direct_conv2d is measured faster than im2col + GEMM and Winograd.
+# 3x3 convs Winograd takes in cnnframe.functional.conv: at least this many channels in
+# and out, even output sizes, output maps of at least this many pixels.
+WINOGRAD_CHANNELS = 16
+WINOGRAD_PIXELS = 256
 
-    For stride-1, undilated, ungrouped convs (the caller checks those).  Preliminary:
-    float32, kernels of at least 3 x 3 that Winograd does not take.
+
+def direct_applies(x_shape, weight_shape, padding, dtype):
+    """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
+
+    For stride-1, undilated, ungrouped convs (the caller checks those), float32, on
+    CPUs with AVX-512.  Measured against cnnframe.functional.conv2d (im2col + GEMM,
+    Winograd F(2x2)/F(4x4) for 3x3), float32, batch 64 unless noted, 2 threads,
+    interleaved medians, ms direct / conv2d:
+      3x3 Winograd does not take: 3->32 32x32 1.2/3.6, 3->128 32x32 5.7/8.0,
+        64->128 8x8 3.4/4.5, 128->128 8x8 6.1/6.9, 64->128 15x15 11.2/14.4,
+        64->128 14x14 9.7/12.6, 16->16 7x7 0.18/0.45             -> direct
+      3x3 Winograd takes, F <= 16: 64->16 28x28 5.6/8.0, 16->16 56x56 (batch 8) 0.7/1.1
+        -> direct; F = 32 on 16x16: 16->32 1.2/1.45, 64->32 3.3/4.4, 128->32 7.7/8.2
+        -> direct; F = 32 on 32x32: 32->32 9.7/5.7, 64->32 13.8/9.4; F = 128 on 16x16:
+        64->128 12.2/9.9, 128->128 24.2/22.0                      -> Winograd
+      5x5 and 7x7, 8x8 to 56x56, 3 to 64 channels in, 32 or 128 out: 0.29-0.75x
+        (32->32 5x5 32x32 batch 128: 35 / 70 ms); 1x3, 3x1, 1x7, 7x1, 3x5: 0.63-0.75x
+      1x1 on maps <= 16x16: 0.29-0.86x; on 32x32 0.6-1.14x, on 56x56 0.9-1.45x -> GEMM
     """
     n, c, h, w = x_shape
     f, _, kh, kw = weight_shape
     ph, pw = pair(padding, "padding", 0)
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    if np.dtype(dtype) != np.float32 or min(kh, kw) < 3:
+    if np.dtype(dtype) != np.float32 or TILES == ((2, 1),):
         return False
-    if (kh, kw) == (3, 3):
-        return c < 16 or oh * ow < 256
-    return True
+    if (kh, kw) == (1, 1):
+        return oh * ow <= 256
+    if (kh, kw) != (3, 3):
+        return True
+    winograd = (min(c, f) >= WINOGRAD_CHANNELS and oh % 2 == 0 and ow % 2 == 0
+                and oh * ow >= WINOGRAD_PIXELS)
+    return not winograd or f <= 16 or (f <= 32 and oh * ow <= 256)

@@ -112,14 +112,41 @@ def test_plan_is_valid():
         assert (fb, v) in TILES and 1 <= rows <= shape[2]
 
 
+def test_plan_splits_small_batches_into_bands():
+    """One image on two threads: two bands, one per thread."""
+    assert direct_plan((1, 16, 8, 8), (32, 16, 3, 3), 1, np.float32, threads=2)[0] == 4
+    assert direct_plan((2, 16, 8, 8), (32, 16, 3, 3), 1, np.float32, threads=2)[0] == 8
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_applies_only_to_measured_wins(dtype):
-    """The predicate covers the measured cases (float32) and leaves Winograd's to it."""
+def test_plans_bit_identical(rng, dtype):
+    """Bands, strips and micro-kernels never change a result: every output element is
+    the same sequence of fused multiply-adds."""
+    x, weight, bias = arrays(rng, 2, 4, 13, 21, 30, 3, 3, dtype)
+    results = [direct_conv2d(x, weight, bias, 1, plan=(rows, *tile))
+               for rows in (1, 4, 13) for tile in TILES if tile != (2, 1)]
+    for y in results[1:]:
+        assert np.array_equal(y, results[0])
+    np.testing.assert_allclose(direct_conv2d(x, weight, bias, 1, plan=(5, 2, 1)), results[0],
+                               **TOL[dtype])
+
+
+def test_applies_to_measured_wins():
+    """The predicate follows the measurements in its docstring (float32, AVX-512)."""
+    if TILES == ((2, 1),):
+        assert not direct_applies((128, 3, 32, 32), (32, 3, 3, 3), 1, np.float32)
+        return
     wins = [((128, 3, 32, 32), (32, 3, 3, 3), 1), ((128, 64, 8, 8), (128, 64, 3, 3), 1),
-            ((128, 32, 32, 32), (32, 32, 5, 5), 2)]
+            ((128, 32, 32, 32), (32, 32, 5, 5), 2), ((64, 64, 15, 15), (128, 64, 3, 3), 1),
+            ((64, 64, 28, 28), (16, 64, 3, 3), 1), ((64, 64, 16, 16), (32, 64, 3, 3), 1),
+            ((64, 32, 16, 16), (64, 32, 1, 3), (0, 1)), ((64, 32, 16, 16), (128, 32, 1, 1), 0)]
+    losses = [((64, 32, 32, 32), (32, 32, 3, 3), 1), ((64, 64, 16, 16), (128, 64, 3, 3), 1),
+              ((16, 32, 56, 56), (64, 32, 1, 1), 0)]
     for x_shape, w_shape, p in wins:
-        assert direct_applies(x_shape, w_shape, p, dtype) == (dtype == np.float32)
-    assert not direct_applies((128, 32, 32, 32), (32, 32, 3, 3), 1, dtype)
+        assert direct_applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+        assert not direct_applies(x_shape, w_shape, p, np.float64)
+    for x_shape, w_shape, p in losses:
+        assert not direct_applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])
