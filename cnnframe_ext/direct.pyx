@@ -349,7 +349,7 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
     with nogil, parallel(num_threads=num_threads):
         t = threadid()
         b = &buf[t, 0]
-        for item in prange(items, schedule="static"):
+        for item in prange(items, schedule="guided"):
             n = item // nbands
             oh0 = (item % nbands) * R
             # the next item (this thread's next band, with a static schedule), to prefetch
