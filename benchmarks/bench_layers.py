@@ -3,8 +3,8 @@
 Prints forward and backward milliseconds (medians over interleaved repeats: in
 each repeat every implementation runs once, back to back, so all see the same
 machine load) of a training step's batch_norm2d and relu on CIFAR-sized
-activations (a short pause before each implementation lets the other OpenMP
-runtime's spinning threads go idle).  "numpy" is the layer code before the kernels (numpy passes into
+activations (a short pause and an untimed call before each implementation let
+the other OpenMP runtime's spinning threads go idle and wake this one's).  "numpy" is the layer code before the kernels (numpy passes into
 reused buffers, a bool mask for ReLU), kept here verbatim for the comparison;
 "kernels" are the current layers.  Both reuse their buffers as inside a Model.
 
@@ -136,7 +136,9 @@ def cases(shape, rng):
 # Pause before switching implementation: PyTorch's OpenMP runtime and cnnframe's are
 # separate libgomp copies whose idle threads spin for a while after each parallel
 # region; a kernel started while the other runtime's threads still spin waits for a
-# core (a scheduler time slice, ~8 ms here), on either side.
+# core (a scheduler time slice, ~8 ms here), on either side.  After the pause one
+# untimed call wakes the implementation's own threads again, as the layer before it
+# would in a training step.
 SETTLE_S = 0.01
 
 
@@ -149,6 +151,8 @@ def measure(impls, repeats):
     for _ in range(repeats):
         for name, (fwd, bwd) in impls.items():
             time.sleep(SETTLE_S)
+            fwd()
+            bwd()
             t0 = time.perf_counter()
             fwd()
             t1 = time.perf_counter()
