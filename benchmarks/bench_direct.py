@@ -2,7 +2,8 @@
 
 Prints median milliseconds (float32, batch 128, 2 threads by default) of the
 forward cases where im2col + GEMM loses most, and of the 5x5 input gradient
-(a direct conv of grad_y with the flipped, transposed kernel) next to
+(direct_conv2d_grad_x: a direct conv of grad_y with the flipped, transposed
+kernel, packed straight from the weights) next to
 cnnframe's and PyTorch's whole backward (input + weight gradients).
 
     python benchmarks/bench_direct.py [--threads 2] [--repeats 11]
@@ -16,8 +17,7 @@ import numpy as np
 import cnnframe
 import cnnframe.functional as F
 from cnnframe._alloc import keep_freed_memory
-from cnnframe.functional._direct import direct_conv2d
-from cnnframe.functional.conv import _transposed_kernel
+from cnnframe.functional._direct import direct_conv2d, direct_conv2d_grad_x
 
 try:
     import torch
@@ -54,7 +54,7 @@ def case_functions(cin, cout, k, pad, size, grad_x, batch, rng):
     gy = rng.standard_normal((batch, cout, size, size), dtype=np.float32)
     if grad_x:
         out = np.empty_like(x)
-        direct = lambda: direct_conv2d(gy, _transposed_kernel(w, 1), None, k - 1 - pad, out=out)
+        direct = lambda: direct_conv2d_grad_x(gy, w, pad, out=out)
         ours = lambda: F.conv2d_backward(x, w, gy, padding=pad, out=out)
     else:
         out = np.empty_like(gy)

@@ -330,6 +330,34 @@ def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V):
     return dc_band_scratch(itemsize, C, KH, KW, R, OW, V)
 
 
+def pack_weight(const floating[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
+                floating[:, :, :, :, ::1] packed,      # OUT (ceil(Fo/FB), Ci, KW, KH, FB)
+                bint transposed):
+    """Pack a conv's weights for the micro-kernels, zero-padding the last channel block.
+
+    transposed=False packs weight itself (Fo = F out, Ci = C in).  transposed=True
+    packs the kernel of the input gradient, w'[c, f, kh, kw] = weight[f, c, KH-1-kh,
+    KW-1-kw] (Fo = C, Ci = F), without building it first.
+    """
+    cdef int NB = packed.shape[0], Ci = packed.shape[1], KW = packed.shape[2]
+    cdef int KH = packed.shape[3], FB = packed.shape[4]
+    cdef int Fo = weight.shape[1] if transposed else weight.shape[0]
+    cdef int fb, c, kw, kh, j, f
+    with nogil:
+        for fb in range(NB):
+            for c in range(Ci):
+                for kw in range(KW):
+                    for kh in range(KH):
+                        for j in range(FB):
+                            f = fb * FB + j
+                            if f >= Fo:
+                                packed[fb, c, kw, kh, j] = 0
+                            elif transposed:
+                                packed[fb, c, kw, kh, j] = weight[c, f, KH - 1 - kh, KW - 1 - kw]
+                            else:
+                                packed[fb, c, kw, kh, j] = weight[f, c, kh, kw]
+
+
 def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
                   const floating[:, :, :, :, ::1] w,      # IN  (F/FB, C, KW, KH, FB) packed, zero-padded
                   const floating[::1] bias,               # IN  (F/FB * FB,) zero-padded (zeros: no bias)

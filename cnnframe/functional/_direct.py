@@ -57,13 +57,39 @@ def direct_plan(x_shape, weight_shape, padding, dtype, threads=1):
     return r, fb, v
 
 
-def pack_weight(weight, fb):
-    """(F, C, KH, KW) -> (ceil(F/FB), C, KW, KH, FB), zero-padded channels."""
+def _packed_weight(weight, fb, transposed=False):
+    """The weights as the micro-kernels read them, in a reused buffer:
+    (ceil(Fo/FB), Ci, KW, KH, FB), zero-padded; see cnnframe_ext.direct.pack_weight."""
     f, c, kh, kw = weight.shape
-    nfb = -(-f // fb)
-    packed = np.zeros((nfb * fb, c, kw, kh), weight.dtype)
-    packed[:f] = weight.transpose(0, 1, 3, 2)
-    return np.ascontiguousarray(packed.reshape(nfb, fb, c, kw, kh).transpose(0, 2, 3, 4, 1))
+    fo, ci = (c, f) if transposed else (f, c)
+    nfb = -(-fo // fb)
+    packed = scratch("direct conv2d weights", weight.dtype, 1, nfb * ci * kw * kh * fb)
+    packed = packed.reshape(nfb, ci, kw, kh, fb)
+    _kernel.pack_weight(weight, packed, transposed)
+    return packed
+
+
+def _run(x, packed, bias, fo, kh, kw, padding, out, plan, fn, what, inputs):
+    """y (N, Fo, OH, OW) of the direct conv of x with packed weights and padded bias."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    r, fb, v = plan
+    nbands = -(-oh // r)
+    threads = threads_for(n * fo * oh * ow * c * kh * kw, n * nbands)
+    buf = scratch("direct conv2d band", x.dtype, threads,
+                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, v))
+    y = output_array((n, fo, oh, ow), x.dtype, fn, what, out=out, inputs=inputs)
+    _kernel.direct_conv2d(x, packed, bias, y, buf, ph, pw, r, v, threads)
+    return y
+
+
+def _checked_plan(plan, x_shape, w_shape, padding, dtype, fn):
+    if plan is None:
+        plan = direct_plan(x_shape, w_shape, padding, dtype, get_num_threads())
+    if not _kernel.has_tile(plan[1], plan[2]):
+        raise ValueError(f"{fn}: no micro-kernel for FB={plan[1]}, V={plan[2]}; one of {TILES}")
+    return plan
 
 
 def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
@@ -72,7 +98,7 @@ def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
     Parameters
     ----------
     x : ndarray, shape (N, C, H, W), float32 or float64, C-contiguous
-    weight : ndarray, shape (F, C, KH, KW), dtype of x
+    weight : ndarray, shape (F, C, KH, KW), dtype of x, C-contiguous
     bias : ndarray, shape (F,), or None (or empty) for no bias
     padding : int or (int, int)
         Zero padding on each side.
@@ -88,27 +114,58 @@ def direct_conv2d(x, weight, bias, padding, out=None, plan=None):
     The caller validates the arguments (as cnnframe.functional.conv2d does):
     stride 1, dilation 1, groups 1, an output size >= 1, matching dtypes.
     """
-    n, c, h, w = x.shape
     f, _, kh, kw = weight.shape
-    ph, pw = pair(padding, "padding", 0)
-    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    if plan is None:
-        plan = direct_plan(x.shape, weight.shape, (ph, pw), x.dtype, get_num_threads())
-    r, fb, v = plan
-    if not _kernel.has_tile(fb, v):
-        raise ValueError(f"direct_conv2d: no micro-kernel for FB={fb}, V={v}; one of {TILES}")
-    packed = pack_weight(weight, fb)
-    padded_bias = np.zeros(packed.shape[0] * fb, x.dtype)
+    padding = pair(padding, "padding", 0)
+    plan = _checked_plan(plan, x.shape, weight.shape, padding, x.dtype, "direct_conv2d")
+    packed = _packed_weight(weight, plan[1])
+    padded_bias = np.zeros(packed.shape[0] * plan[1], x.dtype)
     if bias is not None and bias.size:
         padded_bias[:f] = bias
-    nbands = -(-oh // r)
-    threads = threads_for(n * f * oh * ow * c * kh * kw, n * nbands)
-    buf = scratch("direct conv2d band", x.dtype, threads,
-                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, v))
-    y = output_array((n, f, oh, ow), x.dtype, "direct_conv2d", out=out,
-                     inputs=(x, weight) if bias is None else (x, weight, bias))
-    _kernel.direct_conv2d(x, packed, padded_bias, y, buf, ph, pw, r, v, threads)
-    return y
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return _run(x, packed, padded_bias, f, kh, kw, padding, out, plan, "direct_conv2d",
+                "output", inputs)
+
+
+def direct_conv2d_grad_x(grad_y, weight, padding, out=None, plan=None):
+    """grad_x of y = conv2d(x, weight, stride=1, padding), computed directly.
+
+    The input gradient of a stride-1 conv is a stride-1 conv of grad_y with the
+    flipped, in/out-transposed kernel (conv._transposed_kernel) and padding K-1-p;
+    this packs that kernel straight from `weight` instead of building it.
+
+    Parameters
+    ----------
+    grad_y : ndarray, shape (N, F, OH, OW), float32 or float64, C-contiguous
+    weight : ndarray, shape (F, C, KH, KW), dtype of grad_y, C-contiguous
+    padding : int or (int, int)
+        The forward padding p, 0 <= p <= K - 1 on each axis.
+    out : ndarray, optional
+        C-contiguous (N, C, H, W) array to write grad_x into.
+    plan : (R, FB, V), optional
+        As for direct_conv2d (FB blocks the C input channels here).
+
+    Returns
+    -------
+    grad_x : ndarray, shape (N, C, H, W), H = OH + KH - 1 - 2*ph, likewise W.
+
+    Raises
+    ------
+    ValueError
+        For a padding above K - 1 (its gradient would need negative padding).
+    """
+    f, c, kh, kw = weight.shape
+    ph, pw = pair(padding, "padding", 0)
+    if ph > kh - 1 or pw > kw - 1:
+        raise ValueError(f"direct_conv2d_grad_x: padding {(ph, pw)} must be at most the "
+                         f"kernel size - 1 ({kh - 1}, {kw - 1}) for weight {weight.shape}")
+    padding = (kh - 1 - ph, kw - 1 - pw)
+    w_shape = (c, f, kh, kw)
+    plan = _checked_plan(plan, grad_y.shape, w_shape, padding, grad_y.dtype,
+                         "direct_conv2d_grad_x")
+    packed = _packed_weight(weight, plan[1], transposed=True)
+    zero_bias = np.zeros(packed.shape[0] * plan[1], grad_y.dtype)
+    return _run(grad_y, packed, zero_bias, c, kh, kw, padding, out, plan,
+                "direct_conv2d_grad_x", "grad_x", (grad_y, weight))
 
 
 # 3x3 convs Winograd takes in cnnframe.functional.conv: at least this many channels in

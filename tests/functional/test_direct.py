@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 import cnnframe
 import cnnframe.reference as R
 from cnnframe.functional import _direct
-from cnnframe.functional._direct import TILES, direct_applies, direct_conv2d, direct_plan
+from cnnframe.functional._direct import (TILES, direct_applies, direct_conv2d, direct_conv2d_grad_x,
+                                         direct_plan)
 from cnnframe.functional.conv import _transposed_kernel
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -91,6 +92,32 @@ def test_grad_x_by_transposed_kernel(rng, k, p, dtype):
     assert grad_x.shape == x.shape
     np.testing.assert_allclose(grad_x, R.conv2d_backward(x, weight, grad_y, padding=p)[0],
                                **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 5), (0, 4)),
+                                            ((7, 1), (3, 0)), ((1, 1), (0, 0))])
+@pytest.mark.parametrize("f", [5, 17])
+def test_grad_x_helper(rng, kernel, padding, f, dtype):
+    """direct_conv2d_grad_x packs the flipped, transposed kernel itself."""
+    kh, kw = kernel
+    x, weight, _ = arrays(rng, 2, 6, 9, 12, f, kh, kw, dtype)
+    grad_y = rng.standard_normal(R.conv2d(x, weight, padding=padding).shape).astype(dtype)
+    out = np.empty_like(x)
+    grad_x = direct_conv2d_grad_x(grad_y, weight, padding, out=out)
+    assert grad_x is out
+    want = R.conv2d_backward(x, weight, grad_y, padding=padding)[0]
+    np.testing.assert_allclose(grad_x, want, **TOL[dtype])
+    # bit-identical to building the transposed kernel first
+    assert np.array_equal(grad_x, direct_conv2d(grad_y, _transposed_kernel(weight, 1), None,
+                                                (kh - 1 - padding[0], kw - 1 - padding[1])))
+
+
+def test_grad_x_helper_refuses_large_padding(rng):
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grad_y = np.zeros((1, 4, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"padding \(3, 3\) must be at most"):
+        direct_conv2d_grad_x(grad_y, weight, 3)
 
 
 def test_writes_into_out(rng):
