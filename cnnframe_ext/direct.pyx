@@ -191,55 +191,25 @@ cdef extern from *:
     #define DC_UNROLL_3 _Pragma("GCC unroll 3")
     #define DC_UNROLL_5 _Pragma("GCC unroll 5")
 
-    /* Prefetch (into L2) the input rows the next band will copy, a few lines per tile,
-       so that its copy does not wait for memory: each 4 KiB channel plane of a 32x32
-       map is a page of its own, which the hardware prefetchers re-learn (7% of a conv). */
-    typedef struct { const char* base; Py_ssize_t plane, len, off; int c, C; } dc_ahead;
-    DC_INLINE dc_ahead dc_ahead_init(const void* xnext, int itemsize, int C, int H, int W,
-                                     int KH, int ph, int oh0, int R) {
-        dc_ahead a = {0, 0, 0, 0, 0, 0};
-        int r0 = oh0 - ph > 0 ? oh0 - ph : 0, r1 = oh0 + R + KH - 1 - ph < H ? oh0 + R + KH - 1 - ph : H;
-        if (xnext && r1 > r0) {
-            a.base = (const char*) xnext + (Py_ssize_t) r0 * W * itemsize;
-            a.plane = (Py_ssize_t) H * W * itemsize;
-            a.len = (Py_ssize_t) (r1 - r0) * W * itemsize;
-            a.C = C;
-        }
-        return a;
-    }
-    DC_INLINE void dc_ahead_step(dc_ahead* a, int lines) {
-        for (int i = 0; i < lines && a->c < a->C; i++) {
-            __builtin_prefetch(a->base + a->c * a->plane + a->off, 0, 2);
-            a->off += 64;
-            if (a->off >= a->len) { a->off = 0; a->c++; }
-        }
-    }
-
     /* One band (output rows oh0 .. oh0+R-1 of one image x (C, H, W) into y (F, OH, OW))
        with one micro-kernel: the shifted copies, then every strip x channel block.
-       w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) zero-padded.  xnext:
-       the image of the thread's next band (rows from onext on), or NULL. */
+       w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) zero-padded. */
     #define DC_BAND(ATTR, T, FB, V, K, VB)                                                 \
     DC_TILE(T, FB, V, K, VB)                                                               \
     ATTR static void dc_band_##T##_##FB##_##V##_##K(                                       \
             const T* restrict x, int C, int H, int W, const T* restrict w,                 \
             const T* restrict bias, int F, int KH, int KW, int ph, int pw,                 \
-            int oh0, int R, int OH, int OW, T* restrict buf, T* restrict y,                \
-            const T* xnext, int onext) {                                                   \
+            int oh0, int R, int OH, int OW, T* restrict buf, T* restrict y) {              \
         enum { S = V * 64 / sizeof(T) };                                                   \
         const T* xs = dc_copy_##T(x, C, H, W, KH, KW, ph, pw, oh0, R, OW, V, buf);         \
         Py_ssize_t ks = (Py_ssize_t) (R + KH - 1) * OW, cs = KW * ks;                      \
         Py_ssize_t plane = (Py_ssize_t) OH * OW, wstride = (Py_ssize_t) C * KW * KH * FB;  \
         T* yb = y + (Py_ssize_t) oh0 * OW;                                                 \
         int Pb = R * OW;                                                                   \
-        dc_ahead ahead = dc_ahead_init(xnext, sizeof(T), C, H, W, KH, ph, onext, R);       \
-        Py_ssize_t tiles = (Py_ssize_t) ((Pb + S - 1) / S) * ((F + FB - 1) / FB);          \
-        int lines = (int) ((ahead.C * (ahead.len / 64 + 1) + tiles - 1) / tiles);          \
         for (int p0 = 0; p0 < Pb; p0 += S) {                                               \
             int np = Pb - p0 < S ? Pb - p0 : S;                                            \
             for (int f0 = 0; f0 < F; f0 += FB) {                                           \
                 int nf = F - f0 < FB ? F - f0 : FB;                                        \
-                dc_ahead_step(&ahead, lines);                                              \
                 dc_tile_##T##_##FB##_##V##_##K(xs + p0, C, KH, KW, cs, ks, OW,             \
                     w + (f0 / FB) * wstride, bias + f0, yb + f0 * plane + p0, plane, nf, np); \
             }                                                                              \
@@ -247,7 +217,7 @@ cdef extern from *:
     }
     #define DC_CALL(T, FB, V, K)                                                           \
         dc_band_##T##_##FB##_##V##_##K(x, C, H, W, w, bias, F, KH, KW, ph, pw, oh0, R, OH, \
-                                       OW, buf, y, xnext, onext)
+                                       OW, buf, y)
 
     DC_RUN(float) DC_RUN(double) DC_COPY(float) DC_COPY(double)
     DC_BAND(DC_CLONES, float, 2, 1, 0, 16)
@@ -293,7 +263,7 @@ cdef extern from *:
     static void dc_band_##T(                                                               \
             const T* x, int C, int H, int W, const T* w, const T* bias, int F, int KH,     \
             int KW, int ph, int pw, int oh0, int R, int OH, int OW, int FB, int V, T* buf, \
-            T* y, const T* xnext, int onext) {                                             \
+            T* y) {                                                                        \
         if (FB == 2 && V == 1) { DC_CALL(T, 2, 1, 0); }                                    \
         else { DC_DISPATCH_##T }                                                           \
     }
@@ -310,12 +280,11 @@ cdef extern from *:
     """
     void dc_band_float(const float* x, int C, int H, int W, const float* w, const float* bias,
                        int F, int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW,
-                       int FB, int V, float* buf, float* y, const float* xnext,
-                       int onext) noexcept nogil
+                       int FB, int V, float* buf, float* y) noexcept nogil
     void dc_band_double(const double* x, int C, int H, int W, const double* w,
                         const double* bias, int F, int KH, int KW, int ph, int pw, int oh0,
                         int R, int OH, int OW, int FB, int V, double* buf,
-                        double* y, const double* xnext, int onext) noexcept nogil
+                        double* y) noexcept nogil
     int dc_has_tile(int FB, int V) noexcept nogil
     Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
 
@@ -370,7 +339,7 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
     cdef int FB = w.shape[4], KW = w.shape[2], KH = w.shape[3]
     cdef int nbands = (OH + R - 1) // R
     cdef Py_ssize_t item, items = <Py_ssize_t> N * nbands
-    cdef int n, oh0, n_next, oh_next, t
+    cdef int n, oh0, t
     cdef floating* b
     if items == 0:
         return
@@ -380,14 +349,9 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
         for item in prange(items, schedule="guided"):
             n = item // nbands
             oh0 = (item % nbands) * R
-            # the next item (this thread's next band, with a static schedule), to prefetch
-            n_next = (item + 1) // nbands
-            oh_next = ((item + 1) % nbands) * R
             if floating is float:
                 dc_band_float(&x[n, 0, 0, 0], C, H, W, &w[0, 0, 0, 0, 0], &bias[0], F, KH, KW,
-                              ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0],
-                              &x[n_next, 0, 0, 0] if item + 1 < items else NULL, oh_next)
+                              ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0])
             else:
                 dc_band_double(&x[n, 0, 0, 0], C, H, W, &w[0, 0, 0, 0, 0], &bias[0], F, KH, KW,
-                               ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0],
-                               &x[n_next, 0, 0, 0] if item + 1 < items else NULL, oh_next)
+                               ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0])
