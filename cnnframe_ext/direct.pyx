@@ -84,6 +84,14 @@ cdef extern from *:
                 DC_OPAQUE(j);                                                              \
                 *(dc_##T##_u64*)(d + j) = (dc_##T##_v64){};                                \
             }                                                                              \
+            if (j + 32 / (int) sizeof(T) <= n) {                                           \
+                *(dc_##T##_u32*)(d + j) = (dc_##T##_u32){};                                \
+                j += 32 / sizeof(T);                                                       \
+            }                                                                              \
+            if (j + 16 / (int) sizeof(T) <= n) {                                           \
+                *(dc_##T##_u16*)(d + j) = (dc_##T##_u16){};                                \
+                j += 16 / sizeof(T);                                                       \
+            }                                                                              \
             for (; j < n; j++) { DC_OPAQUE(j); d[j] = 0; }                                 \
         }                                                                                  \
     }
