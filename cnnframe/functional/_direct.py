@@ -190,7 +190,11 @@ def direct_applies(x_shape, weight_shape, padding, dtype):
         64->128 12.2/9.9, 128->128 24.2/22.0                      -> Winograd
       5x5 and 7x7, 8x8 to 56x56, 3 to 64 channels in, 32 or 128 out: 0.29-0.75x
         (32->32 5x5 32x32 batch 128: 35 / 70 ms); 1x3, 3x1, 1x7, 7x1, 3x5: 0.63-0.75x
-      1x1 on maps <= 16x16: 0.29-0.86x; on 32x32 0.6-1.14x, on 56x56 0.9-1.45x -> GEMM
+      1x1 on maps of 16..256 pixels: 0.29-0.86x (16->32 8x8 1.03x); on 5x5 1.02x, 32x32
+        0.6-1.14x, 56x56 0.9-1.45x                                  -> GEMM
+      maps whose pixels fill under 3/4 of the 16-lane vectors: 3x3 256->256 2x2 1.86x,
+        3x3 1.07x; 1x1 256->256 2x2 1.86x                         -> im2col + GEMM
+      (4x4 0.35-0.83x, 5x5 0.88x, 6x6 0.89x, 7x7 0.39-0.79x still direct)
     """
     n, c, h, w = x_shape
     f, _, kh, kw = weight_shape
@@ -198,8 +202,11 @@ def direct_applies(x_shape, weight_shape, padding, dtype):
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
     if np.dtype(dtype) != np.float32 or TILES == ((2, 1),):
         return False
+    pixels = oh * ow
+    if pixels < 0.75 * -(-pixels // 16) * 16:
+        return False
     if (kh, kw) == (1, 1):
-        return oh * ow <= 256
+        return pixels <= 256 and pixels % 16 == 0
     if (kh, kw) != (3, 3):
         return True
     winograd = (min(c, f) >= WINOGRAD_CHANNELS and oh % 2 == 0 and ow % 2 == 0
