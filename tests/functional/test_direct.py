@@ -120,6 +120,15 @@ def test_grad_x_helper_refuses_large_padding(rng):
         direct_conv2d_grad_x(grad_y, weight, 3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (3, 4)), ((1, 1), (2, 2)), ((5, 3), (6, 0))])
+def test_padding_beyond_kernel(rng, kernel, padding, dtype):
+    """Padding wider than the kernel reach: whole rows and columns of zeros in the output."""
+    x, weight, bias = arrays(rng, 2, 3, 4, 3, 7, *kernel, dtype)
+    y = direct_conv2d(x, weight, bias, padding)
+    np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=padding), **TOL[dtype])
+
+
 def test_writes_into_out(rng):
     x, weight, bias = arrays(rng, 2, 3, 8, 8, 5, 3, 3, np.float32)
     out = np.full((2, 5, 8, 8), np.nan, np.float32)
