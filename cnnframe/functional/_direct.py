@@ -168,28 +168,35 @@ def direct_conv2d_grad_x(grad_y, weight, padding, out=None, plan=None):
                 "direct_conv2d_grad_x", "grad_x", (grad_y, weight))
 
 
-# 3x3 convs Winograd takes in cnnframe.functional.conv: at least this many channels in
-# and out, even output sizes, output maps of at least this many pixels.
+# 3x3 convs Winograd takes in cnnframe.functional.conv (as of b073769): at least this
+# many channels in and out, and output sizes multiples of 4 with at least this many
+# pixels (F(4x4, 3x3)) or even with at least this many (F(2x2, 3x3)).
 WINOGRAD_CHANNELS = 16
-WINOGRAD_PIXELS = 256
+WINOGRAD4_PIXELS = 64
+WINOGRAD2_PIXELS = 256
 
 
 def direct_applies(x_shape, weight_shape, padding, dtype):
     """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
 
     For stride-1, undilated, ungrouped convs (the caller checks those), float32, on
-    CPUs with AVX-512.  Measured against cnnframe.functional.conv2d (im2col + GEMM,
-    Winograd F(2x2)/F(4x4) for 3x3), float32, batch 64 unless noted, 2 threads,
-    interleaved medians, ms direct / conv2d:
+    CPUs with AVX-512.  Measured against cnnframe.functional.conv2d at b073769
+    (im2col + GEMM; Winograd F(4x4)/F(2x2) for 3x3), float32, batch 64 unless noted,
+    2 threads, interleaved medians, ms direct / conv2d:
       3x3 Winograd does not take: 3->32 32x32 1.2/3.6, 3->128 32x32 5.7/8.0,
-        64->128 8x8 3.4/4.5, 128->128 8x8 6.1/6.9, 64->128 15x15 11.2/14.4,
-        64->128 14x14 9.7/12.6, 16->16 7x7 0.18/0.45             -> direct
-      3x3 Winograd takes, F <= 16: 64->16 28x28 5.6/8.0, 16->16 56x56 (batch 8) 0.7/1.1
-        -> direct; F = 32 on 16x16: 16->32 1.2/1.45, 64->32 3.3/4.4, 128->32 7.7/8.2
-        -> direct; F = 32 on 32x32: 32->32 9.7/5.7, 64->32 13.8/9.4; F = 128 on 16x16:
-        64->128 12.2/9.9, 128->128 24.2/22.0                      -> Winograd
+        64->128 15x15 11.2/14.4, 64->128 14x14 9.7/12.6, 16->16 7x7 0.18/0.45 -> direct
+      3x3 Winograd takes:
+        F <= 16, 8x8 to 56x56: 0.44-0.78x (128->16 28x28 1.01x)         -> direct
+        8x8 (F(4x4)): 32->128 1.46/1.59, 64->64 1.49/1.81, 128->32 1.64/2.21 -> direct
+          while C*F <= 4096; 128->64 0.93x, 64->128 2.83/2.84, 128->128 1.03x
+        12x12: C*F <= 4096 0.31-0.93x (64->64 3.78/4.05, 32->128 3.63/5.61) -> direct;
+          128->64 1.11x, 64->128 6.54/5.15                           -> Winograd
+        16x16: 16->32 0.93x, 32->32 1.95/2.31                          -> direct;
+          64->32 0.99x, 32->64 1.13x, 64->128 11.7/7.95, 128->128 1.20x -> Winograd
+        28x28: 16->32 0.75x, 32->32 0.89x (not taken), 64->32 1.25x, 64->128 1.72x,
+          and 32x32 32->32 (F(2x2)) 9.7/5.7                          -> Winograd
       5x5 and 7x7, 8x8 to 56x56, 3 to 64 channels in, 32 or 128 out: 0.29-0.75x
-        (32->32 5x5 32x32 batch 128: 35 / 70 ms); 1x3, 3x1, 1x7, 7x1, 3x5: 0.63-0.75x
+        (32->32 5x5 32x32 batch 128: 33 / 70 ms); 1x3, 3x1, 1x7, 7x1, 3x5: 0.63-0.75x
       1x1 on maps of 16..256 pixels: 0.29-0.86x (16->32 8x8 1.03x); on 5x5 1.02x, 32x32
         0.6-1.14x, 56x56 0.9-1.45x                                  -> GEMM
       maps whose pixels fill under 3/4 of the 16-lane vectors: 3x3 256->256 2x2 1.86x,
@@ -209,6 +216,11 @@ def direct_applies(x_shape, weight_shape, padding, dtype):
         return pixels <= 256 and pixels % 16 == 0
     if (kh, kw) != (3, 3):
         return True
-    winograd = (min(c, f) >= WINOGRAD_CHANNELS and oh % 2 == 0 and ow % 2 == 0
-                and oh * ow >= WINOGRAD_PIXELS)
-    return not winograd or f <= 16 or (f <= 32 and oh * ow <= 256)
+    winograd = min(c, f) >= WINOGRAD_CHANNELS and (
+        (oh % 4 == 0 and ow % 4 == 0 and pixels >= WINOGRAD4_PIXELS)
+        or (oh % 2 == 0 and ow % 2 == 0 and pixels >= WINOGRAD2_PIXELS))
+    if not winograd or f <= 16:
+        return True
+    if pixels <= 144:
+        return c * f <= 4096
+    return pixels <= 256 and max(c, f) <= 32
