@@ -33,13 +33,20 @@ CASES = [  # (label, C_in, C_out, kernel, padding, size, grad_x)
 ]
 
 
+# Pause before switching implementation (as benchmarks/bench_layers.py): PyTorch's and
+# cnnframe's OpenMP runtimes are separate libgomp copies whose idle threads spin for a
+# while after each parallel region, and a kernel started meanwhile waits for a core.
+# After the pause one untimed call wakes the implementation's own threads again.
+SETTLE_S = 0.01
+
+
 def interleaved(fns, repeats):
     """Median ms of each function, called in turn so that all see the same machine load."""
     times = [[] for _ in fns]
-    for fn in fns:
-        fn()
     for _ in range(repeats):
         for fn, ts in zip(fns, times):
+            time.sleep(SETTLE_S)
+            fn()
             t0 = time.perf_counter()
             inner = fn()
             ts.append((inner if isinstance(inner, float) else time.perf_counter() - t0) * 1e3)
@@ -89,7 +96,8 @@ def main():
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"float32, batch {args.batch}, {args.threads} threads, median ms of {args.repeats} "
-          "interleaved repeats (grad_x rows: cnnframe and torch columns are whole backwards)")
+          "interleaved repeats\n(grad_x row: direct is the input gradient alone, cnnframe and "
+          "torch the whole backward)")
     print(f"{'case':30s} {'direct':>8s} {'cnnframe':>9s} {'torch':>8s} {'direct/torch':>13s}")
     for label, *case in CASES:
         fns = [fn for fn in case_functions(*case, args.batch, rng) if fn is not None]
