@@ -168,19 +168,11 @@ def direct_conv2d_grad_x(grad_y, weight, padding, out=None, plan=None):
                 "direct_conv2d_grad_x", "grad_x", (grad_y, weight))
 
 
-# 3x3 convs Winograd takes in cnnframe.functional.conv (as of b073769): at least this
-# many channels in and out, and output sizes multiples of 4 with at least this many
-# pixels (F(4x4, 3x3)) or even with at least this many (F(2x2, 3x3)).
-WINOGRAD_CHANNELS = 16
-WINOGRAD4_PIXELS = 64
-WINOGRAD2_PIXELS = 256
-
-
-def direct_applies(x_shape, weight_shape, padding, dtype):
+def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
 
     For stride-1, undilated, ungrouped convs (the caller checks those), float32, on
-    CPUs with AVX-512.  Measured against cnnframe.functional.conv2d at b073769
+    CPUs with AVX-512; `winograd` says whether conv2d would take Winograd for it.  Measured against cnnframe.functional.conv2d at b073769
     (im2col + GEMM; Winograd F(4x4)/F(2x2) for 3x3), float32, batch 64 unless noted,
     2 threads, interleaved medians, ms direct / conv2d:
       3x3 Winograd does not take: 3->32 32x32 1.2/3.6, 3->128 32x32 5.7/8.0,
@@ -216,9 +208,6 @@ def direct_applies(x_shape, weight_shape, padding, dtype):
         return pixels <= 256 and pixels % 16 == 0
     if (kh, kw) != (3, 3):
         return True
-    winograd = min(c, f) >= WINOGRAD_CHANNELS and (
-        (oh % 4 == 0 and ow % 4 == 0 and pixels >= WINOGRAD4_PIXELS)
-        or (oh % 2 == 0 and ow % 2 == 0 and pixels >= WINOGRAD2_PIXELS))
     if not winograd or f <= 16:
         return True
     if pixels <= 144:

@@ -18,12 +18,16 @@ def threading_mode(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(autouse=True, params=["im2col", "winograd", "winograd2x2"])
+@pytest.fixture(autouse=True, params=["im2col", "winograd", "winograd2x2", "direct"])
 def algorithm(request, monkeypatch):
-    """Run every case with im2col only, and with Winograd taking every 3x3 stride-1
-    undilated conv whatever its channel count: F(4x4, 3x3) for output sizes that are
-    multiples of 4 and F(2x2, 3x3) for other even ones ("winograd"), or F(2x2, 3x3) for
-    every even output size ("winograd2x2")."""
+    """Run every case with im2col only; with Winograd taking every 3x3 stride-1 undilated
+    conv whatever its channel count: F(4x4, 3x3) for output sizes that are multiples of 4
+    and F(2x2, 3x3) for other even ones ("winograd"), or F(2x2, 3x3) for every even output
+    size ("winograd2x2"); and with the default choice, where the direct kernel takes the
+    float32 stride-1 convs it is faster for ("direct")."""
+    monkeypatch.setattr(conv_module, "DIRECT", request.param == "direct")
+    if request.param == "direct":
+        return request.param
     if request.param.startswith("winograd"):
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
@@ -199,6 +203,7 @@ def test_winograd_is_used_where_it_applies(monkeypatch):
     real = conv_module._winograd_conv3x3
     monkeypatch.setattr(conv_module, "_winograd_conv3x3",
                         lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
+    monkeypatch.setattr(conv_module, "DIRECT", False)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
     monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
@@ -226,6 +231,7 @@ def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_gra
     real = conv_module._winograd_grad_weight3x3
     monkeypatch.setattr(conv_module, "_winograd_grad_weight3x3",
                         lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(conv_module, "DIRECT", False)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
     monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
@@ -247,3 +253,37 @@ def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_gra
         for name, a, b in zip(("grad_x", "grad_weight", "grad_bias"), got, want):
             if a is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.skipif(conv_module.direct_applies((1, 32, 32, 32), (32, 32, 5, 5), 2, np.float32, False)
+                    is False, reason="no AVX-512 direct kernels on this CPU (direct_applies is False)")
+def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
+    """Default dispatch: float32 stride-1 5x5 and thin 3x3 convs go direct, both forward and
+    for grad_x; wide 3x3 ones stay Winograd; float64 and strided convs never go direct."""
+    monkeypatch.setattr(conv_module, "DIRECT", True)
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
+    monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
+    forward, grad_x = [], []
+    real_f, real_x = conv_module.direct_conv2d, conv_module.direct_conv2d_grad_x
+    monkeypatch.setattr(conv_module, "direct_conv2d",
+                        lambda *a, **k: forward.append(a[1].shape) or real_f(*a, **k))
+    monkeypatch.setattr(conv_module, "direct_conv2d_grad_x",
+                        lambda *a, **k: grad_x.append(a[1].shape) or real_x(*a, **k))
+    rng = np.random.default_rng(9)
+    for x_shape, w_shape, kw, dtype, used in [
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float32, True),
+            ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, True),
+            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, False),  # Winograd
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float64, False),
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2, stride=2), np.float32, False)]:
+        forward.clear()
+        grad_x.clear()
+        x, w = make(rng, x_shape, dtype), make(rng, w_shape, dtype)
+        y = F.conv2d(x, w, **kw)
+        gy = make(rng, y.shape, dtype)
+        got = F.conv2d_backward(x, w, gy, **kw)
+        assert bool(forward) == used and bool(grad_x) == used, (x_shape, w_shape, kw, dtype)
+        for a, b in zip((y, *got), (R.conv2d(x, w, **kw), *R.conv2d_backward(x, w, gy, **kw))):
+            np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"],
+                                       atol=TOL[dtype]["atol"] * np.abs(b).max())

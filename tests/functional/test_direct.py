@@ -167,10 +167,19 @@ def test_plans_bit_identical(rng, dtype):
                                **TOL[dtype])
 
 
+def applies(x_shape, w_shape, padding, dtype):
+    """direct_applies as conv2d asks it: told whether conv2d's Winograd rule takes the conv."""
+    import cnnframe.functional.conv as conv_module
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    oh, ow = x_shape[2] + 2 * ph - w_shape[2] + 1, x_shape[3] + 2 * pw - w_shape[3] + 1
+    tile = conv_module._winograd_applies(np.empty(w_shape, dtype), (1, 1), (1, 1), 1, oh, ow)
+    return direct_applies(x_shape, w_shape, padding, dtype, bool(tile))
+
+
 def test_applies_to_measured_wins():
     """The predicate follows the measurements in its docstring (float32, AVX-512)."""
     if TILES == ((2, 1),):
-        assert not direct_applies((128, 3, 32, 32), (32, 3, 3, 3), 1, np.float32)
+        assert not applies((128, 3, 32, 32), (32, 3, 3, 3), 1, np.float32)
         return
     wins = [((128, 3, 32, 32), (32, 3, 3, 3), 1), ((128, 32, 32, 32), (32, 32, 5, 5), 2),
             ((64, 64, 15, 15), (128, 64, 3, 3), 1), ((64, 64, 28, 28), (16, 64, 3, 3), 1),
@@ -184,10 +193,10 @@ def test_applies_to_measured_wins():
               ((64, 256, 2, 2), (256, 256, 3, 3), 1), ((64, 256, 3, 3), (256, 256, 3, 3), 1),
               ((64, 256, 5, 5), (256, 256, 1, 1), 0)]
     for x_shape, w_shape, p in wins:
-        assert direct_applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
-        assert not direct_applies(x_shape, w_shape, p, np.float64)
+        assert applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+        assert not applies(x_shape, w_shape, p, np.float64)
     for x_shape, w_shape, p in losses:
-        assert not direct_applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+        assert not applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])
