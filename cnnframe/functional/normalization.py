@@ -59,7 +59,11 @@ def _per_channel(a, name, c, fn, dtype=None, default=None):
 def _number(value, name, fn, low, high=math.inf, low_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{fn}: {name} must be a finite number, got an int of "
+                         f"{int(value).bit_length()} bits (beyond float range)") from None
     if not (math.isfinite(value) and (value > low if low_open else value >= low)
             and value <= high):
         bounds = f"> {low}" if low_open else f"in [{low}, {high}]"

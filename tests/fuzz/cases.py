@@ -311,12 +311,10 @@ def build_case(c):
 # (the contract, `_norm_expect`, says which of those must be refused)
 EPS_OK = (1e-5, 1e-5, 1e-3, 0.1, 1.0, 1e-10, np.float32(1e-4), 2)
 MOMENTUM_OK = (0.1, 0.1, 0.0, 1.0, 0.5, np.float64(0.01))
-# (10**400, an int beyond float range, belongs in both lists once it is refused with
-# ValueError: today it raises OverflowError, see test_known_bug_ints_beyond_float_range)
 EPS_VALUES = (0, 0.0, -1e-5, np.nan, np.inf, -np.inf, "1e-5", None, True,
-              np.bool_(True), 1j, [1e-5], 1e300, 3, np.float32(1e-3), np.int64(1))
+              np.bool_(True), 1j, [1e-5], 1e300, 3, np.float32(1e-3), np.int64(1), 10**400)
 MOMENTUM_VALUES = (-0.1, 1.1, 1 + 1e-12, np.nan, np.inf, 2**70, "0.1", None, False,
-                   1j, [0.1], 0, 1, np.float32(0.5), 0.999)
+                   1j, [0.1], 0, 1, np.float32(0.5), 0.999, 10**400)
 FLAG_VALUES = (1, 0, 1.0, "True", None, np.bool_(True), np.bool_(False), True, False)
 NORM_MUTATIONS = ("none", "none", "layout", "layout", "dtype", "mixed_dtype", "ndim",
                   "zero_axis", "shape", "nonfinite", "scalar", "huge_array", "not_array", "out")

@@ -134,15 +134,12 @@ def test_norm_checks_catch_plausible_bugs(bug):
         _check_result(op, arrays, kw, wrong)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="known bug: normalization._number calls float() on an int beyond "
-                          "float range (OverflowError, not ValueError); when this passes, put "
-                          "10**400 back into fuzz.cases EPS_VALUES and MOMENTUM_VALUES")
 @pytest.mark.parametrize("call", [
     lambda x: F.batch_norm_train(x, eps=10**400),
     lambda x: F.batch_norm_train(x, momentum=10**400),
     lambda x: F.batch_norm_eval(x, None, None, np.zeros(3), np.ones(3), eps=10**400),
 ], ids=["train-eps", "train-momentum", "eval-eps"])
-def test_known_bug_ints_beyond_float_range(call):
+def test_ints_beyond_float_range_are_refused_with_value_error(call):
+    """Found by the fuzzer: float(10**400) raised OverflowError instead of ValueError."""
     with pytest.raises(ValueError, match=r"batch_norm_(train|eval): (eps|momentum) must be"):
         call(np.ones((4, 3)))
