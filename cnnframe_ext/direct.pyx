@@ -21,6 +21,7 @@ not depend on the thread count.  The caller validates every argument.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel, threadid
+from libc.string cimport memset
 
 
 cdef extern from *:
@@ -281,6 +282,80 @@ cdef extern from *:
     DC_ANY_BAND(float)
     DC_ANY_BAND(double)
 
+    /* Weight gradient, float32 on AVX-512.  With the band's shifted copies xs, the
+       tap (c, kh, kw) sees the band's pixels p as the run xs[c, kw, kh*OW + p], so
+           grad_w[f, c, kh, kw] += sum_p grad_y[f, oh0*OW + p] * xs[c, kw, kh*OW + p]:
+       a tile keeps NF channels x NK kernel rows of sums in registers (at most 4 x 5),
+       loads NF grad_y and NK input vectors per 16 pixels, and reduces its lanes once
+       per band.  Tails use masked loads (no reads past either array). */
+    #if DC_X86
+    #include <immintrin.h>
+    DC_INLINE DC_AVX512 void dc_dw_tile(const int NF, const int NK, const float* restrict gy,
+            Py_ssize_t gys, const float* restrict xr, int OW, Py_ssize_t P, float* restrict gw,
+            Py_ssize_t gwf, int gwk) {
+        __m512 acc[4][5], g[4];
+        for (int k = 0; k < NF; k++)
+            for (int j = 0; j < NK; j++) acc[k][j] = _mm512_setzero_ps();
+        Py_ssize_t p = 0;
+        for (; p + 16 <= P; p += 16) {
+            for (int k = 0; k < NF; k++) g[k] = _mm512_loadu_ps(gy + k * gys + p);
+            for (int j = 0; j < NK; j++) {
+                __m512 xv = _mm512_loadu_ps(xr + (Py_ssize_t) j * OW + p);
+                for (int k = 0; k < NF; k++) acc[k][j] = _mm512_fmadd_ps(g[k], xv, acc[k][j]);
+            }
+        }
+        if (p < P) {
+            __mmask16 m = (__mmask16) ((1u << (P - p)) - 1u);
+            for (int k = 0; k < NF; k++) g[k] = _mm512_maskz_loadu_ps(m, gy + k * gys + p);
+            for (int j = 0; j < NK; j++) {
+                __m512 xv = _mm512_maskz_loadu_ps(m, xr + (Py_ssize_t) j * OW + p);
+                for (int k = 0; k < NF; k++) acc[k][j] = _mm512_fmadd_ps(g[k], xv, acc[k][j]);
+            }
+        }
+        for (int k = 0; k < NF; k++)
+            for (int j = 0; j < NK; j++) gw[k * gwf + j * gwk] += _mm512_reduce_add_ps(acc[k][j]);
+    }
+    #define DC_DW(NF, NK) case NF * 8 + NK: dc_dw_tile(NF, NK, g, gys, xr, OW, P, d, gwf, KW); break;
+    #define DC_DW_NF(NF) DC_DW(NF, 1) DC_DW(NF, 2) DC_DW(NF, 3) DC_DW(NF, 4) DC_DW(NF, 5)
+
+    /* grad_w (F, C, KH, KW) and grad_b (F,) += the sums over one band of R output rows;
+       gy points at grad_y[n, 0, oh0, 0], gys = OH * OW apart per channel. */
+    static DC_AVX512 void dc_dw_band_float(
+            const float* x, int C, int H, int W, const float* gy, Py_ssize_t gys, int F,
+            int KH, int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw,
+            float* gb) {
+        const float* xs = dc_copy_float(x, C, H, W, KH, KW, ph, pw, oh0, R, OW, 1, buf);
+        Py_ssize_t ks = (Py_ssize_t) (R + KH - 1) * OW, cs = KW * ks, P = (Py_ssize_t) R * OW;
+        Py_ssize_t gwf = (Py_ssize_t) C * KH * KW;
+        for (int c = 0; c < C; c++)
+            for (int kw = 0; kw < KW; kw++)
+                for (int f0 = 0; f0 < F; f0 += 4)
+                    for (int kh0 = 0; kh0 < KH; kh0 += 5) {
+                        int nf = F - f0 < 4 ? F - f0 : 4, nk = KH - kh0 < 5 ? KH - kh0 : 5;
+                        const float* g = gy + f0 * gys;
+                        const float* xr = xs + c * cs + kw * ks + (Py_ssize_t) kh0 * OW;
+                        float* d = gw + f0 * gwf + (Py_ssize_t) c * KH * KW + kh0 * KW + kw;
+                        switch (nf * 8 + nk) { DC_DW_NF(1) DC_DW_NF(2) DC_DW_NF(3) DC_DW_NF(4) }
+                    }
+        for (int f = 0; f < F; f++) {  /* the bias gradient: plain sums of the band */
+            __m512 a = _mm512_setzero_ps();
+            Py_ssize_t p = 0;
+            for (; p + 16 <= P; p += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(gy + f * gys + p));
+            if (p < P)
+                a = _mm512_add_ps(a, _mm512_maskz_loadu_ps((__mmask16) ((1u << (P - p)) - 1u),
+                                                           gy + f * gys + p));
+            gb[f] += _mm512_reduce_add_ps(a);
+        }
+    }
+    static int dc_has_grad_weight(void) { return dc_cpu_avx512(); }
+    #else
+    static void dc_dw_band_float(
+            const float* x, int C, int H, int W, const float* gy, Py_ssize_t gys, int F,
+            int KH, int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw,
+            float* gb) {}
+    static int dc_has_grad_weight(void) { return 0; }
+    #endif
+
     /* Scratch elements one band needs (see DC_COPY). */
     static Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW,
                                       int V) {
@@ -297,6 +372,10 @@ cdef extern from *:
                         int R, int OH, int OW, int FB, int V, double* buf,
                         double* y) noexcept nogil
     int dc_has_tile(int FB, int V) noexcept nogil
+    void dc_dw_band_float(const float* x, int C, int H, int W, const float* gy, Py_ssize_t gys,
+                          int F, int KH, int KW, int ph, int pw, int oh0, int R, int OW,
+                          float* buf, float* gw, float* gb) noexcept nogil
+    int dc_has_grad_weight() noexcept nogil
     Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
 
 
@@ -366,3 +445,43 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
             else:
                 dc_band_double(&x[n, 0, 0, 0], C, H, W, &w[0, 0, 0, 0, 0], &bias[0], F, KH, KW,
                                ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0])
+
+
+def has_grad_weight():
+    """True if the direct weight-gradient kernel (float32, AVX-512) runs on this CPU."""
+    return dc_has_grad_weight() != 0
+
+
+def direct_conv2d_grad_weight(const float[:, :, :, ::1] x,       # IN  (N, C, H, W)
+                              const float[:, :, :, ::1] grad_y,  # IN  (N, F, OH, OW)
+                              float[:, ::1] grad_w,              # OUT (parts, F*C*KH*KW) partial sums
+                              float[:, ::1] grad_b,              # OUT (parts, F) partial sums
+                              float[:, ::1] buf,                 # scratch (threads, band_scratch(...))
+                              int KH, int KW, int ph, int pw, int R, int num_threads):
+    """Partial sums of grad_weight and grad_bias of a stride-1 conv, in bands of R rows.
+
+    The images are cut into grad_w.shape[0] fixed partitions, each summed in image and
+    band order into its own row, so the result does not depend on the thread count.
+    Call only when has_grad_weight() is True.
+    """
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = grad_y.shape[1], OH = grad_y.shape[2], OW = grad_y.shape[3]
+    cdef int nparts = grad_w.shape[0]
+    cdef Py_ssize_t P = <Py_ssize_t> OH * OW
+    cdef int part, n, oh0, t
+    cdef float* b
+    memset(&grad_w[0, 0], 0, grad_w.shape[0] * grad_w.shape[1] * sizeof(float))
+    memset(&grad_b[0, 0], 0, grad_b.shape[0] * grad_b.shape[1] * sizeof(float))
+    if N == 0:
+        return
+    with nogil, parallel(num_threads=num_threads):
+        t = threadid()
+        b = &buf[t, 0]
+        for part in prange(nparts, schedule="static"):
+            for n in range(part * N // nparts, (part + 1) * N // nparts):
+                oh0 = 0
+                while oh0 < OH:
+                    dc_dw_band_float(&x[n, 0, 0, 0], C, H, W, &grad_y[n, 0, oh0, 0], P, F,
+                                     KH, KW, ph, pw, oh0, min(R, OH - oh0), OW, b,
+                                     &grad_w[part, 0], &grad_b[part, 0])
+                    oh0 = oh0 + R

@@ -168,6 +168,57 @@ def direct_conv2d_grad_x(grad_y, weight, padding, out=None, plan=None):
                 "direct_conv2d_grad_x", "grad_x", (grad_y, weight))
 
 
+# Weight-gradient partitions: images are cut into this many fixed groups whose sums are
+# added in order, so the result does not depend on the thread count (as conv.PARTS).
+GRAD_WEIGHT_PARTS = 8
+
+
+def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding):
+    """(grad_weight, grad_bias) of y = conv2d(x, weight, stride=1, padding), computed directly.
+
+    grad_weight[f, c, kh, kw] = sum over n, oh, ow of
+        grad_y[n, f, oh, ow] * xpad[n, c, oh + kh, ow + kw]
+    from the band copies the forward kernel reads (no im2col), float32 on AVX-512 CPUs
+    (`has_direct_grad_weight()`).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32, C-contiguous
+    grad_y : ndarray, shape (N, F, OH, OW), float32, C-contiguous
+    weight_shape : (F, C, KH, KW)
+    padding : int or (int, int)
+        The forward padding; OH = H + 2*ph - KH + 1, likewise OW.
+
+    Returns
+    -------
+    grad_weight : ndarray, shape (F, C, KH, KW), float32
+    grad_bias : ndarray, shape (F,), float32
+
+    The caller validates the arguments (as cnnframe.functional.conv2d_backward does).
+    """
+    if not _kernel.has_grad_weight():
+        raise RuntimeError("direct_conv2d_grad_weight needs AVX-512 (has_direct_grad_weight())")
+    n, c, h, w = x.shape
+    f, _, kh, kw = weight_shape
+    ph, pw = pair(padding, "padding", 0)
+    oh, ow = grad_y.shape[2:]
+    r = _band_rows(c, kh, kw, oh, ow, x.itemsize)
+    threads = threads_for(n * f * oh * ow * c * kh * kw, n)
+    threads = min(threads, GRAD_WEIGHT_PARTS)
+    buf = scratch("direct conv2d band", x.dtype, threads,
+                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, 1))
+    grad_w = scratch("direct conv2d grad_weight", x.dtype, GRAD_WEIGHT_PARTS, f * c * kh * kw)
+    grad_b = scratch("conv2d grad_bias", x.dtype, GRAD_WEIGHT_PARTS, f)
+    _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b, buf, kh, kw, ph, pw, r,
+                                      threads)
+    return grad_w.sum(axis=0).reshape(weight_shape), grad_b.sum(axis=0)
+
+
+def has_direct_grad_weight():
+    """True if direct_conv2d_grad_weight runs on this CPU (float32, AVX-512)."""
+    return _kernel.has_grad_weight()
+
+
 def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
 

@@ -287,3 +287,39 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
         for a, b in zip((y, *got), (R.conv2d(x, w, **kw), *R.conv2d_backward(x, w, gy, **kw))):
             np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"],
                                        atol=TOL[dtype]["atol"] * np.abs(b).max())
+
+
+@pytest.mark.skipif(not conv_module.has_direct_grad_weight(),
+                    reason="no AVX-512 direct weight gradient on this CPU")
+def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
+    """Default dispatch: the direct weight gradient for float32 stride-1 convs with few input
+    channels or 25+ taps, with or without grad_x; im2col for wide 3x3 and Winograd where it
+    applies; never for float64, strides or groups."""
+    monkeypatch.setattr(conv_module, "DIRECT", True)
+    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
+    calls = []
+    real = conv_module.direct_conv2d_grad_weight
+    monkeypatch.setattr(conv_module, "direct_conv2d_grad_weight",
+                        lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    rng = np.random.default_rng(10)
+    for x_shape, w_shape, kw, dtype, used in [
+            ((2, 32, 16, 16), (32, 32, 5, 5), dict(padding=2), np.float32, True),
+            ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, True),
+            ((2, 8, 20, 20), (16, 8, 7, 7), dict(padding=3), np.float32, True),
+            ((2, 64, 8, 8), (128, 64, 3, 3), dict(padding=1), np.float32, False),
+            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, False),  # Winograd
+            ((2, 32, 16, 16), (32, 32, 5, 5), dict(padding=2), np.float64, False),
+            ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1, stride=2), np.float32, False),
+            ((2, 4, 16, 16), (8, 2, 5, 5), dict(padding=2, groups=2), np.float32, False)]:
+        x, w = make(rng, x_shape, dtype), make(rng, w_shape, dtype)
+        gy = make(rng, F.conv2d(x, w, **kw).shape, dtype)
+        want = R.conv2d_backward(x, w, gy, **kw)
+        for need_grad_x in (True, False):
+            calls.clear()
+            got = F.conv2d_backward(x, w, gy, need_grad_x=need_grad_x, **kw)
+            assert bool(calls) == used, (x_shape, w_shape, kw, dtype, need_grad_x)
+            assert (got[0] is None) != need_grad_x
+            for a, b in zip(got, want):
+                if a is not None:
+                    np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"],
+                                               atol=TOL[dtype]["atol"] * np.abs(b).max())

@@ -210,3 +210,71 @@ def test_band_copies(rng, k, rows, pad):
         x, weight, bias = arrays(rng, 1, 2, 6 + k, width, 3, k, k, np.float32)
         y = direct_conv2d(x, weight, bias, p, plan=(min(rows, 6 + 2 * p + 1), *TILES[0]))
         np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
+
+
+# ------------------------------------------------------------------ weight gradient
+needs_grad_weight = pytest.mark.skipif(not _direct.has_direct_grad_weight(),
+                                       reason="the direct weight gradient needs AVX-512")
+
+
+def grad_weight_case(rng, n, c, h, w, f, kh, kw, padding):
+    x, weight, _ = arrays(rng, n, c, h, w, f, kh, kw, np.float32, with_bias=False)
+    y = R.conv2d(x, weight, padding=padding)
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    _, want_w, want_b = R.conv2d_backward(x.astype(np.float64), weight.astype(np.float64),
+                                          grad_y.astype(np.float64), padding=padding)
+    return x, grad_y, weight.shape, want_w, want_b
+
+
+@needs_grad_weight
+@settings(max_examples=100)
+@given(geometry=direct_geometries(), seed=st.integers(0, 2**31))
+def test_grad_weight_matches_reference(geometry, seed):
+    (n, c, h, w), (f, _, kh, kw), padding = geometry
+    x, grad_y, w_shape, want_w, want_b = grad_weight_case(np.random.default_rng(seed), n, c, h,
+                                                          w, f, kh, kw, padding)
+    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding)
+    assert got_w.shape == w_shape and got_w.dtype == np.float32 and got_b.shape == (f,)
+    np.testing.assert_allclose(got_w, want_w, **TOL[np.float32])
+    np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
+
+
+@needs_grad_weight
+@pytest.mark.parametrize("kernel,padding", [((5, 5), (2, 2)), ((3, 3), (1, 1)), ((7, 7), (3, 3)),
+                                            ((1, 1), (0, 0)), ((3, 5), (0, 4)), ((5, 3), (6, 1)),
+                                            ((9, 2), (1, 0))])
+@pytest.mark.parametrize("f", [1, 6, 32])
+@pytest.mark.parametrize("band_bytes", [1 << 20, 2048])
+def test_grad_weight_tiles_bands_and_tails(rng, monkeypatch, kernel, padding, f, band_bytes):
+    """Every channel-tile and kernel-row count (F = 1, 6, 32 by 4s; KH up to 9 by 5s), widths
+    that leave masked tails (13 x 21 pixels), paddings beyond the kernel, one or many bands."""
+    monkeypatch.setattr(_direct, "BAND_BYTES", band_bytes)
+    x, grad_y, w_shape, want_w, want_b = grad_weight_case(rng, 3, 5, 13, 21, f, *kernel, padding)
+    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding)
+    np.testing.assert_allclose(got_w, want_w, **TOL[np.float32])
+    np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
+
+
+@needs_grad_weight
+def test_grad_weight_threads_bit_identical(rng, monkeypatch):
+    monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    monkeypatch.setattr(_direct, "BAND_BYTES", 4096)
+    x, grad_y, w_shape, want_w, _ = grad_weight_case(rng, 11, 4, 12, 19, 9, 5, 5, 2)
+    before = cnnframe.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            cnnframe.set_num_threads(threads)
+            results.append(_direct.direct_conv2d_grad_weight(x, grad_y, w_shape, 2))
+    finally:
+        cnnframe.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+    np.testing.assert_allclose(results[0][0], want_w, **TOL[np.float32])
+
+
+@needs_grad_weight
+def test_grad_weight_empty_batch():
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    grad_w, grad_b = _direct.direct_conv2d_grad_weight(x, np.zeros((0, 4, 8, 8), np.float32),
+                                                       (4, 3, 3, 3), 1)
+    assert not grad_w.any() and grad_w.shape == (4, 3, 3, 3) and not grad_b.any()
