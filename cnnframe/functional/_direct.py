@@ -168,12 +168,7 @@ def direct_conv2d_grad_x(grad_y, weight, padding, out=None, plan=None):
                 "direct_conv2d_grad_x", "grad_x", (grad_y, weight))
 
 
-# Weight-gradient partitions: images are cut into this many fixed groups whose sums are
-# added in order, so the result does not depend on the thread count (as conv.PARTS).
-GRAD_WEIGHT_PARTS = 8
-
-
-def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding):
+def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding, parts):
     """(grad_weight, grad_bias) of y = conv2d(x, weight, stride=1, padding), computed directly.
 
     grad_weight[f, c, kh, kw] = sum over n, oh, ow of
@@ -188,6 +183,9 @@ def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding):
     weight_shape : (F, C, KH, KW)
     padding : int or (int, int)
         The forward padding; OH = H + 2*ph - KH + 1, likewise OW.
+    parts : int
+        The images are cut into this many fixed partitions whose sums are added in order,
+        so the result does not depend on the thread count (conv2d_backward passes its PARTS).
 
     Returns
     -------
@@ -204,11 +202,11 @@ def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding):
     oh, ow = grad_y.shape[2:]
     r = _band_rows(c, kh, kw, oh, ow, x.itemsize)
     threads = threads_for(n * f * oh * ow * c * kh * kw, n)
-    threads = min(threads, GRAD_WEIGHT_PARTS)
+    threads = min(threads, parts)
     buf = scratch("direct conv2d band", x.dtype, threads,
                   _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, 1))
-    grad_w = scratch("direct conv2d grad_weight", x.dtype, GRAD_WEIGHT_PARTS, f * c * kh * kw)
-    grad_b = scratch("conv2d grad_bias", x.dtype, GRAD_WEIGHT_PARTS, f)
+    grad_w = scratch("direct conv2d grad_weight", x.dtype, parts, f * c * kh * kw)
+    grad_b = scratch("conv2d grad_bias", x.dtype, parts, f)
     _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b, buf, kh, kw, ph, pw, r,
                                       threads)
     return grad_w.sum(axis=0).reshape(weight_shape), grad_b.sum(axis=0)

@@ -327,7 +327,8 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     grad_x = None
     if (_direct_grad_weight_applies(x.shape, weight.shape, stride, dilation, groups, x.dtype)
             and (winograd_x or direct_x or not need_grad_x)):
-        grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, weight.shape, padding)
+        grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, weight.shape, padding,
+                                                            PARTS)
     else:
         im2col_x = need_grad_x and not (winograd_x or direct_x)
         grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, stride, padding,

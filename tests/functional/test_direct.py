@@ -8,7 +8,7 @@ import cnnframe.reference as R
 from cnnframe.functional import _direct
 from cnnframe.functional._direct import (TILES, direct_applies, direct_conv2d, direct_conv2d_grad_x,
                                          direct_plan)
-from cnnframe.functional.conv import _transposed_kernel
+from cnnframe.functional.conv import PARTS, _transposed_kernel
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
@@ -233,7 +233,7 @@ def test_grad_weight_matches_reference(geometry, seed):
     (n, c, h, w), (f, _, kh, kw), padding = geometry
     x, grad_y, w_shape, want_w, want_b = grad_weight_case(np.random.default_rng(seed), n, c, h,
                                                           w, f, kh, kw, padding)
-    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding)
+    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding, PARTS)
     assert got_w.shape == w_shape and got_w.dtype == np.float32 and got_b.shape == (f,)
     np.testing.assert_allclose(got_w, want_w, **TOL[np.float32])
     np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
@@ -250,7 +250,7 @@ def test_grad_weight_tiles_bands_and_tails(rng, monkeypatch, kernel, padding, f,
     that leave masked tails (13 x 21 pixels), paddings beyond the kernel, one or many bands."""
     monkeypatch.setattr(_direct, "BAND_BYTES", band_bytes)
     x, grad_y, w_shape, want_w, want_b = grad_weight_case(rng, 3, 5, 13, 21, f, *kernel, padding)
-    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding)
+    got_w, got_b = _direct.direct_conv2d_grad_weight(x, grad_y, w_shape, padding, PARTS)
     np.testing.assert_allclose(got_w, want_w, **TOL[np.float32])
     np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
 
@@ -265,7 +265,7 @@ def test_grad_weight_threads_bit_identical(rng, monkeypatch):
         results = []
         for threads in (1, 2):
             cnnframe.set_num_threads(threads)
-            results.append(_direct.direct_conv2d_grad_weight(x, grad_y, w_shape, 2))
+            results.append(_direct.direct_conv2d_grad_weight(x, grad_y, w_shape, 2, PARTS))
     finally:
         cnnframe.set_num_threads(before)
     assert all(np.array_equal(a, b) for a, b in zip(*results))
@@ -276,5 +276,5 @@ def test_grad_weight_threads_bit_identical(rng, monkeypatch):
 def test_grad_weight_empty_batch():
     x = np.zeros((0, 3, 8, 8), np.float32)
     grad_w, grad_b = _direct.direct_conv2d_grad_weight(x, np.zeros((0, 4, 8, 8), np.float32),
-                                                       (4, 3, 3, 3), 1)
+                                                       (4, 3, 3, 3), 1, PARTS)
     assert not grad_w.any() and grad_w.shape == (4, 3, 3, 3) and not grad_b.any()
