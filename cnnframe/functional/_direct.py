@@ -221,21 +221,21 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
 
     For stride-1, undilated, ungrouped convs (the caller checks those), float32, on
-    CPUs with AVX-512; `winograd` says whether conv2d would take Winograd for it.  Measured against cnnframe.functional.conv2d at b073769
-    (im2col + GEMM; Winograd F(4x4)/F(2x2) for 3x3), float32, batch 64 unless noted,
-    2 threads, interleaved medians, ms direct / conv2d:
+    CPUs with AVX-512; `winograd` says whether conv2d would take Winograd for it.
+    Measured with benchmarks/bench_conv_algos.py (float32, 2 threads, batch 128 or as
+    many images as make ~2.5 GFLOP, interleaved medians, ms direct / best other):
+      3x3 Winograd takes (min(C, F) >= 16, even maps), forward | grad_x:
+        maps of 4x4 to 16x16, 16 to 256 channels: 0.37-0.94x | 0.35-1.08x, e.g.
+          32->64 16x16 4.5/6.3 | 4.9/5.2, 64->128 8x8 4.8/9.2 | 4.3/7.0  -> direct
+        28x28: C*F <= 16384 0.54-1.09x | 0.54-1.13x (64->64 11.2/12.1, 128->128
+          21.3/23.0), 128->256 1.00x | 1.00x, 256->256 1.13x | 1.10x   -> direct to 16384
+        32x32: C*F <= 2048 0.67-1.06x | 0.71-1.00x (32->32 12.7/16.8 | 10.7/11.6),
+          above 1.10-1.37x | 1.02-1.25x                               -> Winograd above
+      (An earlier machine of this kind, whose direct kernel ran at 0.7x and Winograd at
+      2x this one's speed, measured Winograd faster from 32 channels on 16x16 and most
+      layers with C*F > 4096 on 8x8; the rule follows the current machines.)
       3x3 Winograd does not take: 3->32 32x32 1.2/3.6, 3->128 32x32 5.7/8.0,
-        64->128 15x15 11.2/14.4, 64->128 14x14 9.7/12.6, 16->16 7x7 0.18/0.45 -> direct
-      3x3 Winograd takes:
-        F <= 16, 8x8 to 56x56: 0.44-0.78x (128->16 28x28 1.01x)         -> direct
-        8x8 (F(4x4)): 32->128 1.46/1.59, 64->64 1.49/1.81, 128->32 1.64/2.21 -> direct
-          while C*F <= 4096; 128->64 0.93x, 64->128 2.83/2.84, 128->128 1.03x
-        12x12: C*F <= 4096 0.31-0.93x (64->64 3.78/4.05, 32->128 3.63/5.61) -> direct;
-          128->64 1.11x, 64->128 6.54/5.15                           -> Winograd
-        16x16: 16->32 0.93x, 32->32 1.95/2.31                          -> direct;
-          64->32 0.99x, 32->64 1.13x, 64->128 11.7/7.95, 128->128 1.20x -> Winograd
-        28x28: 16->32 0.75x, 32->32 0.89x (not taken), 64->32 1.25x, 64->128 1.72x,
-          and 32x32 32->32 (F(2x2)) 9.7/5.7                          -> Winograd
+        64->128 15x15 11.2/14.4, 16->16 7x7 0.18/0.45                 -> direct
       5x5 and 7x7, 8x8 to 56x56, 3 to 64 channels in, 32 or 128 out: 0.29-0.75x
         (32->32 5x5 32x32 batch 128: 33 / 70 ms); 1x3, 3x1, 1x7, 7x1, 3x5: 0.63-0.75x
       1x1 on maps of 16..256 pixels: 0.29-0.86x (16->32 8x8 1.03x); on 5x5 1.02x, 32x32
@@ -257,8 +257,6 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
         return pixels <= 256 and pixels % 16 == 0
     if (kh, kw) != (3, 3):
         return True
-    if not winograd or f <= 16:
+    if not winograd or f <= 16 or pixels <= 256:
         return True
-    if pixels <= 144:
-        return c * f <= 4096
-    return pixels <= 256 and max(c, f) <= 32
+    return c * f <= (16384 if pixels <= 784 else 2048)

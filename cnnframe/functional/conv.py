@@ -53,12 +53,12 @@ def _geometry(x, weight, stride, padding, dilation, groups, fn):
 
 # 3x3 stride-1 convolutions with even output sizes, at least this many channels per
 # group (in and out) and output maps of at least this many pixels use Winograd
-# F(2x2, 3x3): 2.25x fewer multiplies than im2col + GEMM.  Measured (batch 128, 2
-# threads): 32->32 on 32x32 forward 23.2 -> 13.1 ms, 64->64 on 16x16 17.8 -> 11.9 ms;
-# thinner layers (an RGB input) leave its GEMMs too narrow, and on 8x8 maps the padded
-# border makes it slower (8.9 -> 9.6 ms).  The backward pass uses it for the input
-# gradient and the weight gradient: grad_weight of 32->32 on 32x32 29.8 -> 18.5 ms,
-# 64->64 on 16x16 18.3 -> 13.5 ms.
+# F(2x2, 3x3) in the forward pass: 2.25x fewer multiplies than im2col + GEMM.  Measured
+# (batch 128, 2 threads): 32->32 on 32x32 forward 23.2 -> 13.1 ms, 64->64 on 16x16
+# 17.8 -> 11.9 ms; thinner layers (an RGB input) leave its GEMMs too narrow.  Where the
+# direct kernel runs (float32, AVX-512) it takes most of these convs instead
+# (`direct_applies`); Winograd's forward is left the float64 convs, CPUs without
+# AVX-512 and wide layers on large maps.
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_PIXELS = 256
 # Tiles per Winograd block (small images side by side): enough rows for the GEMMs.
@@ -74,6 +74,20 @@ _G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6
                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 WINOGRAD43_TILES = 64
 WINOGRAD43_MIN_PIXELS = 64
+# The weight gradient has its own rule: Winograd is the fastest weight gradient for every
+# 3x3 layer wide enough for it, except very wide layers on small maps.  Measured (2
+# threads, float32, batch 128 or as many images as make ~2.5 GFLOP; ms F(2x2) / F(4x4) /
+# im2col + GEMM / direct, benchmarks/bench_conv_algos.py):
+#   8x8:   32->64 2.2/2.4/2.7/4.9, 64->128 6.2/7.1/7.4/20.6, 128->128 11.0/13.6/14.0/30.0
+#   16x16: 32->64 6.0/6.2/8.1/11.2, 64->64 9.7/9.9/14.7/31.0
+#   32x32: 32->32 26.9/21.5/40.7/42.6, 64->64 14.6/9.6/18.2/33.6 (33 images)
+#   wide on maps <= 16x16: 128->256 8x8 13.9/18.5/12.5, 256->256 16x16 26.0/41.5/21.5
+# so F(2x2) on maps up to 28x28 (F(4x4) takes 0.91-1.24x its time there), F(4x4) from
+# 32x32 up, and
+# im2col + GEMM for C*F >= 32768 on maps of up to 256 pixels.
+GRAD_WEIGHT_WINOGRAD_MIN_PIXELS = 16
+GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS = 1024
+GRAD_WEIGHT_IM2COL_MIN_PAIRS = 32768
 # Stride-1, undilated, ungrouped float32 convs go to the direct kernel (functional/_direct.py)
 # where `direct_applies` says it is faster: 5x5 32->32 on 32x32 forward 62 -> 32 ms, 3->32
 # 3x3 on 32x32 4.3 -> 2.0 ms (batch 128, 2 threads).  Tests switch it off to reach the others.
@@ -96,15 +110,25 @@ def _direct_grad_weight_applies(x_shape, weight_shape, stride, dilation, groups,
             and (c <= 4 or (kh * kw >= 25 and c * f <= 4096)))
 
 
-def _winograd_applies(weight, stride, dilation, groups, oh, ow):
-    """The Winograd tile for this conv: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3), 0 for none."""
+def _winograd_applies(weight, stride, dilation, groups, oh, ow, grad_weight=False):
+    """The Winograd tile for this conv: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3), 0 for none.
+
+    ``grad_weight=True`` asks for the weight gradient, which has its own measured rule.
+    """
     f, cg, kh, kw = weight.shape
     if not ((kh, kw) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
             and min(cg, f // groups) >= WINOGRAD_MIN_CHANNELS):
         return 0
-    if oh % 4 == 0 and ow % 4 == 0 and oh * ow >= WINOGRAD43_MIN_PIXELS:
+    pixels = oh * ow
+    if grad_weight:
+        if pixels <= 256 and cg * (f // groups) >= GRAD_WEIGHT_IM2COL_MIN_PAIRS:
+            return 0
+        min4, min2 = GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS, GRAD_WEIGHT_WINOGRAD_MIN_PIXELS
+    else:
+        min4, min2 = WINOGRAD43_MIN_PIXELS, WINOGRAD_MIN_PIXELS
+    if oh % 4 == 0 and ow % 4 == 0 and pixels >= min4:
         return 4
-    if oh % 2 == 0 and ow % 2 == 0 and oh * ow >= WINOGRAD_MIN_PIXELS:
+    if oh % 2 == 0 and ow % 2 == 0 and pixels >= min2:
         return 2
     return 0
 
@@ -303,34 +327,29 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     if grad_y.shape != (n, f, oh, ow):
         raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
-    # grad_x is conv2d of grad_y with the flipped, transposed kernel: Winograd does it
-    # when it applies, and then the weight gradient comes from Winograd too.
+    # grad_x is conv2d of grad_y with the flipped, transposed kernel and padding K - 1 - p:
+    # the direct kernel where it is faster, else Winograd where it applies, else im2col.
     tile_x = (_winograd_applies(weight, stride, dilation, groups, *x.shape[2:])
               if max(padding) <= 2 else 0)
-    tile_w = _winograd_applies(weight, stride, dilation, groups, oh, ow)
-    if tile_w and (tile_x or not need_grad_x):
-        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, weight.shape, padding, groups,
-                                                          tile=tile_w)
-        grad_x = None
-        if need_grad_x:
-            grad_x = _winograd_conv3x3(grad_y, _transposed_kernel(weight, groups),
-                                       np.empty(0, x.dtype), (2 - padding[0], 2 - padding[1]),
-                                       groups, out=out, fn="conv2d_backward", what="grad_x",
-                                       tile=tile_x)
-        return grad_x, grad_weight, grad_bias
-    winograd_x = bool(tile_x) and need_grad_x
-    # grad_x as a direct conv of grad_y with the transposed kernel, padding K - 1 - p
-    direct_x = (need_grad_x and not winograd_x and padding[0] < kh and padding[1] < kw
+    direct_x = (need_grad_x and padding[0] < kh and padding[1] < kw
                 and _direct_applies(grad_y.shape, _transposed_shape(weight.shape, groups),
                                     stride, (kh - 1 - padding[0], kw - 1 - padding[1]),
                                     dilation, groups, x.dtype, tile_x))
+    winograd_x = need_grad_x and not direct_x and bool(tile_x)
+    im2col_x = need_grad_x and not (direct_x or winograd_x)
+    # The weight gradient: Winograd or the direct kernel where measured faster, else
+    # im2col + GEMM, which with an im2col grad_x computes both from one column matrix.
+    tile_w = 0 if im2col_x else _winograd_applies(weight, stride, dilation, groups, oh, ow,
+                                                  grad_weight=True)
     grad_x = None
-    if (_direct_grad_weight_applies(x.shape, weight.shape, stride, dilation, groups, x.dtype)
-            and (winograd_x or direct_x or not need_grad_x)):
+    if tile_w:
+        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, weight.shape, padding, groups,
+                                                          tile=tile_w)
+    elif not im2col_x and _direct_grad_weight_applies(x.shape, weight.shape, stride, dilation,
+                                                      groups, x.dtype):
         grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, weight.shape, padding,
                                                             PARTS)
     else:
-        im2col_x = need_grad_x and not (winograd_x or direct_x)
         grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, stride, padding,
                                                           dilation, groups, (oh, ow), im2col_x,
                                                           out)

@@ -29,10 +29,13 @@ def algorithm(request, monkeypatch):
     if request.param == "direct":
         return request.param
     if request.param.startswith("winograd"):
+        f43 = 0 if request.param == "winograd" else 10**9
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
-        monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS",
-                            0 if request.param == "winograd" else 10**9)
+        monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", f43)
+        monkeypatch.setattr(conv_module, "GRAD_WEIGHT_WINOGRAD_MIN_PIXELS", 0)
+        monkeypatch.setattr(conv_module, "GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS", f43)
+        monkeypatch.setattr(conv_module, "GRAD_WEIGHT_IM2COL_MIN_PAIRS", 10**9)
     else:
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
     return request.param
@@ -226,40 +229,58 @@ def test_winograd_is_used_where_it_applies(monkeypatch):
 
 @pytest.mark.parametrize("need_grad_x", [True, False])
 def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_grad_x):
-    """Backward takes the Winograd weight gradient exactly where the forward takes Winograd."""
+    """The weight gradient's own rule: Winograd for 3x3 stride-1 convs with 16+ channels and
+    even outputs of 16+ pixels, F(4x4, 3x3) from 1024 pixels (multiples of 4), F(2x2, 3x3)
+    below; not for C*F >= 32768 on maps of up to 256 pixels, and not when grad_x goes
+    through im2col (which then computes both)."""
     calls = []
     real = conv_module._winograd_grad_weight3x3
     monkeypatch.setattr(conv_module, "_winograd_grad_weight3x3",
-                        lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+                        lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
     monkeypatch.setattr(conv_module, "DIRECT", False)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
     monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", 64)
+    monkeypatch.setattr(conv_module, "GRAD_WEIGHT_WINOGRAD_MIN_PIXELS", 16)
+    monkeypatch.setattr(conv_module, "GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS", 1024)
+    monkeypatch.setattr(conv_module, "GRAD_WEIGHT_IM2COL_MIN_PAIRS", 32768)
     rng = np.random.default_rng(5)
-    for x_hw, w_shape, kw, used in [((16, 16), (16, 16, 3, 3), dict(padding=1), True),
-                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), True),
-                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), False),
-                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), True),
-                                    ((4, 8), (16, 16, 3, 3), dict(padding=1), False),
-                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), False)]:
+    for x_hw, w_shape, kw, tile in [((16, 16), (16, 16, 3, 3), dict(padding=1), 2),
+                                    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), 2),
+                                    ((32, 32), (16, 16, 3, 3), dict(padding=1), 4),
+                                    ((32, 30), (16, 16, 3, 3), dict(padding=1), 2),  # 30 columns
+                                    ((17, 16), (16, 16, 3, 3), dict(padding=1), 0),
+                                    ((8, 8), (16, 16, 3, 3), dict(padding=1), 2),
+                                    # grad_x of a 4x8 map goes through im2col, which then
+                                    # computes grad_weight too
+                                    ((4, 8), (16, 16, 3, 3), dict(padding=1),
+                                     0 if need_grad_x else 2),
+                                    ((2, 2), (16, 16, 3, 3), dict(padding=1), 0),    # 4 pixels
+                                    ((16, 16), (16, 16, 5, 5), dict(padding=2), 0),
+                                    ((4, 4), (256, 128, 3, 3), dict(padding=1), 0),  # wide
+                                    ((4, 4), (128, 128, 3, 3), dict(padding=1),
+                                     0 if need_grad_x else 2)]:
         calls.clear()
-        x = rng.standard_normal((2, 16, *x_hw))
+        c = w_shape[1]
+        x = rng.standard_normal((2, c, *x_hw))
         w = rng.standard_normal(w_shape)
         y = F.conv2d(x, w, **kw)
         gy = rng.standard_normal(y.shape)
         got = F.conv2d_backward(x, w, gy, need_grad_x=need_grad_x, **kw)
         want = R.conv2d_backward(x, w, gy, **kw)
-        assert bool(calls) == used, (x_hw, w_shape, kw)
+        assert calls == ([tile] if tile else []), (x_hw, w_shape, kw)
         for name, a, b in zip(("grad_x", "grad_weight", "grad_bias"), got, want):
             if a is not None:
-                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=name)
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max(),
+                                           err_msg=name)
 
 
 @pytest.mark.skipif(conv_module.direct_applies((1, 32, 32, 32), (32, 32, 5, 5), 2, np.float32, False)
                     is False, reason="no AVX-512 direct kernels on this CPU (direct_applies is False)")
 def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
-    """Default dispatch: float32 stride-1 5x5 and thin 3x3 convs go direct, both forward and
-    for grad_x; wide 3x3 ones stay Winograd; float64 and strided convs never go direct."""
+    """Default dispatch: float32 stride-1 5x5 convs and 3x3 convs on small maps or with few
+    channels go direct, both forward and for grad_x; wide 3x3 ones on 32x32 maps stay
+    Winograd; float64 and strided convs never go direct."""
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
@@ -274,7 +295,9 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
     for x_shape, w_shape, kw, dtype, used in [
             ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float32, True),
             ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, True),
-            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, False),  # Winograd
+            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, True),
+            ((2, 64, 16, 16), (128, 64, 3, 3), dict(padding=1), np.float32, True),
+            ((2, 64, 32, 32), (64, 64, 3, 3), dict(padding=1), np.float32, False),  # Winograd
             ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float64, False),
             ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2, stride=2), np.float32, False)]:
         forward.clear()
@@ -293,8 +316,8 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
                     reason="no AVX-512 direct weight gradient on this CPU")
 def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
     """Default dispatch: the direct weight gradient for float32 stride-1 convs with few input
-    channels or 25+ taps, with or without grad_x; im2col for wide 3x3 and Winograd where it
-    applies; never for float64, strides or groups."""
+    channels or 25+ taps, with or without grad_x; Winograd for 3x3 where it applies and
+    im2col for very wide 3x3 on small maps; never for float64, strides or groups."""
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     calls = []
@@ -306,7 +329,8 @@ def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
             ((2, 32, 16, 16), (32, 32, 5, 5), dict(padding=2), np.float32, True),
             ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, True),
             ((2, 8, 20, 20), (16, 8, 7, 7), dict(padding=3), np.float32, True),
-            ((2, 64, 8, 8), (128, 64, 3, 3), dict(padding=1), np.float32, False),
+            ((2, 64, 8, 8), (128, 64, 3, 3), dict(padding=1), np.float32, False),  # Winograd
+            ((2, 128, 8, 8), (256, 128, 3, 3), dict(padding=1), np.float32, False),  # im2col
             ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, False),  # Winograd
             ((2, 32, 16, 16), (32, 32, 5, 5), dict(padding=2), np.float64, False),
             ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1, stride=2), np.float32, False),
