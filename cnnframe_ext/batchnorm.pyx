@@ -46,6 +46,29 @@ cdef extern from *:
     static inline __attribute__((always_inline)) bnk_v8d bnk_load_d(const double* p) {
         bnk_v8d v; memcpy(&v, p, sizeof v); return v;
     }
+    /* g where y > 0 else +0.0 (ReLU's gradient, fused into batch norm's backward), as
+       relu_grad writes it: the same values reach the sums bit for bit. */
+    typedef int bnk_v8i __attribute__((vector_size(32)));
+    typedef long long bnk_v8l __attribute__((vector_size(64)));
+    static inline __attribute__((always_inline)) bnk_v8d bnk_load_masked_f(const float* g,
+                                                                            const float* y) {
+        bnk_v8f gv, yv; bnk_v8i gi;
+        memcpy(&gv, g, sizeof gv); memcpy(&yv, y, sizeof yv);
+        memcpy(&gi, &gv, sizeof gi);
+        gi &= (yv > 0.0f);
+        memcpy(&gv, &gi, sizeof gv);
+        return __builtin_convertvector(gv, bnk_v8d);
+    }
+    static inline __attribute__((always_inline)) bnk_v8d bnk_load_masked_d(const double* g,
+                                                                            const double* y) {
+        bnk_v8d gv, yv; bnk_v8l gi;
+        memcpy(&gv, g, sizeof gv); memcpy(&yv, y, sizeof yv);
+        memcpy(&gi, &gv, sizeof gi);
+        gi &= (yv > 0.0);
+        memcpy(&gv, &gi, sizeof gv);
+        return gv;
+    }
+    #define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
     #define BNK_HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
     /* OUT = the sum over k_ in [0, L) of one row's terms: VEXPR is the vector of terms
@@ -108,54 +131,85 @@ cdef extern from *:
                         ((double) p[k_] - mu) * ((double) p[k_] - mu), m2[r]);                \
         }                                                                                     \
     }                                                                                         \
-    /* y = (x - mean[c]) * scale[c] + shift[c]; mean and shift may be NULL (zeros) */         \
+    /* y = (x - mean[c]) * scale[c] + shift[c]; mean and shift may be NULL (zeros).       */ \
+    /* relu: y = max(that, 0) (batch norm fused with the ReLU after it); mask: x is taken  */ \
+    /* as 0 where mask <= 0 (the fused ReLU's gradient, eval-mode backward).               */ \
     BNK_CLONES                                                                                \
     static void bnk_affine_##SUF(const T* restrict x, Py_ssize_t rows, Py_ssize_t L,          \
                                  Py_ssize_t C, Py_ssize_t q0, const double* mean,             \
                                  const double* scale, const double* shift,                    \
-                                 T* restrict y) {                                             \
+                                 const T* restrict mask, int relu, T* restrict y) {           \
         Py_ssize_t c = q0 % C;                                                                \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
             const T* restrict p = x + r * L;                                                  \
             T* restrict o = y + r * L;                                                        \
             const T m = mean ? (T) mean[c] : (T) 0, s = (T) scale[c];                         \
             const T b = shift ? (T) shift[c] : (T) 0;                                         \
-            _Pragma("omp simd")                                                               \
-            for (Py_ssize_t i = 0; i < L; i++) o[i] = (p[i] - m) * s + b;                     \
+            if (mask) {                                                                       \
+                const T* restrict k = mask + r * L;                                           \
+                _Pragma("omp simd")                                                           \
+                for (Py_ssize_t i = 0; i < L; i++) o[i] = (BNK_MASKED(p, k, i) - m) * s + b;   \
+            } else if (relu) {                                                                \
+                _Pragma("omp simd")                                                           \
+                for (Py_ssize_t i = 0; i < L; i++) {                                          \
+                    const T v = (p[i] - m) * s + b;                                           \
+                    o[i] = v <= (T) 0 ? (T) 0 : v;                                            \
+                }                                                                             \
+            } else {                                                                          \
+                _Pragma("omp simd")                                                           \
+                for (Py_ssize_t i = 0; i < L; i++) o[i] = (p[i] - m) * s + b;                 \
+            }                                                                                 \
             if (++c == C) c = 0;                                                              \
         }                                                                                     \
     }                                                                                         \
-    /* part_g[r] = sum of g over row r; part_gd[r] = sum of g * (x - mean[c]) */              \
+    /* part_g[r] = sum of g over row r; part_gd[r] = sum of g * (x - mean[c]); with a     */ \
+    /* mask, g is taken as 0 where mask <= 0 (the fused ReLU's gradient)                   */ \
     BNK_CLONES                                                                                \
     static void bnk_grad_sums_##SUF(const T* restrict g, const T* restrict x,                 \
-                                    Py_ssize_t rows, Py_ssize_t L, Py_ssize_t C,              \
-                                    Py_ssize_t q0, const double* restrict mean,               \
+                                    const T* restrict mask, Py_ssize_t rows, Py_ssize_t L,    \
+                                    Py_ssize_t C, Py_ssize_t q0, const double* restrict mean, \
                                     double* restrict part_g, double* restrict part_gd) {      \
         Py_ssize_t c = q0 % C;                                                                \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
             const T* restrict gp = g + r * L;                                                 \
             const T* restrict xp = x + r * L;                                                 \
             const double m = mean[c];                                                         \
-            BNK_ROW_SUM2(L, bnk_load_##SUF(gp + k_), (double) gp[k_], part_g[r],               \
-                         bnk_load_##SUF(gp + k_) * (bnk_load_##SUF(xp + k_) - m),             \
-                         (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);                \
+            if (mask) {                                                                       \
+                const T* restrict kp = mask + r * L;                                          \
+                BNK_ROW_SUM2(L, bnk_load_masked_##SUF(gp + k_, kp + k_),                      \
+                             (double) BNK_MASKED(gp, kp, k_), part_g[r],                      \
+                             bnk_load_masked_##SUF(gp + k_, kp + k_) * (bnk_load_##SUF(xp + k_) - m), \
+                             (double) BNK_MASKED(gp, kp, k_) * ((double) xp[k_] - m), part_gd[r]); \
+            } else {                                                                          \
+                BNK_ROW_SUM2(L, bnk_load_##SUF(gp + k_), (double) gp[k_], part_g[r],           \
+                             bnk_load_##SUF(gp + k_) * (bnk_load_##SUF(xp + k_) - m),         \
+                             (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);            \
+            }                                                                                 \
             if (++c == C) c = 0;                                                              \
         }                                                                                     \
     }                                                                                         \
-    /* gx = g * a[c] + ((x - mean[c]) * k1[c] + k0[c]) */                                     \
+    /* gx = g * a[c] + ((x - mean[c]) * k1[c] + k0[c]); g masked as in bnk_grad_sums */      \
     BNK_CLONES                                                                                \
-    static void bnk_grad_x_##SUF(const T* restrict g, const T* restrict x, Py_ssize_t rows,   \
-                                 Py_ssize_t L, Py_ssize_t C, Py_ssize_t q0,                   \
-                                 const double* mean, const double* a, const double* k1,       \
-                                 const double* k0, T* restrict gx) {                          \
+    static void bnk_grad_x_##SUF(const T* restrict g, const T* restrict x,                    \
+                                 const T* restrict mask, Py_ssize_t rows, Py_ssize_t L,       \
+                                 Py_ssize_t C, Py_ssize_t q0, const double* mean,             \
+                                 const double* a, const double* k1, const double* k0,         \
+                                 T* restrict gx) {                                            \
         Py_ssize_t c = q0 % C;                                                                \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
             const T* restrict gp = g + r * L;                                                 \
             const T* restrict xp = x + r * L;                                                 \
             T* restrict o = gx + r * L;                                                       \
             const T m = (T) mean[c], av = (T) a[c], k1v = (T) k1[c], k0v = (T) k0[c];         \
-            _Pragma("omp simd")                                                               \
-            for (Py_ssize_t i = 0; i < L; i++) o[i] = gp[i] * av + ((xp[i] - m) * k1v + k0v); \
+            if (mask) {                                                                       \
+                const T* restrict kp = mask + r * L;                                          \
+                _Pragma("omp simd")                                                           \
+                for (Py_ssize_t i = 0; i < L; i++)                                            \
+                    o[i] = BNK_MASKED(gp, kp, i) * av + ((xp[i] - m) * k1v + k0v);            \
+            } else {                                                                          \
+                _Pragma("omp simd")                                                           \
+                for (Py_ssize_t i = 0; i < L; i++) o[i] = gp[i] * av + ((xp[i] - m) * k1v + k0v); \
+            }                                                                                 \
             if (++c == C) c = 0;                                                              \
         }                                                                                     \
     }                                                                                         \
@@ -181,19 +235,20 @@ cdef extern from *:
     void bnk_row_stats_f(const float*, Py_ssize_t, Py_ssize_t, double*, double*) noexcept nogil
     void bnk_row_stats_d(const double*, Py_ssize_t, Py_ssize_t, double*, double*) noexcept nogil
     void bnk_affine_f(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
-                      const double*, const double*, float*) noexcept nogil
+                      const double*, const double*, const float*, int, float*) noexcept nogil
     void bnk_affine_d(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                      const double*, const double*, const double*, double*) noexcept nogil
-    void bnk_grad_sums_f(const float*, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                         Py_ssize_t, const double*, double*, double*) noexcept nogil
-    void bnk_grad_sums_d(const double*, const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                         Py_ssize_t, const double*, double*, double*) noexcept nogil
-    void bnk_grad_x_f(const float*, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                      const double*, const double*, const double*, const double*,
-                      float*) noexcept nogil
-    void bnk_grad_x_d(const double*, const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                      Py_ssize_t, const double*, const double*, const double*, const double*,
+                      const double*, const double*, const double*, const double*, int,
                       double*) noexcept nogil
+    void bnk_grad_sums_f(const float*, const float*, const float*, Py_ssize_t, Py_ssize_t,
+                         Py_ssize_t, Py_ssize_t, const double*, double*, double*) noexcept nogil
+    void bnk_grad_sums_d(const double*, const double*, const double*, Py_ssize_t, Py_ssize_t,
+                         Py_ssize_t, Py_ssize_t, const double*, double*, double*) noexcept nogil
+    void bnk_grad_x_f(const float*, const float*, const float*, Py_ssize_t, Py_ssize_t,
+                      Py_ssize_t, Py_ssize_t, const double*, const double*, const double*,
+                      const double*, float*) noexcept nogil
+    void bnk_grad_x_d(const double*, const double*, const double*, Py_ssize_t, Py_ssize_t,
+                      Py_ssize_t, Py_ssize_t, const double*, const double*, const double*,
+                      const double*, double*) noexcept nogil
     void bnk_relu_f(const float*, Py_ssize_t, float*) noexcept nogil
     void bnk_relu_d(const double*, Py_ssize_t, double*) noexcept nogil
     void bnk_relu_grad_f(const float*, const float*, Py_ssize_t, float*) noexcept nogil
@@ -220,8 +275,9 @@ def batch_norm_train_forward(const floating[:, :, ::1] x,   # IN  (N, C, L), N*L
                              double[::1] invstd,            # OUT (C,) 1 / sqrt(var + eps)
                              double[:, ::1] part,           # scratch (2, N*C)
                              double[:, ::1] stats,          # scratch (num_threads, 3*C)
-                             int num_threads):
-    """Batch statistics per channel and y = (x - mean) * weight * invstd + bias.
+                             bint relu, int num_threads):
+    """Batch statistics per channel and y = (x - mean) * weight * invstd + bias
+    (y = max(that, 0) with relu: batch norm fused with the ReLU after it).
 
     One pass computes each row's mean and squared deviations (the row is re-read
     from cache); after a barrier every thread merges the rows of all channels
@@ -277,10 +333,10 @@ def batch_norm_train_forward(const floating[:, :, ::1] x,   # IN  (N, C, L), N*L
             q0 = b * R
             if floating is float:
                 bnk_affine_f(xp + q0 * L, min(R, rows - q0), L, C, q0, own, own + 2 * C,
-                             bp, yp + q0 * L)
+                             bp, NULL, relu, yp + q0 * L)
             else:
                 bnk_affine_d(xp + q0 * L, min(R, rows - q0), L, C, q0, own, own + 2 * C,
-                             bp, yp + q0 * L)
+                             bp, NULL, relu, yp + q0 * L)
 
 
 def batch_norm_affine(const floating[:, :, ::1] x,   # IN  (N, C, L)
@@ -288,8 +344,8 @@ def batch_norm_affine(const floating[:, :, ::1] x,   # IN  (N, C, L)
                       const double[::1] scale,       # IN  (C,)
                       const double[::1] shift,       # IN  (C,)
                       floating[:, :, ::1] y,         # OUT (N, C, L), not overlapping x
-                      int num_threads):
-    """y = (x - mean) * scale + shift per channel (eval-mode batch norm)."""
+                      bint relu, int num_threads):
+    """y = (x - mean) * scale + shift per channel (eval-mode batch norm); max(y, 0) with relu."""
     cdef Py_ssize_t L = x.shape[2], C = x.shape[1], rows = x.shape[0] * C
     cdef Py_ssize_t R = rows_per_block(L), blocks = (rows + R - 1) // R, b, q0
     cdef const floating* xp = &x[0, 0, 0]
@@ -300,13 +356,16 @@ def batch_norm_affine(const floating[:, :, ::1] x,   # IN  (N, C, L)
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         q0 = b * R
         if floating is float:
-            bnk_affine_f(xp + q0 * L, min(R, rows - q0), L, C, q0, mp, sp, hp, yp + q0 * L)
+            bnk_affine_f(xp + q0 * L, min(R, rows - q0), L, C, q0, mp, sp, hp, NULL, relu,
+                         yp + q0 * L)
         else:
-            bnk_affine_d(xp + q0 * L, min(R, rows - q0), L, C, q0, mp, sp, hp, yp + q0 * L)
+            bnk_affine_d(xp + q0 * L, min(R, rows - q0), L, C, q0, mp, sp, hp, NULL, relu,
+                         yp + q0 * L)
 
 
 def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
                         const floating[:, :, ::1] x,       # IN  (N, C, L) forward input
+                        const floating[:, :, ::1] relu_y,  # IN  (N, C, L) fused ReLU's output, or empty
                         const double[::1] weight,          # IN  (C,)
                         const double[::1] mean,            # IN  (C,) batch or running mean
                         const double[::1] invstd,          # IN  (C,) 1 / sqrt(var + eps)
@@ -323,13 +382,16 @@ def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
     grad_x = a * (g - grad_bias / m - xhat * grad_weight / m), m = N*L, computed as
     g * a + (x - mean) * k1 + k0; in eval (constants) grad_x = g * a.  Between the
     passes every thread adds up the per-row sums of all channels (in order n = 0,
-    1, ...) into its own copy of the constants.
+    1, ...) into its own copy of the constants.  With a non-empty relu_y (batch norm fused
+    with the ReLU after it), grad_y is the gradient of relu_y and g is grad_y where
+    relu_y > 0, else 0.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2], rows = N * C, c, n
     cdef Py_ssize_t R = rows_per_block(L), blocks = (rows + R - 1) // R, b, q0
     cdef double m = <double> N * L
     cdef const floating* gp = &grad_y[0, 0, 0]
     cdef const floating* xp = &x[0, 0, 0]
+    cdef const floating* kp = &relu_y[0, 0, 0] if relu_y.shape[0] > 0 else NULL
     cdef floating* gxp = &grad_x[0, 0, 0] if input_grad else NULL
     cdef const double* mp = &mean[0]
     cdef double* row_g = &part[0, 0]
@@ -345,11 +407,11 @@ def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
         for b in prange(blocks, schedule="static"):
             q0 = b * R
             if floating is float:
-                bnk_grad_sums_f(gp + q0 * L, xp + q0 * L, min(R, rows - q0), L, C, q0, mp,
-                                row_g + q0, row_gd + q0)
+                bnk_grad_sums_f(gp + q0 * L, xp + q0 * L, kp + q0 * L if kp else NULL,
+                                min(R, rows - q0), L, C, q0, mp, row_g + q0, row_gd + q0)
             else:
-                bnk_grad_sums_d(gp + q0 * L, xp + q0 * L, min(R, rows - q0), L, C, q0, mp,
-                                row_g + q0, row_gd + q0)
+                bnk_grad_sums_d(gp + q0 * L, xp + q0 * L, kp + q0 * L if kp else NULL,
+                                min(R, rows - q0), L, C, q0, mp, row_g + q0, row_gd + q0)
         bnk_barrier()
         tid = threadid()
         own = &coef[tid, 0]  # this thread's grad_bias | sum g*(x - mean) | a | k1 | k0
@@ -372,18 +434,20 @@ def batch_norm_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
                 q0 = b * R
                 if training:
                     if floating is float:
-                        bnk_grad_x_f(gp + q0 * L, xp + q0 * L, min(R, rows - q0), L, C, q0, mp,
-                                     own + 2 * C, own + 3 * C, own + 4 * C, gxp + q0 * L)
+                        bnk_grad_x_f(gp + q0 * L, xp + q0 * L, kp + q0 * L if kp else NULL,
+                                     min(R, rows - q0), L, C, q0, mp, own + 2 * C, own + 3 * C,
+                                     own + 4 * C, gxp + q0 * L)
                     else:
-                        bnk_grad_x_d(gp + q0 * L, xp + q0 * L, min(R, rows - q0), L, C, q0, mp,
-                                     own + 2 * C, own + 3 * C, own + 4 * C, gxp + q0 * L)
+                        bnk_grad_x_d(gp + q0 * L, xp + q0 * L, kp + q0 * L if kp else NULL,
+                                     min(R, rows - q0), L, C, q0, mp, own + 2 * C, own + 3 * C,
+                                     own + 4 * C, gxp + q0 * L)
                 else:  # constants: grad_x = (g - 0) * a + 0, x is not read again
                     if floating is float:
                         bnk_affine_f(gp + q0 * L, min(R, rows - q0), L, C, q0, NULL, own + 2 * C,
-                                     NULL, gxp + q0 * L)
+                                     NULL, kp + q0 * L if kp else NULL, 0, gxp + q0 * L)
                     else:
                         bnk_affine_d(gp + q0 * L, min(R, rows - q0), L, C, q0, NULL, own + 2 * C,
-                                     NULL, gxp + q0 * L)
+                                     NULL, kp + q0 * L if kp else NULL, 0, gxp + q0 * L)
 
 
 def relu_forward(const floating[::1] x,   # IN  (n,)

@@ -71,12 +71,20 @@ def _number(value, name, fn, low, high=math.inf, low_open=False):
     return value
 
 
+def _flag(value, name, fn):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
-                     running_var=None, momentum=0.1, out=None):
+                     running_var=None, momentum=0.1, relu=False, out=None):
     """Batch normalisation with the batch statistics, as in training.
 
     y = (x - mean) / sqrt(var + eps) * weight + bias, with mean and the biased
-    variance var of each channel over the N and spatial axes.
+    variance var of each channel over the N and spatial axes; with relu=True,
+    max(y, 0) in the same pass (bit for bit relu(batch_norm_train(x)), one pass over
+    memory fewer).
 
     Parameters
     ----------
@@ -90,6 +98,8 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
         + momentum * batch statistic, with the unbiased variance var * m / (m - 1),
         m = N * prod(*), as PyTorch.
     momentum : float in [0, 1]
+    relu : bool
+        Apply ReLU to the output (give the output to `batch_norm_backward` as relu_y).
     out : ndarray, optional
         C-contiguous array of x's shape and dtype to write y into.
 
@@ -112,6 +122,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
     bias = _per_channel(bias, "bias", c, fn, dtype, default=0.0)
     eps = _number(eps, "eps", fn, 0.0, low_open=True)
     momentum = _number(momentum, "momentum", fn, 0.0, 1.0)
+    relu = _flag(relu, "relu", fn)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{fn}: give both running_mean and running_var, or neither")
     for name, r in (("running_mean", running_mean), ("running_var", running_var)):
@@ -129,7 +140,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
     _kernels.batch_norm_train_forward(
         x.reshape(n, c, length), weight, bias, eps, y.reshape(n, c, length), mean, var, invstd,
         scratch("batch_norm_rows", np.float64, 2, n * c),
-        scratch("batch_norm_channels", np.float64, threads, 3 * c), threads)
+        scratch("batch_norm_channels", np.float64, threads, 3 * c), relu, threads)
     if running_mean is not None:
         # in float64, rounded once into the arrays' dtype
         running_mean[...] = (1.0 - momentum) * running_mean.astype(np.float64) + momentum * mean
@@ -138,10 +149,12 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
     return y, mean, invstd
 
 
-def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, out=None):
+def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, relu=False,
+                    out=None):
     """Batch normalisation with fixed statistics, as in evaluation.
 
-    y = (x - running_mean) * weight / sqrt(running_var + eps) + bias.
+    y = (x - running_mean) * weight / sqrt(running_var + eps) + bias; with relu=True,
+    max(y, 0) in the same pass.
 
     Parameters
     ----------
@@ -149,6 +162,8 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, out
     weight, bias : ndarray, shape (C,), x's dtype, or None (1 and 0)
     running_mean, running_var : ndarray, shape (C,), x's dtype
     eps : float > 0
+    relu : bool
+        Apply ReLU to the output.
     out : ndarray, optional
         C-contiguous array of x's shape and dtype to write y into.
 
@@ -166,15 +181,16 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, out
     mean = _per_channel(running_mean, "running_mean", c, fn, dtype)
     var = _per_channel(running_var, "running_var", c, fn, dtype)
     eps = _number(eps, "eps", fn, 0.0, low_open=True)
+    relu = _flag(relu, "relu", fn)
     y = output_array(x.shape, dtype, fn, out=out, inputs=(x,))
     if y.size:
         _kernels.batch_norm_affine(x.reshape(n, c, length), mean, weight / np.sqrt(var + eps),
-                                   bias, y.reshape(n, c, length), threads_for(x.size, n * c))
+                                   bias, y.reshape(n, c, length), relu, threads_for(x.size, n * c))
     return y
 
 
 def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_grad_x=True, *,
-                        out=None):
+                        relu_y=None, out=None):
     """Gradients of batch normalisation with respect to x, weight and bias.
 
     With xhat = (x - mean) * invstd and m = N * prod(*) values per channel:
@@ -196,6 +212,10 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
         Whether the forward call used the batch statistics.
     need_grad_x : bool
         False skips grad_x and returns None for it.
+    relu_y : ndarray, x's shape and dtype, optional
+        The output of a forward call with relu=True.  grad_y is then the gradient of
+        that output, and ReLU's gradient (grad_y where relu_y > 0, else 0) is taken in
+        the same passes: bit for bit batch_norm_backward(relu_backward(grad_y, relu_y), ...).
     out : ndarray, optional
         C-contiguous array of x's shape and dtype to write grad_x into.
 
@@ -216,16 +236,25 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
     if grad_y.shape != x.shape:
         raise ValueError(f"{fn}: grad_y must have x's shape {x.shape}, got {grad_y.shape}")
     grad_y = contiguous(grad_y)
+    if relu_y is not None:
+        relu_y = _float_ndarray(relu_y, "relu_y", fn)
+        if relu_y.dtype.newbyteorder("=") != x.dtype or relu_y.shape != x.shape:
+            raise ValueError(f"{fn}: relu_y must have x's shape {x.shape} and dtype {x.dtype}, "
+                             f"got {relu_y.shape} {relu_y.dtype}")
+        relu_y = contiguous(relu_y)
     weight = _per_channel(weight, "weight", c, fn, x.dtype, default=1.0)
     mean = _per_channel(mean, "mean", c, fn)
     invstd = _per_channel(invstd, "invstd", c, fn)
-    grad_x = (output_array(x.shape, x.dtype, fn, "grad_x", out=out, inputs=(x, grad_y))
+    grad_x = (output_array(x.shape, x.dtype, fn, "grad_x", out=out,
+                           inputs=(x, grad_y) if relu_y is None else (x, grad_y, relu_y))
               if need_grad_x else None)
     grad_weight, grad_bias = np.zeros(c), np.zeros(c)
     if x.size:
         threads = threads_for(_BACKWARD_WORK * x.size, n * c)
         _kernels.batch_norm_backward(
-            grad_y.reshape(n, c, length), x.reshape(n, c, length), weight, mean, invstd,
+            grad_y.reshape(n, c, length), x.reshape(n, c, length),
+            (np.empty((0, 0, 0), x.dtype) if relu_y is None else relu_y.reshape(n, c, length)),
+            weight, mean, invstd,
             grad_weight, grad_bias,
             (grad_x.reshape(n, c, length) if need_grad_x else np.empty((0, 0, 0), x.dtype)),
             scratch("batch_norm_rows", np.float64, 2, n * c),

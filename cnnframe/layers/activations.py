@@ -19,15 +19,26 @@ class _Elementwise(Layer):
 class ReLU(_Elementwise):
     """Rectified linear unit, max(x, 0).
 
+    Inside a Model, a ReLU that is the only consumer of a batch norm is fused into it
+    (the Model sets ``fused``): the batch norm applies max(., 0) and ReLU's gradient
+    itself, and this layer passes its input and grad_y through unchanged.
+
     Input shape: any.  Output shape: same as input.
     """
 
     def __init__(self):
         super().__init__()
         self._y = None
+        self.fused = False
+
+    @property
+    def aliases(self):  # fused: returns its input and grad_y themselves
+        return self.fused
 
     def forward(self, x, training=True):
         self._check_input(x)
+        if self.fused:
+            return x
         y = self._buffer("y", x.shape, x.dtype)
         if np.may_share_memory(y, x):  # fed its own output: keep x intact
             y = np.empty(x.shape, x.dtype)
@@ -36,6 +47,8 @@ class ReLU(_Elementwise):
         return self._y
 
     def backward(self, grad_y):
+        if self.fused:
+            return grad_y
         gx = self._buffer("gx", grad_y.shape, grad_y.dtype)
         if np.may_share_memory(gx, grad_y) or np.may_share_memory(gx, self._y):
             gx = np.empty(grad_y.shape, grad_y.dtype)

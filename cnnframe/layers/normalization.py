@@ -27,6 +27,9 @@ class _BatchNorm(Layer):
         self.add_buffer("running_mean", np.zeros(c))
         self.add_buffer("running_var", np.ones(c))
         self._cache = None
+        # Set by a Model when a ReLU is this layer's only consumer: forward returns
+        # max(y, 0) and backward takes grad_y as that output's gradient.
+        self.fused_relu = False
 
     def reset_parameters(self, seed=None):
         self.params["weight"].fill(1)
@@ -63,22 +66,23 @@ class _BatchNorm(Layer):
                                  f"channel to compute a variance, got input shape {x.shape}")
             y, mean, invstd = F.batch_norm_train(x, w, b, self.eps, running_mean=rm,
                                                  running_var=rv, momentum=self.momentum,
-                                                 out=out)
+                                                 relu=self.fused_relu, out=out)
         else:
-            y = F.batch_norm_eval(x, w, b, rm, rv, self.eps, out=out)
+            y = F.batch_norm_eval(x, w, b, rm, rv, self.eps, relu=self.fused_relu, out=out)
             # the running statistics as used now (a later training step changes them)
             mean = rm.astype(np.float64)
             invstd = 1.0 / np.sqrt(rv.astype(np.float64) + self.eps)
-        self._cache = (x, mean, invstd, training)
+        self._cache = (x, mean, invstd, training, y if self.fused_relu else None)
         return y
 
     def backward(self, grad_y):
         if self._cache is None:
             raise RuntimeError(f"{self.type_name}: backward called before forward")
-        x, mean, invstd, training = self._cache
+        x, mean, invstd, training, relu_y = self._cache
         out = self._output_buffer("gx", x, grad_y) if self.needs_input_grad else None
         gx, gw, gb = F.batch_norm_backward(grad_y, x, self.params["weight"], mean, invstd,
-                                           training, self.needs_input_grad, out=out)
+                                           training, self.needs_input_grad, relu_y=relu_y,
+                                           out=out)
         np.copyto(self.grads["bias"], gb)
         np.copyto(self.grads["weight"], gw)
         return gx

@@ -196,6 +196,56 @@ def test_results_do_not_depend_on_the_thread_count(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["contiguous", "strided"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_fused_with_relu_is_bit_identical_to_the_two_ops(rng, shape, dtype, kind,
+                                                                      training):
+    """relu=True / relu_y: the same numbers as batch norm followed by relu and relu_backward
+    followed by batch norm's backward, bit for bit (a fused model trains identically)."""
+    c = shape[1]
+    x = layout(channel_data(rng, shape, dtype, offset=0.5), kind)  # about half the outputs < 0
+    w, b = params(rng, c, dtype)
+    g = layout(rng.standard_normal(shape).astype(dtype), kind)
+    if training:
+        y, mean, invstd = F.batch_norm_train(x, w, b)
+        z, mean_z, invstd_z = F.batch_norm_train(x, w, b, relu=True)
+        np.testing.assert_array_equal(mean_z, mean)
+        np.testing.assert_array_equal(invstd_z, invstd)
+    else:
+        rm, rv = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+        y = F.batch_norm_eval(x, w, b, rm, rv)
+        z = F.batch_norm_eval(x, w, b, rm, rv, relu=True)
+        mean, invstd = rm.astype(np.float64), 1 / np.sqrt(rv.astype(np.float64) + 1e-5)
+    np.testing.assert_array_equal(z, F.relu(y))
+    assert 0 < np.count_nonzero(z) < z.size or z.size < 8
+    want = F.batch_norm_backward(F.relu_backward(g, z), x, w, mean, invstd, training)
+    got = F.batch_norm_backward(g, x, w, mean, invstd, training, relu_y=z)
+    for a, e in zip(got, want):
+        np.testing.assert_array_equal(a, e)
+    _, gw, gb = F.batch_norm_backward(g, x, w, mean, invstd, training, False, relu_y=z)
+    np.testing.assert_array_equal(gw, want[1])
+    np.testing.assert_array_equal(gb, want[2])
+
+
+def test_batch_norm_fused_relu_rejects_bad_arguments():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(TypeError, match="batch_norm_train: relu must be True or False, got 1"):
+        F.batch_norm_train(x, relu=1)
+    with pytest.raises(TypeError, match="batch_norm_eval: relu must be True or False"):
+        F.batch_norm_eval(x, None, None, np.zeros(3, np.float32), np.ones(3, np.float32),
+                          relu="no")
+    with pytest.raises(ValueError, match=r"relu_y must have x's shape \(2, 3, 4, 4\) and dtype "
+                                         r"float32, got \(2, 3, 4\) float32"):
+        F.batch_norm_backward(x, x, None, np.zeros(3), np.ones(3), relu_y=x[..., 0])
+    with pytest.raises(ValueError, match="relu_y must have x's shape"):
+        F.batch_norm_backward(x, x, None, np.zeros(3), np.ones(3), relu_y=x.astype(np.float64))
+    z = np.ones_like(x)
+    with pytest.raises(ValueError, match="must not overlap the inputs"):  # only relu_y
+        F.batch_norm_backward(x, x.copy(), None, np.zeros(3), np.ones(3), relu_y=z, out=z)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["contiguous", "strided", "fortran"])
 @pytest.mark.parametrize("shape", [(3, 4, 5, 6), (7,), (2, 40000), ()])
 def test_relu_matches_reference(rng, shape, dtype, kind):
