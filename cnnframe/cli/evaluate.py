@@ -20,6 +20,9 @@ def add_parser(subparsers):
                    "config.toml next to the model)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average each image's logits with its mirror "
+                   "image's (for classes that do not change under left-right flips)")
     p.add_argument("--out", metavar="DIR",
                    help="where to write confusion_matrix.png (default: the model's folder)")
     p.add_argument("--threads", type=int, metavar="N", default=argparse.SUPPRESS,
@@ -28,25 +31,25 @@ def add_parser(subparsers):
     return p
 
 
-def _config(args, run_dir):
+def _config(model, config, data, run_dir):
     from cnnframe.train import load_config, validate_config
     from cnnframe.train.runs import CONFIG_FILE
-    path = Path(args.config) if args.config else (Path(run_dir) / CONFIG_FILE if run_dir else None)
+    path = Path(config) if config else (Path(run_dir) / CONFIG_FILE if run_dir else None)
     if path is not None and path.is_file():
         cfg = load_config(path)
-    elif args.config:
-        raise FileNotFoundError(f"config {args.config} does not exist")
+    elif config:
+        raise FileNotFoundError(f"config {config} does not exist")
     else:
-        if not args.data:
-            raise ValueError(f"no config.toml next to {args.model}: name the dataset with --data "
+        if not data:
+            raise ValueError(f"no config.toml next to {model}: name the dataset with --data "
                              "(and --config for its options and normalisation)")
-        cfg = validate_config({"model": {}, "data": {"dataset": args.data},
+        cfg = validate_config({"model": {}, "data": {"dataset": data},
                                "optimizer": {"type": "sgd"}, "epochs": 1, "batch_size": 1})
     cfg = copy.deepcopy(cfg)
-    if args.data:
-        if args.data != cfg["data"]["dataset"]:
+    if data:
+        if data != cfg["data"]["dataset"]:
             cfg["data"]["options"] = {}
-        cfg["data"]["dataset"] = args.data
+        cfg["data"]["dataset"] = data
     cfg["data"]["validation"] = "test"
     return cfg
 
@@ -68,33 +71,51 @@ def format_table(classes, cm):
     return "\n".join(lines)
 
 
-def run(args):
+def evaluate_model(model, data_dir=None, split="test", tta=False, batch_size=256, config=None,
+                   data=None):
+    """Evaluate a trained model (a run folder or model file) on a dataset split.
+
+    Returns
+    -------
+    (res, classes, model_path, cfg)
+        ``res`` from `Trainer.evaluate` with the confusion matrix, the dataset's class
+        names, the model file evaluated and the training config used for the data.
+    """
     from cnnframe.data import DataLoader, build_transforms
     from cnnframe.graph import Model
     from cnnframe.train import Trainer
-    from cnnframe.train.plots import plot_confusion
     from cnnframe.train.runs import (build_loss, eval_transform_config, find_model,
                                      load_datasets, read_preprocess)
 
-    model_path, run_dir = find_model(args.model)
-    cfg = _config(args, run_dir)
-    model = Model.load(model_path)
-    train_set, test_set = load_datasets(cfg, args.data_dir)
-    dataset = train_set if args.split == "train" else test_set
+    model_path, run_dir = find_model(model)
+    cfg = _config(model, config, data, run_dir)
+    net = Model.load(model_path)
+    train_set, test_set = load_datasets(cfg, data_dir)
+    dataset = train_set if split == "train" else test_set
     pre = read_preprocess(run_dir)
-    transforms = (pre["transforms"] if pre and not args.config and not args.data
+    transforms = (pre["transforms"] if pre and not config and not data
                   else eval_transform_config(cfg))
-    loader = DataLoader(dataset, args.batch_size, shuffle=False,
+    loader = DataLoader(dataset, batch_size, shuffle=False,
                         transform=build_transforms(transforms))
-    trainer = Trainer(model, build_loss(cfg), optimizer=None, progress=False)
-    res = trainer.evaluate(loader, confusion=True)
-    cm = res["confusion_matrix"]
+    trainer = Trainer(net, build_loss(cfg), optimizer=None, progress=False)
+    res = trainer.evaluate(loader, confusion=True, tta=tta)
     classes = list(dataset.classes)
-    if cm.shape[0] != len(classes):
-        raise ValueError(f"the model has {cm.shape[0]} outputs but {cfg['data']['dataset']} has "
-                         f"{len(classes)} classes")
-    print(f"{model_path} on {cfg['data']['dataset']} {args.split} ({len(dataset)} images): "
-          f"accuracy {100 * res['accuracy']:.2f}%, loss {res['loss']:.4f}")
+    if res["confusion_matrix"].shape[0] != len(classes):
+        raise ValueError(f"the model has {res['confusion_matrix'].shape[0]} outputs but "
+                         f"{cfg['data']['dataset']} has {len(classes)} classes")
+    return res, classes, model_path, cfg
+
+
+def run(args):
+    from cnnframe.train.plots import plot_confusion
+
+    res, classes, model_path, cfg = evaluate_model(
+        args.model, args.data_dir, args.split, args.tta, args.batch_size, args.config, args.data)
+    cm = res["confusion_matrix"]
+    n_images = int(cm.sum())
+    print(f"{model_path} on {cfg['data']['dataset']} {args.split} ({n_images} images"
+          f"{', flip TTA' if args.tta else ''}): accuracy {100 * res['accuracy']:.2f}%, "
+          f"loss {res['loss']:.4f}")
     print(format_table(classes, cm))
     out = Path(args.out) if args.out else Path(model_path).parent
     png = plot_confusion(cm, classes, out / f"confusion_matrix_{args.split}.png",

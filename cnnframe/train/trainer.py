@@ -494,7 +494,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ inference
 
-    def evaluate(self, loader, confusion=False):
+    def evaluate(self, loader, confusion=False, tta=False):
         """Mean loss and metrics over a loader, with the model in inference mode.
 
         Parameters
@@ -502,6 +502,10 @@ class Trainer:
         loader : iterable of (x, y) batches
         confusion : bool
             Also return "confusion_matrix" (K, K) int64, rows = true class.
+        tta : bool
+            Test-time augmentation by horizontal flips: the logits of each image are
+            averaged with those of its mirror image (x (N, C, H, W) only).  For data whose
+            classes do not change under mirroring, such as CIFAR-10; it doubles the cost.
 
         Returns
         -------
@@ -511,7 +515,14 @@ class Trainer:
         tracker = MetricTracker(self.metric_names)
         cm = None
         for x, y in loader:
+            if tta and np.ndim(x) != 4:
+                raise ValueError(f"Trainer.evaluate: tta flips images left-right and needs "
+                                 f"batches of shape (N, C, H, W), got {np.shape(x)}")
             logits = self.model.forward(x, training=False)
+            if tta:
+                logits = np.array(logits)  # the model may reuse its output buffer
+                logits += self.model.forward(np.ascontiguousarray(x[..., ::-1]), training=False)
+                logits *= 0.5
             loss = self.loss.forward(logits, y)
             tracker.update(loss, logits, y)
             if confusion:

@@ -292,3 +292,9 @@ def test_cifar10_name_uses_a_class_folder_copy_from_data_dir_or_env(tmp_path, mo
     monkeypatch.setenv("CNNFRAME_DATA", str(root))
     assert main(["train", str(cfg), "--epochs", "1", "--batch-size", "8",
                  "--out", str(tmp_path / "r2"), "--no-progress"]) == 0
+
+
+def test_evaluate_with_flip_tta(trained, tmp_path, capsys):
+    assert main(["evaluate", str(trained), "--tta", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "test (48 images, flip TTA): accuracy" in out and "confusion matrix" in out

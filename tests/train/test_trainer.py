@@ -279,3 +279,29 @@ def test_progress_bar_shows_loss_accuracy_speed(tiny, capsys):
     trainer.fit(loader, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err and "acc=" in err and "img/s=" in err
+
+
+def test_evaluate_with_flip_tta_averages_the_mirrored_logits(rng):
+    """tta=True: each image's logits are the mean of its own and its mirror image's."""
+    from cnnframe import Model
+    model = Model.from_config({"input_shape": [2, 5, 6], "seed": 4, "layers": [
+        {"type": "conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3},
+        {"type": "relu"}, {"type": "flatten"},
+        {"type": "linear", "in_features": 36, "out_features": 4}]})
+    x = rng.standard_normal((10, 2, 5, 6)).astype(np.float32)
+    y = rng.integers(0, 4, 10)
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    trainer = Trainer(model, SoftmaxCrossEntropy(), optimizer=None, progress=False)
+    plain = np.array(model.forward(x, training=False))
+    mirrored = np.array(model.forward(np.ascontiguousarray(x[..., ::-1]), training=False))
+    assert not np.allclose(plain, mirrored)  # the model is not mirror-symmetric
+    want = (plain + mirrored) / 2
+    res = trainer.evaluate(batches, confusion=True, tta=True)
+    assert res["accuracy"] == pytest.approx(np.mean(want.argmax(1) == y))
+    np.testing.assert_array_equal(res["confusion_matrix"],
+                                  confusion_matrix(want.argmax(1), y, 4))
+    assert res["loss"] == pytest.approx(SoftmaxCrossEntropy().forward(want, y), rel=1e-5)
+    assert trainer.evaluate(batches)["accuracy"] == pytest.approx(np.mean(plain.argmax(1) == y))
+    with pytest.raises(ValueError, match=r"tta flips images left-right and needs batches of "
+                                         r"shape \(N, C, H, W\), got \(3, 4\)"):
+        trainer.evaluate([(np.zeros((3, 4), np.float32), y[:3])], tta=True)
