@@ -92,31 +92,46 @@ class Normalize(Transform):
         return out
 
 
+def _reflect_index(n, p):
+    """Source indices of an axis of length n reflect-padded by p < n on both sides."""
+    i = np.abs(np.arange(-p, n + p))
+    return np.where(i >= n, 2 * (n - 1) - i, i)
+
+
 class RandomCrop(Transform):
-    """Zero-pad each image by `padding` on every side, then crop a random size x size window.
+    """Pad each image by `padding` on every side, then crop a random size x size window.
 
     Parameters
     ----------
     size : int or (int, int)
         Output height and width; default: the input's.
     padding : int
-        Zeros added on each side before cropping (CIFAR: 4).
+        Pixels added on each side before cropping (CIFAR: 4).
+    padding_mode : "zeros" or "reflect"
+        Zeros (black borders, as torchvision's default) or the image mirrored at its
+        edges without repeating the edge pixel (numpy.pad's "reflect"; needs padding
+        smaller than the image).
     """
     type_name = "random_crop"
+    MODES = ("zeros", "reflect")
 
-    def __init__(self, size=None, padding=4):
+    def __init__(self, size=None, padding=4, padding_mode="zeros"):
         if size is not None:
             size = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
         if int(padding) < 0:
             raise ValueError(f"random_crop: padding must be >= 0, got {padding}")
-        self.size, self.padding = size, int(padding)
+        if padding_mode not in self.MODES:
+            raise ValueError(f"random_crop: padding_mode must be one of {list(self.MODES)}, "
+                             f"got {padding_mode!r}")
+        self.size, self.padding, self.padding_mode = size, int(padding), padding_mode
         self._local = threading.local()  # per-thread padded buffer, reused across batches
 
     def _config(self):
-        return {"size": None if self.size is None else list(self.size), "padding": self.padding}
+        return {"size": None if self.size is None else list(self.size), "padding": self.padding,
+                "padding_mode": self.padding_mode}
 
     def __getstate__(self):  # copy/pickle without the thread-local buffer
-        return {"size": self.size, "padding": self.padding}
+        return self._config() | {"size": self.size}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -129,13 +144,19 @@ class RandomCrop(Transform):
         if oh > h + 2 * p or ow > w + 2 * p:
             raise ValueError(f"random_crop: crop {oh}x{ow} is larger than the padded image "
                              f"{h + 2 * p}x{w + 2 * p} (batch shape {x.shape}, padding {p})")
+        if self.padding_mode == "reflect" and p >= min(h, w):
+            raise ValueError(f"random_crop: reflect padding {p} needs images larger than it, "
+                             f"got {h}x{w} (batch shape {x.shape})")
         oy = rng.integers(0, h + 2 * p - oh + 1, n)
         ox = rng.integers(0, w + 2 * p - ow + 1, n)
-        shape = (n, c, h + 2 * p, w + 2 * p)
-        padded = getattr(self._local, "padded", None)
-        if padded is None or padded.shape != shape or padded.dtype != x.dtype:
-            padded = self._local.padded = np.zeros(shape, x.dtype)  # the border stays zero
-        padded[:, :, p:p + h, p:p + w] = x
+        if self.padding_mode == "reflect":
+            padded = x[:, :, _reflect_index(h, p)][:, :, :, _reflect_index(w, p)]
+        else:
+            shape = (n, c, h + 2 * p, w + 2 * p)
+            padded = getattr(self._local, "padded", None)
+            if padded is None or padded.shape != shape or padded.dtype != x.dtype:
+                padded = self._local.padded = np.zeros(shape, x.dtype)  # the border stays 0
+            padded[:, :, p:p + h, p:p + w] = x
         windows = sliding_window_view(padded, (oh, ow), axis=(2, 3))  # (n, c, dy, dx, oh, ow)
         return windows[np.arange(n), :, oy, ox]  # advanced indices first: (n, c, oh, ow)
 

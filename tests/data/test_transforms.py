@@ -71,6 +71,36 @@ def test_random_crop_varies_and_is_seeded(rng):
         RandomCrop(50, padding=4)(x, rng)
 
 
+@given(n=st.integers(1, 4), h=st.integers(2, 9), w=st.integers(2, 9), pad=st.integers(0, 8),
+       shrink=st.integers(0, 2), seed=st.integers(0, 2**16))
+def test_reflect_padded_crop_is_a_window_of_numpy_reflect_padding(n, h, w, pad, shrink, seed):
+    pad = min(pad, h - 1, w - 1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, 2, h, w), dtype=np.uint8)
+    size = (h - shrink + pad, w - shrink + pad)
+    y = RandomCrop(size, padding=pad, padding_mode="reflect")(x, np.random.default_rng(seed))
+    assert y.shape == (n, 2, *size) and y.dtype == x.dtype
+    for image, crop in zip(x, y):
+        padded = np.pad(image, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+        windows = {padded[:, i:i + size[0], j:j + size[1]].tobytes()
+                   for i in range(h + 2 * pad - size[0] + 1)
+                   for j in range(w + 2 * pad - size[1] + 1)}
+        assert crop.tobytes() in windows
+
+
+def test_reflect_padding_mode_config_and_errors(rng):
+    crop = RandomCrop(padding=2, padding_mode="reflect")
+    assert crop.get_config() == {"type": "random_crop", "size": None, "padding": 2,
+                                 "padding_mode": "reflect"}
+    x = rng.integers(1, 256, (8, 3, 6, 6), dtype=np.uint8)
+    assert not (crop(x, rng) == 0).any()  # no black borders
+    with pytest.raises(ValueError, match=r"padding_mode must be one of \['zeros', 'reflect'\], "
+                                         "got 'wrap'"):
+        RandomCrop(padding=2, padding_mode="wrap")
+    with pytest.raises(ValueError, match="reflect padding 6 needs images larger than it, got 6x6"):
+        RandomCrop(padding=6, padding_mode="reflect")(x, rng)
+
+
 def test_random_crop_works_on_float_batches(rng):
     x = rng.random((3, 1, 6, 6)).astype(np.float32) + 1
     y = RandomCrop(padding=2)(x, rng)
@@ -126,7 +156,8 @@ def test_config_round_trip():
     assert [type(t) for t in pipeline.transforms] == [RandomCrop, RandomHorizontalFlip, ToFloat,
                                                       Normalize]
     config = pipeline.get_config()
-    assert config[0] == {"type": "random_crop", "size": [28, 28], "padding": 2}
+    assert config[0] == {"type": "random_crop", "size": [28, 28], "padding": 2,
+                         "padding_mode": "zeros"}
     assert config[1] == {"type": "random_horizontal_flip", "p": 0.3}
     assert build_transforms(config).get_config() == config
     assert build_transforms(None) is None
