@@ -225,7 +225,9 @@ def main(argv=None):
     print(f"\nper-layer time of one cnnframe training step (batch {args.batch}; "
           f"sum {1e3 * total:.1f} ms):")
     print(f"{'node':<22}{'type':<20}{'forward ms':>11}{'backward ms':>13}{'share':>8}")
-    rows = [(n, model.nodes[n].type_name) for n in model._order]
+    # A ReLU fused into the batch norm before it costs nothing of its own (graph/model.py).
+    rows = [(n, model.nodes[n].type_name + (" (fused)" if getattr(model.nodes[n], "fused", False)
+                                            else "")) for n in model._order]
     rows += [("loss", type(trainer.loss).__name__),
              ("optimizer", type(trainer.optimizer).__name__)]
     for n, t in rows:
@@ -234,9 +236,10 @@ def main(argv=None):
         print(f"{n:<22}{t:<20}{1e3 * f:>11.2f}{1e3 * b:>13.2f}{100 * (f + b) / total:>7.1f}%")
     by_type = {}
     for n, t in rows:
+        t = t.split(" ")[0]
         by_type[t] = by_type.get(t, 0.0) + sum(v for (k, _), v in bd.items() if k == n)
     print("by layer type: " + ", ".join(f"{t} {100 * v / total:.0f}%" for t, v in
-                                         sorted(by_type.items(), key=lambda kv: -kv[1])))
+                                         sorted(by_type.items(), key=lambda kv: -kv[1]) if v))
     return 0
 
 
