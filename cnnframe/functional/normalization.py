@@ -238,9 +238,11 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
     grad_y = contiguous(grad_y)
     if relu_y is not None:
         relu_y = _float_ndarray(relu_y, "relu_y", fn)
-        if relu_y.dtype.newbyteorder("=") != x.dtype or relu_y.shape != x.shape:
-            raise ValueError(f"{fn}: relu_y must have x's shape {x.shape} and dtype {x.dtype}, "
-                             f"got {relu_y.shape} {relu_y.dtype}")
+        if relu_y.dtype.newbyteorder("=") != x.dtype:
+            raise TypeError(f"{fn}: relu_y has dtype {relu_y.dtype} but x has dtype {x.dtype}; "
+                            "convert one so both match")
+        if relu_y.shape != x.shape:
+            raise ValueError(f"{fn}: relu_y must have x's shape {x.shape}, got {relu_y.shape}")
         relu_y = contiguous(relu_y)
     weight = _per_channel(weight, "weight", c, fn, x.dtype, default=1.0)
     mean = _per_channel(mean, "mean", c, fn)

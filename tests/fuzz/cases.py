@@ -365,10 +365,14 @@ def _norm_base(c, rng, op):
             arrays["running_mean"], arrays["running_var"] = param(), param(True)
         if c.bool():
             kw["momentum"] = c.choice(MOMENTUM_OK)
+        if c.bool():
+            kw["relu"] = c.bool()
     elif op == "batch_norm_eval":
         arrays = {"x": x, "weight": param() if c.bool() else None,
                   "bias": param() if c.bool() else None,
                   "running_mean": param(), "running_var": param(True)}
+        if c.bool():
+            kw["relu"] = c.bool()
     else:  # batch_norm_backward: statistics of x's batch, or any
         arrays = {"grad_y": _array(c, shape, dtype, rng), "x": x,
                   "weight": param() if c.bool() else None}
@@ -383,6 +387,9 @@ def _norm_base(c, rng, op):
             value = c.choice((True, False, None))
             if value is not None:
                 kw[flag] = value
+        if c.bool():  # the fused ReLU's output (any values, or a ReLU's: zeros and positives)
+            y = _array(c, shape, dtype, rng)
+            arrays["relu_y"] = np.array(np.maximum(y, 0), dtype) if c.bool() else y
     if op in ("batch_norm_train", "batch_norm_eval") and c.bool():
         kw["eps"] = c.choice(EPS_OK)
     return arrays, kw
@@ -393,7 +400,7 @@ def _norm_case(c, rng, op):
     arrays, kw = _norm_base(c, rng, op)
     mutation = c.choice(NORM_MUTATIONS + (("running",) if op == "batch_norm_train" else ()))
     target = c.choice([k for k, v in arrays.items() if v is not None])
-    batch = [k for k in ("grad_y", "x", "y") if k in arrays]  # the arrays of x's shape
+    batch = [k for k in ("grad_y", "x", "y", "relu_y") if k in arrays]  # arrays of x's shape
     main = arrays["y" if op == "relu_backward" else "x"]
     a = arrays[target]
     dtype = main.dtype
@@ -444,7 +451,7 @@ def _norm_case(c, rng, op):
         else:
             mutation = "none"
     elif mutation == "scalar":
-        keys = {"batch_norm_train": ("eps", "momentum"), "batch_norm_eval": ("eps",),
+        keys = {"batch_norm_train": ("eps", "momentum", "relu"), "batch_norm_eval": ("eps", "relu"),
                 "batch_norm_backward": ("training", "need_grad_x")}.get(op, ("inplace", "eps"))
         key = c.choice(keys)
         kw[key] = c.choice({"eps": EPS_VALUES, "momentum": MOMENTUM_VALUES}.get(
@@ -521,8 +528,8 @@ def _norm_expect(op, arrays, kw):
     """
     errors = set()
     main_name = "y" if op == "relu_backward" else "x"
-    optional = {"weight", "bias"} | ({"running_mean", "running_var"}
-                                     if op == "batch_norm_train" else set())
+    optional = {"weight", "bias", "relu_y"} | ({"running_mean", "running_var"}
+                                               if op == "batch_norm_train" else set())
     for name, a in arrays.items():
         if not (a is None and name in optional) and not _is_float_array(a):
             errors.add(TypeError)  # not an ndarray, or not float32/float64
@@ -531,14 +538,15 @@ def _norm_expect(op, arrays, kw):
         return tuple(sorted(errors, key=str))
     native = main.dtype.newbyteorder("=") if _is_float_array(main) else None
     # arrays that must share x's dtype (any byte order): mean and invstd may be any float
-    same = ("grad_y", "weight", "bias", "running_mean", "running_var")
+    same = ("grad_y", "relu_y", "weight", "bias", "running_mean", "running_var")
     for name in same:
         a = arrays.get(name)
         if native is not None and _is_float_array(a) and a.dtype.newbyteorder("=") != native:
             errors.add(TypeError)
-    grad_y = arrays.get("grad_y")
-    if isinstance(grad_y, np.ndarray) and grad_y.shape != main.shape:
-        errors.add(ValueError)
+    for name in ("grad_y", "relu_y"):
+        a = arrays.get(name)
+        if isinstance(a, np.ndarray) and a.shape != main.shape:
+            errors.add(ValueError)
     if op.startswith("batch_norm"):
         if main.ndim < 2 or main.shape[1] < 1:
             errors.add(ValueError)  # (N, C, *) with C >= 1
@@ -555,7 +563,8 @@ def _norm_expect(op, arrays, kw):
             errors.add(ValueError)
         if any(isinstance(r, np.ndarray) and not r.flags.writeable for r in running):
             errors.add(ValueError)  # updated in place
-    scalars = {"batch_norm_train": ("eps", "momentum", "out"), "batch_norm_eval": ("eps", "out"),
+    scalars = {"batch_norm_train": ("eps", "momentum", "relu", "out"),
+               "batch_norm_eval": ("eps", "relu", "out"),
                "batch_norm_backward": ("training", "need_grad_x", "out")}.get(op, ("out",))
     if any(k not in scalars for k in kw):
         errors.add(TypeError)  # unexpected keyword
@@ -563,15 +572,16 @@ def _norm_expect(op, arrays, kw):
         errors |= _number_errors(kw["eps"], math.inf, low_open=True)
     if "momentum" in kw:
         errors |= _number_errors(kw["momentum"], 1.0, low_open=False)
-    for flag in ("training", "need_grad_x"):
-        if flag in kw and not isinstance(kw[flag], (bool, np.bool_)):
+    for flag in ("training", "need_grad_x", "relu"):
+        if flag in kw and flag in scalars and not isinstance(kw[flag], (bool, np.bool_)):
             errors.add(TypeError)
     need_grad_x = kw.get("need_grad_x", True)
     no_grad_x = isinstance(need_grad_x, (bool, np.bool_)) and not need_grad_x
     if "out" in kw and not no_grad_x:  # C-contiguous, writeable, x's shape/dtype, no overlap
         # (with need_grad_x=False there is no grad_x to write: out is not used)
         out = kw["out"]
-        inputs = [arrays[k] for k in ("x", "grad_y", "y") if isinstance(arrays.get(k), np.ndarray)]
+        inputs = [arrays[k] for k in ("x", "grad_y", "y", "relu_y")
+                  if isinstance(arrays.get(k), np.ndarray)]
         if not isinstance(out, np.ndarray):
             errors.add(TypeError)
         elif native is not None and (
@@ -604,7 +614,9 @@ def _norm_call(op, arrays, kw):
         return fn(arrays["x"], get("weight"), get("bias"), get("running_mean"),
                   get("running_var"), **kw)
     if op == "batch_norm_backward":
-        return fn(arrays["grad_y"], arrays["x"], get("weight"), get("mean"), get("invstd"), **kw)
+        relu_y = {"relu_y": arrays["relu_y"]} if "relu_y" in arrays else {}
+        return fn(arrays["grad_y"], arrays["x"], get("weight"), get("mean"), get("invstd"),
+                  **relu_y, **kw)
     if op == "relu_backward":
         return fn(arrays["grad_y"], arrays["y"], **kw)
     return fn(arrays["x"], **kw)
@@ -680,12 +692,17 @@ def _norm_reference(op, arrays, kw):
                                   running_mean=running[0] if running else None,
                                   running_var=running[1] if running else None,
                                   momentum=kw.get("momentum", 0.1))
+        if kw.get("relu"):
+            want = (R.relu(want[0]),) + tuple(want[1:])
         want = tuple(want) + tuple(running)  # updated in place by the reference
     elif op == "batch_norm_eval":
         want = (R.batch_norm_eval(a["x"], a["weight"], a["bias"], a["running_mean"],
                                   a["running_var"], eps),)
+        if kw.get("relu"):
+            want = (R.relu(want[0]),)
     elif op == "batch_norm_backward":
-        want = R.batch_norm_backward(a["grad_y"], a["x"], a["weight"], a["mean"], a["invstd"],
+        g = a["grad_y"] if a.get("relu_y") is None else R.relu_backward(a["grad_y"], a["relu_y"])
+        want = R.batch_norm_backward(g, a["x"], a["weight"], a["mean"], a["invstd"],
                                      kw.get("training", True), kw.get("need_grad_x", True))
     elif op == "relu":
         want = (R.relu(a["x"]),)

@@ -58,6 +58,18 @@ def test_random_cases_cover_every_op_and_outcome():
         assert {"ok", "TypeError", "ValueError"} <= kinds, (op, kinds)
 
 
+def test_random_cases_exercise_the_fused_relu():
+    """batch_norm_train/eval(relu=True) and batch_norm_backward(relu_y=...) are fuzzed too."""
+    fused = collections.Counter()
+    for seed in range(1000):
+        op, arrays, kw, _, _ = build_case(RandomChooser(seed))
+        if op.startswith("batch_norm") and (kw.get("relu") is True or "relu_y" in arrays):
+            fused[(op, run_case(RandomChooser(seed)).split(":")[0])] += 1
+    for op in ("batch_norm_train", "batch_norm_eval", "batch_norm_backward"):
+        assert fused[(op, "ok")] >= 3 and fused[(op, "TypeError")] + fused[(op, "ValueError")], \
+            (op, fused)
+
+
 def test_build_case_is_deterministic_for_a_seed():
     a, b = build_case(RandomChooser(7)), build_case(RandomChooser(7))
     assert a[0] == b[0] and a[3] == b[3]
