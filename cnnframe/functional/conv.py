@@ -83,8 +83,7 @@ WINOGRAD43_MIN_PIXELS = 64
 #   32x32: 32->32 26.9/21.5/40.7/42.6, 64->64 14.6/9.6/18.2/33.6 (33 images)
 #   wide on maps <= 16x16: 128->256 8x8 13.9/18.5/12.5, 256->256 16x16 26.0/41.5/21.5
 # so F(2x2) on maps up to 28x28 (F(4x4) takes 0.91-1.24x its time there), F(4x4) from
-# 32x32 up, and
-# im2col + GEMM for C*F >= 32768 on maps of up to 256 pixels.
+# 32x32 up, and im2col + GEMM for C*F >= 32768 on maps of up to 256 pixels.
 GRAD_WEIGHT_WINOGRAD_MIN_PIXELS = 16
 GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS = 1024
 GRAD_WEIGHT_IM2COL_MIN_PAIRS = 32768
