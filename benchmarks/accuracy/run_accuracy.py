@@ -2,7 +2,8 @@
 
     python benchmarks/accuracy/run_accuracy.py fashion_mnist   # SimpleConvNet, >= 91% in 5 min
     python benchmarks/accuracy/run_accuracy.py cifar10         # cifar10_small, >= 85% in 20 min
-    python benchmarks/accuracy/run_accuracy.py all [--threads 2] [--data-dir DIR]
+    python benchmarks/accuracy/run_accuracy.py cifar10_resnet  # the residual net; no target
+    python benchmarks/accuracy/run_accuracy.py all [--threads 2] [--data-dir DIR]  # the targets
 
 Each run is `cnnframe train <config> --out runs/accuracy/<name>` (progress bars on stderr);
 the table reads the run's metrics.csv: training time (summed per-epoch training time, without
@@ -36,6 +37,11 @@ RUNS = {
                 "roots": [REPO.parent / "shared" / "datasets" / "cifar10-jpeg"],
                 "marker": lambda p: (p / "train").is_dir() or any(p.glob("cifar-10-*"))},
 }
+# The residual network aims higher than cifar10_small, in more time; it has no target, so
+# `all` (the issue's targets) leaves it out.
+RUNS["cifar10_resnet"] = {**RUNS["cifar10"], "config": CONFIGS / "cifar10_resnet.toml",
+                          "target": None, "minutes": None}
+TARGETS = ["fashion_mnist", "cifar10"]
 
 
 def find_root(spec, data_dir):
@@ -82,7 +88,7 @@ def run_one(name, spec, args):
     t, within = 0.0, None
     for row in hist:
         t += row["time_s"]
-        if t <= 60 * spec["minutes"]:
+        if spec["minutes"] is None or t <= 60 * spec["minutes"]:
             within = row["val_accuracy"]
     return {"name": name, **spec, "epochs": len(hist), "train_s": train_s, "wall_s": wall,
             "acc": acc, "best": max(hist["val_accuracy"]), "within": within, "tta": tta,
@@ -94,18 +100,20 @@ def table(results, threads):
              "| with flip TTA | target | met |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         cfg = Path(r["config"]).stem
+        target = ("-" if r["target"] is None
+                  else f">= {100 * r['target']:.0f}% in {r['minutes']} min")
         if r.get("skipped") or r.get("failed"):
             why = "not run (dataset missing)" if r.get("skipped") else f"failed ({r['failed']})"
-            lines.append(f"| {r['name']} | {cfg} | - | - | {why} | - | "
-                         f">= {100 * r['target']:.0f}% in {r['minutes']} min | - |")
+            lines.append(f"| {r['name']} | {cfg} | - | - | {why} | - | {target} | - |")
             continue
-        met = (r["within"] is not None and r["within"] >= r["target"])
+        if r["target"] is None:
+            met = "-"
+        else:
+            met = "yes" if r["within"] is not None and r["within"] >= r["target"] else "no"
         tta = "-" if r["tta"] is None else f"{100 * r['tta']:.2f}%"
         lines.append(f"| {r['name']} | {cfg} | {r['epochs']} | {r['train_s'] / 60:.1f} min "
                      f"({r['images_per_s']:.0f} img/s) | {100 * r['acc']:.2f}% | "
-                     f"{tta} | "
-                     f">= {100 * r['target']:.0f}% in {r['minutes']} min | "
-                     f"{'yes' if met else 'no'} |")
+                     f"{tta} | {target} | {met} |")
     return "\n".join(lines)
 
 
@@ -117,7 +125,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, help="override the configs' epochs")
     ap.add_argument("--out", default=str(REPO / "runs" / "accuracy"))
     args = ap.parse_args(argv)
-    names = list(RUNS) if args.which == "all" else [args.which]
+    names = TARGETS if args.which == "all" else [args.which]
     results = [run_one(n, RUNS[n], args) for n in names]
     text = table(results, args.threads)
     print("\n" + text)
