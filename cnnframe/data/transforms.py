@@ -136,6 +136,14 @@ class RandomCrop(Transform):
     def __setstate__(self, state):
         self.__init__(**state)
 
+    def _buffer(self, name, shape, dtype):
+        """A zeroed array kept per thread and reused while the batch shape stays the same."""
+        buf = getattr(self._local, name, None)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.zeros(shape, dtype)
+            setattr(self._local, name, buf)
+        return buf
+
     def __call__(self, x, rng, inplace=False):
         _check_batch(x, "random_crop")
         n, c, h, w = x.shape
@@ -149,13 +157,12 @@ class RandomCrop(Transform):
                              f"got {h}x{w} (batch shape {x.shape})")
         oy = rng.integers(0, h + 2 * p - oh + 1, n)
         ox = rng.integers(0, w + 2 * p - ow + 1, n)
-        if self.padding_mode == "reflect":
-            padded = x[:, :, _reflect_index(h, p)][:, :, :, _reflect_index(w, p)]
-        else:
-            shape = (n, c, h + 2 * p, w + 2 * p)
-            padded = getattr(self._local, "padded", None)
-            if padded is None or padded.shape != shape or padded.dtype != x.dtype:
-                padded = self._local.padded = np.zeros(shape, x.dtype)  # the border stays 0
+        padded = self._buffer("padded", (n, c, h + 2 * p, w + 2 * p), x.dtype)
+        if self.padding_mode == "reflect":  # rows, then columns, mirrored at the edges
+            rows = self._buffer("rows", (n, c, h + 2 * p, w), x.dtype)
+            np.take(x, _reflect_index(h, p), axis=2, out=rows, mode="clip")
+            np.take(rows, _reflect_index(w, p), axis=3, out=padded, mode="clip")
+        else:  # the border of the zeroed buffer stays 0
             padded[:, :, p:p + h, p:p + w] = x
         windows = sliding_window_view(padded, (oh, ow), axis=(2, 3))  # (n, c, dy, dx, oh, ow)
         return windows[np.arange(n), :, oy, ox]  # advanced indices first: (n, c, oh, ow)

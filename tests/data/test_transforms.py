@@ -88,6 +88,23 @@ def test_reflect_padded_crop_is_a_window_of_numpy_reflect_padding(n, h, w, pad, 
         assert crop.tobytes() in windows
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_random_crop_reuses_its_buffers_without_leaks_between_batches(rng, mode):
+    # One crop object over batches of changing content and shape (its padded buffers are
+    # kept between calls): each output is exactly the windows of numpy's padding.
+    crop = RandomCrop(None, padding=2, padding_mode=mode)
+    for shape in [(4, 3, 8, 8), (4, 3, 8, 8), (2, 1, 5, 7), (4, 3, 8, 8)]:
+        x = rng.integers(1, 256, shape, dtype=np.uint8)
+        y = crop(x, np.random.default_rng(0))
+        n, _, h, w = shape
+        padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)),
+                        mode="constant" if mode == "zeros" else "reflect")
+        offsets = np.random.default_rng(0)
+        oy, ox = offsets.integers(0, 5, n), offsets.integers(0, 5, n)
+        expected = [padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w] for i in range(n)]
+        np.testing.assert_array_equal(y, np.stack(expected))
+
+
 def test_reflect_padding_mode_config_and_errors(rng):
     crop = RandomCrop(padding=2, padding_mode="reflect")
     assert crop.get_config() == {"type": "random_crop", "size": None, "padding": 2,
