@@ -1,7 +1,10 @@
-"""Training and inference throughput of cifar10_small, next to PyTorch (CPU) on the same net.
+"""Training and inference throughput of a config's net, next to PyTorch (CPU) on the same net.
 
     python benchmarks/bench_train.py [--threads 2] [--batch 128] [--infer-batch 256]
                                      [--rounds 5] [--steps 10] [--config CONFIG]
+
+CONFIG defaults to examples/configs/cifar10_small.toml; graphs with residual adds, such as
+cifar10_resnet.toml, work too.
 
 Measures, in one run and interleaved round by round (so both see the same machine load):
 
@@ -10,9 +13,10 @@ Measures, in one run and interleaved round by round (so both see the same machin
   float32 batch of random CIFAR-sized images;
 - inference images/s: forward in eval mode;
 - the same two for PyTorch when it is importable (never a cnnframe dependency), the net
-  built layer for layer from the same config, torch.set_num_threads(threads);
-- a per-layer breakdown of one cnnframe training step (forward and backward of every node,
-  the loss and the optimizer step): where the time goes.
+  built node for node from the same config, torch.set_num_threads(threads); before timing,
+  it gets cnnframe's weights and must give the same outputs;
+- a per-layer breakdown of cnnframe's training step (forward and backward of every node,
+  the loss, the optimizer step and the graph's own work): where the time goes.
 
 Numbers are medians over rounds.  Data loading and augmentation are not included (they
 run in the loader's background thread during training).
@@ -40,40 +44,67 @@ def build_cnnframe(cfg):
     return Trainer(model, build_loss(cfg), opt, progress=False, log=lambda *a: None)
 
 
+def torch_layer(node, inplace_relu):
+    """The PyTorch module for one node of the graph config (None for merge nodes)."""
+    from torch import nn
+    t, c = node["type"], node["config"]
+    if t == "conv2d":
+        return nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"],
+                         c["padding"], c["dilation"], c["groups"], c["bias"])
+    if t == "batch_norm2d":
+        return nn.BatchNorm2d(c["num_features"], eps=c["eps"], momentum=c["momentum"])
+    if t == "relu":
+        return nn.ReLU(inplace=inplace_relu)
+    if t == "max_pool2d":
+        return nn.MaxPool2d(c["kernel_size"], c["stride"], c["padding"])
+    if t == "avg_pool2d":
+        return nn.AvgPool2d(c["kernel_size"], c["stride"], c["padding"])
+    if t == "global_avg_pool2d":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if t == "flatten":
+        return nn.Flatten()
+    if t == "linear":
+        return nn.Linear(c["in_features"], c["out_features"], c["bias"])
+    if t == "dropout":
+        return nn.Dropout(c["p"])
+    if t == "add":
+        return None
+    raise ValueError(f"bench_train: no PyTorch equivalent for layer type {t!r}")
+
+
 def build_torch(model_cfg, optim_cfg, loss_cfg):
-    """The same layer stack in PyTorch, from the model's graph config (sequential chains)."""
+    """The same net in PyTorch, from the model's graph config.
+
+    A chain becomes an nn.Sequential; a graph with branches (residual adds) a module that
+    runs the nodes in the config's order.  ReLUs work in place, as PyTorch users write them,
+    where nothing else reads their input.
+    """
     import torch
     from torch import nn
-    layers = []
-    prev = None
-    for node in model_cfg["nodes"]:
-        if prev is not None and node["inputs"] != [prev]:
-            raise ValueError("bench_train builds PyTorch nets for sequential models only")
-        prev = node["name"]
-        t, c = node["type"], node["config"]
-        if t == "conv2d":
-            pad = c["padding"]
-            layers.append(nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"],
-                                    c["stride"], pad, c["dilation"], c["groups"], c["bias"]))
-        elif t == "batch_norm2d":
-            layers.append(nn.BatchNorm2d(c["num_features"], eps=c["eps"], momentum=c["momentum"]))
-        elif t == "relu":
-            layers.append(nn.ReLU(inplace=True))
-        elif t == "max_pool2d":
-            layers.append(nn.MaxPool2d(c["kernel_size"], c["stride"], c["padding"]))
-        elif t == "avg_pool2d":
-            layers.append(nn.AvgPool2d(c["kernel_size"], c["stride"], c["padding"]))
-        elif t == "global_avg_pool2d":
-            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        elif t == "flatten":
-            layers.append(nn.Flatten())
-        elif t == "linear":
-            layers.append(nn.Linear(c["in_features"], c["out_features"], c["bias"]))
-        elif t == "dropout":
-            layers.append(nn.Dropout(c["p"]))
-        else:
-            raise ValueError(f"bench_train: no PyTorch equivalent for layer type {t!r}")
-    net = nn.Sequential(*layers)
+    nodes = model_cfg["nodes"]
+    readers = {}
+    for node in nodes:
+        for i in node["inputs"]:
+            readers[i] = readers.get(i, 0) + 1
+    layers = {n["name"]: torch_layer(n, inplace_relu=all(readers[i] == 1 for i in n["inputs"]))
+              for n in nodes}
+    chain = all(n["inputs"] == [p["name"]] for p, n in zip(nodes, nodes[1:]))
+    if chain and None not in layers.values():
+        net = nn.Sequential(*layers.values())
+    else:
+        class GraphNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.nodes = nn.ModuleDict({k: v for k, v in layers.items() if v is not None})
+
+            def forward(self, x):
+                values = {name: x for name in model_cfg["inputs"]}
+                for node in nodes:
+                    xs = [values[i] for i in node["inputs"]]
+                    values[node["name"]] = (sum(xs[1:], xs[0]) if node["type"] == "add"
+                                            else self.nodes[node["name"]](xs[0]))
+                return values[model_cfg["outputs"][0]]
+        net = GraphNet()
     o = {k: v for k, v in optim_cfg.items() if k != "type"}
     kind = optim_cfg["type"].lower()
     if kind == "sgd":
@@ -89,7 +120,25 @@ def build_torch(model_cfg, optim_cfg, loss_cfg):
     else:
         raise ValueError(f"bench_train: no PyTorch equivalent for optimizer {kind!r}")
     loss = nn.CrossEntropyLoss(label_smoothing=loss_cfg.get("label_smoothing", 0.0))
-    return net, opt, loss
+    return net, opt, loss, layers
+
+
+def copy_weights_and_compare(model, net, modules, x):
+    """Give the PyTorch net cnnframe's parameters and running statistics, and return the
+    largest difference of the two nets' eval-mode outputs on x relative to the largest
+    logit: evidence that both sides time the same function."""
+    import torch
+    with torch.no_grad():
+        for name, module in modules.items():
+            if module is None:
+                continue
+            layer = model.nodes[name]
+            for key, value in {**layer.params, **layer.buffers}.items():
+                getattr(module, key).copy_(torch.from_numpy(np.asarray(value, np.float32)))
+        net.eval()
+        theirs = net(torch.from_numpy(x)).numpy()
+    mine = model.forward(x, training=False)
+    return float(np.abs(mine - theirs).max() / np.abs(theirs).max())
 
 
 def time_calls(fn, n):
@@ -100,36 +149,44 @@ def time_calls(fn, n):
 
 
 def layer_breakdown(trainer, x, y, repeats):
-    """Seconds per node forward/backward, loss and optimizer step, medians over `repeats`."""
+    """Seconds per node forward/backward, loss, optimizer step and the rest of the step.
+
+    Times the real `Trainer.train_step` with a timer around every layer's forward and
+    backward, the loss and the optimizer; "graph" is what is left of the step (gradient
+    sums where a node feeds several others, shape checks, the schedule).  Medians over
+    `repeats` steps.
+    """
     model, loss_fn, opt = trainer.model, trainer.loss, trainer.optimizer
-    order = list(model._order)
-    for name in order:
-        if model.nodes[name].num_inputs is None:
-            raise ValueError("layer breakdown: sequential models only")
     samples = {}
 
-    def add(key, dt):
-        samples.setdefault(key, []).append(dt)
-    for _ in range(repeats):
-        h = x
-        for name in order:
+    def timed(obj, method, key):
+        fn = getattr(obj, method)
+
+        def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
-            h = model.nodes[name].forward(h, True)
-            add((name, "forward"), time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        loss_fn.forward(h, y)
-        g = loss_fn.backward()
-        add(("loss", "fwd+bwd"), time.perf_counter() - t0)
-        for i, name in enumerate(reversed(order)):
-            layer = model.nodes[name]
-            layer.needs_input_grad = i != len(order) - 1
+            out = fn(*args, **kwargs)
+            samples.setdefault(key, []).append(time.perf_counter() - t0)
+            return out
+        setattr(obj, method, wrapper)  # an instance attribute over the class's method
+
+    patched = [(layer, m, (name, m)) for name, layer in model.nodes.items()
+               for m in ("forward", "backward")]
+    patched += [(loss_fn, "forward", ("loss", "forward")), (loss_fn, "backward", ("loss", "backward")),
+                (opt, "step", ("optimizer", "step"))]
+    for obj, m, key in patched:
+        timed(obj, m, key)
+    try:
+        steps = []
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            g = layer.backward(g)
-            add((name, "backward"), time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        opt.step()
-        add(("optimizer", "step"), time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
+            trainer.train_step(x, y)
+            steps.append(time.perf_counter() - t0)
+    finally:
+        for obj, m, _ in patched:
+            delattr(obj, m)
+    bd = {k: statistics.median(v) for k, v in samples.items()}
+    bd[("graph", "other")] = max(0.0, statistics.median(steps) - sum(bd.values()))
+    return bd
 
 
 def main(argv=None):
@@ -167,7 +224,11 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
-        net, topt, tloss = build_torch(model.to_config(), cfg["optimizer"], cfg["loss"])
+        net, topt, tloss, modules = build_torch(model.to_config(), cfg["optimizer"], cfg["loss"])
+        diff = copy_weights_and_compare(model, net, modules, xi[:16])
+        print(f"same net in PyTorch: eval outputs agree to {diff:.1e} of the largest logit")
+        if diff > 1e-3:
+            raise SystemExit("bench_train: the PyTorch net does not compute what cnnframe's does")
         tx, ty, txi = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xi)
 
         def torch_train():
@@ -223,15 +284,15 @@ def main(argv=None):
     bd = layer_breakdown(trainer, x, y, repeats=max(3, args.rounds))
     total = sum(bd.values())
     print(f"\nper-layer time of one cnnframe training step (batch {args.batch}; "
-          f"sum {1e3 * total:.1f} ms):")
+          f"{1e3 * total:.1f} ms; graph: what the step spends outside the layers):")
     print(f"{'node':<22}{'type':<20}{'forward ms':>11}{'backward ms':>13}{'share':>8}")
     # A ReLU fused into the batch norm before it costs nothing of its own (graph/model.py).
     rows = [(n, model.nodes[n].type_name + (" (fused)" if getattr(model.nodes[n], "fused", False)
                                             else "")) for n in model._order]
     rows += [("loss", type(trainer.loss).__name__),
-             ("optimizer", type(trainer.optimizer).__name__)]
+             ("optimizer", type(trainer.optimizer).__name__), ("graph", "other")]
     for n, t in rows:
-        f = bd.get((n, "forward"), bd.get((n, "fwd+bwd"), bd.get((n, "step"), 0.0)))
+        f = bd.get((n, "forward"), bd.get((n, "step"), bd.get((n, "other"), 0.0)))
         b = bd.get((n, "backward"), 0.0)
         print(f"{n:<22}{t:<20}{1e3 * f:>11.2f}{1e3 * b:>13.2f}{100 * (f + b) / total:>7.1f}%")
     by_type = {}
