@@ -171,8 +171,8 @@ def layer_breakdown(trainer, x, y, repeats):
 
     patched = [(layer, m, (name, m)) for name, layer in model.nodes.items()
                for m in ("forward", "backward")]
-    patched += [(loss_fn, "forward", ("loss", "forward")), (loss_fn, "backward", ("loss", "backward")),
-                (opt, "step", ("optimizer", "step"))]
+    patched += [(loss_fn, m, ("loss", m)) for m in ("forward", "backward")]
+    patched.append((opt, "step", ("optimizer", "step")))
     for obj, m, key in patched:
         timed(obj, m, key)
     try:
