@@ -371,3 +371,27 @@ class Layer:
         except NotImplementedError:
             args = "..."
         return f"{type(self).__name__}({args})"
+
+    # --- threads ---------------------------------------------------------------------------------
+    def thread_copy(self):
+        """A copy of this layer for running the same model in another thread.
+
+        A Model gives each further thread that calls it such copies (see
+        :class:`cnnframe.graph.Model`, "Threads").  The copy shares the ``params``,
+        ``grads`` and ``buffers`` dicts and every other attribute's value with this layer,
+        so optimizer steps and ``load_state_dict`` reach it, but it owns its output
+        buffers, and the attributes forward sets (``self._x = x``) are set on the copy
+        alone.  Other dict, list and set attributes are copied one level deep (the arrays
+        in them stay shared), so per-call state kept in such a container is the copy's
+        own too.  A layer keeping per-call state anywhere else (an array it writes into
+        in place, say) must override this method and give the copy its own.
+        """
+        twin = type(self).__new__(type(self))
+        shared = (self.params, self.grads, self.buffers)
+        for key, value in self.__dict__.items():
+            if isinstance(value, (dict, list, set)) and not any(value is s for s in shared):
+                value = value.copy()
+            twin.__dict__[key] = value
+        twin._scratch = {}
+        twin.__dict__.pop("_output_spec", None)  # no forward yet: backward refuses to run
+        return twin
