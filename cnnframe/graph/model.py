@@ -1,11 +1,13 @@
 """Model: a directed acyclic graph of named layer nodes, run in topological order."""
 import difflib
+import os
 import threading
 import zlib
 
 import numpy as np
 
-from cnnframe.graph.config import DTYPES, load_config_file, normalize_config
+from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
+                                   normalize_config, training_model_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
 from cnnframe.registry import UnknownLayerError, get_layer
 
@@ -189,12 +191,21 @@ class Model:
 
     @classmethod
     def from_file(cls, path):
-        """Build a model from a .json or .toml config file (errors name the file)."""
+        """Build a model from a .json or .toml config file (errors name the file).
+
+        The file is a model config, or a training config (``cnnframe train``'s), whose
+        ``[model]`` table is used as ``cnnframe train`` uses it
+        (:func:`cnnframe.graph.config.training_model_config`).
+        """
         cfg = load_config_file(path)
+        where = os.fspath(path)
+        if is_training_config(cfg):
+            cfg = training_model_config(cfg, path)
+            where += " [model]"
         try:
             return cls.from_config(cfg)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
 
     def to_config(self):
         """The graph-form config (plain JSON values); ``from_config`` of it rebuilds this model."""
