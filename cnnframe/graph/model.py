@@ -8,6 +8,8 @@ import numpy as np
 
 from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
                                    normalize_config, training_model_config)
+from cnnframe.graph.sizes import (ModelTooLargeError, SizeBudget, count_arrays,
+                                  estimate_from_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
 from cnnframe.registry import UnknownLayerError, get_layer
 
@@ -33,6 +35,15 @@ class _Runner:
         self.acc = {}                 # node name -> gradient-sum buffer of Model.backward
         self.generation = generation  # Model._generation when the copies were made
         self.serial = None            # Model._train_forwards after this thread's latest forward
+
+
+def _try_output_shape(layer, in_shapes):
+    """layer.output_shape for these input shapes, or None if it raises (reported later)."""
+    try:
+        shape = layer.output_shape(in_shapes if layer.num_inputs is None else in_shapes[0])
+        return tuple(int(s) for s in shape)
+    except Exception:  # noqa: BLE001 - Model._validate reports shape errors with context
+        return None
 
 
 def _node_seed(seed, name):
@@ -80,6 +91,10 @@ class Model:
     ValueError
         Naming the node: unknown input, wrong number of inputs, a cycle, a shape
         mismatch, duplicate names, a node feeding no output.
+    cnnframe.graph.sizes.ModelTooLargeError
+        A MemoryError naming the node and the bytes, if the parameters and one
+        image's activations would need more memory than the limit (the machine's
+        physical memory by default; see :mod:`cnnframe.graph.sizes`).
 
     Notes
     -----
@@ -154,6 +169,7 @@ class Model:
             raise ValueError(f"Model: dtype must be float32 or float64, got {dtype!r}")
         self.seed = seed
         self._validate()
+        self._check_size(np.dtype(dtype).itemsize)
         self._fuse_batch_norm_relu()
         self._plan_buffers()
         if seed is not None:
@@ -169,8 +185,20 @@ class Model:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg):
-        """Build a model from a config dict (graph form or sequential shorthand)."""
+        """Build a model from a config dict (graph form or sequential shorthand).
+
+        Raises
+        ------
+        ValueError
+            Naming the node, for anything wrong in the config.
+        cnnframe.graph.sizes.ModelTooLargeError
+            A MemoryError naming the node and the bytes, if the model would need more
+            memory than the limit (:mod:`cnnframe.graph.sizes`); raised before that
+            node's parameters are allocated.
+        """
         cfg = normalize_config(cfg)
+        budget = SizeBudget(np.dtype(cfg.get("dtype", "float32")).itemsize)
+        shapes = {name: tuple(shape) for name, shape in cfg["inputs"].items()}
         nodes = []
         for node in cfg["nodes"]:
             name, ltype = node["name"], node["type"]
@@ -178,6 +206,14 @@ class Model:
                 layer_cls = get_layer(ltype)
             except UnknownLayerError as exc:
                 raise ValueError(f"node {name!r}: {exc}") from None
+            # Input shapes as far as the nodes so far tell (None: unknown or wrong; the
+            # Model's own shape check reports those).
+            in_shapes = [shapes.get(i) for i in node["inputs"]]
+            known = all(s is not None for s in in_shapes)
+            estimate = estimate_from_config(layer_cls, node["config"],
+                                            in_shapes[0] if known and in_shapes else None)
+            if estimate is not None:  # count it before building allocates the parameters
+                budget.add(name, ltype, *estimate)
             try:
                 layer = layer_cls.from_config(node["config"])
             except (ValueError, TypeError) as exc:
@@ -185,6 +221,12 @@ class Model:
                 for prefix in (f"{ltype}: ", f"{layer_cls.__name__}: "):
                     msg = msg[len(prefix):] if msg.startswith(prefix) else msg
                 raise ValueError(f"node {name!r} ({ltype}): {msg}") from None
+            if estimate is None:
+                out_shape = _try_output_shape(layer, in_shapes) if known else None
+                budget.add(name, ltype, *count_arrays(layer), out_shape)
+            else:
+                out_shape = estimate[2]
+            shapes[name] = out_shape
             nodes.append((name, layer, node["inputs"]))
         return cls(cfg["inputs"], nodes, cfg["outputs"], cfg.get("dtype", "float32"),
                    cfg.get("seed"))
@@ -204,8 +246,8 @@ class Model:
             where += " [model]"
         try:
             return cls.from_config(cfg)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+        except (ValueError, ModelTooLargeError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
 
     def to_config(self):
         """The graph-form config (plain JSON values); ``from_config`` of it rebuilds this model."""
@@ -278,6 +320,13 @@ class Model:
                 raise ValueError(f"node {name!r} ({layer.type_name}): shape mismatch: input "
                                  f"shape {shown} from {self.node_inputs[name]}: {exc}") from None
             self.shapes[name] = tuple(int(s) for s in shape)
+
+    def _check_size(self, itemsize):
+        """Raise ModelTooLargeError if the model would need more memory than the limit."""
+        budget = SizeBudget(itemsize)
+        for name, layer in self.nodes.items():
+            budget.add(name, layer.type_name or type(layer).__name__, *count_arrays(layer),
+                       self.shapes[name])
 
     def _toposort(self):
         names = list(self.nodes)
@@ -667,6 +716,8 @@ class Model:
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"Model.astype: dtype must be float32 or float64, got {dtype}")
+        if dtype.itemsize > self.dtype.itemsize:
+            self._check_size(dtype.itemsize)
         for layer in self.nodes.values():
             layer.astype(dtype)
         self.dtype = dtype

@@ -388,7 +388,8 @@ class Layer:
         """
         twin = type(self).__new__(type(self))
         shared = (self.params, self.grads, self.buffers)
-        for key, value in self.__dict__.items():
+        # a snapshot: the thread using this layer may be adding attributes right now
+        for key, value in self.__dict__.copy().items():
             if isinstance(value, (dict, list, set)) and not any(value is s for s in shared):
                 value = value.copy()
             twin.__dict__[key] = value

@@ -299,3 +299,53 @@ def test_threads_taking_turns_train_as_one_thread_would(ce):
     assert alone.keys() == shared.keys()
     for k in alone:
         np.testing.assert_array_equal(shared[k], alone[k], err_msg=k)
+
+
+def test_trainer_predict_from_many_threads_matches(fast_switching):
+    from cnnframe.train import Trainer
+    model = residual_model()
+    trainer = Trainer(model, "softmax_cross_entropy", None, progress=False)
+    xs = batches(THREADS, seed=4, n=6)
+    expected = [trainer.predict(x, batch_size=4) for x in xs]
+    got = run_in_threads(lambda i: [trainer.predict(xs[i], batch_size=4) for _ in range(10)])
+    for want, results in zip(expected, got):
+        for y in results:
+            np.testing.assert_array_equal(y, want)
+
+
+# --- Layer.thread_copy ---------------------------------------------------------------------------
+
+class DictCache(Layer):
+    """Keeps its per-call state in a dict it changes in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.cache = {}
+
+    def forward(self, x, training=True):
+        self.cache["x"] = x
+        return 2 * x
+
+    def backward(self, grad_y):
+        return 2 * grad_y
+
+
+def test_thread_copy_shares_parameters_and_owns_its_caches():
+    from cnnframe.layers import Conv2d
+    conv = Conv2d(3, 4, 3, seed=0)
+    conv.reuse_buffers = True
+    x = batches(1)[0]
+    conv.forward(x)
+    twin = conv.thread_copy()
+    assert twin.params is conv.params and twin.params["weight"] is conv.params["weight"]
+    assert twin.grads is conv.grads and twin._scratch == {}
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        twin.backward(np.ones((4, 4, 6, 6), np.float32))
+    y_conv, y_twin = conv.forward(x), twin.forward(2 * x)
+    assert not np.may_share_memory(y_conv, y_twin)
+    layer = DictCache()
+    copy_ = layer.thread_copy()
+    a, b = np.zeros((1, 2), np.float32), np.ones((1, 2), np.float32)
+    layer.forward(a)
+    copy_.forward(b)
+    assert layer.cache["x"] is a and copy_.cache["x"] is b
