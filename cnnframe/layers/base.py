@@ -160,6 +160,7 @@ def _recording_forward(forward):
         self._output_spec = (y.shape, y.dtype) if isinstance(y, np.ndarray) else None
         self._input_dtypes = _dtypes_of(x)
         return y
+    wrapper._protocol_wrapper = True
     return wrapper
 
 
@@ -203,6 +204,7 @@ def _checked_backward(backward):
                 and len(grad_x) == len(dtypes)):
             return type(grad_x)(_cast_to(g, d) for g, d in zip(grad_x, dtypes))
         return _cast_to(grad_x, dtypes)
+    wrapper._protocol_wrapper = True
     return wrapper
 
 
@@ -248,11 +250,13 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Every layer, built-in or plugin, checks grad_y against its latest output.
-        if "forward" in cls.__dict__:
-            cls.forward = _recording_forward(cls.__dict__["forward"])
-        if "backward" in cls.__dict__:
-            cls.backward = _checked_backward(cls.__dict__["backward"])
+        # Every layer, built-in or plugin, follows the grad_y rule.  Wrap the forward and
+        # backward the class resolves to unless they already are wrappers (inherited from
+        # a wrapped Layer subclass), so methods from a mixin are wrapped too.
+        for method, wrap in (("forward", _recording_forward), ("backward", _checked_backward)):
+            fn = getattr(cls, method)
+            if not getattr(fn, "_protocol_wrapper", False):
+                setattr(cls, method, wrap(fn))
 
     def __init__(self):
         self.params = {}
