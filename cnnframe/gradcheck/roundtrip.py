@@ -22,7 +22,6 @@ __all__ = ["MISSES_STATE", "RebuildError", "rebuild_from_config",
 MISSES_STATE = "get_config() misses state that changes the layer"
 
 
-
 class RebuildError(Exception):
     """``get_config()`` or ``from_config()`` raised: the round trip could not be run."""
 
@@ -112,7 +111,7 @@ def _simple(value):
 
 def _attribute_differences(layer, rebuilt):
     """Plain attributes (numbers, strings, flags, short tuples) that differ: likely culprits."""
-    a, b = vars(layer), vars(rebuilt)
+    a, b = getattr(layer, "__dict__", {}), getattr(rebuilt, "__dict__", {})
     out = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, "<missing>"), b.get(k, "<missing>")
