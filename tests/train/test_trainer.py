@@ -12,7 +12,8 @@ from cnnframe.train import Callback, History, NonFiniteLossError, Trainer, list_
 from cnnframe.train.metrics import confusion_matrix
 
 
-def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epochs=3, **kw):
+def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epochs=3,
+             curves=False, **kw):
     x, y = tiny.data(n, seed=seed)
     model = tiny.Model(16, 3, seed=seed)
     opt = SGD(model, lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -21,7 +22,8 @@ def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epoch
     xv, yv = tiny.data(40, seed=seed + 100)
     val = tiny.Loader(xv, yv, 16, shuffle=False, noise=0.0)
     trainer = Trainer(model, SoftmaxCrossEntropy(), opt, sched, out_dir=out_dir,
-                      callbacks=callbacks, progress=False, log=lambda *a: None, **kw)
+                      callbacks=callbacks, progress=False, log=lambda *a: None, curves=curves,
+                      **kw)
     return trainer, loader, val
 
 
@@ -147,7 +149,7 @@ def test_resume_extends_a_finished_run(tiny, tmp_path):
         model = tiny.Model(16, 3, seed=3)
         opt = SGD(model, lr=0.05, momentum=0.9)
         tr = Trainer(model, "cross_entropy", opt, out_dir=out, progress=False,
-                     log=lambda *a: None)
+                     log=lambda *a: None, curves=False)
         tr.fit(tiny.Loader(x, y, 16, seed=3), epochs=epochs, resume=resume)
         return tr
     ref = run(tmp_path / "a", 3)
