@@ -56,18 +56,24 @@ def run(args):
         cfg["epochs"] = args.epochs
     if args.batch_size is not None:
         cfg["batch_size"] = args.batch_size
-    cfg = record_data_root(validate_config(cfg), args.data_dir)
+    cfg = validate_config(cfg)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    saved = (load_config(out / CONFIG_FILE) if args.resume and (out / CONFIG_FILE).is_file()
+             else None)
+    data_dir = args.data_dir
+    if saved is not None and not data_dir and not cfg["data"]["root"]:
+        data_dir = saved["data"]["root"]  # resume reads the data the run read
+    cfg = record_data_root(cfg, data_dir)
     threads = getattr(args, "threads", None) or cfg["threads"]
     if threads:
         cnnframe.set_num_threads(threads)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     ckpt_dir = out / "checkpoints"
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
     if has_ckpt and not args.resume:
         raise ValueError(f"{out} already holds a run (checkpoints/); continue it with --resume "
                          "or choose another --out")
-    if args.resume and (out / CONFIG_FILE).is_file():
-        differ = resume_differences(load_config(out / CONFIG_FILE), cfg)
+    if saved is not None:
+        differ = resume_differences(saved, cfg)
         if differ:
             raise ValueError(f"{args.config} differs from the config of the run in {out} "
                              f"({out / CONFIG_FILE}) in {', '.join(differ)}; only "
