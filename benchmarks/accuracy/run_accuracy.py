@@ -80,7 +80,7 @@ def run_one(name, spec, args):
     hist = History.from_csv(out / "metrics.csv")
     tta = None
     if spec.get("tta"):  # the final model once more, each test image averaged with its mirror
-        from cnnframe.train.evaluate import evaluate_run
+        from cnnframe.train.evaluation import evaluate_run
         tta = evaluate_run(str(out), str(root), tta=True).result["accuracy"]
     train_s = sum(hist["time_s"])
     acc = hist["val_accuracy"][-1]

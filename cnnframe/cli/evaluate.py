@@ -1,6 +1,6 @@
 """`cnnframe evaluate MODEL`: accuracy, per-class accuracy and confusion matrix on a split.
 
-The work is `cnnframe.train.evaluate.evaluate_run`; this module parses and prints.
+The work is `cnnframe.train.evaluation.evaluate_run`; this module parses and prints.
 """
 import argparse
 from pathlib import Path
@@ -55,7 +55,7 @@ def format_table(classes, cm):
 
 
 def run(args):
-    from cnnframe.train.evaluate import evaluate_run
+    from cnnframe.train.evaluation import evaluate_run
     from cnnframe.train.plots import plot_confusion
 
     res, classes, model_path, cfg = evaluate_run(

@@ -6,7 +6,6 @@ others are still classified; the exit status is then 1.
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -144,7 +143,7 @@ def load_images(paths, image_shape):
 def run(args):
     from cnnframe.data import build_transforms
     from cnnframe.graph import Model
-    from cnnframe.train.evaluate import output_count, predict
+    from cnnframe.train.evaluation import output_count, predict
     from cnnframe.train.runs import PREPROCESS_FILE, find_model, read_preprocess
 
     model_path, run_dir = find_model(args.model)

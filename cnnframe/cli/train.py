@@ -46,7 +46,7 @@ def run(args):
     from cnnframe.optim import build_optimizer, build_schedule
     from cnnframe.train import NonFiniteLossError, Trainer, load_config, save_config
     from cnnframe.train.config import RESUME_FREE, resume_differences, validate_config
-    from cnnframe.train.evaluate import check_num_classes
+    from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
                                      record_data_root, write_preprocess)

@@ -246,9 +246,11 @@ def build_transform(cfg):
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, valid, n=1)
-            hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
-        raise ValueError(f"unknown key(s) {', '.join(hints)} for transform {kind!r}; valid keys: "
-                         f"{['type'] + valid}")
+            if close:
+                hints.append(f"{key!r}: did you mean {close[0]!r}?")
+        raise ValueError(f"unknown key(s) {unknown} for transform {kind!r}"
+                         + (f" ({'; '.join(hints)})" if hints else "")
+                         + f"; valid keys: {['type'] + valid}")
     return cls(**args)
 
 

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from cnnframe.train.checkpoint import CheckpointManager, load_state
-from cnnframe.train.evaluate import _resolve_loss, check_num_classes, evaluate, predict
+from cnnframe.train.evaluation import _resolve_loss, check_num_classes, evaluate, predict
 from cnnframe.train.history import History
 from cnnframe.train.metrics import MetricTracker
 
@@ -580,7 +580,7 @@ class Trainer:
     def evaluate(self, loader, confusion=False, tta=False):
         """Mean loss and metrics over a loader with this Trainer's loss and metrics.
 
-        See `cnnframe.train.evaluate.evaluate` (which needs no Trainer) for the parameters.
+        See `cnnframe.train.evaluation.evaluate` (which needs no Trainer) for the parameters.
 
         Returns
         -------
@@ -591,7 +591,7 @@ class Trainer:
                         tta=tta)
 
     def predict(self, x, batch_size=256, probabilities=False):
-        """The model's outputs for `x` in batches (`cnnframe.train.evaluate.predict`).
+        """The model's outputs for `x` in batches (`cnnframe.train.evaluation.predict`).
 
         Parameters
         ----------

@@ -79,5 +79,5 @@ def test_unknown_transform_key_suggests_the_close_one(tmp_path, capsys):
     cfg.write_text(text)
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "'pading' (did you mean 'padding'?)" in err and "random_crop" in err
+    assert "['pading'] for transform 'random_crop' ('pading': did you mean 'padding'?)" in err
     assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import pytest
 from cnnframe.losses import SoftmaxCrossEntropy
 from cnnframe.optim import SGD, CosineWarmup
 from cnnframe.train import Callback, History, NonFiniteLossError, Trainer, list_checkpoints
-from cnnframe.train.evaluate import evaluate, predict
+from cnnframe.train.evaluation import evaluate, predict
 from cnnframe.train.metrics import confusion_matrix
 
 
