@@ -80,8 +80,8 @@ def run_one(name, spec, args):
     hist = History.from_csv(out / "metrics.csv")
     tta = None
     if spec.get("tta"):  # the final model once more, each test image averaged with its mirror
-        from cnnframe.cli.evaluate import evaluate_model
-        tta = evaluate_model(str(out), str(root), tta=True)[0]["accuracy"]
+        from cnnframe.train.evaluation import evaluate_run
+        tta = evaluate_run(str(out), str(root), tta=True).result["accuracy"]
     train_s = sum(hist["time_s"])
     acc = hist["val_accuracy"][-1]
     # The accuracy reached within the time budget (the last epoch finished inside it).

@@ -3,9 +3,10 @@
 Each module listed in COMMANDS defines `add_parser(subparsers)`, which adds
 its subparser and sets `func=run` on it, and `run(args) -> int`.
 """
-import argparse
 import importlib
 import sys
+
+from cnnframe.cli._args import Parser, positive_int
 
 COMMANDS = [
     "layers", "summary", "train", "evaluate", "predict",
@@ -16,9 +17,8 @@ COMMANDS = [
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="cnnframe", description="cnnframe: convolutional networks on the CPU")
-    parser.add_argument("--threads", type=int, default=None,
+    parser = Parser(prog="cnnframe", description="cnnframe: convolutional networks on the CPU")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="threads for the kernels and BLAS (default: all cores)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -39,6 +39,6 @@ def main(argv=None):
         cnnframe.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError, MemoryError) as exc:
+    except (ValueError, TypeError, OSError, KeyError, MemoryError, ImportError) as exc:
         print(f"cnnframe {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,9 @@ import json
 import os
 import sys
 
+from cnnframe.cli._args import (nonnegative_float, nonnegative_int, positive_float,
+                                positive_int, shape)
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -27,37 +30,30 @@ def add_parser(subparsers):
     p.add_argument("layer", help="PACKAGE.MODULE:ClassName (modules in the current directory "
                                  "are found, as by `python -m`), or a registered layer name "
                                  "(see `cnnframe layers`)")
-    p.add_argument("--input-shape", action="append", required=True, metavar="N,C,H,W",
-                   help="input shape with the batch dimension, e.g. 2,3,8,8 "
+    p.add_argument("--input-shape", action="append", required=True, type=shape,
+                   metavar="N,C,H,W", help="input shape with the batch dimension, e.g. 2,3,8,8 "
                         "(repeat for multi-input layers)")
     p.add_argument("--config", default=None, metavar="JSON",
                    help="layer config as JSON, e.g. '{\"in_channels\": 3, ...}'")
     p.add_argument("--eval", action="store_true", help="check eval mode (training=False)")
-    p.add_argument("--seed", type=int, default=0, help="seed of inputs and projections (0)")
-    p.add_argument("--seeds", type=int, default=1, metavar="K",
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of inputs and projections (0)")
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="K",
                    help="check K seeds (seed, seed+1, ...) and summarise (default 1)")
-    p.add_argument("--eps", type=float, default=1e-6, help="finite-difference step (1e-6)")
-    p.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (1e-6)")
-    p.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (1e-5)")
+    p.add_argument("--eps", type=positive_float, default=1e-6,
+                   help="finite-difference step (1e-6)")
+    p.add_argument("--atol", type=nonnegative_float, default=1e-6,
+                   help="absolute tolerance (1e-6)")
+    p.add_argument("--rtol", type=nonnegative_float, default=1e-5,
+                   help="relative tolerance (1e-5)")
     p.add_argument("--mode", choices=("auto", "projections", "full"), default="auto",
                    help="random output projections or the exact Jacobian (auto: exact for "
                         "outputs of <= 64 elements)")
-    p.add_argument("--projections", type=int, default=3, help="random projections (3)")
-    p.add_argument("--max-elements", type=int, default=2048,
+    p.add_argument("--projections", type=positive_int, default=3, help="random projections (3)")
+    p.add_argument("--max-elements", type=positive_int, default=2048,
                    help="elements checked per input/parameter, chosen at random (2048)")
     p.set_defaults(func=run)
     return p
-
-
-def _parse_shape(text):
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"--input-shape must be comma-separated ints like 2,3,8,8, "
-                         f"got {text!r}") from None
-    if len(shape) < 2 or any(v < 1 for v in shape):
-        raise ValueError(f"--input-shape needs the batch dimension and sizes >= 1, got {text!r}")
-    return shape
 
 
 @contextlib.contextmanager
@@ -109,14 +105,12 @@ def _run(args):
             raise ValueError(f"--config is not valid JSON: {exc}") from None
         if not isinstance(config, dict):
             raise ValueError(f"--config must be a JSON object, got {args.config!r}")
-    shapes = [_parse_shape(s) for s in args.input_shape]
+    shapes = list(args.input_shape)  # tuples, checked by the argument type
     multi = len(shapes) > 1 or getattr(cls, "num_inputs", 1) is None
     kwargs = dict(input_shape=shapes if multi else shapes[0], config=config, eps=args.eps,
                   atol=args.atol, rtol=args.rtol, training=not args.eval,
                   n_projections=args.projections, mode=args.mode,
                   max_elements=args.max_elements)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seeds == 1:
         report = check_layer(cls, seed=args.seed, **kwargs)
         print(report)

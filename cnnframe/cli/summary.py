@@ -27,7 +27,8 @@ def model_from_path(path):
     FileNotFoundError
         If `path` (or a run folder's model file) does not exist.
     ValueError
-        For an invalid config or a damaged model file; the message names the file.
+        For an invalid config, a damaged model file or a training checkpoint; the message
+        names the file.
     """
     from cnnframe.graph import Model
     from cnnframe.graph.config import load_config_file
@@ -41,6 +42,9 @@ def model_from_path(path):
                                     "folder of `cnnframe train`, a config or a model file")
         return Model.load(model_file)
     if os.path.splitext(path)[1].lower() not in (".toml", ".json"):
+        from cnnframe.train.runs import checkpoint_is_not_a_model, is_checkpoint
+        if is_checkpoint(path):
+            raise checkpoint_is_not_a_model(path)
         return Model.load(path)
     raw = load_config_file(path)
     # A model config never has a "model" key; a training config always has one.

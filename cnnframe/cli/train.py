@@ -1,10 +1,11 @@
 """`cnnframe train CONFIG.toml`: train a model from a training config into runs/NAME/."""
 import argparse
-import copy
 import os
 import sys
 import time
 from pathlib import Path
+
+from cnnframe.cli._args import positive_int
 
 HELP = "train a model from a training config (TOML/JSON)"
 
@@ -16,30 +17,26 @@ def add_parser(subparsers):
     p.add_argument("config", help="training config file (e.g. examples/configs/"
                    "shapes_quickstart.toml)")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="dataset root (default: the config's data.root, else $CNNFRAME_DATA)")
-    p.add_argument("--epochs", type=int, metavar="N", help="override the config's epochs")
-    p.add_argument("--batch-size", type=int, metavar="N", help="override the config's batch_size")
+                   help="dataset root (default: the config's data.root, else $CNNFRAME_DATA); "
+                   "recorded in OUT/config.toml")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR-10 into the dataset root when it is not there")
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help="override the config's epochs")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help="override the config's batch_size")
+    p.add_argument("--max-steps", type=positive_int, metavar="N",
+                   help="stop after N optimizer steps of the run in total (a quick try; the "
+                   "run stays the one the config describes: --resume continues it)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its newest complete checkpoint")
-    p.add_argument("--threads", type=int, metavar="N", default=argparse.SUPPRESS,
+    p.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
                    help="threads for kernels and BLAS (default: the config's threads, else "
                    "all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
-
-
-# Config keys that may differ between a run and its resumption.
-_RESUME_FREE = ("epochs", "threads")
-
-
-def _comparable(cfg):
-    c = copy.deepcopy(cfg)
-    for k in _RESUME_FREE:
-        c.pop(k, None)
-    c["data"].pop("root", None)
-    return c
 
 
 def run(args):
@@ -48,11 +45,11 @@ def run(args):
     import cnnframe
     from cnnframe.optim import build_optimizer, build_schedule
     from cnnframe.train import NonFiniteLossError, Trainer, load_config, save_config
-    from cnnframe.train.config import validate_config
-    from cnnframe.train.plots import plot_curves
+    from cnnframe.train.config import RESUME_FREE, resume_differences, validate_config
+    from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
-                                     write_preprocess)
+                                     record_data_root, write_preprocess)
 
     cfg = load_config(args.config)
     if args.epochs is not None:
@@ -60,27 +57,36 @@ def run(args):
     if args.batch_size is not None:
         cfg["batch_size"] = args.batch_size
     cfg = validate_config(cfg)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    saved = (load_config(out / CONFIG_FILE) if args.resume and (out / CONFIG_FILE).is_file()
+             else None)
+    data_dir = args.data_dir
+    if saved is not None and not data_dir and not cfg["data"]["root"]:
+        data_dir = saved["data"]["root"]  # resume reads the data the run read
+    cfg = record_data_root(cfg, data_dir)
     threads = getattr(args, "threads", None) or cfg["threads"]
     if threads:
         cnnframe.set_num_threads(threads)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     ckpt_dir = out / "checkpoints"
     has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
     if has_ckpt and not args.resume:
         raise ValueError(f"{out} already holds a run (checkpoints/); continue it with --resume "
                          "or choose another --out")
-    if args.resume and (out / CONFIG_FILE).is_file():
-        saved = load_config(out / CONFIG_FILE)
-        if _comparable(saved) != _comparable(cfg):
+    if saved is not None:
+        differ = resume_differences(saved, cfg)
+        if differ:
             raise ValueError(f"{args.config} differs from the config of the run in {out} "
-                             f"({out / CONFIG_FILE}) beyond epochs/threads/data root; resuming "
-                             "would not continue the same run")
+                             f"({out / CONFIG_FILE}) in {', '.join(differ)}; only "
+                             f"{', '.join(RESUME_FREE)} may change, so resuming would not "
+                             "continue the same run")
 
     np.random.seed(cfg["seed"])
     t0 = time.perf_counter()
-    train_set, eval_set = load_datasets(cfg, args.data_dir)
+    train_set, eval_set = load_datasets(cfg, download=args.download)
     train_loader, eval_loader = build_loaders(cfg, train_set, eval_set)
     model = build_model(cfg)
+    # Before anything is written: a model that cannot fit the data is a config error.
+    check_num_classes(model, train_loader, f"{cfg['data']['dataset']}")
     loss = build_loss(cfg)
     optimizer = build_optimizer(cfg["optimizer"], model)
     total_steps = cfg["epochs"] * len(train_loader)
@@ -100,27 +106,31 @@ def run(args):
                       keep_checkpoints=cfg["checkpoint"]["keep"],
                       checkpoint_every=cfg["checkpoint"]["every_steps"] or None,
                       progress=not args.no_progress, extra_state={"config": cfg})
+    resume_cmd = f"cnnframe train {args.config} --out {out} --resume"
     t_train = time.perf_counter()
     try:
         history = trainer.fit(train_loader, eval_loader, epochs=cfg["epochs"],
-                              resume=args.resume)
+                              resume=args.resume, max_steps=args.max_steps)
     except KeyboardInterrupt:
-        print(f"stopped; resume with: cnnframe train {args.config} --out {out} --resume",
-              file=sys.stderr)
+        print(f"stopped; resume with: {resume_cmd}", file=sys.stderr)
         return 130
     except NonFiniteLossError as exc:
         print(f"cnnframe train: {exc}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t_train
-    model.save(out / MODEL_FILE)
-    plot_curves(history, out / "curves.png")
-    last = history.rows[-1]
-    train_time = sum(r["time_s"] for r in history.rows)
-    line = (f"done: {len(history)} epochs, {train_time:.1f} s of training "
-            f"({wall:.1f} s in this session)")
-    if "val_accuracy" in last:
-        line += f"; final {'test' if cfg['data']['validation'] == 'test' else 'validation'} " \
-                f"accuracy {100 * last['val_accuracy']:.2f}%"
+    train_time = sum(r["time_s"] for r in history.rows) + (
+        trainer.epoch_train_time if trainer.step_in_epoch else 0.0)
+    if trainer.epoch < cfg["epochs"]:
+        line = (f"stopped by --max-steps {args.max_steps}: {trainer.step} of "
+                f"{total_steps} steps done, {train_time:.1f} s of training; continue with: "
+                f"{resume_cmd}")
+    else:
+        line = (f"done: {len(history)} epochs, {train_time:.1f} s of training "
+                f"({wall:.1f} s in this session)")
+        last = history.rows[-1]
+        if "val_accuracy" in last:
+            line += (f"; final {'test' if cfg['data']['validation'] == 'test' else 'validation'}"
+                     f" accuracy {100 * last['val_accuracy']:.2f}%")
     print(line)
     print(f"wrote {out}{os.sep}: {CONFIG_FILE}, metrics.csv, checkpoints/, {MODEL_FILE}, "
           "preprocess.json" + (", curves.png" if (out / "curves.png").exists() else ""))

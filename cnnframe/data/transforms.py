@@ -7,6 +7,7 @@ DataLoader and Compose pass it for arrays they own); by default the input is lef
 Each has a plain-dict config form (`get_config()`, `build_transform(cfg)`,
 `build_transforms([...])`) so a TOML file can name the augmentation.
 """
+import difflib
 import inspect
 import threading
 
@@ -242,8 +243,14 @@ def build_transform(cfg):
     args = {k: v for k, v in cfg.items() if k != "type"}
     unknown = sorted(set(args) - set(valid))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for transform {kind!r}; valid keys: "
-                         f"{['type'] + valid}")
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, valid, n=1)
+            if close:
+                hints.append(f"{key!r}: did you mean {close[0]!r}?")
+        raise ValueError(f"unknown key(s) {unknown} for transform {kind!r}"
+                         + (f" ({'; '.join(hints)})" if hints else "")
+                         + f"; valid keys: {['type'] + valid}")
     return cls(**args)
 
 

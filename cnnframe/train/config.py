@@ -140,6 +140,42 @@ def validate_config(cfg):
     return out
 
 
+# What may change between a run and its resumption without changing the run itself: how
+# long it goes on, how many threads compute it, and where its data is read from.
+RESUME_FREE = ("epochs", "threads", "data.root")
+_MISSING = object()
+
+
+def _flatten(value, prefix=""):
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out if out or not prefix else {prefix: {}}
+    return {prefix: value}
+
+
+def resume_differences(saved, cfg):
+    """The dotted keys in which two validated training configs differ, beyond `RESUME_FREE`.
+
+    A run may be resumed with a config only when this is empty: every other key (model,
+    data, optimizer, schedule, seed, batch size...) shapes the run's results.
+
+    Parameters
+    ----------
+    saved, cfg : dict
+        The run's config (its config.toml) and the config to resume it with.
+
+    Returns
+    -------
+    list of str
+        Sorted, e.g. ``["optimizer.lr"]``.
+    """
+    a, b = _flatten(saved), _flatten(cfg)
+    return sorted(k for k in set(a) | set(b)
+                  if k not in RESUME_FREE and a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
 def load_config(path):
     """Read and validate a training config file (.toml or .json).
 

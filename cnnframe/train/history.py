@@ -1,4 +1,4 @@
-"""Per-epoch training history, written as CSV."""
+"""Training history: one row per epoch (written as CSV) and points of the per-step curve."""
 import csv
 import io
 import math
@@ -7,17 +7,28 @@ from cnnframe.train.checkpoint import atomic_write
 
 
 class History:
-    """One row (a dict of numbers) per finished epoch.
+    """One row (a dict of numbers) per finished epoch, plus the points of the per-step curve.
 
     ``history["val_accuracy"]`` is a column as a list; ``history.rows`` are the
     rows; ``history.to_csv(path)`` writes them (atomically).
+
+    ``history.steps`` holds the training loss and metrics over short runs of steps
+    (about 50 points per epoch), each a dict with "step" (the last step of the run of
+    steps), "epoch" (fractional: 0.5 is the middle of the first epoch), "loss" and the
+    metrics.  `cnnframe.train.plots.plot_curves` draws them, so even a one-epoch run has
+    a curve.  They are kept in checkpoints but not written to metrics.csv.
     """
 
-    def __init__(self, rows=()):
+    def __init__(self, rows=(), steps=()):
         self.rows = [dict(r) for r in rows]
+        self.steps = [dict(p) for p in steps]
 
     def append(self, row):
         self.rows.append(dict(row))
+
+    def append_step(self, point):
+        """Add a point of the per-step curve (see the class docstring)."""
+        self.steps.append(dict(point))
 
     @property
     def columns(self):
@@ -40,7 +51,8 @@ class History:
         return iter(self.rows)
 
     def __repr__(self):
-        return f"History({len(self.rows)} epochs, columns={self.columns})"
+        return (f"History({len(self.rows)} epochs, {len(self.steps)} step points, "
+                f"columns={self.columns})")
 
     def to_csv(self, path=None):
         """Write the rows as CSV to `path` (atomically) and return the text."""

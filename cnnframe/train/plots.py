@@ -34,41 +34,56 @@ def _save(fig, plt, path):
 
 
 def plot_curves(history, path, metric="accuracy"):
-    """Loss and `metric` per epoch (train and, when present, validation) -> PNG at `path`.
+    """Loss and `metric` against epochs -> PNG at `path`.
+
+    The x axis counts whole epochs.  Each finished epoch is a marker (training and, when
+    present, validation); the per-step points of ``history.steps`` (training loss and
+    metric over short runs of steps, at fractional epochs) are drawn as a thin line of
+    small dots, so a run of one epoch, or one stopped within its first epoch, still shows
+    a curve.
 
     Parameters
     ----------
-    history : History or sequence of row dicts (as written to metrics.csv)
+    history : History, or a sequence of row dicts (as written to metrics.csv)
     path : str or os.PathLike
-    metric : str
+    metric : str or None
+        The metric of the right panel; None draws the loss only.
 
     Returns
     -------
     str or None
-        The path written, or None without matplotlib or without any epoch.
+        The path written, or None without matplotlib or without anything to draw.
     """
     rows = list(getattr(history, "rows", history))
-    if not rows:
+    steps = list(getattr(history, "steps", ()))
+    if not rows and not steps:
         return None
     plt = _pyplot(path)
     if plt is None:
         return None
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], metric, metric)):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
+    from matplotlib.ticker import MaxNLocator
+    keys = ["loss"] + ([metric] if metric else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    last_epoch = max([r["epoch"] for r in rows] + [p["epoch"] for p in steps])
+    for ax, key in zip(axes[0], keys):
+        scale = 1 if key == "loss" else 100
+        if steps and key in steps[0]:
+            ax.plot([p["epoch"] for p in steps], [scale * p.get(key, np.nan) for p in steps],
+                    ".-", ms=2, lw=0.6, alpha=0.45, color="C0", label="train (per step)")
+        for prefix, style, color, label in (("", "o", "C0", "train (epoch)"),
+                                            ("val_", "s-", "C1", "validation")):
             col = prefix + key
-            if col in rows[0]:
-                vals = [r.get(col, np.nan) for r in rows]
-                if key != "loss":
-                    vals = [100 * v for v in vals]
-                ax.plot(epochs, vals, style, ms=3, label="validation" if prefix else "train")
+            if rows and col in rows[0]:
+                vals = [scale * r.get(col, np.nan) for r in rows]
+                ax.plot([r["epoch"] for r in rows], vals, style, ms=4, color=color, label=label)
+        ax.set_xlim(0, max(1, np.ceil(last_epoch)))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label + (" (%)" if key != "loss" else ""))
+        ax.set_ylabel(key + (" (%)" if key != "loss" else ""))
+        ax.set_title(key)
         ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_title("loss")
-    axes[1].set_title(metric)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     return _save(fig, plt, path)
 
 

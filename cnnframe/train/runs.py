@@ -7,10 +7,14 @@ A run folder (``cnnframe train ... --out runs/NAME``) holds::
     checkpoints/         ckpt-e*-s*.npz, the last few
     model.cnnf           the final model (Model.save; an npz file)
     preprocess.json      classes, input shape and the eval-time transforms, for predict/evaluate
-    curves.png           loss and accuracy per epoch (with matplotlib)
+    curves.png           loss and accuracy per epoch and per step (with matplotlib)
+
+config.toml records the dataset root the run read (as an absolute path), so that
+``cnnframe evaluate RUN`` finds the same data without being told again.
 """
 import json
 import os
+import zipfile
 from pathlib import Path
 
 from cnnframe.train.checkpoint import atomic_write
@@ -20,14 +24,39 @@ PREPROCESS_FILE = "preprocess.json"
 CONFIG_FILE = "config.toml"
 
 
+# Datasets that need no files (and so no root).
+BUILT_IN_DATASETS = ("shapes",)
+
+
+def dataset_name(cfg):
+    """The config's dataset name, normalised: lower case, "_" for "-"."""
+    return str(cfg["data"]["dataset"]).lower().replace("-", "_")
+
+
 def resolve_data_root(cfg_data, data_dir=None):
-    """The dataset root: --data-dir, else the config's data.root, else None ($CNNFRAME_DATA)."""
+    """The dataset root: --data-dir, else the config's data.root, else $CNNFRAME_DATA, else None."""
     if data_dir:
-        return Path(data_dir)
+        return Path(os.path.expanduser(data_dir))
     if cfg_data.get("root"):
         return Path(os.path.expanduser(cfg_data["root"]))
     env = os.environ.get("CNNFRAME_DATA")
     return Path(env) if env else None
+
+
+def record_data_root(cfg, data_dir=None):
+    """A copy of `cfg` whose data.root is the absolute root the run reads (when it has one).
+
+    The run folder's config.toml then says where the data came from, so evaluating the run
+    later needs no --data-dir.  Built-in datasets (shapes) keep their config as it is.
+    """
+    if dataset_name(cfg) in BUILT_IN_DATASETS:
+        return cfg
+    root = resolve_data_root(cfg["data"], data_dir)
+    if root is None:
+        return cfg
+    out = dict(cfg)
+    out["data"] = {**cfg["data"], "root": str(root.resolve())}
+    return out
 
 
 def _cifar_image_folder(root):
@@ -40,24 +69,66 @@ def _cifar_image_folder(root):
     return None
 
 
-def load_datasets(cfg, data_dir=None):
+def _missing_cifar10(root):
+    """FileNotFoundError for a root without CIFAR-10, saying how to point at it or fetch it."""
+    from cnnframe.data.cifar import ARCHIVES, DIRS
+    what = "does not exist" if not root.exists() else "holds no CIFAR-10 copy"
+    return FileNotFoundError(
+        f"CIFAR-10 root {root} {what}. Point --data-dir (or data.root in the config, or "
+        f"$CNNFRAME_DATA) at a folder holding {DIRS['binary']}/, {ARCHIVES['binary']}, "
+        f"{DIRS['python']}/ or {ARCHIVES['python']}, or a class-per-folder copy "
+        "(train/airplane/*.png ... and test/airplane/*.png ...); or add --download to fetch "
+        f"the official archive (about 160 MB) into {root}")
+
+
+def load_datasets(cfg, data_dir=None, download=False):
     """(train_set, eval_set or None) for a validated config's [data] section.
 
     ``dataset = "cifar10"`` reads the official python/binary release under the root; when
     the root (or root/cifar10-jpeg) instead holds the class-per-folder JPEG copy, that is used.
+
+    Parameters
+    ----------
+    cfg : dict
+        A validated training config.
+    data_dir : str or Path, optional
+        The root, overriding data.root and $CNNFRAME_DATA.
+    download : bool
+        Download CIFAR-10 into the root when no copy is there (as ``CIFAR10(root,
+        download=True)`` does); only for ``dataset = "cifar10"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No copy of the dataset under the root; the message says how to give one.
+    ValueError
+        `download` for a dataset other than CIFAR-10.
     """
     from cnnframe.data import get_dataset
+    from cnnframe.data.base import default_data_root
     from cnnframe.data.cifar import find_cifar10
     data = cfg["data"]
-    name = str(data["dataset"]).lower().replace("-", "_")
+    name = dataset_name(cfg)
     root = resolve_data_root(data, data_dir)
     options = dict(data.get("options") or {})
     per_split = {"train": dict(options.pop("train", None) or {}),
                  "test": dict(options.pop("test", None) or {})}
     train_opts = {**options, **per_split["train"]}
     test_opts = {**options, **per_split["test"]}
-    if name in ("cifar10", "cifar_10") and root is not None and root.exists() \
-            and not find_cifar10(root):
+    is_cifar = name in ("cifar10", "cifar_10")
+    if download and not is_cifar:
+        raise ValueError(f"--download fetches CIFAR-10 only; dataset {data['dataset']!r} "
+                         "cannot be downloaded by cnnframe")
+    if is_cifar:
+        where = root if root is not None else default_data_root()
+        copy_here = where.exists() and (find_cifar10(where) or _cifar_image_folder(where))
+        if download and not copy_here:
+            from cnnframe.data.cifar import fetch_cifar10
+            where.mkdir(parents=True, exist_ok=True)
+            fetch_cifar10(where)
+        elif not copy_here:
+            raise _missing_cifar10(where)
+    if is_cifar and root is not None and root.exists() and not find_cifar10(root):
         folder = _cifar_image_folder(root)
         if folder is not None:
             name, root = "image_folder", folder
@@ -130,8 +201,84 @@ def write_preprocess(out_dir, classes, image_shape, transforms):
     atomic_write(Path(out_dir) / PREPROCESS_FILE, lambda f: f.write(text), mode="w")
 
 
+def is_checkpoint(path):
+    """True when `path` is a training checkpoint (an npz with a ``__meta__`` member).
+
+    Only the zip directory is read, never the arrays.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "__meta__.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def checkpoint_is_not_a_model(path):
+    """The ValueError for a checkpoint given where a model file is expected."""
+    path = Path(path)
+    run = path.parent.parent if path.parent.name == "checkpoints" else None
+    run_hint = (f"Once the run has finished, its model is {run / MODEL_FILE}; to finish it, run "
+                f"`cnnframe train {run / CONFIG_FILE} --out {run} --resume`. "
+                if run is not None else "")
+    return ValueError(
+        f"{path} is a training checkpoint, not a model file: it holds the model's weights "
+        "together with the optimizer, schedule, data-loader and random-number state, so that "
+        "`cnnframe train ... --resume` can continue the run exactly. " + run_hint
+        + "To make a model file from the checkpoint itself, in Python: "
+        f"cnnframe.train.runs.model_from_checkpoint({str(path)!r}).save('model.cnnf')")
+
+
+def model_from_checkpoint(path, config=None):
+    """The Model whose weights a training checkpoint of ``cnnframe train`` holds.
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint file (checkpoints/ckpt-e*-s*.npz of a run folder).
+    config : dict or str or Path, optional
+        The run's training config (or its file); default: the config stored in the checkpoint
+        by ``cnnframe train``.
+
+    Returns
+    -------
+    cnnframe.Model
+        Built from the config's [model] section with the checkpoint's weights and buffers.
+
+    Raises
+    ------
+    CheckpointError
+        `path` is not a readable checkpoint.
+    ValueError
+        No config given and none stored in the checkpoint (a Trainer without
+        ``extra_state={"config": ...}`` wrote it).
+    """
+    from cnnframe.train.checkpoint import load_state
+    from cnnframe.train.config import load_config, validate_config
+    state = load_state(path)
+    if config is None:
+        config = (state.get("extra") or {}).get("config")
+        if config is None:
+            raise ValueError(f"{path}: the checkpoint stores no training config; pass the "
+                             "run's config (config.toml) as `config`")
+        config = validate_config(config)
+    elif not isinstance(config, dict):
+        config = load_config(config)
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    return model
+
+
 def find_model(path):
-    """(model file, run folder or None) for a model file or a run folder."""
+    """(model file, run folder or None) for a model file or a run folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or a run folder without its model (the run has not finished).
+    ValueError
+        `path` is a training checkpoint: the message says what that is and how to get a
+        model from it.
+    """
     path = Path(path)
     if path.is_dir():
         model = path / MODEL_FILE
@@ -141,6 +288,8 @@ def find_model(path):
         return model, path
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
+    if is_checkpoint(path):
+        raise checkpoint_is_not_a_model(path)
     return path, path.parent
 
 

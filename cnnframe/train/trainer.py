@@ -10,7 +10,8 @@ One training step is::
 Checkpoints are taken only between steps, where model, optimizer, schedule,
 data loader and RNGs are mutually consistent; a Ctrl-C is deferred to the end
 of the current step (a second Ctrl-C stops at once), so that a run interrupted
-and resumed ends with bit-identical weights to an uninterrupted one.
+and resumed ends with bit-identical weights to an uninterrupted one.  A run
+stopped by ``fit(max_steps=N)`` resumes the same way.
 """
 import inspect
 import math
@@ -24,8 +25,9 @@ import time
 import numpy as np
 
 from cnnframe.train.checkpoint import CheckpointManager, load_state
+from cnnframe.train.evaluation import _resolve_loss, check_num_classes, evaluate, predict
 from cnnframe.train.history import History
-from cnnframe.train.metrics import MetricTracker, confusion_matrix
+from cnnframe.train.metrics import MetricTracker
 
 __all__ = ["Trainer", "Callback", "NonFiniteLossError"]
 
@@ -92,14 +94,9 @@ class _DeferredInterrupt:
         return False
 
 
-def _resolve_loss(loss):
-    if isinstance(loss, str):
-        from cnnframe.losses import get_loss
-        return get_loss(loss)
-    if not (hasattr(loss, "forward") and hasattr(loss, "backward")):
-        raise TypeError(f"Trainer: loss must be a loss object with forward/backward or a loss "
-                        f"name, got {type(loss).__name__}")
-    return loss
+def _points_per_epoch_group(steps_per_epoch):
+    """Steps averaged into one point of the per-step curve: about 50 points per epoch."""
+    return max(1, steps_per_epoch // 50)
 
 
 def _stochastic_rngs(model):
@@ -136,8 +133,13 @@ class Trainer:
     metrics : sequence of str
         "accuracy" and/or "top{k}_accuracy".
     out_dir : str or os.PathLike, optional
-        Where `fit` writes ``checkpoints/`` and ``metrics.csv``.  Without it no
-        files are written (and `fit(resume=True)` has nothing to resume).
+        Where `fit` writes ``checkpoints/`` and ``metrics.csv`` as it goes, and at the
+        end ``model.cnnf`` (the trained model, for models with ``save``) and
+        ``curves.png`` (loss and metric per epoch and per step; needs matplotlib).
+        Without it no files are written (and `fit(resume=True)` has nothing to resume).
+    curves : bool
+        Draw ``curves.png`` in out_dir at the end of `fit` (False skips the drawing,
+        which takes matplotlib about a second).
     keep_checkpoints : int
         How many checkpoint files to keep.
     checkpoint_every : int, optional
@@ -153,7 +155,7 @@ class Trainer:
 
     def __init__(self, model, loss, optimizer, schedule=None, metrics=("accuracy",), *,
                  out_dir=None, keep_checkpoints=3, checkpoint_every=None, callbacks=(),
-                 progress=True, log=print, extra_state=None):
+                 progress=True, log=print, extra_state=None, curves=True):
         self.model = model
         self.loss = _resolve_loss(loss)
         self.optimizer = optimizer
@@ -161,6 +163,7 @@ class Trainer:
         self.metric_names = list(metrics)
         self.tracker = MetricTracker(self.metric_names)  # validates the names
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self.curves = bool(curves)
         if checkpoint_every is not None and (isinstance(checkpoint_every, bool)
                                              or not isinstance(checkpoint_every, int)
                                              or checkpoint_every < 1):
@@ -185,6 +188,8 @@ class Trainer:
         self.last_checkpoint = None
         self._consistent = True   # False while a step is half done
         self._saved_step = None   # self.step at the last checkpoint written
+        # The tracker's sums when the current point of the per-step curve began.
+        self._point_start = self.tracker.state_dict()
 
     # ------------------------------------------------------------------ state
 
@@ -206,7 +211,9 @@ class Trainer:
                         "epoch_train_time": self.epoch_train_time,
                         "tracker": self.tracker.state_dict(),
                         "metrics": list(self.metric_names),
-                        "history": [dict(r) for r in self.history.rows]},
+                        "history": [dict(r) for r in self.history.rows],
+                        "step_points": [dict(p) for p in self.history.steps],
+                        "point_start": dict(self._point_start)},
             "extra": self.extra_state,
         }
         return state
@@ -241,7 +248,9 @@ class Trainer:
         self.step_in_epoch = int(t["step_in_epoch"])
         self.epoch_train_time = float(t["epoch_train_time"])
         self.tracker.load_state_dict(t["tracker"])
-        self.history = History(t["history"])
+        # Checkpoints written before the per-step curve existed have no points.
+        self.history = History(t["history"], t.get("step_points", ()))
+        self._point_start = dict(t.get("point_start") or self.tracker.state_dict())
         self._consistent = True
 
     def save_checkpoint(self, train_loader=None, val_loader=None, tag=None):
@@ -279,7 +288,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, train_loader, val_loader=None, epochs=1, resume=False):
+    def fit(self, train_loader, val_loader=None, epochs=1, resume=False, max_steps=None):
         """Train until `epochs` epochs are done (counting epochs of a resumed run).
 
         Parameters
@@ -292,28 +301,49 @@ class Trainer:
         resume : bool or path
             True: continue from the newest complete checkpoint in ``out_dir``
             (a fresh start when there is none); a path: from that checkpoint.
+        max_steps : int, optional
+            Stop once this many optimizer steps of the whole run are done (counting
+            the steps of a resumed run), for a quick try of a config.  The run is the
+            one `epochs` describes (the LR schedule is not shortened), stopped early:
+            a checkpoint is saved, and resuming continues it exactly.
 
         Returns
         -------
         History
-            One row per epoch: epoch, step, lr, loss, the metrics, val_loss and
-            val metrics (with a val_loader), images_per_s, time_s.
+            One row per finished epoch: epoch, step, lr, loss, the metrics, val_loss
+            and val metrics (with a val_loader), images_per_s, time_s; and the
+            points of the per-step curve in ``history.steps``.
 
         Raises
         ------
+        ValueError
+            Bad `epochs` or `max_steps`; or the model's output count differs from the
+            number of classes of the loader's dataset (names both).
         KeyboardInterrupt
             After Ctrl-C (or a callback raising it): a checkpoint of the last
             finished step has been saved (when out_dir is set).
         NonFiniteLossError
             When the loss becomes NaN or infinite; names the step and the last
             good checkpoint.
+
+        Notes
+        -----
+        With ``out_dir``, the end of `fit` (also after `max_steps`) writes
+        ``model.cnnf`` and ``curves.png`` there, next to metrics.csv and checkpoints/.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 1, got {epochs!r}")
+        if max_steps is not None and (isinstance(max_steps, bool)
+                                      or not isinstance(max_steps, (int, np.integer))
+                                      or max_steps < 1):
+            raise ValueError(f"Trainer.fit: max_steps must be an int >= 1 or None, "
+                             f"got {max_steps!r}")
         steps_per_epoch = len(train_loader)
         if steps_per_epoch < 1:
             raise ValueError("Trainer.fit: train_loader yields no batches (dataset smaller than "
                              "one batch with drop_last?)")
+        check_num_classes(self.model, train_loader, "the training data")
+        check_num_classes(self.model, val_loader, "the validation data")
         if resume:
             path = self.resume(resume, train_loader, val_loader)
             if path is None:
@@ -325,16 +355,48 @@ class Trainer:
         with _DeferredInterrupt(self.log) as interrupt:
             try:
                 while self.epoch < epochs:
+                    if max_steps is not None and self.step >= max_steps:
+                        self._stop_at_max_steps(train_loader, val_loader, max_steps,
+                                                steps_per_epoch)
+                        break
                     self._train_epoch(train_loader, val_loader, epochs, steps_per_epoch,
-                                      interrupt)
+                                      interrupt, max_steps)
             except KeyboardInterrupt:
                 self._on_interrupt(train_loader, val_loader)
                 raise
         if self.out_dir is not None:
             self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
+            self._write_model_and_curves()
         for cb in self.callbacks:
             cb.on_train_end(self, self.history)
         return self.history
+
+    def _stop_at_max_steps(self, train_loader, val_loader, max_steps, steps_per_epoch):
+        """Say where a run stopped by max_steps is, with a checkpoint to continue from."""
+        if self.step_in_epoch == 0:
+            where = f"after epoch {self.epoch}"
+        else:
+            self._record_step_point(steps_per_epoch)  # the curve up to the last step
+            res = self.tracker.result()
+            where = (f"in epoch {self.epoch + 1} after batch {self.step_in_epoch} of "
+                     f"{steps_per_epoch} (loss {res['loss']:.4f} over its batches so far)")
+        line = f"stopped after {self.step} steps (max_steps = {max_steps}) {where}"
+        if self.checkpoints is not None:
+            if self._saved_step != self.step:
+                self.save_checkpoint(train_loader, val_loader, tag="stop")
+            line += (f"; checkpoint {self.last_checkpoint}; continue with resume "
+                     "(cnnframe train ... --resume)")
+        self.log(line)
+
+    def _write_model_and_curves(self):
+        """model.cnnf (models with ``save``) and curves.png in out_dir, as `cnnframe train`."""
+        from cnnframe.train.plots import plot_curves
+        from cnnframe.train.runs import MODEL_FILE
+        if hasattr(self.model, "save"):
+            self.model.save(os.path.join(self.out_dir, MODEL_FILE))
+        if self.curves:
+            metric = self.metric_names[0] if self.metric_names else None
+            plot_curves(self.history, os.path.join(self.out_dir, "curves.png"), metric=metric)
 
     def _on_interrupt(self, train_loader, val_loader):
         if self.checkpoints is None:
@@ -353,16 +415,19 @@ class Trainer:
             self.log(f"\ninterrupted in the middle of step {self.step + 1}; the last complete "
                      f"checkpoint is {self.last_checkpoint or '(none yet)'}")
 
-    def _train_epoch(self, train_loader, val_loader, epochs, steps_per_epoch, interrupt):
+    def _train_epoch(self, train_loader, val_loader, epochs, steps_per_epoch, interrupt,
+                     max_steps=None):
         epoch = self.epoch
         if self.step_in_epoch == 0:
             self.tracker.reset()
+            self._point_start = self.tracker.state_dict()
             self.epoch_train_time = 0.0
             for cb in self.callbacks:
                 cb.on_epoch_begin(self, epoch)
         bar = self._progress_bar(epoch, epochs, steps_per_epoch)
         tracker = self.tracker
         optimizer = self.optimizer
+        point_every = _points_per_epoch_group(steps_per_epoch)
         t_last = time.perf_counter()
         # Resuming right after an epoch's last step (interrupted during validation): the
         # loader has already moved on to the next epoch, so there is nothing left to draw.
@@ -381,6 +446,8 @@ class Trainer:
                 self.step_in_epoch += 1
                 now = time.perf_counter()
                 self.epoch_train_time += now - t_last
+                if self.step_in_epoch % point_every == 0 or self.step_in_epoch == steps_per_epoch:
+                    self._record_step_point(steps_per_epoch)
                 self._consistent = True
                 if bar is not None:
                     res = tracker.result()
@@ -396,6 +463,9 @@ class Trainer:
                         cb.on_step_end(self, self.step, logs)
                 if interrupt.requested:
                     raise KeyboardInterrupt
+                if max_steps is not None and self.step >= max_steps \
+                        and self.step_in_epoch < steps_per_epoch:
+                    return  # fit stops the run (with a checkpoint) between steps
                 if (self.checkpoint_every and self.checkpoints is not None
                         and self.step % self.checkpoint_every == 0
                         and self.step_in_epoch < steps_per_epoch):
@@ -425,6 +495,19 @@ class Trainer:
             cb.on_epoch_end(self, epoch, row)
         if interrupt.requested:
             raise KeyboardInterrupt
+
+    def _record_step_point(self, steps_per_epoch):
+        """Add the mean loss and metrics since the last point to ``history.steps``."""
+        start, now = self._point_start, self.tracker.state_dict()
+        seen = now["seen"] - start["seen"]
+        if seen <= 0:
+            return
+        point = {"step": self.step, "epoch": self.epoch + self.step_in_epoch / steps_per_epoch,
+                 "loss": (now["loss_sum"] - start["loss_sum"]) / seen}
+        for name, c1, c0 in zip(self.metric_names, now["correct"], start["correct"]):
+            point[name] = (c1 - c0) / seen
+        self.history.append_step(point)
+        self._point_start = now
 
     def train_step(self, x, y, tracker=None):
         """One optimizer step on the batch (x, y); returns (loss, logits).
@@ -495,63 +578,30 @@ class Trainer:
     # ------------------------------------------------------------------ inference
 
     def evaluate(self, loader, confusion=False, tta=False):
-        """Mean loss and metrics over a loader, with the model in inference mode.
+        """Mean loss and metrics over a loader with this Trainer's loss and metrics.
 
-        Parameters
-        ----------
-        loader : iterable of (x, y) batches
-        confusion : bool
-            Also return "confusion_matrix" (K, K) int64, rows = true class.
-        tta : bool
-            Test-time augmentation by horizontal flips: the logits of each image are
-            averaged with those of its mirror image (x (N, C, H, W) only).  For data whose
-            classes do not change under mirroring, such as CIFAR-10; it doubles the cost.
+        See `cnnframe.train.evaluation.evaluate` (which needs no Trainer) for the parameters.
 
         Returns
         -------
         dict
-            "loss", each metric name, and optionally "confusion_matrix".
+            "loss", each metric name, and optionally "confusion_matrix" (K, K).
         """
-        tracker = MetricTracker(self.metric_names)
-        cm = None
-        for x, y in loader:
-            if tta and np.ndim(x) != 4:
-                raise ValueError(f"Trainer.evaluate: tta flips images left-right and needs "
-                                 f"batches of shape (N, C, H, W), got {np.shape(x)}")
-            logits = self.model.forward(x, training=False)
-            if tta:
-                logits = np.array(logits)  # the model may reuse its output buffer
-                logits += self.model.forward(np.ascontiguousarray(x[..., ::-1]), training=False)
-                logits *= 0.5
-            loss = self.loss.forward(logits, y)
-            tracker.update(loss, logits, y)
-            if confusion:
-                k = logits.shape[1]
-                part = confusion_matrix(logits.argmax(axis=1), y, k)
-                cm = part if cm is None else cm + part
-        out = tracker.result()
-        if confusion:
-            out["confusion_matrix"] = cm
-        return out
+        return evaluate(self.model, loader, self.loss, self.metric_names, confusion=confusion,
+                        tta=tta)
 
-    def predict(self, x, batch_size=256):
-        """The model's outputs (logits) for `x`, computed in batches in inference mode.
+    def predict(self, x, batch_size=256, probabilities=False):
+        """The model's outputs for `x` in batches (`cnnframe.train.evaluation.predict`).
 
         Parameters
         ----------
         x : ndarray, shape (N, C, H, W), already preprocessed like the training data
         batch_size : int
+        probabilities : bool
+            Softmax probabilities (float64) instead of logits.
 
         Returns
         -------
         ndarray, shape (N, K)
         """
-        x = np.asarray(x)
-        if x.ndim < 2:
-            raise ValueError(f"Trainer.predict: x must have a batch dimension, got {x.shape}")
-        if len(x) == 0:
-            raise ValueError("Trainer.predict: x is empty")
-        # Copy each batch's output: a model may reuse its output buffers between calls.
-        outs = [np.array(self.model.forward(x[i:i + batch_size], training=False))
-                for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+        return predict(self.model, x, batch_size, probabilities=probabilities)

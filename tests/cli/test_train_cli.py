@@ -263,29 +263,40 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert "cannot read image" in capsys.readouterr().err
 
 
-def test_cifar10_name_uses_a_class_folder_copy_from_data_dir_or_env(tmp_path, monkeypatch,
-                                                                    capsys):
-    """dataset = "cifar10" with --data-dir / $CNNFRAME_DATA at a train/<class>/*.png tree."""
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck"]
+
+
+def make_cifar_folder(root, per_class=(("train", 2), ("test", 1))):
+    """A class-per-folder CIFAR-10 copy (root/train/airplane/0.png ...) of random images."""
     Image = pytest.importorskip("PIL.Image")
-    monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-               "truck"]
     rng = np.random.default_rng(0)
-    root = tmp_path / "data" / "cifar10-jpeg"
-    for split, n in (("train", 2), ("test", 1)):
-        for c in classes:
+    for split, n in per_class:
+        for c in CIFAR_CLASSES:
             (root / split / c).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
                     root / split / c / f"{i}.png")
-    cfg_text = (TINY.format(n_train=0, lr=0.01, keep=1, every=0)
-                .replace('dataset = "shapes"', 'dataset = "cifar10"')
-                .replace("input_shape = [3, 12, 12]", "input_shape = [3, 32, 32]")
-                .replace("in_features = 216, out_features = 8", "in_features = 1536, "
-                         "out_features = 10")
-                .replace("options = {size = 12, train = {n = 0}, test = {n = 48}}", ""))
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(cfg_text)
+    return root
+
+
+def write_cifar_config(path):
+    """TINY for 32x32 CIFAR-10 images and 10 classes."""
+    path.write_text(TINY.format(n_train=0, lr=0.01, keep=1, every=0)
+                    .replace('dataset = "shapes"', 'dataset = "cifar10"')
+                    .replace("input_shape = [3, 12, 12]", "input_shape = [3, 32, 32]")
+                    .replace("in_features = 216, out_features = 8", "in_features = 1536, "
+                             "out_features = 10")
+                    .replace("options = {size = 12, train = {n = 0}, test = {n = 48}}", ""))
+    return str(path)
+
+
+def test_cifar10_name_uses_a_class_folder_copy_from_data_dir_or_env(tmp_path, monkeypatch,
+                                                                    capsys):
+    """dataset = "cifar10" with --data-dir / $CNNFRAME_DATA at a train/<class>/*.png tree."""
+    monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
+    root = make_cifar_folder(tmp_path / "data" / "cifar10-jpeg")
+    cfg = write_cifar_config(tmp_path / "c.toml")
     assert main(["train", str(cfg), "--data-dir", str(tmp_path / "data"), "--epochs", "1",
                  "--batch-size", "8", "--out", str(tmp_path / "r1"), "--no-progress"]) == 0
     assert "20 training images, 10 for evaluation" in capsys.readouterr().out
@@ -298,3 +309,219 @@ def test_evaluate_with_flip_tta(trained, tmp_path, capsys):
     assert main(["evaluate", str(trained), "--tta", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "test (48 images, flip TTA): accuracy" in out and "confusion matrix" in out
+
+
+# ----------------------------------------------------------------------------- data root (18)
+
+def test_the_run_records_its_data_root_so_evaluate_and_resume_need_no_data_dir(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNFRAME_DATA", raising=False)
+    make_cifar_folder(tmp_path / "data" / "cifar10-jpeg")
+    write_cifar_config(tmp_path / "c.toml")
+    monkeypatch.chdir(tmp_path)
+    # A relative --data-dir is recorded as the absolute path it meant.
+    assert main(["train", "c.toml", "--data-dir", "data", "--epochs", "2", "--batch-size", "8",
+                 "--max-steps", "2", "--out", "run", "--no-progress"]) == 0
+    assert load_config(tmp_path / "run" / "config.toml")["data"]["root"] == \
+        str((tmp_path / "data").resolve())
+    # Resume, and evaluate from another folder, without --data-dir.
+    assert main(["train", "c.toml", "--batch-size", "8", "--out", "run", "--resume",
+                 "--no-progress"]) == 0
+    assert History.from_csv(tmp_path / "run" / "metrics.csv")["epoch"] == [1, 2]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    assert "cifar10 test (10 images): accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_missing_cifar10_root_says_how_to_give_one(tmp_path, trained, command, capsys):
+    nowhere = tmp_path / "nowhere"
+    cfg = write_cifar_config(tmp_path / "c.toml")
+    argv = (["train", cfg, "--out", str(tmp_path / "run")] if command == "train"
+            else ["evaluate", str(trained), "--data", "cifar10", "--config", cfg])
+    assert main(argv + ["--data-dir", str(nowhere)]) == 1
+    err = capsys.readouterr().err
+    assert f"CIFAR-10 root {nowhere} does not exist" in err
+    for hint in ("--data-dir", "train/airplane", "--download"):
+        assert hint in err
+    assert "download=True" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def _tiny_cifar_archive():
+    """The official binary archive's layout with 2 random images per batch file."""
+    import io
+    import tarfile
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            labels = rng.integers(0, 10, (2, 1), dtype=np.uint8)
+            data = np.concatenate([labels, rng.integers(0, 256, (2, 3072), dtype=np.uint8)],
+                                  axis=1).tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def cifar_server(monkeypatch):
+    """A local HTTP server that plays the official CIFAR-10 site with a tiny archive."""
+    import hashlib
+    import http.server
+    import threading
+
+    from cnnframe.data import cifar
+    archive = _tiny_cifar_archive()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/official/cifar-10-binary.tar.gz"
+            body = archive if ok else b"not found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    monkeypatch.setattr(cifar, "OFFICIAL_URL", f"http://127.0.0.1:{httpd.server_address[1]}"
+                                               "/official/")
+    monkeypatch.setitem(cifar.MD5, "cifar-10-binary.tar.gz", hashlib.md5(archive).hexdigest())
+    monkeypatch.delenv(cifar.MIRRORS_ENV, raising=False)
+    yield archive
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_flag_fetches_cifar10_into_the_root(tmp_path, cifar_server, capsys):
+    cfg = write_cifar_config(tmp_path / "c.toml")
+    root = tmp_path / "downloads"
+    assert main(["train", cfg, "--data-dir", str(root), "--download", "--epochs", "1",
+                 "--batch-size", "4", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "10 training images, 2 for evaluation" in capsys.readouterr().out
+    assert (root / "cifar-10-binary.tar.gz").read_bytes() == cifar_server
+    # evaluate --download finds the copy there and fetches nothing more.
+    assert main(["evaluate", str(tmp_path / "run"), "--download",
+                 "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-binary.tar.gz"]
+
+
+def test_download_flag_is_refused_for_other_datasets(tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.toml")
+    assert main(["train", cfg, "--download", "--out", str(tmp_path / "run")]) == 1
+    assert "--download fetches CIFAR-10 only" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- checkpoints (21)
+
+def test_evaluate_on_a_checkpoint_says_what_it_is_and_how_to_get_a_model(trained, capsys):
+    from cnnframe.train.runs import model_from_checkpoint
+    last = list_checkpoints(trained / "checkpoints")[-1]
+    assert main(["evaluate", last]) == 1
+    err = capsys.readouterr().err
+    assert "is a training checkpoint, not a model file" in err
+    assert "--resume" in err and "model_from_checkpoint" in err
+    assert str(trained / "model.cnnf") in err
+    for command in ("summary", "predict"):
+        argv = [command, last] + (["x.png"] if command == "predict" else [])
+        assert main(argv) == 1
+        assert "is a training checkpoint, not a model file" in capsys.readouterr().err
+    # The recipe the message gives works: the last checkpoint holds the final weights.
+    got = model_from_checkpoint(last).state_dict()
+    want = weights(trained)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert np.array_equal(got[k], want[k]), k
+
+
+# ----------------------------------------------------------------------------- --max-steps (24)
+
+def test_max_steps_stops_with_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.toml")
+    ref = tmp_path / "ref"
+    assert main(["train", cfg, "--out", str(ref), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", cfg, "--out", str(run), "--max-steps", "8", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped after 8 steps" in out and "stopped by --max-steps 8: 8 of 12 steps" in out
+    assert f"--out {run} --resume" in out
+    assert list_checkpoints(run / "checkpoints")[-1].endswith("-s000000008-stop.npz")
+    assert History.from_csv(run / "metrics.csv")["epoch"] == [1]
+    assert (run / "model.cnnf").is_file()
+    assert main(["train", cfg, "--out", str(run), "--resume", "--no-progress"]) == 0
+    want, got = weights(ref), weights(run)
+    for k in want:
+        assert np.array_equal(want[k], got[k]), k
+
+
+def test_a_model_with_the_wrong_number_of_outputs_fails_before_training(tmp_path, capsys):
+    cfg = tmp_path / "wide.toml"
+    cfg.write_text(TINY.format(n_train=96, lr=0.05, keep=1, every=0)
+                   .replace("out_features = 8", "out_features = 20"))
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(run), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "the model has 20 outputs but shapes has 8 classes" in err
+    assert not run.exists()
+
+
+# ----------------------------------------------------------------------------- predict (23)
+
+def _png_declaring(width, height):
+    """A tiny PNG whose header declares width x height pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_predict_reports_bad_files_and_classifies_the_others(trained, tmp_path, capsys):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnframe.data import Shapes
+    test = Shapes(n=3, size=12, train=False)
+    folder = tmp_path / "pics"
+    (folder / "sub").mkdir(parents=True)
+    good = [folder / "b.png", folder / "sub" / "a.png", folder / "c.jpg"]
+    for img, p in zip(test.images, good):
+        Image.fromarray(img.transpose(1, 2, 0)).save(p, quality=100)
+    (folder / "junk.png").write_bytes(b"not an image")
+    (folder / "bomb.png").write_bytes(_png_declaring(65535, 65535))
+    (folder / "notes.txt").write_text("not an image and not named like one")
+    (folder / ".hidden.png").write_bytes(b"skipped: hidden")
+    missing = tmp_path / "nope.png"
+    assert main(["predict", str(trained), str(missing), str(folder)]) == 1
+    captured = capsys.readouterr()
+    # Every readable image is classified, in sorted order of the folder's files.
+    classified = [line.split(":")[0] for line in captured.out.splitlines() if "%" in line]
+    assert classified == sorted(str(p) for p in good)
+    # One line per bad input, naming it and saying why; then the count.
+    err = captured.err.splitlines()
+    assert err[0] == f"cnnframe predict: {missing}: does not exist"
+    bad = {line.split(": ")[1]: line for line in err[1:-1]}
+    assert sorted(bad) == [str(folder / "bomb.png"), str(folder / "junk.png")]
+    assert "cannot read image" in bad[str(folder / "junk.png")]
+    assert "DecompressionBomb" in bad[str(folder / "bomb.png")]
+    assert err[-1].startswith("cnnframe predict: error: 3 of 6 inputs could not be read")
+    # With only good files the exit status is 0.
+    assert main(["predict", str(trained), *map(str, good)]) == 0
+
+
+def test_predict_on_a_folder_without_images(trained, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(trained), str(tmp_path / "empty")]) == 1
+    assert "a folder without image files" in capsys.readouterr().err

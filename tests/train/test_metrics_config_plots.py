@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cnnframe.train import History, load_config, validate_config
-from cnnframe.train.config import save_config, to_toml, tomllib
+from cnnframe.train.config import resume_differences, save_config, to_toml, tomllib
 from cnnframe.train.metrics import (MetricTracker, accuracy, confusion_matrix, parse_metric,
                                     per_class_accuracy, top_k_correct)
 from cnnframe.train.plots import plot_confusion, plot_curves
@@ -158,6 +158,21 @@ def test_to_toml_round_trips(tmp_path):
     assert validate_config(tomllib.loads((tmp_path / "c.toml").read_text())) == cfg
 
 
+def test_resume_differences_name_the_keys_that_change_the_run():
+    saved = validate_config({**BASE, "data": {"dataset": "cifar10", "root": "/data/a"},
+                             "optimizer": {"type": "sgd", "lr": 0.1}})
+    same = validate_config({**BASE, "epochs": 9, "threads": 2,
+                            "data": {"dataset": "cifar10", "root": "/elsewhere"},
+                            "optimizer": {"type": "sgd", "lr": 0.1}})
+    assert resume_differences(saved, same) == []
+    other = validate_config({**BASE, "batch_size": 4, "seed": 1,
+                             "data": {"dataset": "cifar10", "normalize": {"mean": [0.5]}},
+                             "optimizer": {"type": "sgd", "lr": 0.2, "momentum": 0.9}})
+    assert resume_differences(saved, other) == ["batch_size", "data.normalize",
+                                                "data.normalize.mean", "optimizer.lr",
+                                                "optimizer.momentum", "seed"]
+
+
 # ----------------------------------------------------------------------------- history, plots
 
 def test_history_csv_round_trip(tmp_path):
@@ -186,6 +201,53 @@ def test_plots_write_pngs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", "curves.png"]
     with pytest.raises(ValueError, match="len"):
         plot_confusion(cm, ["a"], tmp_path / "x.png")
+
+
+def _drawn_curves(history, tmp_path, monkeypatch, **kw):
+    """The figure plot_curves draws (kept open to look at what was plotted)."""
+    from cnnframe.train import plots
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, plt, path: figs.append(fig) or str(path))
+    plot_curves(history, tmp_path / "curves.png", **kw)
+    return figs[0]
+
+
+def test_a_one_epoch_run_draws_a_curve_over_whole_epochs(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    steps = [{"step": s, "epoch": s / 10, "loss": 2.0 - s / 10, "accuracy": s / 20}
+             for s in range(1, 11)]
+    h = History([{"epoch": 1, "loss": 1.3, "accuracy": 0.3, "val_loss": 1.2,
+                  "val_accuracy": 0.35}], steps)
+    fig = _drawn_curves(h, tmp_path, monkeypatch)
+    try:
+        loss_ax, acc_ax = fig.axes
+        lines = {ln.get_label(): ln for ln in loss_ax.get_lines()}
+        per_step = lines["train (per step)"]
+        np.testing.assert_allclose(per_step.get_xdata(), [p["epoch"] for p in steps])
+        np.testing.assert_allclose(per_step.get_ydata(), [p["loss"] for p in steps])
+        assert list(lines["validation"].get_xdata()) == [1]
+        acc = {ln.get_label(): ln for ln in acc_ax.get_lines()}["train (per step)"]
+        np.testing.assert_allclose(acc.get_ydata(), [100 * p["accuracy"] for p in steps])
+        for ax in fig.axes:
+            assert ax.get_xlim() == (0, 1)
+            ticks = [t for t in ax.get_xticks() if 0 <= t <= 1]
+            assert ticks == [0, 1]  # whole epochs only
+    finally:
+        plt.close(fig)
+
+
+def test_curves_without_a_metric_or_without_finished_epochs(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    steps = [{"step": s, "epoch": s / 40, "loss": 1.0 / s} for s in range(1, 4)]
+    fig = _drawn_curves(History([], steps), tmp_path, monkeypatch, metric=None)
+    try:
+        assert len(fig.axes) == 1
+        assert len(fig.axes[0].get_lines()) == 1
+    finally:
+        plt.close(fig)
+    assert plot_curves(History(), tmp_path / "none.png") is None
 
 
 def test_plots_without_matplotlib_print_a_note(tmp_path, monkeypatch, capsys):

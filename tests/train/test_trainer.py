@@ -9,10 +9,12 @@ import pytest
 from cnnframe.losses import SoftmaxCrossEntropy
 from cnnframe.optim import SGD, CosineWarmup
 from cnnframe.train import Callback, History, NonFiniteLossError, Trainer, list_checkpoints
+from cnnframe.train.evaluation import evaluate, predict
 from cnnframe.train.metrics import confusion_matrix
 
 
-def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epochs=3, **kw):
+def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epochs=3,
+             curves=False, **kw):
     x, y = tiny.data(n, seed=seed)
     model = tiny.Model(16, 3, seed=seed)
     opt = SGD(model, lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -21,7 +23,8 @@ def make_run(tiny, out_dir, seed=0, n=96, batch=16, lr=0.05, callbacks=(), epoch
     xv, yv = tiny.data(40, seed=seed + 100)
     val = tiny.Loader(xv, yv, 16, shuffle=False, noise=0.0)
     trainer = Trainer(model, SoftmaxCrossEntropy(), opt, sched, out_dir=out_dir,
-                      callbacks=callbacks, progress=False, log=lambda *a: None, **kw)
+                      callbacks=callbacks, progress=False, log=lambda *a: None, curves=curves,
+                      **kw)
     return trainer, loader, val
 
 
@@ -147,7 +150,7 @@ def test_resume_extends_a_finished_run(tiny, tmp_path):
         model = tiny.Model(16, 3, seed=3)
         opt = SGD(model, lr=0.05, momentum=0.9)
         tr = Trainer(model, "cross_entropy", opt, out_dir=out, progress=False,
-                     log=lambda *a: None)
+                     log=lambda *a: None, curves=False)
         tr.fit(tiny.Loader(x, y, 16, seed=3), epochs=epochs, resume=resume)
         return tr
     ref = run(tmp_path / "a", 3)
@@ -291,17 +294,165 @@ def test_evaluate_with_flip_tta_averages_the_mirrored_logits(rng):
     x = rng.standard_normal((10, 2, 5, 6)).astype(np.float32)
     y = rng.integers(0, 4, 10)
     batches = [(x[:6], y[:6]), (x[6:], y[6:])]
-    trainer = Trainer(model, SoftmaxCrossEntropy(), optimizer=None, progress=False)
     plain = np.array(model.forward(x, training=False))
     mirrored = np.array(model.forward(np.ascontiguousarray(x[..., ::-1]), training=False))
     assert not np.allclose(plain, mirrored)  # the model is not mirror-symmetric
     want = (plain + mirrored) / 2
-    res = trainer.evaluate(batches, confusion=True, tta=True)
+    # The free function: no Trainer, no optimizer.
+    res = evaluate(model, batches, SoftmaxCrossEntropy(), confusion=True, tta=True)
     assert res["accuracy"] == pytest.approx(np.mean(want.argmax(1) == y))
     np.testing.assert_array_equal(res["confusion_matrix"],
                                   confusion_matrix(want.argmax(1), y, 4))
     assert res["loss"] == pytest.approx(SoftmaxCrossEntropy().forward(want, y), rel=1e-5)
-    assert trainer.evaluate(batches)["accuracy"] == pytest.approx(np.mean(plain.argmax(1) == y))
+    assert evaluate(model, batches)["accuracy"] == pytest.approx(np.mean(plain.argmax(1) == y))
     with pytest.raises(ValueError, match=r"tta flips images left-right and needs batches of "
                                          r"shape \(N, C, H, W\), got \(3, 4\)"):
-        trainer.evaluate([(np.zeros((3, 4), np.float32), y[:3])], tta=True)
+        evaluate(model, [(np.zeros((3, 4), np.float32), y[:3])], tta=True)
+    # Trainer.evaluate is the same function with the Trainer's loss and metrics.
+    trainer = Trainer(model, SoftmaxCrossEntropy(), optimizer=None, progress=False)
+    assert trainer.evaluate(batches, tta=True) == {k: v for k, v in res.items()
+                                                   if k != "confusion_matrix"}
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_predict_free_function_batches_and_gives_probabilities(rng):
+    from cnnframe import Model
+    model = Model.from_config({"input_shape": [1, 4, 4], "seed": 2, "layers": [
+        {"type": "flatten"}, {"type": "linear", "in_features": 16, "out_features": 5}]})
+    x = rng.standard_normal((11, 1, 4, 4)).astype(np.float32)
+    logits = np.array(model.forward(x, training=False), np.float64)
+    np.testing.assert_allclose(predict(model, x, batch_size=3), logits, rtol=1e-6, atol=1e-6)
+    probs = predict(model, x, batch_size=4, probabilities=True)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-6)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            predict(model, x, batch_size=bad)
+
+
+# ----------------------------------------------------------------------------- max_steps
+
+
+@pytest.mark.parametrize("max_steps", [4, 6, 9])
+def test_max_steps_stops_with_a_checkpoint_and_resume_is_bit_identical(tiny, tmp_path,
+                                                                       max_steps):
+    """6 steps per epoch: stops within epoch 1, at its end, and within epoch 2."""
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    ref_hist = ref.fit(loader, val, epochs=3)
+    logs = []
+    run, loader, val = make_run(tiny, tmp_path / "run")
+    run.log = logs.append
+    hist = run.fit(loader, val, epochs=3, max_steps=max_steps)
+    assert run.step == max_steps and len(hist) == max_steps // 6
+    assert any(line.startswith(f"stopped after {max_steps} steps (max_steps = {max_steps})")
+               for line in logs)
+    last = os.path.basename(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])
+    want_tag = "" if max_steps % 6 == 0 else "-stop"
+    assert last == f"ckpt-e{max_steps // 6:04d}-s{max_steps:09d}{want_tag}.npz"
+    # Resuming finishes exactly the run that was never stopped.
+    again, loader, val = make_run(tiny, tmp_path / "run")
+    hist = again.fit(loader, val, epochs=3, resume=True)
+    for k, v in _weights(ref).items():
+        assert np.array_equal(v, _weights(again)[k]), k
+    for col in ("loss", "accuracy", "val_loss", "lr", "step"):
+        assert hist[col] == ref_hist[col], col
+
+
+def test_max_steps_beyond_the_run_and_bad_values(tiny):
+    trainer, loader, _ = make_run(tiny, None)
+    assert len(trainer.fit(loader, epochs=2, max_steps=1000)) == 2
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="max_steps"):
+            trainer.fit(loader, epochs=3, max_steps=bad)
+
+
+# ----------------------------------------------------------------------------- per-step curve
+
+
+def test_step_points_average_the_batches_and_survive_resume(tiny, tmp_path):
+    ref, loader, val = make_run(tiny, tmp_path / "ref")
+    hist = ref.fit(loader, val, epochs=2)
+    # 6 steps per epoch: one point per step, at fractional epochs 1/6, 2/6, ...
+    assert [p["step"] for p in hist.steps] == list(range(1, 13))
+    assert [p["epoch"] for p in hist.steps] == pytest.approx([s / 6 for s in range(1, 13)])
+    # Weighted by batch size (96 = 6 batches of 16), the points give the epoch's numbers.
+    for e, row in enumerate(hist.rows):
+        pts = hist.steps[6 * e:6 * e + 6]
+        assert np.mean([p["loss"] for p in pts]) == pytest.approx(row["loss"], rel=1e-12)
+        assert np.mean([p["accuracy"] for p in pts]) == pytest.approx(row["accuracy"])
+    run, loader, val = make_run(tiny, tmp_path / "run", callbacks=[InterruptAt(9)])
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(loader, val, epochs=2)
+    again, loader, val = make_run(tiny, tmp_path / "run")
+    assert again.fit(loader, val, epochs=2, resume=True).steps == hist.steps
+
+
+def test_long_epochs_get_about_50_points_each(tiny):
+    trainer, loader, _ = make_run(tiny, None, n=1000, batch=4)   # 250 steps per epoch
+    hist = trainer.fit(loader, epochs=1)
+    assert len(hist.steps) == 50 and hist.steps[-1]["step"] == 250
+    assert hist.steps[-1]["epoch"] == 1.0
+
+
+# ----------------------------------------------------------------------------- real Model
+
+
+def _shapes_run(out_dir, out_features=8, curves=True):
+    from cnnframe import Model
+    from cnnframe.data import DataLoader, Shapes
+    from cnnframe.optim import SGD
+    model = Model.from_config({"input_shape": [3, 12, 12], "seed": 1, "layers": [
+        {"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3},
+        {"type": "relu"}, {"type": "flatten"},
+        {"type": "linear", "in_features": 400, "out_features": out_features}]})
+    train = DataLoader(Shapes(n=64, size=12, seed=1), 16, seed=1)
+    val = DataLoader(Shapes(n=32, size=12, train=False), 32, shuffle=False)
+    trainer = Trainer(model, "cross_entropy", SGD(model, lr=0.05), out_dir=out_dir,
+                      progress=False, log=lambda *a: None, curves=curves)
+    return trainer, train, val
+
+
+def test_out_dir_gets_the_model_and_the_curves(tmp_path):
+    from cnnframe import Model
+    trainer, train, val = _shapes_run(tmp_path)
+    trainer.fit(train, val, epochs=1)
+    saved = Model.load(tmp_path / "model.cnnf")
+    x = val.images[:8].astype(np.float32) / 255
+    np.testing.assert_array_equal(saved.forward(x, training=False),
+                                  trainer.model.forward(x, training=False))
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_out_dir_after_max_steps_gets_the_stopped_model(tmp_path):
+    from cnnframe import Model
+    trainer, train, val = _shapes_run(tmp_path, curves=False)
+    trainer.fit(train, val, epochs=2, max_steps=3)
+    assert trainer.step == 3 and not (tmp_path / "curves.png").exists()
+    for k, v in Model.load(tmp_path / "model.cnnf").state_dict().items():
+        assert np.array_equal(v, trainer.model.state_dict()[k]), k
+
+
+def test_a_model_with_the_wrong_number_of_outputs_fails_at_start(tmp_path):
+    trainer, train, val = _shapes_run(tmp_path, out_features=20)
+    with pytest.raises(ValueError, match=r"the model has 20 outputs but the training data has "
+                                         r"8 classes \(horizontal_bar, .*\); its last layer "
+                                         r"must have 8 outputs"):
+        trainer.fit(train, val, epochs=1)
+    assert trainer.step == 0 and not (tmp_path / "checkpoints").exists()
+
+
+def test_labels_beyond_the_outputs_fail_at_start(tiny):
+    """Data without class names: the labels tell the class count."""
+    from cnnframe import Model
+    from cnnframe.data import DataLoader
+    from cnnframe.optim import SGD
+    model = Model.from_config({"input_shape": [1, 4, 4], "layers": [
+        {"type": "flatten"}, {"type": "linear", "in_features": 16, "out_features": 3}]})
+    x, y = tiny.data(20, n_classes=5)
+    trainer = Trainer(model, "cross_entropy", SGD(model, lr=0.1), progress=False)
+    with pytest.raises(ValueError, match="the model has 3 outputs but the training data has "
+                                         "labels up to 4"):
+        trainer.fit(DataLoader((x, y), 4), epochs=1)

@@ -1,0 +1,243 @@
+"""Evaluation and inference as free functions, shared by `Trainer`, the CLI and the benchmarks.
+
+- `evaluate(model, loader)`: mean loss, metrics and optionally the confusion matrix.
+- `predict(model, x)`: logits (or softmax probabilities) computed in batches.
+- `evaluate_run(path)`: a run folder or model file on its dataset split, as
+  ``cnnframe evaluate`` does.
+- `check_num_classes(model, loader)`: the model's output count against the data's classes.
+"""
+import copy
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+
+from cnnframe.train.metrics import MetricTracker, confusion_matrix
+
+__all__ = ["evaluate", "predict", "softmax", "evaluate_run", "RunEvaluation",
+           "check_num_classes", "output_count"]
+
+
+def _resolve_loss(loss):
+    if isinstance(loss, str):
+        from cnnframe.losses import get_loss
+        return get_loss(loss)
+    if not (hasattr(loss, "forward") and hasattr(loss, "backward")):
+        raise TypeError(f"loss must be a loss object with forward/backward or a loss name, "
+                        f"got {type(loss).__name__}")
+    return loss
+
+
+def evaluate(model, loader, loss="softmax_cross_entropy", metrics=("accuracy",),
+             confusion=False, tta=False):
+    """Mean loss and metrics over a loader, with the model in inference mode.
+
+    Parameters
+    ----------
+    model : cnnframe.Model (anything with ``forward(x, training=False)``)
+    loader : iterable of (x, y) batches
+        x float (N, C, H, W) preprocessed like the training data, y int (N,).
+    loss : loss object or loss name (`cnnframe.losses.get_loss`)
+    metrics : sequence of str
+        "accuracy" and/or "top{k}_accuracy".
+    confusion : bool
+        Also return "confusion_matrix", int64 (K, K), rows = true class.
+    tta : bool
+        Test-time augmentation by horizontal flips: each image's logits are averaged with
+        those of its mirror image (x (N, C, H, W) only).  For data whose classes do not
+        change under mirroring, such as CIFAR-10; it doubles the cost.
+
+    Returns
+    -------
+    dict
+        "loss", each metric name, and with `confusion` "confusion_matrix".
+    """
+    loss = _resolve_loss(loss)
+    tracker = MetricTracker(metrics)
+    cm = None
+    for x, y in loader:
+        if tta and np.ndim(x) != 4:
+            raise ValueError(f"evaluate: tta flips images left-right and needs batches of "
+                             f"shape (N, C, H, W), got {np.shape(x)}")
+        logits = model.forward(x, training=False)
+        if tta:
+            logits = np.array(logits)  # the model may reuse its output buffer
+            logits += model.forward(np.ascontiguousarray(x[..., ::-1]), training=False)
+            logits *= 0.5
+        tracker.update(loss.forward(logits, y), logits, y)
+        if confusion:
+            part = confusion_matrix(logits.argmax(axis=1), y, logits.shape[1])
+            cm = part if cm is None else cm + part
+    out = tracker.result()
+    if confusion:
+        out["confusion_matrix"] = cm
+    return out
+
+
+def softmax(logits):
+    """Class probabilities from logits (N, K), computed in float64 (rows sum to 1)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict(model, x, batch_size=256, probabilities=False):
+    """The model's outputs for `x`, computed in batches in inference mode.
+
+    Parameters
+    ----------
+    model : cnnframe.Model
+    x : ndarray, shape (N, C, H, W), already preprocessed like the training data
+    batch_size : int
+    probabilities : bool
+        Return softmax probabilities (float64) instead of logits.
+
+    Returns
+    -------
+    ndarray, shape (N, K)
+    """
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"predict: x must have a batch dimension, got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError("predict: x is empty")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+    # Copy each batch's output: a model may reuse its output buffers between calls.
+    outs = [np.array(model.forward(x[i:i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)]
+    logits = np.concatenate(outs) if len(outs) > 1 else outs[0]
+    return softmax(logits) if probabilities else logits
+
+
+def output_count(model):
+    """The number of outputs (classes) of a single-output model with a flat output, or None."""
+    shapes, outputs = getattr(model, "shapes", None), getattr(model, "outputs", None)
+    if not isinstance(shapes, dict) or not outputs or len(outputs) != 1:
+        return None
+    shape = shapes.get(outputs[0])
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
+
+
+def check_num_classes(model, loader, what="the dataset"):
+    """Raise ValueError when the model's output count does not fit the loader's classes.
+
+    Compares with ``loader.dataset.classes`` when the data has class names, and checks
+    that every integer label is below the output count.  Models or loaders that do not
+    say (no ``shapes``/``outputs``, no ``labels``) are not checked.
+
+    Raises
+    ------
+    ValueError
+        Naming both numbers, e.g. "the model has 20 outputs but the dataset has 8 classes".
+    """
+    k = output_count(model)
+    if k is None or loader is None:
+        return
+    classes = getattr(getattr(loader, "dataset", None), "classes", None)
+    if classes is not None and len(classes) != k:
+        names = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
+        raise ValueError(f"the model has {k} outputs but {what} has {len(classes)} classes "
+                         f"({names}); its last layer must have {len(classes)} outputs "
+                         f"(e.g. linear out_features = {len(classes)})")
+    labels = getattr(loader, "labels", None)
+    if isinstance(labels, np.ndarray) and labels.size and np.issubdtype(labels.dtype, np.integer):
+        top = int(labels.max())
+        if top >= k:
+            raise ValueError(f"the model has {k} outputs but {what} has labels up to {top} "
+                             f"({top + 1} classes or more); its last layer must have one "
+                             "output per class")
+
+
+# ----------------------------------------------------------------------------- run folders
+
+RunEvaluation = namedtuple("RunEvaluation", "result classes model_path config")
+RunEvaluation.__doc__ = """What `evaluate_run` returns.
+
+result : dict from `evaluate` with "confusion_matrix"
+classes : list of str, the dataset's class names
+model_path : Path, the model file evaluated
+config : dict, the training config used for the data
+"""
+
+
+def _eval_config(model, config, data, run_dir):
+    """The training config that describes the data of an evaluation (see `evaluate_run`)."""
+    from cnnframe.train.config import load_config, validate_config
+    from cnnframe.train.runs import CONFIG_FILE
+    path = Path(config) if config else (Path(run_dir) / CONFIG_FILE if run_dir else None)
+    if path is not None and path.is_file():
+        cfg = load_config(path)
+    elif config:
+        raise FileNotFoundError(f"config {config} does not exist")
+    else:
+        if not data:
+            raise ValueError(f"no config.toml next to {model}: name the dataset with --data "
+                             "(and --config for its options and normalisation)")
+        cfg = validate_config({"model": {}, "data": {"dataset": data},
+                               "optimizer": {"type": "sgd"}, "epochs": 1, "batch_size": 1})
+    cfg = copy.deepcopy(cfg)
+    if data:
+        if data != cfg["data"]["dataset"]:
+            cfg["data"]["options"] = {}
+        cfg["data"]["dataset"] = data
+    cfg["data"]["validation"] = "test"
+    return cfg
+
+
+def evaluate_run(model, data_dir=None, split="test", tta=False, batch_size=256, config=None,
+                 data=None, download=False):
+    """Evaluate a trained model (a run folder or model file) on a dataset split.
+
+    Parameters
+    ----------
+    model : str or Path
+        A run folder of ``cnnframe train`` (its model.cnnf, config.toml and preprocess.json)
+        or a model file.
+    data_dir : str or Path, optional
+        The dataset root; default: the config's data.root, else $CNNFRAME_DATA.
+    split : {"test", "train"}
+    tta : bool
+        Flip test-time augmentation (see `evaluate`).
+    batch_size : int
+    config : str or Path, optional
+        A training config giving the dataset, its options and normalisation; default: the
+        run folder's config.toml.
+    data : str, optional
+        A dataset name overriding the config's.
+    download : bool
+        Download CIFAR-10 into the root when it is not there.
+
+    Returns
+    -------
+    RunEvaluation
+        (result, classes, model_path, config).
+
+    Raises
+    ------
+    ValueError
+        The model's output count differs from the dataset's class count (names both), or
+        `model` is a training checkpoint rather than a model file.
+    FileNotFoundError
+        No model file, config or dataset.
+    """
+    from cnnframe.data import DataLoader, build_transforms
+    from cnnframe.graph import Model
+    from cnnframe.train.runs import (build_loss, eval_transform_config, find_model,
+                                     load_datasets, read_preprocess)
+
+    model_path, run_dir = find_model(model)
+    cfg = _eval_config(model, config, data, run_dir)
+    net = Model.load(model_path)
+    train_set, test_set = load_datasets(cfg, data_dir, download=download)
+    dataset = train_set if split == "train" else test_set
+    pre = read_preprocess(run_dir)
+    transforms = (pre["transforms"] if pre and not config and not data
+                  else eval_transform_config(cfg))
+    loader = DataLoader(dataset, batch_size, shuffle=False,
+                        transform=build_transforms(transforms))
+    check_num_classes(net, loader, f"{cfg['data']['dataset']} ({split} split)")
+    res = evaluate(net, loader, build_loss(cfg), metrics=("accuracy",), confusion=True, tta=tta)
+    return RunEvaluation(res, list(dataset.classes), model_path, cfg)
