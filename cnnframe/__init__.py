@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without a build
 
 from cnnframe._threads import get_num_threads, set_num_threads
 from cnnframe import functional
+from cnnframe.functional import conv_output_size
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,8 @@ _LAZY = {
     "Trainer": "cnnframe.train",
 }
 
-__all__ = ["functional", "set_num_threads", "get_num_threads", "__version__", *_LAZY]
+__all__ = ["functional", "set_num_threads", "get_num_threads", "conv_output_size", "__version__",
+           *_LAZY]
 
 
 def __getattr__(name):
