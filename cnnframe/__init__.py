@@ -1,7 +1,8 @@
 """cnnframe: a Cython-accelerated CPU framework for convolutional networks.
 
-Typed Cython kernels (cnnframe_ext) for convolution and pooling sit beneath a
-pure-Python graph of layers registered by name.
+Typed Cython kernels (cnnframe_ext: convolution by im2col + GEMM, Winograd and a
+direct kernel, pooling, batch normalisation and ReLU) sit beneath a pure-Python
+graph of layers registered by name.
 """
 import importlib
 
