@@ -329,11 +329,14 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef int Cg = C // groups, Fg = F // groups
     cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
     cdef int nblocks = (N + B - 1) // B
-    cdef int blk, n0, nb, b, f, g, xi, th, t_id
+    cdef int blk, n0, nb, b, f, g, xi, th
     cdef Py_ssize_t nt, s, sm
-    cdef floating* xp
-    cdef floating* v
-    cdef floating* m
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t_id = 0
+    cdef floating* xp = NULL
+    cdef floating* v = NULL
+    cdef floating* m = NULL
     cdef floating bf
     with nogil, parallel(num_threads=num_threads):
         t_id = threadid()
@@ -393,11 +396,14 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
     cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
     cdef int nblocks = (N + B - 1) // B
     cdef int nparts = grad_m.shape[0]
-    cdef int part, blk, n0, nb, b, f, g, xi, th, t_id
+    cdef int part, blk, n0, nb, b, f, g, xi, th
     cdef Py_ssize_t nt, s, sz, t
-    cdef floating* xp
-    cdef floating* v
-    cdef floating* z
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t_id = 0
+    cdef floating* xp = NULL
+    cdef floating* v = NULL
+    cdef floating* z = NULL
     cdef floating* gm
     cdef const floating* gy
     cdef floating acc
