@@ -25,6 +25,9 @@ _LAZY = {
     "Model": "cnnframe.graph",
     "receptive_field": "cnnframe.graph",
     "Trainer": "cnnframe.train",
+    # for plugin authors: subclass Layer, decorate it with @register_layer("name")
+    "Layer": "cnnframe.layers",
+    "register_layer": "cnnframe.registry",
 }
 
 __all__ = ["functional", "set_num_threads", "get_num_threads", "conv_output_size", "__version__",

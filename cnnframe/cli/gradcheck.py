@@ -3,15 +3,18 @@
     cnnframe gradcheck conv2d --input-shape 2,3,8,8 \\
         --config '{"in_channels": 3, "out_channels": 4, "kernel_size": 3}'
     cnnframe gradcheck my_package.layers:MyLayer --input-shape 2,3,8,8
+    cnnframe gradcheck my_layer:MyLayer --input-shape 2,3,8,8      # ./my_layer.py
     cnnframe gradcheck add --input-shape 2,3,4,4 --input-shape 2,3,4,4
     cnnframe gradcheck relu --input-shape 2,3,8,8 --seeds 1000     # sweep seeds
 
 Prints the report (per input/parameter errors, worst elements, likely causes,
 structural checks) and exits 0 when it passed, 1 when it failed.
 """
+import contextlib
 import importlib
 import inspect
 import json
+import os
 import sys
 
 
@@ -21,7 +24,8 @@ def add_parser(subparsers):
         description="Check a layer's backward against central differences of its forward "
                     "(on a float64 copy), with structural checks and likely causes of failures. "
                     "Exit status 0 = passed, 1 = failed.")
-    p.add_argument("layer", help="PACKAGE.MODULE:ClassName, or a registered layer name "
+    p.add_argument("layer", help="PACKAGE.MODULE:ClassName (modules in the current directory "
+                                 "are found, as by `python -m`), or a registered layer name "
                                  "(see `cnnframe layers`)")
     p.add_argument("--input-shape", action="append", required=True, metavar="N,C,H,W",
                    help="input shape with the batch dimension, e.g. 2,3,8,8 "
@@ -56,14 +60,31 @@ def _parse_shape(text):
     return shape
 
 
+@contextlib.contextmanager
+def _current_directory_importable():
+    """Put the current directory first on sys.path, as `python -m` does, while it runs."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _resolve(spec):
-    """A Layer class from 'pkg.module:Class' or a registered name."""
+    """A Layer class from 'pkg.module:Class' (found in the current directory too, as
+    `python -m` finds modules) or a registered name."""
     if ":" in spec:
         module, _, name = spec.partition(":")
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
-            raise ValueError(f"cannot import module {module!r} ({exc})") from None
+            raise ValueError(f"cannot import module {module!r} from the current directory or "
+                             f"the installed packages ({exc})") from None
         cls = getattr(mod, name, None)
         if not inspect.isclass(cls):
             raise ValueError(f"module {module!r} has no class {name!r}")
@@ -73,6 +94,11 @@ def _resolve(spec):
 
 
 def run(args):
+    with _current_directory_importable():
+        return _run(args)
+
+
+def _run(args):
     from cnnframe.gradcheck import check_layer
     cls = _resolve(args.layer)
     config = {}

@@ -22,11 +22,13 @@ def _keys(cls):
 def run(args):
     from cnnframe import registry
     names = registry.available_layers()
+    origins = {name: registry.layer_origin(name) for name in names}
     width = max(len(n) for n in names)
+    origin_width = max(len(o) for o in origins.values())   # plugin names can be long
     for name in names:
         cls = registry.get_layer(name)
-        origin = registry.layer_origin(name)
-        print(f"{name.ljust(width)}  {origin:<10}  {cls.__module__}.{cls.__qualname__}")
+        print(f"{name:<{width}}  {origins[name]:<{origin_width}}  "
+              f"{cls.__module__}.{cls.__qualname__}")
         if getattr(args, "verbose", False):
             print(f"{'':{width}}    ({_keys(cls)})")
     errors = registry.plugin_errors()

@@ -10,9 +10,10 @@
 
 How it works
 ------------
-- The check runs on a **float64 copy** of the layer (rebuilt with
-  ``from_config(get_config())``, parameters and buffers copied, ``astype(float64)``),
-  whatever the layer's own dtype; the layer you pass is never modified.
+- The check runs on a **float64 copy of the very layer you pass**
+  (``copy.deepcopy(layer).astype(float64)``: every attribute, parameter, buffer
+  and the rng state), whatever the layer's own dtype; the layer itself is never
+  modified.
 - For K random Gaussian output projections ``v`` (or, for outputs of at most 64
   elements or ``mode="full"``, every output element: the exact Jacobian) it
   compares ``backward(v)`` -- the vector-Jacobian product -- with central
@@ -34,6 +35,16 @@ How it works
   float64 are preserved through forward and backward, ``grads`` has the keys and
   shapes of ``params``, neither forward nor backward modifies its inputs, eval
   mode is deterministic and leaves the buffers alone, the output is finite.
+- **Config round trip** (``config_roundtrip``): the layer rebuilt with
+  ``from_config(get_config())``, with the parameters, buffers and rng state
+  copied over (what loading a saved model does), must give the same output,
+  buffers, input gradients and ``grads`` as the layer itself; otherwise the check
+  fails with "get_config() misses state that changes the layer: ..." naming what
+  differs (and the plain attributes that differ).  A layer whose ``get_config()``
+  or ``from_config()`` raises gets a note instead (the conformance suite's
+  ``config_roundtrip`` check fails it).  Check a layer built on its own: a Model
+  sets flags on its nodes (a batch norm fused with the ReLU after it) that are
+  not config.
 
 Protocol for stochastic layers
 ------------------------------
@@ -55,6 +66,11 @@ verifies that without replaying the state.
 from cnnframe.gradcheck.check import (CheckResult, ElementError, GradcheckError,
                                       GradcheckReport, TargetResult, check_layer)
 from cnnframe.gradcheck.numeric import copy_layer, find_kinks, push_off_kinks
+from cnnframe.gradcheck.roundtrip import (MISSES_STATE, RebuildError,
+                                          config_roundtrip_differences,
+                                          describe_roundtrip_failure, rebuild_from_config)
 
 __all__ = ["check_layer", "GradcheckReport", "GradcheckError", "TargetResult", "ElementError",
-           "CheckResult", "copy_layer", "find_kinks", "push_off_kinks"]
+           "CheckResult", "copy_layer", "find_kinks", "push_off_kinks", "MISSES_STATE",
+           "RebuildError", "config_roundtrip_differences", "describe_roundtrip_failure",
+           "rebuild_from_config"]

@@ -8,6 +8,8 @@ import numpy as np
 from cnnframe._threads import get_num_threads, set_num_threads
 from cnnframe.gradcheck import diagnose as _diag
 from cnnframe.gradcheck.numeric import Probe, central_differences, copy_layer
+from cnnframe.gradcheck.roundtrip import (RebuildError, config_roundtrip_differences,
+                                          describe_roundtrip_failure)
 
 __all__ = ["check_layer", "GradcheckReport", "GradcheckError", "TargetResult", "ElementError",
            "CheckResult"]
@@ -290,7 +292,7 @@ def _structural_checks(layer, lay, xs, multi, training, seed):
     problems = []
     for dtype in (np.float32, np.float64):
         try:
-            l2, _ = copy_layer(layer, dtype)
+            l2 = copy_layer(layer, dtype)
             x2 = [x.astype(dtype) for x in xs]
             p2 = Probe(l2, training, multi)
             p2.restore()
@@ -311,6 +313,18 @@ def _structural_checks(layer, lay, xs, multi, training, seed):
     return checks
 
 
+def _config_roundtrip_check(lay, xs, multi, training, seed, report):
+    """Add the "config_roundtrip" check (or a note when get_config/from_config raise)."""
+    try:
+        diffs = config_roundtrip_differences(lay, list(xs) if multi else xs[0],
+                                             training=training, seed=seed)
+    except RebuildError as exc:
+        report.notes.append(f"config round trip not checked: {exc}")
+        return
+    report.checks.append(CheckResult("config_roundtrip", not diffs,
+                                     describe_roundtrip_failure(lay, diffs) if diffs else ""))
+
+
 def _choose_indices(size, max_elements, rng):
     if max_elements is None or size <= max_elements:
         return np.arange(size)
@@ -326,7 +340,8 @@ def check_layer(layer, inputs=None, *, input_shape=None, config=None, eps=1e-6, 
     ----------
     layer : Layer, Layer subclass or str
         A layer instance, or a class / registered name built with `config`.
-        The layer itself is never modified: the check runs on a float64 copy.
+        The layer itself is never modified: the check runs on a float64 deep copy
+        of this very instance (see :func:`cnnframe.gradcheck.copy_layer`).
     inputs : ndarray or list of ndarray, optional
         Inputs with the batch dimension (a list for multi-input layers).
         Default: standard normal values of `input_shape` drawn from `seed`.
@@ -389,11 +404,10 @@ def _check_layer(layer, inputs, input_shape, config, eps, atol, rtol, seed, trai
     multi = _is_multi(layer, inputs, input_shape)
     rng = np.random.default_rng(seed)
     xs = _make_inputs(inputs, input_shape, multi, rng)
-    lay, copy_note = copy_layer(layer, np.float64)
+    lay = copy_layer(layer, np.float64)
     report = GradcheckReport(_layer_name(layer))
-    if copy_note:
-        report.notes.append(copy_note)
     report.checks = _structural_checks(layer, lay, xs, multi, training, seed)
+    _config_roundtrip_check(lay, xs, multi, training, seed, report)
 
     in_names = _target_names(xs, multi)
     params = getattr(lay, "params", {})

@@ -13,6 +13,10 @@ Graph form (what ``Model.to_config()`` returns)::
 A node's ``inputs`` defaults to the previous node (the graph input for the
 first node) and ``outputs`` to the last node.
 
+A training config (what ``cnnframe train`` runs: ``epochs``, ``[data]``, ...) holds
+its model in a ``[model]`` table; :func:`training_model_config` picks that out, so
+``Model.from_file`` accepts training configs too.
+
 Sequential shorthand for plain stacks (layer config keys inline; nodes are
 named ``<type>_<k>`` -- conv2d_1, relu_1, conv2d_2, ... -- unless an entry has a
 "name"; the input is called "input" and the last layer is the output)::
@@ -73,6 +77,47 @@ def load_config_file(path):
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: a model config must be a JSON object, got {type(cfg).__name__}")
     return cfg
+
+
+def is_training_config(cfg):
+    """True for a training config: a "model" table and none of a model config's own keys."""
+    model_keys = ("inputs", "nodes", "outputs", "input_shape", "layers")
+    return (isinstance(cfg, dict) and isinstance(cfg.get("model"), dict)
+            and not any(k in cfg for k in model_keys))
+
+
+def training_model_config(cfg, path):
+    """The model config of a training config read from `path`, as ``cnnframe train`` builds it.
+
+    That is the ``[model]`` table, or the model config file its ``file`` key names
+    (relative to `path`).  An inline ``[model]`` without its own ``seed`` gets the
+    training config's ``seed`` (0 if it has none), so the model starts from the same
+    weights as in ``cnnframe train``.
+
+    Raises
+    ------
+    ValueError
+        Naming `path`, for a ``file`` key with other keys beside it, or whose file is
+        itself a training config.
+    """
+    path = os.fspath(path)
+    model = dict(cfg["model"])
+    if "file" in model:
+        if len(model) != 1:
+            raise ValueError(f"{path}: [model] with 'file' takes no other keys, got "
+                             f"{sorted(model)}")
+        target = model["file"]
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"{path}: [model] file must be a path string, got {target!r}")
+        target = os.path.join(os.path.dirname(path), target)
+        inner = load_config_file(target)
+        if is_training_config(inner):
+            raise ValueError(f"{target} (the [model] file of {path}) is a training config; "
+                             "[model] file must name a model config")
+        return inner
+    if model.get("seed") is None:
+        model["seed"] = cfg.get("seed", 0)
+    return model
 
 
 def _check_name(name, what):

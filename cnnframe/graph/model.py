@@ -1,10 +1,15 @@
 """Model: a directed acyclic graph of named layer nodes, run in topological order."""
 import difflib
+import os
+import threading
 import zlib
 
 import numpy as np
 
-from cnnframe.graph.config import DTYPES, load_config_file, normalize_config
+from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
+                                   normalize_config, training_model_config)
+from cnnframe.graph.sizes import (ModelTooLargeError, SizeBudget, count_arrays,
+                                  estimate_from_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
 from cnnframe.registry import UnknownLayerError, get_layer
 
@@ -17,6 +22,28 @@ FUSE_BATCH_NORM_RELU = True
 def _closest(name, choices):
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Runner:
+    """What one thread runs the graph with: the layers whose caches and output buffers it
+    uses (the model's own for one thread, copies for the others) and its gradient sums."""
+
+    __slots__ = ("layers", "acc", "generation", "serial")
+
+    def __init__(self, layers, generation):
+        self.layers = layers          # node name -> layer
+        self.acc = {}                 # node name -> gradient-sum buffer of Model.backward
+        self.generation = generation  # Model._generation when the copies were made
+        self.serial = None            # Model._train_forwards after this thread's latest forward
+
+
+def _try_output_shape(layer, in_shapes):
+    """layer.output_shape for these input shapes, or None if it raises (reported later)."""
+    try:
+        shape = layer.output_shape(in_shapes if layer.num_inputs is None else in_shapes[0])
+        return tuple(int(s) for s in shape)
+    except Exception:  # noqa: BLE001 - Model._validate reports shape errors with context
+        return None
 
 
 def _node_seed(seed, name):
@@ -64,6 +91,10 @@ class Model:
     ValueError
         Naming the node: unknown input, wrong number of inputs, a cycle, a shape
         mismatch, duplicate names, a node feeding no output.
+    cnnframe.graph.sizes.ModelTooLargeError
+        A MemoryError naming the node and the bytes, if the parameters and one
+        image's activations would need more memory than the limit (the machine's
+        physical memory by default; see :mod:`cnnframe.graph.sizes`).
 
     Notes
     -----
@@ -71,6 +102,24 @@ class Model:
     otherwise they take/return dicts keyed by name.  Gradients of nodes used by
     several others are summed.  Internal nodes write their outputs into buffers
     reused across steps (outputs returned to the caller are never reused).
+
+    Threads: ``forward(x, training=False)`` is thread-safe; any number of threads
+    may run one model at once.  The first thread to run the model uses the layers
+    in ``nodes``; every other thread gets, on its first call, copies of them
+    (:meth:`cnnframe.layers.Layer.thread_copy`) that share the parameter, gradient
+    and buffer arrays but own their caches and output buffers, and reuses them
+    from then on (copies are remade after :meth:`astype`).  So all threads see
+    the current weights: an optimizer step or :meth:`load_state_dict` reaches
+    every thread's next call (a call running while weights change sees some of
+    each).  The training path -- ``forward(x, training=True)``, :meth:`backward`
+    and the optimizer step -- updates shared gradients, running statistics and
+    weights, so one thread at a time may use it: a training-path call while
+    another thread is inside one, or a :meth:`backward` after another thread ran
+    ``forward(training=True)`` since this thread's forward, raises RuntimeError.
+    Threads may take turns (one lock around each whole step), and a backward
+    runs in the thread that ran its forward.  A layer attribute replaced by hand
+    on ``model.nodes[name]`` after other threads have run the model is not seen
+    by their copies.
     """
 
     def __init__(self, inputs, nodes, outputs=None, dtype="float32", seed=None):
@@ -120,6 +169,7 @@ class Model:
             raise ValueError(f"Model: dtype must be float32 or float64, got {dtype!r}")
         self.seed = seed
         self._validate()
+        self._check_size(np.dtype(dtype).itemsize)
         self._fuse_batch_norm_relu()
         self._plan_buffers()
         if seed is not None:
@@ -129,14 +179,26 @@ class Model:
         self.dtype = np.dtype(np.float32)
         for layer in self.nodes.values():
             layer.astype(np.float32)
+        self._init_threads()
         self.astype(dtype)
-        self._acc = {}
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg):
-        """Build a model from a config dict (graph form or sequential shorthand)."""
+        """Build a model from a config dict (graph form or sequential shorthand).
+
+        Raises
+        ------
+        ValueError
+            Naming the node, for anything wrong in the config.
+        cnnframe.graph.sizes.ModelTooLargeError
+            A MemoryError naming the node and the bytes, if the model would need more
+            memory than the limit (:mod:`cnnframe.graph.sizes`); raised before that
+            node's parameters are allocated.
+        """
         cfg = normalize_config(cfg)
+        budget = SizeBudget(np.dtype(cfg.get("dtype", "float32")).itemsize)
+        shapes = {name: tuple(shape) for name, shape in cfg["inputs"].items()}
         nodes = []
         for node in cfg["nodes"]:
             name, ltype = node["name"], node["type"]
@@ -144,6 +206,14 @@ class Model:
                 layer_cls = get_layer(ltype)
             except UnknownLayerError as exc:
                 raise ValueError(f"node {name!r}: {exc}") from None
+            # Input shapes as far as the nodes so far tell (None: unknown or wrong; the
+            # Model's own shape check reports those).
+            in_shapes = [shapes.get(i) for i in node["inputs"]]
+            known = all(s is not None for s in in_shapes)
+            estimate = estimate_from_config(layer_cls, node["config"],
+                                            in_shapes[0] if known and in_shapes else None)
+            if estimate is not None:  # count it before building allocates the parameters
+                budget.add(name, ltype, *estimate)
             try:
                 layer = layer_cls.from_config(node["config"])
             except (ValueError, TypeError) as exc:
@@ -151,18 +221,33 @@ class Model:
                 for prefix in (f"{ltype}: ", f"{layer_cls.__name__}: "):
                     msg = msg[len(prefix):] if msg.startswith(prefix) else msg
                 raise ValueError(f"node {name!r} ({ltype}): {msg}") from None
+            if estimate is None:
+                out_shape = _try_output_shape(layer, in_shapes) if known else None
+                budget.add(name, ltype, *count_arrays(layer), out_shape)
+            else:
+                out_shape = estimate[2]
+            shapes[name] = out_shape
             nodes.append((name, layer, node["inputs"]))
         return cls(cfg["inputs"], nodes, cfg["outputs"], cfg.get("dtype", "float32"),
                    cfg.get("seed"))
 
     @classmethod
     def from_file(cls, path):
-        """Build a model from a .json or .toml config file (errors name the file)."""
+        """Build a model from a .json or .toml config file (errors name the file).
+
+        The file is a model config, or a training config (``cnnframe train``'s), whose
+        ``[model]`` table is used as ``cnnframe train`` uses it
+        (:func:`cnnframe.graph.config.training_model_config`).
+        """
         cfg = load_config_file(path)
+        where = os.fspath(path)
+        if is_training_config(cfg):
+            cfg = training_model_config(cfg, path)
+            where += " [model]"
         try:
             return cls.from_config(cfg)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        except (ValueError, ModelTooLargeError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
 
     def to_config(self):
         """The graph-form config (plain JSON values); ``from_config`` of it rebuilds this model."""
@@ -235,6 +320,13 @@ class Model:
                 raise ValueError(f"node {name!r} ({layer.type_name}): shape mismatch: input "
                                  f"shape {shown} from {self.node_inputs[name]}: {exc}") from None
             self.shapes[name] = tuple(int(s) for s in shape)
+
+    def _check_size(self, itemsize):
+        """Raise ModelTooLargeError if the model would need more memory than the limit."""
+        budget = SizeBudget(itemsize)
+        for name, layer in self.nodes.items():
+            budget.add(name, layer.type_name or type(layer).__name__, *count_arrays(layer),
+                       self.shapes[name])
 
     def _toposort(self):
         names = list(self.nodes)
@@ -316,6 +408,66 @@ class Model:
         for name, layer in self.nodes.items():
             layer.reuse_buffers = name not in exposed_out and name not in exposed_grad
 
+    # --- threads (see the class docstring) -----------------------------------------------------
+    def _init_threads(self):
+        self._local = threading.local()     # .runner: this thread's _Runner
+        self._runner_lock = threading.Lock()
+        self._home = None                   # the thread that runs on the layers in self.nodes
+        self._generation = 0                # bumped when the layers' arrays are replaced
+        self._step_lock = threading.Lock()  # held inside forward(training=True) and backward
+        self._step_thread = None            # the thread holding it
+        self._train_forwards = 0            # forward(training=True) calls so far ...
+        self._last_train_thread = None      # ... and the thread of the latest one
+
+    def __getstate__(self):  # copy.deepcopy and pickle: locks and threads are not copied
+        state = dict(self.__dict__)
+        for key in ("_local", "_runner_lock", "_home", "_step_lock", "_step_thread",
+                    "_last_train_thread"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_threads()
+
+    def _runner(self):
+        """This thread's _Runner, made on its first call (and after astype)."""
+        runner = getattr(self._local, "runner", None)
+        if runner is None or runner.generation != self._generation:
+            runner = self._new_runner()
+            self._local.runner = runner
+        return runner
+
+    def _new_runner(self):
+        me = threading.current_thread()
+        with self._runner_lock:
+            home = self._home
+            if home is None or home is me or not home.is_alive():
+                self._home = me
+                return _Runner(self.nodes, self._generation)
+        copies = {name: layer.thread_copy() for name, layer in self.nodes.items()}
+        return _Runner(copies, self._generation)
+
+    def _enter_step(self, what):
+        """Claim the training path for this thread, or raise if another thread is inside it."""
+        me = threading.current_thread()
+        if not self._step_lock.acquire(blocking=False):
+            other = self._step_thread
+            who = f"thread {other.name!r}" if other is not None else "another thread"
+            raise RuntimeError(
+                f"Model.{what} called in thread {me.name!r} while {who} is inside "
+                "forward(training=True) or backward of the same model.  Training changes the "
+                "model's shared gradients, batch-norm running statistics and weights, so one "
+                "thread at a time may train a model: train from one thread, or hold one lock "
+                "around each whole step (forward, backward, optimizer step).  For inference "
+                "from several threads call forward(x, training=False), which is thread-safe.")
+        self._step_thread = me
+        return me
+
+    def _leave_step(self):
+        self._step_thread = None
+        self._step_lock.release()
+
     # --- running ---------------------------------------------------------------------------------
     def _feeds(self, x):
         if isinstance(x, dict):
@@ -359,10 +511,35 @@ class Model:
         Returns
         -------
         ndarray, or dict output name -> ndarray for several outputs.
+
+        Raises
+        ------
+        RuntimeError
+            For ``training=True`` while another thread is inside forward(training=True)
+            or backward of this model (see "Threads" in the class docstring).
         """
+        runner = self._runner()
+        runner.serial = None  # until this forward completes, there is nothing to backpropagate
+        if not training:
+            y = self._forward(runner.layers, x, training)
+            runner.serial = self._train_forwards
+            return y
+        me = self._enter_step("forward(training=True)")
+        try:
+            y = self._forward(runner.layers, x, training)
+            self._train_forwards += 1
+            self._last_train_thread = me
+            runner.serial = self._train_forwards
+        finally:
+            self._leave_step()
+        return y
+
+    __call__ = forward
+
+    def _forward(self, layers, x, training):
         values = self._feeds(x)
         for name in self._order:
-            layer = self.nodes[name]
+            layer = layers[name]
             ins = self.node_inputs[name]
             arg = [values[i] for i in ins] if layer.num_inputs is None else values[ins[0]]
             y = layer.forward(arg, training)
@@ -375,14 +552,13 @@ class Model:
             return values[self.outputs[0]]
         return {o: values[o] for o in self.outputs}
 
-    __call__ = forward
-
-    def _acc_buffer(self, name, like):
+    @staticmethod
+    def _acc_buffer(acc, name, like):
         size = like.size
-        buf = self._acc.get(name)
+        buf = acc.get(name)
         if buf is None or buf.dtype != like.dtype or buf.size < size:
             buf = np.empty(size, like.dtype)
-            self._acc[name] = buf
+            acc[name] = buf
         return buf[:size].reshape(like.shape)
 
     def backward(self, grad_y, need_input_grad=True):
@@ -400,7 +576,37 @@ class Model:
         -------
         The gradient with respect to the input (ndarray, or dict for several
         inputs), or None when need_input_grad is False.
+
+        Raises
+        ------
+        RuntimeError
+            If this thread has no completed forward, if another thread is inside
+            forward(training=True) or backward of this model, or if another thread
+            ran forward(training=True) since this thread's forward (see "Threads" in
+            the class docstring).
         """
+        runner = self._runner()
+        me = self._enter_step("backward")
+        try:
+            if runner.serial is None:
+                raise RuntimeError(
+                    f"Model.backward called before forward in thread {me.name!r}: run "
+                    "forward in this thread first (a forward that raised leaves nothing to "
+                    "backpropagate, and a backward runs in the thread that ran its forward)")
+            if runner.serial != self._train_forwards:
+                other = self._last_train_thread
+                raise RuntimeError(
+                    f"Model.backward in thread {me.name!r}: thread "
+                    f"{other.name if other is not None else '?'!r} ran forward(training=True) "
+                    "on this model after this thread's forward, so two threads are training "
+                    "one model at once and their gradients and weight updates would mix.  "
+                    "Train from one thread, or hold one lock around each whole step (forward, "
+                    "backward, optimizer step).")
+            return self._backward(runner, grad_y, need_input_grad)
+        finally:
+            self._leave_step()
+
+    def _backward(self, runner, grad_y, need_input_grad):
         if isinstance(grad_y, dict):
             if set(grad_y) != set(self.outputs):
                 raise ValueError(f"Model.backward: grad_y must have exactly the keys "
@@ -420,7 +626,7 @@ class Model:
                 grads[name] = g.astype(self.dtype)
         owned = set()
         for name in reversed(self._order):
-            layer = self.nodes[name]
+            layer = runner.layers[name]
             g = grads.pop(name)
             layer.needs_input_grad = need_input_grad or name not in self._only_graph_inputs
             gx = layer.backward(g)
@@ -437,7 +643,7 @@ class Model:
                     # Several consumers: sum into a buffer owned by the model (fresh for graph
                     # inputs, whose gradient is handed to the caller).
                     out = (np.empty(gi.shape, grads[i].dtype) if i in self.inputs
-                           else self._acc_buffer(i, grads[i]))
+                           else self._acc_buffer(runner.acc, i, grads[i]))
                     np.add(grads[i], gi, out=out)
                     grads[i] = out
                     owned.add(i)
@@ -510,10 +716,12 @@ class Model:
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"Model.astype: dtype must be float32 or float64, got {dtype}")
+        if dtype.itemsize > self.dtype.itemsize:
+            self._check_size(dtype.itemsize)
         for layer in self.nodes.values():
             layer.astype(dtype)
         self.dtype = dtype
-        self._acc = {}
+        self._generation += 1  # every thread's runner is remade: copies hold the old arrays
         return self
 
     # --- persistence and reporting ---------------------------------------------------------------

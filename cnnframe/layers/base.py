@@ -10,7 +10,11 @@ A layer is a small object with
   ``self.grads`` (gradients are not accumulated across calls).  When
   ``self.needs_input_grad`` is False (set by a Model for layers fed only by
   graph inputs when no input gradient is wanted) a layer may skip that work and
-  return None.
+  return None.  The dtype rule (PyTorch autograd's): each input gradient has the
+  dtype of its forward input; a float32 or float64 ``grad_y`` of the other dtype is
+  converted to the output's dtype before the layer's own backward sees it; a
+  ``grad_y`` that is not a float32/float64 array of the output's shape is a
+  TypeError/ValueError.  The base class applies this to every subclass.
 - ``params`` / ``grads`` (same keys and shapes) and ``buffers`` (state that is
   saved but not trained, e.g. batch-norm running statistics): dicts of
   ndarrays.  The arrays are allocated once and updated in place, so references
@@ -92,21 +96,42 @@ def to_json(value):
     return value
 
 
+def _dtypes_of(x):
+    """The dtype of each input (a tuple for a list of inputs; None for non-arrays)."""
+    if isinstance(x, (list, tuple)):
+        return tuple(getattr(a, "dtype", None) for a in x)
+    return getattr(x, "dtype", None)
+
+
 def _recording_forward(forward):
-    """Wrap a subclass's forward to remember its output's shape and dtype (for backward)."""
+    """Wrap a subclass's forward to remember its output's shape and dtype and its
+    inputs' dtypes (for backward)."""
     @functools.wraps(forward)
     def wrapper(self, x, training=True):
         y = forward(self, x, training)
         self._output_spec = (y.shape, y.dtype) if isinstance(y, np.ndarray) else None
+        self._input_dtypes = _dtypes_of(x)
         return y
+    wrapper._protocol_wrapper = True
     return wrapper
 
 
-def _checked_backward(backward):
-    """Wrap a subclass's backward to refuse a grad_y unlike the latest forward's output.
+def _cast_to(grad, dtype):
+    """`grad` in float `dtype` (other dtypes, e.g. of an integer input, are left alone)."""
+    if (isinstance(grad, np.ndarray) and dtype is not None and dtype.kind == "f"
+            and grad.dtype != dtype):
+        return grad.astype(dtype)
+    return grad
 
-    Without it a wrong-shaped gradient could broadcast silently into a wrong-shaped
-    input gradient, and a list or an int array fail deep inside numpy.
+
+def _checked_backward(backward):
+    """Wrap a subclass's backward to apply the grad_y rule of the Layer protocol.
+
+    grad_y must be a float32 or float64 array of the latest output's shape (without
+    this a wrong-shaped gradient could broadcast silently into a wrong-shaped input
+    gradient, and a list or an int array fail deep inside numpy).  A grad_y of the
+    other float dtype is converted to the output's dtype, and each input gradient is
+    returned in the dtype of its forward input, as in PyTorch's autograd.
     """
     @functools.wraps(backward)
     def wrapper(self, grad_y):
@@ -116,15 +141,22 @@ def _checked_backward(backward):
         if self._output_spec is not None:
             shape, dtype = self._output_spec
             if not isinstance(grad_y, np.ndarray):
-                raise TypeError(f"{name}: grad_y must be a numpy ndarray, got "
-                                f"{type(grad_y).__name__}")
+                raise TypeError(f"{name}: grad_y must be a numpy ndarray of shape {shape} "
+                                f"(the output of forward), got {type(grad_y).__name__}")
             if grad_y.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{name}: grad_y must be float32 or float64 (the output of "
                                 f"forward is {dtype}), got {grad_y.dtype}")
             if grad_y.shape != shape:
                 raise ValueError(f"{name}: grad_y has shape {grad_y.shape} but the output of "
                                  f"forward has shape {shape}")
-        return backward(self, grad_y)
+            grad_y = _cast_to(grad_y, dtype)
+        grad_x = backward(self, grad_y)
+        dtypes = self._input_dtypes
+        if (isinstance(dtypes, tuple) and isinstance(grad_x, (list, tuple))
+                and len(grad_x) == len(dtypes)):
+            return type(grad_x)(_cast_to(g, d) for g, d in zip(grad_x, dtypes))
+        return _cast_to(grad_x, dtypes)
+    wrapper._protocol_wrapper = True
     return wrapper
 
 
@@ -136,6 +168,17 @@ class Layer:
     ``forward``, ``backward`` and (if the shape changes) ``output_shape``.
     ``get_config`` by default reads the attributes named like the ``__init__``
     arguments, so storing each argument under its own name is enough.
+
+    The base class wraps every subclass's ``forward`` and ``backward``, so a
+    layer's own ``backward`` may rely on these rules without checking anything:
+
+    - ``backward`` before any ``forward`` raises RuntimeError;
+    - ``grad_y`` must be a float32 or float64 ndarray with the shape of the
+      latest output (else TypeError or ValueError naming grad_y, its dtype or
+      shape and the output's);
+    - a ``grad_y`` of the other float dtype is converted to the output's dtype
+      first, and each returned input gradient is converted, if needed, to the
+      dtype of its forward input (as PyTorch's autograd does).
 
     Class attributes
     ----------------
@@ -159,11 +202,13 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Every layer, built-in or plugin, checks grad_y against its latest output.
-        if "forward" in cls.__dict__:
-            cls.forward = _recording_forward(cls.__dict__["forward"])
-        if "backward" in cls.__dict__:
-            cls.backward = _checked_backward(cls.__dict__["backward"])
+        # Every layer, built-in or plugin, follows the grad_y rule.  Wrap the forward and
+        # backward the class resolves to unless they already are wrappers (inherited from
+        # a wrapped Layer subclass), so methods from a mixin are wrapped too.
+        for method, wrap in (("forward", _recording_forward), ("backward", _checked_backward)):
+            fn = getattr(cls, method)
+            if not getattr(fn, "_protocol_wrapper", False):
+                setattr(cls, method, wrap(fn))
 
     def __init__(self):
         self.params = {}
@@ -323,3 +368,28 @@ class Layer:
         except NotImplementedError:
             args = "..."
         return f"{type(self).__name__}({args})"
+
+    # --- threads ---------------------------------------------------------------------------------
+    def thread_copy(self):
+        """A copy of this layer for running the same model in another thread.
+
+        A Model gives each further thread that calls it such copies (see
+        :class:`cnnframe.graph.Model`, "Threads").  The copy shares the ``params``,
+        ``grads`` and ``buffers`` dicts and every other attribute's value with this layer,
+        so optimizer steps and ``load_state_dict`` reach it, but it owns its output
+        buffers, and the attributes forward sets (``self._x = x``) are set on the copy
+        alone.  Other dict, list and set attributes are copied one level deep (the arrays
+        in them stay shared), so per-call state kept in such a container is the copy's
+        own too.  A layer keeping per-call state anywhere else (an array it writes into
+        in place, say) must override this method and give the copy its own.
+        """
+        twin = type(self).__new__(type(self))
+        shared = (self.params, self.grads, self.buffers)
+        # a snapshot: the thread using this layer may be adding attributes right now
+        for key, value in self.__dict__.copy().items():
+            if isinstance(value, (dict, list, set)) and not any(value is s for s in shared):
+                value = value.copy()
+            twin.__dict__[key] = value
+        twin._scratch = {}
+        twin.__dict__.pop("_output_spec", None)  # no forward yet: backward refuses to run
+        return twin

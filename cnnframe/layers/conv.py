@@ -90,8 +90,6 @@ class Conv2d(Layer):
                         self._d, self.groups, out=out)
 
     def backward(self, grad_y):
-        if self._x is None:
-            raise RuntimeError("conv2d: backward called before forward")
         out = self._buffer("grad_x", self._x.shape, self._x.dtype) if self.needs_input_grad else None
         gx, gw, gb = F.conv2d_backward(self._x, self.params["weight"], grad_y, self._s, self._p,
                                        self._d, self.groups, need_grad_x=self.needs_input_grad,

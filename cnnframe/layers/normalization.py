@@ -76,8 +76,6 @@ class _BatchNorm(Layer):
         return y
 
     def backward(self, grad_y):
-        if self._cache is None:
-            raise RuntimeError(f"{self.type_name}: backward called before forward")
         x, mean, invstd, training, relu_y = self._cache
         out = self._output_buffer("gx", x, grad_y) if self.needs_input_grad else None
         gx, gw, gb = F.batch_norm_backward(grad_y, x, self.params["weight"], mean, invstd,

@@ -66,8 +66,6 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, grad_y):
-        if self._input_shape is None:
-            raise RuntimeError("max_pool2d: backward called before forward")
         return F.max_pool2d_backward(grad_y, self._argmax, self._input_shape,
                                      out=self._buffer("grad_x", self._input_shape, grad_y.dtype))
 
@@ -92,8 +90,6 @@ class AvgPool2d(_Pool2d):
         return F.avg_pool2d(x, self._k, self._s, self._p, out=self._buffer("y", shape, x.dtype))
 
     def backward(self, grad_y):
-        if self._input_shape is None:
-            raise RuntimeError("avg_pool2d: backward called before forward")
         return F.avg_pool2d_backward(grad_y, self._input_shape, self._k, self._s, self._p,
                                      out=self._buffer("grad_x", self._input_shape, grad_y.dtype))
 
@@ -116,8 +112,6 @@ class GlobalAvgPool2d(Layer):
         return F.global_avg_pool2d(x)
 
     def backward(self, grad_y):
-        if self._input_shape is None:
-            raise RuntimeError("global_avg_pool2d: backward called before forward")
         return F.global_avg_pool2d_backward(grad_y, self._input_shape)
 
     def output_shape(self, input_shape):

@@ -1,9 +1,10 @@
 """Testing tools for layer authors: the conformance suite and hypothesis strategies.
 
 - :func:`check_layer_conformance` / :func:`parametrize_layer_checks` (see
-  :mod:`cnnframe.testing.conformance`): gradients, config, registry, save/load,
-  shapes, batch independence and dtypes of a layer class, in one call or as one
-  pytest test per check.
+  :mod:`cnnframe.testing.conformance`): gradients, config round trip (the rebuilt
+  layer computes what the layer does), registry, save/load, shapes, batch
+  independence, dtypes and the grad_y rule of a layer class, in one call or as
+  one pytest test per check.
 - :mod:`cnnframe.testing.strategies` (needs hypothesis): valid conv/pool
   geometries, image batches, inputs away from a layer's kinks.
 """

@@ -18,8 +18,11 @@ The checks (:data:`CHECKS`):
   in training and in eval mode (gradients, shapes, dtypes, determinism, inputs
   left unmodified).
 - ``config_roundtrip``: ``get_config()`` is plain JSON; ``from_config`` of it
-  rebuilds an equivalent layer (same config, params, buffers and output); the
-  same seed gives the same initial parameters.
+  rebuilds an equivalent layer: same config, params and buffers, and, with the
+  parameter and buffer values and rng state copied over, the same outputs,
+  buffers, input gradients and ``grads`` in training and in eval mode (else
+  "get_config() misses state that changes the layer: ..."); the same seed gives
+  the same initial parameters.
 - ``registry_roundtrip``: the class is registered (``@register_layer``) and
   ``get_layer(layer.type_name)`` returns it.
 - ``save_load``: a one-node :class:`cnnframe.Model` holding the layer survives
@@ -30,6 +33,11 @@ The checks (:data:`CHECKS`):
   sample only.
 - ``dtypes``: float32 and float64 copies keep their dtype through forward and
   backward and agree with each other to float32 precision.
+- ``grad_y``: the gradient rule of the Layer protocol (:class:`cnnframe.layers.Layer`):
+  a grad_y of the other float dtype gives the input gradient in the dtype of the
+  forward input (the same values as grad_y converted to the output's dtype); a
+  non-float or wrongly shaped grad_y (or a list) is a TypeError/ValueError naming
+  grad_y, its dtype or shape and the output's.
 """
 import copy
 import json
@@ -40,13 +48,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnframe.gradcheck import check_layer, copy_layer
+from cnnframe.gradcheck import (RebuildError, check_layer, config_roundtrip_differences,
+                                copy_layer, describe_roundtrip_failure)
 
 __all__ = ["CHECKS", "ConformanceError", "LayerCheck", "ConformanceReport", "check_layer_conformance",
            "parametrize_layer_checks", "layer_checks"]
 
 CHECKS = ("gradcheck_train", "gradcheck_eval", "config_roundtrip", "registry_roundtrip",
-          "save_load", "shape_inference", "batch_independence", "dtypes")
+          "save_load", "shape_inference", "batch_independence", "dtypes", "grad_y")
 
 
 class ConformanceError(AssertionError):
@@ -138,13 +147,17 @@ def _check_config(cls, cfg, shape, seed, gc_kw):
             if not np.array_equal(v, again.params[k]):
                 _fail(f"the same seed gave different initial values of param {k!r}")
     _randomise_state(layer, seed)
-    rebuilt, note = copy_layer(layer, layer.dtype)
-    if note:
-        _fail(note)
+    layer = copy_layer(layer, np.float64)
     multi = _multi(cls, shape)
-    xs = _inputs(shape, multi, seed, layer.dtype)
-    _close(_fwd(rebuilt, xs, multi), _fwd(layer, xs, multi), 0, 0,
-           "eval output of the rebuilt layer (config + copied params/buffers)")
+    xs = _inputs(shape, multi, seed)
+    for training in (True, False):
+        try:
+            diffs = config_roundtrip_differences(layer, xs if multi else xs[0],
+                                                 training=training, seed=seed)
+        except RebuildError as exc:
+            _fail(str(exc))
+        if diffs:
+            _fail(f"forward(training={training}): {describe_roundtrip_failure(layer, diffs)}")
 
 
 def _check_registry(cls, cfg, shape, seed, gc_kw):
@@ -223,7 +236,7 @@ def _check_shapes(cls, cfg, shape, seed, gc_kw):
 
 def _check_batch(cls, cfg, shape, seed, gc_kw):
     multi = _multi(cls, shape)
-    layer, _ = copy_layer(cls.from_config(_seeded(cls, cfg, seed)), np.float64)
+    layer = copy_layer(cls.from_config(_seeded(cls, cfg, seed)), np.float64)
     _randomise_state(layer, seed)
     xs = _inputs(shape, multi, seed)
     y = _fwd(layer, xs, multi)
@@ -237,7 +250,7 @@ def _check_dtypes(cls, cfg, shape, seed, gc_kw):
     base = cls.from_config(_seeded(cls, cfg, seed))
     outs = {}
     for dtype in (np.float32, np.float64):
-        layer, note = copy_layer(base, dtype)
+        layer = copy_layer(base, dtype)
         xs = _inputs(shape, multi, seed, dtype)
         # stochastic layers may draw differently per dtype: compare them in eval mode
         modes = (True, False) if getattr(layer, "stochastic", False) else (False, True)
@@ -266,6 +279,61 @@ def _check_dtypes(cls, cfg, shape, seed, gc_kw):
         _close(p32[k], p64[k], 1e-3, 1e-4, f"float32 vs float64 grads[{k!r}]")
 
 
+def _input_grads(gx, multi):
+    return list(gx) if multi and isinstance(gx, (list, tuple)) else [gx]
+
+
+def _refuses(layer, grad_y, exc_type, words, what):
+    """backward(grad_y) must raise `exc_type` with a message containing every word."""
+    try:
+        layer.backward(grad_y)
+    except exc_type as exc:
+        missing = [w for w in words if w not in str(exc)]
+        if missing:
+            _fail(f"backward given {what} raised {exc_type.__name__} ({exc}), but the message "
+                  f"does not name {', '.join(missing)}")
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"backward given {what} raised {type(exc).__name__} ({exc}), expected "
+              f"{exc_type.__name__}")
+    else:
+        _fail(f"backward accepted {what}; expected {exc_type.__name__}")
+
+
+def _check_grad_y(cls, cfg, shape, seed, gc_kw):
+    multi = _multi(cls, shape)
+    base = cls.from_config(_seeded(cls, cfg, seed))
+    for dtype, other in ((np.float32, np.float64), (np.float64, np.float32)):
+        layer = copy_layer(base, dtype)
+        xs = _inputs(shape, multi, seed, dtype)
+        name, other_name = np.dtype(dtype).name, np.dtype(other).name
+        y = _fwd(layer, xs, multi, True)
+        g = np.random.default_rng([seed, 4]).standard_normal(y.shape).astype(other)
+        want = [None if a is None else np.array(a, copy=True)
+                for a in _input_grads(layer.backward(g.astype(dtype)), multi)]
+        _fwd(layer, xs, multi, True)
+        got = _input_grads(layer.backward(g), multi)
+        for i, (a, b) in enumerate(zip(got, want)):
+            if a is None or b is None:
+                continue
+            if a.dtype != dtype:
+                _fail(f"{name} inputs and a {other_name} grad_y gave a {a.dtype} input "
+                      f"gradient {i}; expected {name}, the dtype of the forward input")
+            _close(a, b, 1e-6 if dtype == np.float32 else 1e-12, 0,
+                   f"{name} layer: input gradient {i} for a {other_name} grad_y vs for that "
+                   f"grad_y converted to {name}")
+        shape_y = str(tuple(y.shape))
+        _refuses(layer, g.astype(np.int64), TypeError, ("grad_y", "int64", name),
+                 "an int64 grad_y")
+        _refuses(layer, g.astype(bool), TypeError, ("grad_y", "bool", name), "a bool grad_y")
+        _refuses(layer, g.tolist(), TypeError, ("grad_y", "list"), "a list as grad_y")
+        wrong = np.zeros(y.shape[:-1] + (y.shape[-1] + 1,), dtype)
+        _refuses(layer, wrong, ValueError, ("grad_y", str(wrong.shape), shape_y),
+                 f"a grad_y of shape {wrong.shape} for an output of shape {shape_y}")
+        bigger = np.zeros((2,) + y.shape, dtype)  # would broadcast against the output
+        _refuses(layer, bigger, ValueError, ("grad_y", str(bigger.shape), shape_y),
+                 f"a grad_y of shape {bigger.shape} for an output of shape {shape_y}")
+
+
 _RUNNERS = {
     "gradcheck_train": _check_gradcheck(True),
     "gradcheck_eval": _check_gradcheck(False),
@@ -275,6 +343,7 @@ _RUNNERS = {
     "shape_inference": _check_shapes,
     "batch_independence": _check_batch,
     "dtypes": _check_dtypes,
+    "grad_y": _check_grad_y,
 }
 
 

@@ -161,7 +161,7 @@ def inputs_away_from_kinks(draw, layer, input_shape, margin=1e-3, dtype=np.float
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(tuple(s)) for s in shapes]
-    lay, _ = copy_layer(layer, np.float64)
+    lay = copy_layer(layer, np.float64)
     left = push_off_kinks(Probe(lay, False, multi), xs, margin=margin, seed=seed)
     if left:
         from hypothesis import assume

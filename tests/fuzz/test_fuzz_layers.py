@@ -1,4 +1,5 @@
-"""Hypothesis fuzzing of every registered layer (cases in fuzz/layer_cases.py).
+"""Hypothesis fuzzing of the built-in layers and the example plugin's (cases in
+fuzz/layer_cases.py; other plugins installed in the environment are left out).
 
 Random valid and broken configs, inputs of any ndim/dtype/layout/empty axes/NaN,
 and right or wrong gradients: each step returns a consistent result or raises
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnframe.layers import ReLU, Linear
+from cnnframe import registry
+from cnnframe.layers import Layer, Linear, ReLU
 from fuzz.cases import HypothesisChooser, RandomChooser
 from fuzz.layer_cases import fuzzed_layers, run_layer_case
 
@@ -53,3 +55,36 @@ def test_backward_before_forward_is_a_runtime_error_for_every_layer():
         layer = get_layer(name).from_config(_config(RandomChooser(0), name, 2))
         with pytest.raises(RuntimeError, match="backward called before forward"):
             layer.backward(np.zeros((1, 2), np.float32))
+
+
+class FakeGroupNorm(Layer):
+    """A third-party plugin's layer: required arguments the fuzz configs cannot know."""
+
+    def __init__(self, num_groups, num_channels):
+        super().__init__()
+        self.num_groups, self.num_channels = num_groups, num_channels
+
+    def forward(self, x, training=True):
+        return x
+
+    def backward(self, grad_y):
+        return grad_y
+
+
+FakeGroupNorm.__module__ = "fake_groupnorm_plugin.layers"   # as if installed from elsewhere
+
+
+@pytest.fixture
+def third_party_layer():
+    registry.register_layer("fake_group_norm")(FakeGroupNorm)
+    yield "fake_group_norm"
+    registry.unregister_layer("fake_group_norm")
+
+
+def test_layers_of_other_installed_plugins_are_left_out(third_party_layer):
+    assert registry.layer_origin(third_party_layer) == "fake_groupnorm_plugin"
+    assert third_party_layer in registry.available_layers()
+    assert third_party_layer not in fuzzed_layers()
+    assert {"conv2d", "batch_norm2d", "swish", "separable_conv2d"} <= set(fuzzed_layers())
+    test_backward_before_forward_is_a_runtime_error_for_every_layer()
+    test_random_layer_cases_cover_every_layer()

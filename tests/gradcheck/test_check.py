@@ -195,3 +195,115 @@ def test_float32_layer_is_checked_in_float64():
     layer = get_layer("linear")(4, 3, seed=1)
     r = check_layer(layer, input_shape=(2, 4))
     assert r.passed and r.params["weight"].max_abs_err < 1e-8
+
+
+class PlantedFactor(Layer):
+    """y = 3 x; backward multiplies by `factor`, stored where get_config() cannot see it."""
+
+    def __init__(self, factor=1.0):
+        super().__init__()
+        self._factor = factor
+
+    def get_config(self):
+        return {}
+
+    def forward(self, x, training=True):
+        return 3.0 * x
+
+    def backward(self, grad_y):
+        return 3.0 * self._factor * grad_y
+
+
+class HiddenScale(Scale):
+    """A correct y = gain * w * x whose gain get_config() leaves out."""
+
+    def __init__(self, channels=3, gain=1.0):
+        super().__init__(channels)
+        self._gain = gain
+
+    def get_config(self):
+        return {"channels": self.channels}
+
+    def forward(self, x, training=True):
+        return self._gain * super().forward(x, training)
+
+    def backward(self, grad_y):
+        gx = super().backward(self._gain * grad_y)
+        return gx
+
+
+def test_the_very_instance_is_checked_not_one_rebuilt_from_its_config():
+    r = check_layer(PlantedFactor(factor=2.0), input_shape=X)
+    assert not r.passed and r.inputs[0].failed == np.prod(X), str(r)
+    assert "analytic = 2 x numeric" in str(r)
+    roundtrip = _check(r, "config_roundtrip")
+    assert not roundtrip.passed
+    assert roundtrip.detail.startswith("get_config() misses state that changes the layer:")
+    assert "input gradient" in roundtrip.detail and "_factor (layer 2.0, rebuilt 1.0)" in \
+        roundtrip.detail
+    assert check_layer(PlantedFactor(), input_shape=X).passed
+
+
+def test_config_roundtrip_names_what_differs_when_the_gradients_are_right():
+    r = check_layer(HiddenScale(gain=1.5), input_shape=X)
+    assert all(t.passed for t in r.targets), str(r)
+    roundtrip = _check(r, "config_roundtrip")
+    assert not r.passed and not roundtrip.passed
+    for what in ("output", "input gradient", "grads['w']", "_gain (layer 1.5, rebuilt 1.0)"):
+        assert what in roundtrip.detail, roundtrip.detail
+    assert "check FAILED: config_roundtrip: get_config() misses state" in str(r)
+    assert _check(check_layer(HiddenScale(), input_shape=X), "config_roundtrip").passed
+
+
+def test_running_statistics_updated_with_state_missing_from_the_config_are_caught():
+    from cnnframe.gradcheck import config_roundtrip_differences
+    from cnnframe.layers import BatchNorm2d
+
+    class SlowBatchNorm(BatchNorm2d):
+        def __init__(self, num_features, slow=False):
+            super().__init__(num_features, momentum=0.01 if slow else 0.1)
+
+        def get_config(self):
+            return {"num_features": self.num_features}
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2))
+    layer = SlowBatchNorm(3, slow=True).astype(np.float64)
+    diffs = config_roundtrip_differences(layer, x, training=True)
+    assert [d.split(":")[0] for d in diffs] == [
+        "buffers['running_mean'] after forward", "buffers['running_var'] after forward",
+        "attributes that differ"], diffs
+    assert "momentum (layer 0.01, rebuilt 0.1)" in diffs[-1]
+    assert config_roundtrip_differences(layer, x, training=False) == []
+    assert config_roundtrip_differences(SlowBatchNorm(3).astype(np.float64), x) == []
+
+
+def test_layer_without_a_working_config_is_still_checked_with_a_note():
+    class NoConfig(Layer):
+        def __init__(self, scale):
+            super().__init__()
+            self.factor = scale          # not stored under its argument name
+
+        def forward(self, x, training=True):
+            return self.factor * x
+
+        def backward(self, grad_y):
+            return self.factor * grad_y
+
+    r = check_layer(NoConfig(2.0), input_shape=X)
+    assert r.passed, str(r)
+    assert "config_roundtrip" not in [c.name for c in r.checks]
+    assert any(n.startswith("config round trip not checked: from_config(get_config()) raised "
+                            "NotImplementedError") for n in r.notes), r.notes
+
+
+def test_a_layer_that_cannot_be_deep_copied_gets_a_clear_error():
+    import threading
+
+    class Locked(Scale):
+        def __init__(self, channels=3):
+            super().__init__(channels)
+            self.lock = threading.Lock()
+
+    with pytest.raises(TypeError, match=r"Locked: the gradient check runs on "
+                       r"copy.deepcopy\(layer\), which failed \(TypeError: cannot pickle"):
+        check_layer(Locked(), input_shape=X)

@@ -45,3 +45,25 @@ def test_bad_arguments_exit_1(capsys):
     assert main(["gradcheck", "conv2d", "--input-shape", "2,2,5,5", "--config", "{"]) == 1
     err = capsys.readouterr().err
     assert "--input-shape" in err and "nosuchmodule_xyz" in err and "JSON" in err
+
+
+def test_module_in_the_current_directory_is_found_as_python_m_finds_it(tmp_path, monkeypatch,
+                                                                        capsys):
+    (tmp_path / "my_cwd_layer.py").write_text(textwrap.dedent("""
+        from cnnframe import Layer
+
+        class Triple(Layer):
+            def forward(self, x, training=True):
+                return 3 * x
+
+            def backward(self, grad_y):
+                return 3 * grad_y
+    """))
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        assert main(["gradcheck", "my_cwd_layer:Triple", "--input-shape", "2,3"]) == 0
+    finally:
+        sys.modules.pop("my_cwd_layer", None)
+    assert "gradcheck Triple: passed" in capsys.readouterr().out
+    assert sys.path == path_before   # the current directory is put on sys.path only meanwhile

@@ -1,6 +1,9 @@
 """Every bad config gives a clear ValueError naming the node (or the file)."""
 import copy
+import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnframe.graph import Model
@@ -157,3 +160,47 @@ def test_file_errors_name_the_file(tmp_path):
     listed.write_text("[1, 2]")
     with pytest.raises(ValueError, match="must be a JSON object"):
         Model.from_file(listed)
+
+
+# --- training configs: Model.from_file uses their [model] table --------------------------------
+
+EXAMPLE_CONFIG = Path(__file__).parents[2] / "examples" / "configs" / "cifar10_small.toml"
+
+
+def test_from_file_builds_a_training_configs_model_as_cnnframe_train_does(tmp_path):
+    from cnnframe.train.config import load_config
+    from cnnframe.train.runs import build_model
+    path = tmp_path / "train.toml"
+    path.write_text(EXAMPLE_CONFIG.read_text())
+    model = Model.from_file(path)
+    trained = build_model(load_config(str(path)))  # what `cnnframe train` starts from
+    assert model.to_config() == trained.to_config()
+    state, want = model.state_dict(), trained.state_dict()
+    assert state.keys() == want.keys()
+    for key in state:
+        np.testing.assert_array_equal(state[key], want[key], err_msg=key)
+
+
+def test_from_file_follows_a_training_configs_model_file(tmp_path):
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "net.json").write_text(json.dumps(base()))
+    path = tmp_path / "train.toml"
+    path.write_text('epochs = 1\nbatch_size = 8\n[model]\nfile = "nets/net.json"\n'
+                    '[data]\ndataset = "shapes"\n[optimizer]\ntype = "sgd"\nlr = 0.1\n')
+    assert Model.from_file(path).to_config()["nodes"] == Model.from_config(base()).to_config()[
+        "nodes"]
+
+
+@pytest.mark.parametrize("model_table, match", [
+    ('file = "train.toml"', r"train\.toml \(the \[model\] file of .*train\.toml\) is a training "
+                            "config"),
+    ('file = "net.json"\nseed = 1', r"train\.toml: \[model\] with 'file' takes no other keys"),
+    ('input_shape = [3, 4, 4]\nlayers = [{type = "rellu"}]',
+     r"train\.toml \[model\]: node 'rellu_1': unknown layer type"),
+])
+def test_training_config_model_errors_name_the_file_and_table(tmp_path, model_table, match):
+    (tmp_path / "net.json").write_text(json.dumps(base()))
+    path = tmp_path / "train.toml"
+    path.write_text(f"epochs = 1\n[model]\n{model_table}\n")
+    with pytest.raises(ValueError, match=match):
+        Model.from_file(path)

@@ -1,5 +1,6 @@
 """Layer behaviour beyond gradients: configs, shapes, init, dtypes, batch norm, dropout."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -307,6 +308,99 @@ def test_kernel_layers_write_into_their_reused_buffers(name, rng):
         grads.append(layer.backward(rng.standard_normal(y.shape).astype(np.float32)))
     assert np.shares_memory(outs[0], outs[1])
     assert np.shares_memory(grads[0], grads[1])
+
+
+# --- the grad_y rule (cnnframe.layers.Layer): input gradients in the forward input's dtype ----
+
+def _as_list(a):
+    return list(a) if isinstance(a, list) else [a]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", BUILTIN)
+def test_a_grad_y_of_the_other_float_dtype_gives_input_gradients_in_the_input_dtype(name, dtype,
+                                                                                   rng):
+    other = np.float64 if dtype == np.float32 else np.float32
+    cfg, shape = CASES[name]
+    layer = get_layer(name).from_config(cfg).astype(dtype)
+    x = make_input(shape, rng, dtype=dtype)
+    state = getattr(layer, "rng", None) and layer.rng.bit_generator.state
+    y = layer.forward(x)
+    g = rng.standard_normal(y.shape).astype(other)
+    got = [a.copy() for a in _as_list(layer.backward(g))]
+    if state:
+        layer.rng.bit_generator.state = state
+    layer.forward(x)
+    want = _as_list(layer.backward(g.astype(dtype)))   # what the rule says backward sees
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_a_non_float_or_wrongly_shaped_grad_y_is_refused_naming_it(name, rng):
+    cfg, shape = CASES[name]
+    layer = get_layer(name).from_config(cfg)
+    y = layer.forward(make_input(shape, rng))
+    with pytest.raises(TypeError, match=r"grad_y must be float32 or float64 \(the output of "
+                                        r"forward is float32\), got int64"):
+        layer.backward(np.zeros(y.shape, np.int64))
+    wrong = y.shape[:-1] + (y.shape[-1] + 1,)
+    with pytest.raises(ValueError, match=rf"grad_y has shape {re.escape(str(wrong))} but the "
+                                         rf"output of forward has shape "
+                                         rf"{re.escape(str(y.shape))}"):
+        layer.backward(np.zeros(wrong, np.float32))
+
+
+# --- forward values against their formulas ----------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [None, 0.2, 0.0, 1.5, -0.5])
+def test_leaky_relu_forward_is_x_or_slope_times_x(slope, dtype, rng):
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    x[0, 0, :3] = [0.0, -0.0, 1e-30]
+    layer = get_layer("leaky_relu")() if slope is None else get_layer("leaky_relu")(slope)
+    a = 0.01 if slope is None else slope          # the documented default
+    want = [[[float(v) if v > 0 else a * float(v) for v in row] for row in plane] for plane in x]
+    y = layer.astype(dtype).forward(x)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, np.array(want), rtol=1e-6 if dtype == np.float32 else 1e-15,
+                               atol=0)
+
+
+def _softmax_reference(row):
+    """p_i = 1 / sum_j exp(x_j - x_i): no max shift, yet no overflow to inf / inf."""
+    out = []
+    for xi in row:
+        with np.errstate(over="ignore"):
+            out.append(1.0 / sum(float(np.exp(np.float64(xj) - np.float64(xi))) for xj in row))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_forward_matches_the_formula_on_rows_with_large_values(dtype, rng):
+    rows = np.array([[1000.0, 1001.0, 1002.0, 999.0],
+                     [-1e4, 0.0, 1e4, 5e3],
+                     [88.0, 89.0, -88.0, 0.0],              # exp(89) overflows float32
+                     [-745.0, -746.0, -744.0, -750.0],      # exp(-746) underflows float64
+                     [3.0, 3.0, 3.0, 3.0]], dtype)
+    rows = np.concatenate([rows, rng.standard_normal((3, 4)).astype(dtype) * 30])
+    y = get_layer("softmax")(axis=-1).forward(rows)
+    assert y.dtype == dtype and np.all(np.isfinite(y))
+    want = np.array([_softmax_reference(r) for r in rows])
+    np.testing.assert_allclose(y, want, rtol=3e-6 if dtype == np.float32 else 1e-13, atol=1e-30)
+    # by hand: equal entries share evenly; shifting a row by 999 changes nothing
+    np.testing.assert_allclose(y[4], [0.25] * 4)
+    np.testing.assert_allclose(y[0], np.exp([1.0, 2.0, 3.0, 0.0]) / np.exp([0.0, 1, 2, 3]).sum(),
+                               rtol=1e-6)
+
+
+def test_softmax_over_channels_of_an_image_batch_matches_the_formula(rng):
+    x = rng.standard_normal((2, 3, 2, 2)) * 500
+    y = get_layer("softmax")(axis=1).astype(np.float64).forward(x)
+    for n, i, j in np.ndindex(2, 2, 2):
+        np.testing.assert_allclose(y[n, :, i, j], _softmax_reference(x[n, :, i, j]), rtol=1e-13,
+                                   atol=1e-300)
 
 
 def test_sigmoid_softmax_do_not_overflow():

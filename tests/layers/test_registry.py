@@ -163,3 +163,26 @@ def test_cli_layers_lists_every_builtin(plugins, capsys):
         assert name in out
     assert "in_channels, out_channels, kernel_size, stride=1" in out
     assert "cnnframe" in sys.modules
+
+
+def test_layer_and_register_layer_are_importable_from_cnnframe():
+    import cnnframe
+    from cnnframe import Layer as PublicLayer, register_layer as public_register_layer
+    assert PublicLayer is Layer and public_register_layer is register_layer
+    assert {"Layer", "register_layer"} <= set(cnnframe.__all__)
+
+
+def test_cli_layers_aligns_every_column_with_long_plugin_names(plugins, capsys):
+    class Long(Double):
+        pass
+
+    plugins(FakeEntryPoint("long_named", "some_pkg:Long", "a-plugin-with-a-long-name",
+                           lambda: Long))
+    assert cli_main(["layers"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert any("a-plugin-with-a-long-name" in r for r in rows)
+    # the class path (the last column) starts at the same offset in every row
+    starts = {len(r) - len(r.split()[-1]) for r in rows}
+    assert len(starts) == 1, "\n".join(rows)
+    origin_starts = {r.index(r.split()[1]) for r in rows}
+    assert len(origin_starts) == 1, "\n".join(rows)

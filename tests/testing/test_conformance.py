@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import cnnframe.layers  # noqa: F401
+import cnnframe.layers
 from cnnframe.layers.base import Layer
 from cnnframe.registry import get_layer, register_layer, unregister_layer
 from cnnframe.testing import (CHECKS, ConformanceError, check_layer_conformance,
@@ -89,6 +89,22 @@ class AlwaysFloat64(Scale):
         return super().forward(x.astype(np.float64), training)
 
 
+class PlantedFactor(Scale):
+    """backward doubles the input gradient when `factor` (left out of get_config) says so."""
+
+    def __init__(self, channels=3, seed=None, factor=1.0):
+        super().__init__(channels, seed)
+        self._factor = factor
+
+    def get_config(self):
+        return {"channels": self.channels, "seed": self.seed}
+
+    def backward(self, grad_y):
+        return self._factor * super().backward(grad_y)
+
+
+
+
 BROKEN = [
     ("conf_tuple_config", TupleConfig, "config_roundtrip"),
     ("conf_ignores_seed", IgnoresSeed, "config_roundtrip"),
@@ -141,3 +157,62 @@ def test_configs_need_an_input_shape():
         check_layer_conformance(Scale, [{"channels": 3}])
     with pytest.raises(ValueError, match="unknown checks"):
         check_layer_conformance(Scale, [{"channels": 3}], input_shape=X, checks=["nope"])
+
+
+def test_state_missing_from_get_config_fails_gradcheck_and_the_config_round_trip(registered):
+    cls = registered("conf_planted_factor", PlantedFactor)
+    report = check_layer_conformance(cls, [{"channels": 3, "factor": 2.0}], input_shape=X)
+    failed = {k.rsplit("-", 1)[1] for k in report.failures}
+    assert {"gradcheck_train", "gradcheck_eval", "config_roundtrip"} <= failed, str(report)
+    roundtrip = report.failures["conf_planted_factor-cfg0-config_roundtrip"]
+    assert "get_config() misses state that changes the layer:" in roundtrip
+    assert "input gradient" in roundtrip and "_factor (layer 2.0, rebuilt 1.0)" in roundtrip
+    assert check_layer_conformance(cls, [{"channels": 3}], input_shape=X).passed
+
+
+def _raw_backward(self, grad_y):
+    self.grads["w"][...] = np.sum(grad_y * self._x, axis=(0, 2, 3))
+    return grad_y * self.params["w"].reshape(1, -1, 1, 1)
+
+
+def test_grad_y_check_catches_a_backward_the_base_class_never_wrapped(registered):
+    cls = registered("conf_unwrapped", Scale)
+    cls.backward = _raw_backward   # assigned after the class statement: grad_y unchecked
+    report = check_layer_conformance(cls, [{"channels": 3}], input_shape=X, checks=["grad_y"])
+    [message] = report.failures.values()
+    assert "float32 inputs and a float64 grad_y gave a float64 input gradient 0" in message
+
+
+# Every built-in layer: (config, input shape with the batch dimension).
+X4 = (2, 3, 5, 5)
+BUILTIN_CASES = {
+    "conv2d": ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2}, X4),
+    "max_pool2d": ({"kernel_size": 2}, X4),
+    "avg_pool2d": ({"kernel_size": 3, "stride": 1, "padding": 1}, X4),
+    "global_avg_pool2d": ({}, X4),
+    "linear": ({"in_features": 6, "out_features": 3}, (3, 6)),
+    "flatten": ({}, X4),
+    "identity": ({}, X4),
+    "relu": ({}, X4),
+    "leaky_relu": ({"negative_slope": 0.2}, X4),
+    "sigmoid": ({}, X4),
+    "tanh": ({}, X4),
+    "softmax": ({"axis": -1}, (3, 4)),
+    "dropout": ({"p": 0.3}, X4),
+    "batch_norm2d": ({"num_features": 3, "momentum": 0.2}, X4),
+    "batch_norm1d": ({"num_features": 4}, (3, 4, 2)),
+    "add": ({}, [X4, X4, X4]),
+    "concat": ({"axis": 2}, [X4, (2, 3, 2, 5)]),
+}
+
+
+def test_every_builtin_layer_has_a_case():
+    builtin = {cls.type_name for cls in vars(cnnframe.layers).values()
+               if isinstance(cls, type) and issubclass(cls, Layer) and cls.type_name}
+    assert set(BUILTIN_CASES) == builtin
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_CASES))
+def test_every_builtin_layer_passes_the_conformance_suite(name):
+    config, shape = BUILTIN_CASES[name]
+    check_layer_conformance(get_layer(name), [(config, shape)]).raise_if_failed()

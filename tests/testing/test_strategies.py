@@ -63,7 +63,7 @@ def test_max_pool_inputs_without_near_ties(x):
 def test_near_kink_inputs_are_moved():
     from cnnframe.gradcheck import push_off_kinks
     from cnnframe.gradcheck.numeric import Probe, copy_layer
-    layer, _ = copy_layer(get_layer("relu")())
+    layer = copy_layer(get_layer("relu")())
     x = np.array([[0.0, 1e-4, -1e-4, 0.5]])
     assert push_off_kinks(Probe(layer, False, False), [x], margin=1e-3) == 0
     assert np.min(np.abs(x)) >= 0.9e-3 and x[0, 3] == 0.5

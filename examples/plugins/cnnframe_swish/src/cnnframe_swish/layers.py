@@ -5,14 +5,16 @@ through the ``cnnframe.layers`` entry point, so configs can name them without
 any import).  Each layer follows the cnnframe Layer protocol: ``forward``
 caches what ``backward`` needs, ``backward`` returns the input gradient and
 overwrites ``self.grads``, ``get_config`` mirrors ``__init__`` (the base class
-reads the attributes named like the arguments), dtype follows ``astype``.
+reads the attributes named like the arguments), dtype follows ``astype``.  The
+base class checks ``grad_y`` (and refuses backward before forward) for every
+layer, so ``backward`` starts with the work.
 """
 import numpy as np
 
+from cnnframe import Layer, register_layer
 from cnnframe import functional as F
-from cnnframe.layers.base import (Layer, as_shape, check_float, check_init, check_int,
-                                  check_pair, check_seed, init_array)
-from cnnframe.registry import register_layer
+from cnnframe.layers.base import (as_shape, check_float, check_init, check_int, check_pair,
+                                  check_seed, init_array)
 
 __all__ = ["Swish", "SeparableConv2d"]
 
@@ -70,8 +72,6 @@ class Swish(Layer):
         return y
 
     def backward(self, grad_y):
-        if self._x is None:
-            raise RuntimeError("swish: backward called before forward")
         b = self._x.dtype.type(self._beta())
         gx, gb = _swish_backward(grad_y, self._x, self._s, b)
         if self.trainable:
@@ -169,8 +169,6 @@ class SeparableConv2d(Layer):
         return y
 
     def backward(self, grad_y):
-        if self._cache is None:
-            raise RuntimeError("separable_conv2d: backward called before forward")
         x, mid, z, s = self._cache
         if self.activation == "relu":
             grad_y = grad_y * (z > 0)
