@@ -1,7 +1,8 @@
 """cnnframe: a Cython-accelerated CPU framework for convolutional networks.
 
-Typed Cython kernels (cnnframe_ext) for convolution and pooling sit beneath a
-pure-Python graph of layers registered by name.
+Typed Cython kernels (cnnframe_ext: convolution by im2col + GEMM, Winograd and a
+direct kernel, pooling, batch normalisation and ReLU) sit beneath a pure-Python
+graph of layers registered by name.
 """
 import importlib
 
@@ -15,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without a build
 
 from cnnframe._threads import get_num_threads, set_num_threads
 from cnnframe import functional
+from cnnframe.functional import conv_output_size
 
 __version__ = "0.1.0"
 
@@ -28,7 +30,8 @@ _LAZY = {
     "register_layer": "cnnframe.registry",
 }
 
-__all__ = ["functional", "set_num_threads", "get_num_threads", "__version__", *_LAZY]
+__all__ = ["functional", "set_num_threads", "get_num_threads", "conv_output_size", "__version__",
+           *_LAZY]
 
 
 def __getattr__(name):

@@ -34,9 +34,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef int Fg = F // groups, Kg = (C // groups) * KH * KW
     cdef bint has_bias = bias.shape[0] > 0
     cdef int nblocks = (N + B - 1) // B
-    cdef int blk, n0, nb, b, oh0, oh1, g, f, t
+    cdef int blk, n0, nb, b, oh0, oh1, g, f
     cdef Py_ssize_t Pb, ldc, p
-    cdef floating* cols
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t = 0
+    cdef floating* cols = NULL
     cdef floating* out
     cdef floating* dst
     cdef floating beta
@@ -105,9 +108,12 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     cdef bint want_x = grad_x.shape[0] > 0
     cdef int nblocks = (N + B - 1) // B
     cdef int nparts = grad_w.shape[0]
-    cdef int part, blk, n0, nb, b, oh0, oh1, g, f, t
+    cdef int part, blk, n0, nb, b, oh0, oh1, g, f
     cdef Py_ssize_t Pb, ldg, p
-    cdef floating* cols
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t = 0
+    cdef floating* cols = NULL
     cdef const floating* gy
     cdef floating* gw
     cdef floating acc

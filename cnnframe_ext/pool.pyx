@@ -419,7 +419,8 @@ def avg_pool2d_forward(const floating[:, :, ::1] x,   # IN  (N*C, H, W)
                         for ih in range(h0, h1):
                             for iw in range(w0, w1):
                                 acc = acc + xp[ih * W + iw]
-                        yp[oh * OW + ow] = acc / ((he - hs) * (we - ws))
+                        # In 64 bits: a window of 46341 x 46341 overflows an int.
+                        yp[oh * OW + ow] = acc / <floating> (<Py_ssize_t> (he - hs) * (we - ws))
 
 
 def avg_pool2d_backward(const floating[:, :, ::1] grad_y,  # IN  (N*C, OH, OW)
@@ -454,7 +455,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_y,  # IN  (N*C, OH, OW)
                         we = min(ws + kw, W + pw)
                         w0 = max(ws, 0)
                         w1 = min(ws + kw, W)
-                        g = gp[oh * OW + ow] / ((he - hs) * (we - ws))
+                        g = gp[oh * OW + ow] / <floating> (<Py_ssize_t> (he - hs) * (we - ws))
                         for ih in range(h0, h1):
                             for iw in range(w0, w1):
                                 xp[ih * W + iw] += g

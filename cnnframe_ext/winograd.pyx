@@ -1,17 +1,20 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1, undilated kernels, NCHW.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for 3x3, stride-1, undilated
+kernels, NCHW: forward (winograd_conv3x3) and weight gradient (winograd_grad_weight3x3).
 
-Each 2x2 output tile comes from a 4x4 input patch d and a 3x3 filter g as
-    Y = A^T [ (G g G^T) * (B^T d B) ] A        (* element-wise over 16 positions)
-which spends 16 multiplies per tile and channel pair where im2col + GEMM spends
-36.  Summed over input channels, each position xi becomes one GEMM:
+Each m x m output tile (m = 2 or 4) comes from an (m+2) x (m+2) input patch d and a
+3x3 filter g as
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        (* element-wise over P = (m+2)^2 positions)
+which spends 16 multiplies per 2x2 tile (F(2x2)) or 36 per 4x4 tile (F(4x4)) and
+channel pair where im2col + GEMM spends 36 or 144.  Summed over input channels,
+each position xi becomes one GEMM:
     M[xi] (tiles x F) = V[xi] (tiles x C) @ U[xi] (C x F).
 
 A block is B whole images; one thread copies each into a zero-padded buffer,
 transforms it a row of tiles at a time (vectorised across the row), runs the
-16 GEMMs per group and transforms the products back.  Every output element is
+P GEMMs per group and transforms the products back.  Every output element is
 produced by exactly one block, so results do not depend on the thread count.
-The caller transforms the weights (U = G g G^T), validates every argument and
-only calls this for even output sizes.
+The caller transforms the weights (U = G g G^T), picks m, validates every
+argument and only calls this for output sizes that are multiples of m.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel, threadid
@@ -326,11 +329,14 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef int Cg = C // groups, Fg = F // groups
     cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
     cdef int nblocks = (N + B - 1) // B
-    cdef int blk, n0, nb, b, f, g, xi, th, t_id
+    cdef int blk, n0, nb, b, f, g, xi, th
     cdef Py_ssize_t nt, s, sm
-    cdef floating* xp
-    cdef floating* v
-    cdef floating* m
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t_id = 0
+    cdef floating* xp = NULL
+    cdef floating* v = NULL
+    cdef floating* m = NULL
     cdef floating bf
     with nogil, parallel(num_threads=num_threads):
         t_id = threadid()
@@ -390,11 +396,14 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
     cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
     cdef int nblocks = (N + B - 1) // B
     cdef int nparts = grad_m.shape[0]
-    cdef int part, blk, n0, nb, b, f, g, xi, th, t_id
+    cdef int part, blk, n0, nb, b, f, g, xi, th
     cdef Py_ssize_t nt, s, sz, t
-    cdef floating* xp
-    cdef floating* v
-    cdef floating* z
+    # Set before the parallel block too: Cython copies each variable the block assigns into
+    # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).
+    cdef int t_id = 0
+    cdef floating* xp = NULL
+    cdef floating* v = NULL
+    cdef floating* z = NULL
     cdef floating* gm
     cdef const floating* gy
     cdef floating acc

@@ -1,7 +1,12 @@
-"""Argument checks shared by the functional ops.
+"""Argument checks shared by the functional ops, the layers and plugin layers.
 
-Every check runs in Python before a kernel sees the data: a kernel without
+The one place where arguments are validated: cnnframe.functional's ops, the layer
+constructors (cnnframe.layers.base re-exports `check_int`, `check_pair`,
+`check_float`, `check_seed` and `as_shape` for plugins) and batch norm all use
+these.  Every check runs in Python before a kernel sees the data: a kernel without
 bounds checks must only ever receive shapes it can handle.
+
+Messages start with the function or layer name (`fn` / `layer`) when one is given.
 """
 import math
 import numbers
@@ -12,14 +17,80 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _prefix(where):
+    return f"{where}: " if where else ""
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+def check_int(value, name, minimum=None, layer=""):
+    """`value` as an int (not a bool) >= minimum, else TypeError / ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_prefix(layer)}{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{_prefix(layer)}{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def positive_int(value, name):
+    return check_int(value, name, 1)
+
+
+def check_float(value, name, low=None, high=None, layer="", low_open=False):
+    """`value` as a finite float in [low, high] (or (low, high] with low_open)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_prefix(layer)}{name} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{_prefix(layer)}{name} must be a finite number, got an int of "
+                         f"{int(value).bit_length()} bits (beyond float range)") from None
+    low_ok = low is None or (value > low if low_open else value >= low)
+    if not (math.isfinite(value) and low_ok and (high is None or value <= high)):
+        bounds = (f"> {low}" if low_open and high is None else
+                  f"in [{'-inf' if low is None else low}, {'inf' if high is None else high}]")
+        raise ValueError(f"{_prefix(layer)}{name} must be a finite number {bounds}, got {value}")
+    return value
+
+
+def check_flag(value, name, fn=""):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{_prefix(fn)}{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed, layer=""):
+    """None, or an int >= 0."""
+    if seed is None:
+        return None
+    return check_int(seed, "seed", 0, layer)
+
+
+# --- geometry -----------------------------------------------------------------------------------
+
+def check_pair(value, name, minimum, layer=""):
+    """Validate a layer argument given as an int or an [h, w] pair.
+
+    Returns (JSON form: the int or a list, as get_config() stores it; (h, w) tuple).
+    """
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        pair_ = tuple(check_int(v, name, minimum, layer) for v in value)
+        return list(pair_), pair_
+    if isinstance(value, (tuple, list)):
+        raise ValueError(f"{_prefix(layer)}{name} must be an int or a pair [h, w], got {value!r}")
+    v = check_int(value, name, minimum, layer)
+    return v, (v, v)
+
+
 def pair(value, name, minimum):
-    """Turn an int or an (h, w) pair into a tuple of two ints >= minimum."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, numbers.Integral):
+    """Turn a functional op's int or (h, w) argument into a tuple of two ints >= minimum.
+
+    Values above 2**30 are refused: the kernels index planes with C ints.
+    """
+    is_int = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)))
+    if is_int(value):
         value = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value):
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_int, value)):
         value = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -30,12 +101,91 @@ def pair(value, name, minimum):
     return value
 
 
-def positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+def as_shape(shape, what="input_shape", layer=""):
+    """A tuple of ints >= 1 (a shape without the batch dimension)."""
+    if isinstance(shape, np.ndarray):
+        shape = shape.tolist()
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in shape):
+        raise ValueError(f"{_prefix(layer)}{what} must be a list of ints >= 1 (without the "
+                         f"batch dimension), got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def out_size(size, kernel, stride, pad, dilation=1):
+    """floor((size + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, as torch.nn.functional.
+
+    Unchecked (callers have validated every value); may be < 1.
+    """
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1):
+    """Output size of a convolution or pooling window sliding over an input, per axis.
+
+    floor((input_size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1, as
+    torch.nn.Conv2d, MaxPool2d and AvgPool2d (pooling has dilation 1).
+
+    Parameters
+    ----------
+    input_size : int or (int, int)
+        Height and width of the input (>= 1).
+    kernel_size : int or (int, int)
+        >= 1.
+    stride : int or (int, int)
+        >= 1.
+    padding : int or (int, int)
+        Zero padding on each side, >= 0.
+    dilation : int or (int, int)
+        >= 1.
+
+    Returns
+    -------
+    int, or (int, int) when any argument is a pair
+        The output size; < 1 when the dilated kernel does not fit in the padded
+        input (callers report that with their own shapes).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an argument that is not an int or a pair of ints, or below its minimum.
+
+    Examples
+    --------
+    >>> conv_output_size(32, 3, stride=2, padding=1)
+    16
+    >>> conv_output_size((32, 20), 5, padding=(2, 0))
+    (32, 16)
+    """
+    args = dict(input_size=(input_size, 1), kernel_size=(kernel_size, 1), stride=(stride, 1),
+                padding=(padding, 0), dilation=(dilation, 1))
+    pairs = {name: pair(value, name, minimum) for name, (value, minimum) in args.items()}
+    sizes = tuple(out_size(*axis) for axis in zip(*(pairs[name] for name in args)))
+    if not any(isinstance(value, (tuple, list)) for value, _ in args.values()):
+        return sizes[0]
+    return sizes
+
+
+# --- arrays -------------------------------------------------------------------------------------
+
+def float_ndarray(a, name, fn="", min_ndim=0):
+    """Check `a` is a float32/float64 ndarray (any byte order) of >= min_ndim dims."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{_prefix(fn)}{name} must be a numpy ndarray, got {type(a).__name__}")
+    if a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise TypeError(f"{_prefix(fn)}{name} must be float32 or float64, got {a.dtype}")
+    if a.ndim < min_ndim:
+        raise ValueError(f"{_prefix(fn)}{name} must have at least {min_ndim} dimensions "
+                         f"(N, C, ...), got shape {a.shape}")
+    return a
+
+
+def same_dtype(a, name, dtype, fn="", other="the input"):
+    """Refuse `a` unless its dtype (in native byte order) is `dtype`, the dtype of `other`."""
+    if a.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"{_prefix(fn)}{name} has dtype {a.dtype} but {other} has dtype "
+                        f"{dtype}; convert one so both match")
+    return a
 
 
 def float_array(x, name, ndim, dtype=None, copy=True):
@@ -46,13 +196,9 @@ def float_array(x, name, ndim, dtype=None, copy=True):
     With copy=False x is only checked and returned as it is (check shapes first, then
     call `contiguous`: copying a huge broadcast array before a shape error costs seconds).
     """
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy ndarray, got {type(x).__name__}")
-    if x.dtype.newbyteorder("=") not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
-    if dtype is not None and x.dtype.newbyteorder("=") != dtype:
-        raise TypeError(f"{name} has dtype {x.dtype} but the input has dtype {dtype}; "
-                        f"convert one so both match")
+    float_ndarray(x, name)
+    if dtype is not None:
+        same_dtype(x, name, dtype)
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
     return contiguous(x) if copy else x
@@ -61,11 +207,6 @@ def float_array(x, name, ndim, dtype=None, copy=True):
 def contiguous(x):
     """x as a C-contiguous array in native byte order (a copy only when needed)."""
     return np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
-
-
-def out_size(size, kernel, stride, pad, dilation=1):
-    """floor((size + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, as torch.nn.functional."""
-    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def nonempty_planes(x, name):
@@ -89,7 +230,8 @@ def output_array(shape, dtype, fn, what="output", out=None, inputs=()):
 
     A caller that passes `out` (e.g. a layer reusing its buffer between training
     steps) must give a C-contiguous, writeable array of exactly `shape` and `dtype`
-    that does not overlap any of `inputs`.  A new array is np.empty(shape, dtype),
+    that does not overlap any of `inputs` (arrays, or a dict naming them for the
+    message; None entries are skipped).  A new array is np.empty(shape, dtype),
     refusing sizes beyond the machine's RAM with MemoryError: with memory overcommit
     the allocation itself may succeed and the process then be killed by the OS while
     filling it; refusing first names the sizes instead.
@@ -104,8 +246,11 @@ def output_array(shape, dtype, fn, what="output", out=None, inputs=()):
                              f"{np.dtype(dtype)}, got shape {out.shape} and dtype {out.dtype}")
         if not (out.flags.c_contiguous and out.flags.writeable):
             raise ValueError(f"{fn}: out (for the {what}) must be C-contiguous and writeable")
-        if any(np.may_share_memory(out, a) for a in inputs):
-            raise ValueError(f"{fn}: out (for the {what}) must not overlap the inputs")
+        named = inputs.items() if isinstance(inputs, dict) else ((None, a) for a in inputs)
+        for name, a in named:
+            if a is not None and np.may_share_memory(out, a):
+                which = f" (it overlaps {name})" if name else ""
+                raise ValueError(f"{fn}: out (for the {what}) must not overlap the inputs{which}")
         return out
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     if nbytes > PHYSICAL_MEMORY:

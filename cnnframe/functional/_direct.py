@@ -231,9 +231,10 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
           21.3/23.0), 128->256 1.00x | 1.00x, 256->256 1.13x | 1.10x   -> direct to 16384
         32x32: C*F <= 2048 0.67-1.06x | 0.71-1.00x (32->32 12.7/16.8 | 10.7/11.6),
           above 1.10-1.37x | 1.02-1.25x                               -> Winograd above
-      (An earlier machine of this kind, whose direct kernel ran at 0.7x and Winograd at
-      2x this one's speed, measured Winograd faster from 32 channels on 16x16 and most
-      layers with C*F > 4096 on 8x8; the rule follows the current machines.)
+      (These crossovers depend on the CPU: on another AVX-512 CPU, where the direct
+      kernel ran at 0.7x and Winograd at 2x the speeds above, Winograd was faster from
+      32 channels on 16x16 and for most layers with C*F > 4096 on 8x8.  Re-measure
+      with the benchmark on a new CPU.)
       3x3 Winograd does not take: 3->32 32x32 1.2/3.6, 3->128 32x32 5.7/8.0,
         64->128 15x15 11.2/14.4, 16->16 7x7 0.18/0.45                 -> direct
       5x5 and 7x7, 8x8 to 56x56, 3 to 64 channels in, 32 or 128 out: 0.29-0.75x

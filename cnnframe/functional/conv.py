@@ -2,8 +2,8 @@
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import (contiguous, float_array, nonempty_planes, out_size,
-                                       output_array, pair, positive_int)
+from cnnframe.functional._args import (check_flag, contiguous, float_array, nonempty_planes,
+                                       out_size, output_array, pair, positive_int)
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional._direct import (direct_applies, direct_conv2d, direct_conv2d_grad_weight,
                                          direct_conv2d_grad_x, has_direct_grad_weight)
@@ -316,8 +316,7 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         All with the dtype of x.  The bias gradient is returned whether or not
         the forward call used a bias.
     """
-    if not isinstance(need_grad_x, (bool, np.bool_)):
-        raise TypeError(f"conv2d_backward: need_grad_x must be True or False, got {need_grad_x!r}")
+    need_grad_x = check_flag(need_grad_x, "need_grad_x", "conv2d_backward")
     x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
         x, weight, stride, padding, dilation, groups, "conv2d_backward")
     grad_y = float_array(grad_y, "grad_y", 4, dtype=x.dtype)

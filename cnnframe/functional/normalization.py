@@ -6,12 +6,12 @@ follow torch.nn.functional.batch_norm: training uses the biased batch variance
 to normalise and the unbiased one to update the running variance.
 """
 import math
-import numbers
 
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import FLOAT_DTYPES, contiguous, output_array
+from cnnframe.functional._args import (check_flag, check_float, contiguous, float_ndarray,
+                                       output_array, same_dtype)
 from cnnframe.functional._workspace import scratch
 from cnnframe_ext import batchnorm as _kernels
 
@@ -20,20 +20,9 @@ from cnnframe_ext import batchnorm as _kernels
 _TRAIN_WORK, _BACKWARD_WORK = 3, 4
 
 
-def _float_ndarray(a, name, fn, min_ndim=0):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy ndarray, got {type(a).__name__}")
-    if a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
-        raise TypeError(f"{fn}: {name} must be float32 or float64, got {a.dtype}")
-    if a.ndim < min_ndim:
-        raise ValueError(f"{fn}: {name} must have at least {min_ndim} dimensions (N, C, ...), "
-                         f"got shape {a.shape}")
-    return a
-
-
 def _batch(x, fn, name="x"):
     """Check x is a float (N, C, ...) array with C >= 1; return it C-contiguous and (N, C, L)."""
-    x = _float_ndarray(x, name, fn, min_ndim=2)
+    x = float_ndarray(x, name, fn, min_ndim=2)
     if x.shape[1] < 1:
         raise ValueError(f"{fn}: {name} has shape {x.shape}: it needs at least one channel "
                          "on axis 1")
@@ -42,39 +31,25 @@ def _batch(x, fn, name="x"):
     return x, (n, c, math.prod(x.shape[2:]))
 
 
+def _like_x(a, name, x, fn):
+    """Check `a` (grad_y, relu_y) has x's dtype and shape; return it C-contiguous."""
+    same_dtype(float_ndarray(a, name, fn), name, x.dtype, fn, "x")
+    if a.shape != x.shape:
+        raise ValueError(f"{fn}: {name} must have x's shape {x.shape}, got {a.shape}")
+    return contiguous(a)
+
+
 def _per_channel(a, name, c, fn, dtype=None, default=None):
     """A (C,) float array (None -> `default`) as a float64 C-contiguous array."""
     if a is None and default is not None:
         return np.full(c, default, np.float64)
-    a = _float_ndarray(a, name, fn)
-    if dtype is not None and a.dtype.newbyteorder("=") != dtype:
-        raise TypeError(f"{fn}: {name} has dtype {a.dtype} but x has dtype {dtype}; "
-                        "convert one so both match")
+    a = float_ndarray(a, name, fn)
+    if dtype is not None:
+        same_dtype(a, name, dtype, fn, "x")
     if a.shape != (c,):
         raise ValueError(f"{fn}: {name} must have shape ({c},) (one value per channel of x), "
                          f"got {a.shape}")
     return np.ascontiguousarray(a, dtype=np.float64)
-
-
-def _number(value, name, fn, low, high=math.inf, low_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond float range
-        raise ValueError(f"{fn}: {name} must be a finite number, got an int of "
-                         f"{int(value).bit_length()} bits (beyond float range)") from None
-    if not (math.isfinite(value) and (value > low if low_open else value >= low)
-            and value <= high):
-        bounds = f"> {low}" if low_open else f"in [{low}, {high}]"
-        raise ValueError(f"{fn}: {name} must be a finite number {bounds}, got {value}")
-    return value
-
-
-def _flag(value, name, fn):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
@@ -116,13 +91,15 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
         channel only, or non-finite/non-positive eps.
     """
     fn = "batch_norm_train"
+    given = dict(x=x, weight=weight, bias=bias, running_mean=running_mean,
+                 running_var=running_var)
     x, (n, c, length) = _batch(x, fn)
     dtype = x.dtype
     weight = _per_channel(weight, "weight", c, fn, dtype, default=1.0)
     bias = _per_channel(bias, "bias", c, fn, dtype, default=0.0)
-    eps = _number(eps, "eps", fn, 0.0, low_open=True)
-    momentum = _number(momentum, "momentum", fn, 0.0, 1.0)
-    relu = _flag(relu, "relu", fn)
+    eps = check_float(eps, "eps", 0.0, layer=fn, low_open=True)
+    momentum = check_float(momentum, "momentum", 0.0, 1.0, layer=fn)
+    relu = check_flag(relu, "relu", fn)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{fn}: give both running_mean and running_var, or neither")
     for name, r in (("running_mean", running_mean), ("running_var", running_var)):
@@ -134,7 +111,9 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
     if m < 2:
         raise ValueError(f"{fn}: x has shape {x.shape}: training needs more than one value "
                          "per channel to compute a variance")
-    y = output_array(x.shape, dtype, fn, out=out, inputs=(x,))
+    # y is written before running_mean/var are updated, and weight and bias may be
+    # read in place (float64): out may overlap none of them.
+    y = output_array(x.shape, dtype, fn, out=out, inputs=given)
     mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
     threads = threads_for(_TRAIN_WORK * x.size, n * c)
     _kernels.batch_norm_train_forward(
@@ -174,15 +153,17 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, rel
         invstd = 1 / sqrt(running_var + eps).
     """
     fn = "batch_norm_eval"
+    given = dict(x=x, weight=weight, bias=bias, running_mean=running_mean,
+                 running_var=running_var)
     x, (n, c, length) = _batch(x, fn)
     dtype = x.dtype
     weight = _per_channel(weight, "weight", c, fn, dtype, default=1.0)
     bias = _per_channel(bias, "bias", c, fn, dtype, default=0.0)
     mean = _per_channel(running_mean, "running_mean", c, fn, dtype)
     var = _per_channel(running_var, "running_var", c, fn, dtype)
-    eps = _number(eps, "eps", fn, 0.0, low_open=True)
-    relu = _flag(relu, "relu", fn)
-    y = output_array(x.shape, dtype, fn, out=out, inputs=(x,))
+    eps = check_float(eps, "eps", 0.0, layer=fn, low_open=True)
+    relu = check_flag(relu, "relu", fn)
+    y = output_array(x.shape, dtype, fn, out=out, inputs=given)
     if y.size:
         _kernels.batch_norm_affine(x.reshape(n, c, length), mean, weight / np.sqrt(var + eps),
                                    bias, y.reshape(n, c, length), relu, threads_for(x.size, n * c))
@@ -225,30 +206,17 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
     grad_weight, grad_bias : ndarray, shape (C,), x's dtype
     """
     fn = "batch_norm_backward"
-    for name, flag in (("training", training), ("need_grad_x", need_grad_x)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{fn}: {name} must be True or False, got {flag!r}")
+    training = check_flag(training, "training", fn)
+    need_grad_x = check_flag(need_grad_x, "need_grad_x", fn)
+    given = dict(grad_y=grad_y, x=x, weight=weight, mean=mean, invstd=invstd, relu_y=relu_y)
     x, (n, c, length) = _batch(x, fn)
-    grad_y = _float_ndarray(grad_y, "grad_y", fn)
-    if grad_y.dtype.newbyteorder("=") != x.dtype:
-        raise TypeError(f"{fn}: grad_y has dtype {grad_y.dtype} but x has dtype {x.dtype}; "
-                        "convert one so both match")
-    if grad_y.shape != x.shape:
-        raise ValueError(f"{fn}: grad_y must have x's shape {x.shape}, got {grad_y.shape}")
-    grad_y = contiguous(grad_y)
+    grad_y = _like_x(grad_y, "grad_y", x, fn)
     if relu_y is not None:
-        relu_y = _float_ndarray(relu_y, "relu_y", fn)
-        if relu_y.dtype.newbyteorder("=") != x.dtype:
-            raise TypeError(f"{fn}: relu_y has dtype {relu_y.dtype} but x has dtype {x.dtype}; "
-                            "convert one so both match")
-        if relu_y.shape != x.shape:
-            raise ValueError(f"{fn}: relu_y must have x's shape {x.shape}, got {relu_y.shape}")
-        relu_y = contiguous(relu_y)
+        relu_y = _like_x(relu_y, "relu_y", x, fn)
     weight = _per_channel(weight, "weight", c, fn, x.dtype, default=1.0)
     mean = _per_channel(mean, "mean", c, fn)
     invstd = _per_channel(invstd, "invstd", c, fn)
-    grad_x = (output_array(x.shape, x.dtype, fn, "grad_x", out=out,
-                           inputs=(x, grad_y) if relu_y is None else (x, grad_y, relu_y))
+    grad_x = (output_array(x.shape, x.dtype, fn, "grad_x", out=out, inputs=given)
               if need_grad_x else None)
     grad_weight, grad_bias = np.zeros(c), np.zeros(c)
     if x.size:
@@ -261,7 +229,7 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
             (grad_x.reshape(n, c, length) if need_grad_x else np.empty((0, 0, 0), x.dtype)),
             scratch("batch_norm_rows", np.float64, 2, n * c),
             scratch("batch_norm_channels", np.float64, threads, 5 * c),
-            bool(training), bool(need_grad_x), threads)
+            training, need_grad_x, threads)
     return grad_x, grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
 
 
@@ -280,7 +248,7 @@ def relu(x, *, out=None):
     -------
     y : ndarray, x's shape and dtype
     """
-    x = contiguous(_float_ndarray(x, "x", "relu")).reshape(x.shape)  # (0-d stays 0-d)
+    x = contiguous(float_ndarray(x, "x", "relu")).reshape(x.shape)  # (0-d stays 0-d)
     y = output_array(x.shape, x.dtype, "relu", out=out, inputs=(x,))
     if x.size:
         _kernels.relu_forward(x.reshape(-1), y.reshape(-1),
@@ -306,11 +274,8 @@ def relu_backward(grad_y, y, *, out=None):
     grad_x : ndarray, y's shape and dtype
     """
     fn = "relu_backward"
-    y = _float_ndarray(y, "y", fn)
-    grad_y = _float_ndarray(grad_y, "grad_y", fn)
-    if grad_y.dtype.newbyteorder("=") != y.dtype.newbyteorder("="):
-        raise TypeError(f"{fn}: grad_y has dtype {grad_y.dtype} but y has dtype {y.dtype}; "
-                        "convert one so both match")
+    y = float_ndarray(y, "y", fn)
+    same_dtype(float_ndarray(grad_y, "grad_y", fn), "grad_y", y.dtype.newbyteorder("="), fn, "y")
     if grad_y.shape != y.shape:
         raise ValueError(f"{fn}: grad_y must have y's shape {y.shape}, got {grad_y.shape}")
     y, grad_y = contiguous(y).reshape(y.shape), contiguous(grad_y).reshape(y.shape)

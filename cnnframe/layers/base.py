@@ -31,11 +31,13 @@ saves page-faulting fresh memory (about 1 ms per MiB) on every step.
 import functools
 import inspect
 import math
-import numbers
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The argument checks of layer constructors (and of plugin layers, which import them
+# from here) live with the functional ops' in one module.
+from cnnframe.functional._args import (FLOAT_DTYPES, as_shape, check_float,  # noqa: F401
+                                       check_int, check_pair, check_seed)
 
 INITIALIZERS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
                 "lecun_uniform", "zeros", "ones")
@@ -83,45 +85,6 @@ def init_array(shape, init, rng, fan_in, fan_out, dtype=np.float32):
     return rng.uniform(-b, b, shape).astype(dtype)
 
 
-# --- argument helpers used by the layer constructors ------------------------------------------
-
-def check_int(value, name, minimum=None, layer=""):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_pair(value, name, minimum, layer=""):
-    """Validate an int or an [h, w] pair; return (JSON form: int or list, (h, w) tuple)."""
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        pair = tuple(check_int(v, name, minimum, layer) for v in value)
-        return list(pair), pair
-    if isinstance(value, (tuple, list)):
-        raise ValueError(f"{layer}: {name} must be an int or a pair [h, w], got {value!r}")
-    v = check_int(value, name, minimum, layer)
-    return v, (v, v)
-
-
-def check_float(value, name, low=None, high=None, layer=""):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{layer}: {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (low is not None and value < low) or (
-            high is not None and value > high):
-        raise ValueError(f"{layer}: {name} must be a finite number in "
-                         f"[{'-inf' if low is None else low}, {'inf' if high is None else high}], "
-                         f"got {value}")
-    return value
-
-
-def check_seed(seed, layer=""):
-    if seed is None:
-        return None
-    return check_int(seed, "seed", 0, layer)
-
-
 def to_json(value):
     """Tuples -> lists and numpy scalars -> Python numbers, recursively."""
     if isinstance(value, (tuple, list)):
@@ -131,17 +94,6 @@ def to_json(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def as_shape(shape, what="input_shape", layer=""):
-    """A tuple of ints >= 1 (a shape without the batch dimension)."""
-    if isinstance(shape, np.ndarray):
-        shape = shape.tolist()
-    if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in shape):
-        raise ValueError(f"{layer}: {what} must be a list of ints >= 1 (without the batch "
-                         f"dimension), got {shape!r}")
-    return tuple(int(s) for s in shape)
 
 
 def _dtypes_of(x):

@@ -100,8 +100,7 @@ class Conv2d(Layer):
         return gx
 
     def _out_hw(self, h, w):
-        return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
-                     for size, k, s, p, d in zip((h, w), self._k, self._s, self._p, self._d))
+        return F.conv_output_size((h, w), self._k, self._s, self._p, self._d)
 
     def output_shape(self, input_shape):
         shape = as_shape(input_shape, layer="conv2d")

@@ -32,8 +32,7 @@ class _Pool2d(Layer):
             raise ValueError(f"{self.type_name}: kernel_size {self.kernel_size} is larger than "
                              f"the padded input ({h + 2 * self._p[0]} x {w + 2 * self._p[1]}) "
                              f"of shape {list(shape)}")
-        oh = (h + 2 * self._p[0] - self._k[0]) // self._s[0] + 1
-        ow = (w + 2 * self._p[1] - self._k[1]) // self._s[1] + 1
+        oh, ow = F.conv_output_size((h, w), self._k, self._s, self._p)
         return (c, oh, ow)
 
     def flops(self, input_shape):

@@ -15,12 +15,14 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from cnnframe.functional import conv_output_size
+
 __all__ = ["ConvGeometry", "PoolGeometry", "conv_geometries", "pool_geometries",
            "image_batches", "inputs_away_from_kinks"]
 
 
 def _out(size, k, s, p, d=1):
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+    return conv_output_size(size, k, s, p, d)
 
 
 @dataclass(frozen=True)

@@ -275,12 +275,16 @@ def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_gra
                                            err_msg=name)
 
 
-@pytest.mark.skipif(conv_module.direct_applies((1, 32, 32, 32), (32, 32, 5, 5), 2, np.float32, False)
-                    is False, reason="no AVX-512 direct kernels on this CPU (direct_applies is False)")
+# The direct kernel's large micro-kernels and its weight gradient run on AVX-512 CPUs only;
+# without them conv2d never dispatches to it (cnnframe.functional._direct).
+DIRECT_RUNS = conv_module.direct_applies((1, 32, 32, 32), (32, 32, 5, 5), 2, np.float32, False)
+
+
 def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
     """Default dispatch: float32 stride-1 5x5 convs and 3x3 convs on small maps or with few
     channels go direct, both forward and for grad_x; wide 3x3 ones on 32x32 maps stay
-    Winograd; float64 and strided convs never go direct."""
+    Winograd; float64 and strided convs never go direct, nor does anything on a CPU
+    without AVX-512."""
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
@@ -306,18 +310,18 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
         y = F.conv2d(x, w, **kw)
         gy = make(rng, y.shape, dtype)
         got = F.conv2d_backward(x, w, gy, **kw)
+        used = used and DIRECT_RUNS
         assert bool(forward) == used and bool(grad_x) == used, (x_shape, w_shape, kw, dtype)
         for a, b in zip((y, *got), (R.conv2d(x, w, **kw), *R.conv2d_backward(x, w, gy, **kw))):
             np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"],
                                        atol=TOL[dtype]["atol"] * np.abs(b).max())
 
 
-@pytest.mark.skipif(not conv_module.has_direct_grad_weight(),
-                    reason="no AVX-512 direct weight gradient on this CPU")
 def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
     """Default dispatch: the direct weight gradient for float32 stride-1 convs with few input
     channels or 25+ taps, with or without grad_x; Winograd for 3x3 where it applies and
-    im2col for very wide 3x3 on small maps; never for float64, strides or groups."""
+    im2col for very wide 3x3 on small maps; never for float64, strides or groups, nor on a
+    CPU without AVX-512."""
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     calls = []
@@ -338,6 +342,7 @@ def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
         x, w = make(rng, x_shape, dtype), make(rng, w_shape, dtype)
         gy = make(rng, F.conv2d(x, w, **kw).shape, dtype)
         want = R.conv2d_backward(x, w, gy, **kw)
+        used = used and conv_module.has_direct_grad_weight()
         for need_grad_x in (True, False):
             calls.clear()
             got = F.conv2d_backward(x, w, gy, need_grad_x=need_grad_x, **kw)

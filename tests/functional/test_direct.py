@@ -156,15 +156,22 @@ def test_plan_splits_small_batches_into_bands():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plans_bit_identical(rng, dtype):
-    """Bands, strips and micro-kernels never change a result: every output element is
-    the same sequence of fused multiply-adds."""
+    """Bands and strips never change a result, nor does the choice among the AVX-512
+    micro-kernels: every output element is the same sequence of fused multiply-adds.
+    Checked for every micro-kernel this CPU runs (only the portable (2, 1) one without
+    AVX-512), which all agree with the reference."""
     x, weight, bias = arrays(rng, 2, 4, 13, 21, 30, 3, 3, dtype)
-    results = [direct_conv2d(x, weight, bias, 1, plan=(rows, *tile))
-               for rows in (1, 4, 13) for tile in TILES if tile != (2, 1)]
-    for y in results[1:]:
-        assert np.array_equal(y, results[0])
-    np.testing.assert_allclose(direct_conv2d(x, weight, bias, 1, plan=(5, 2, 1)), results[0],
-                               **TOL[dtype])
+    by_tile = {tile: [direct_conv2d(x, weight, bias, 1, plan=(rows, *tile))
+                      for rows in (1, 4, 5, 13)] for tile in TILES}
+    for tile, ys in by_tile.items():
+        for y in ys[1:]:
+            assert np.array_equal(y, ys[0]), tile
+    wide = [ys[0] for tile, ys in by_tile.items() if tile != (2, 1)]
+    for y in wide[1:]:
+        assert np.array_equal(y, wide[0])
+    want = R.conv2d(x, weight, bias, padding=1)
+    for tile, ys in by_tile.items():
+        np.testing.assert_allclose(ys[0], want, err_msg=str(tile), **TOL[dtype])
 
 
 def applies(x_shape, w_shape, padding, dtype):
@@ -176,28 +183,47 @@ def applies(x_shape, w_shape, padding, dtype):
     return direct_applies(x_shape, w_shape, padding, dtype, bool(tile))
 
 
+# (x shape, weight shape, padding) measured faster direct / not faster (float32, AVX-512)
+MEASURED_WINS = [
+    ((128, 3, 32, 32), (32, 3, 3, 3), 1), ((128, 32, 32, 32), (32, 32, 5, 5), 2),
+    ((64, 64, 15, 15), (128, 64, 3, 3), 1), ((64, 64, 28, 28), (16, 64, 3, 3), 1),
+    ((64, 64, 8, 8), (64, 64, 3, 3), 1), ((64, 32, 12, 12), (128, 32, 3, 3), 1),
+    ((64, 32, 16, 16), (32, 32, 3, 3), 1), ((64, 32, 16, 16), (64, 32, 1, 3), (0, 1)),
+    ((64, 32, 16, 16), (128, 32, 1, 1), 0), ((64, 64, 4, 4), (64, 64, 3, 3), 1),
+    ((64, 256, 5, 5), (256, 256, 3, 3), 1), ((64, 32, 32, 32), (32, 32, 3, 3), 1),
+    ((128, 64, 8, 8), (128, 64, 3, 3), 1), ((64, 256, 16, 16), (256, 256, 3, 3), 1),
+    ((64, 64, 32, 32), (32, 64, 3, 3), 1), ((32, 128, 28, 28), (128, 128, 3, 3), 1)]
+MEASURED_LOSSES = [
+    ((64, 64, 32, 32), (64, 64, 3, 3), 1), ((16, 128, 32, 32), (128, 128, 3, 3), 1),
+    ((16, 128, 28, 28), (256, 128, 3, 3), 1), ((16, 32, 56, 56), (64, 32, 1, 1), 0),
+    ((64, 256, 2, 2), (256, 256, 3, 3), 1), ((64, 256, 3, 3), (256, 256, 3, 3), 1),
+    ((64, 256, 5, 5), (256, 256, 1, 1), 0)]
+
+
 def test_applies_to_measured_wins():
-    """The predicate follows the measurements in its docstring (float32, AVX-512)."""
-    if TILES == ((2, 1),):
-        assert not applies((128, 3, 32, 32), (32, 3, 3, 3), 1, np.float32)
-        return
-    wins = [((128, 3, 32, 32), (32, 3, 3, 3), 1), ((128, 32, 32, 32), (32, 32, 5, 5), 2),
-            ((64, 64, 15, 15), (128, 64, 3, 3), 1), ((64, 64, 28, 28), (16, 64, 3, 3), 1),
-            ((64, 64, 8, 8), (64, 64, 3, 3), 1), ((64, 32, 12, 12), (128, 32, 3, 3), 1),
-            ((64, 32, 16, 16), (32, 32, 3, 3), 1), ((64, 32, 16, 16), (64, 32, 1, 3), (0, 1)),
-            ((64, 32, 16, 16), (128, 32, 1, 1), 0), ((64, 64, 4, 4), (64, 64, 3, 3), 1),
-            ((64, 256, 5, 5), (256, 256, 3, 3), 1), ((64, 32, 32, 32), (32, 32, 3, 3), 1),
-            ((128, 64, 8, 8), (128, 64, 3, 3), 1), ((64, 256, 16, 16), (256, 256, 3, 3), 1),
-            ((64, 64, 32, 32), (32, 64, 3, 3), 1), ((32, 128, 28, 28), (128, 128, 3, 3), 1)]
-    losses = [((64, 64, 32, 32), (64, 64, 3, 3), 1), ((16, 128, 32, 32), (128, 128, 3, 3), 1),
-              ((16, 128, 28, 28), (256, 128, 3, 3), 1), ((16, 32, 56, 56), (64, 32, 1, 1), 0),
-              ((64, 256, 2, 2), (256, 256, 3, 3), 1), ((64, 256, 3, 3), (256, 256, 3, 3), 1),
-              ((64, 256, 5, 5), (256, 256, 1, 1), 0)]
-    for x_shape, w_shape, p in wins:
-        assert applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+    """The predicate follows the measurements in its docstring (float32, AVX-512); float64
+    never goes direct, and nothing does on a CPU without AVX-512, where only the small
+    portable micro-kernel runs."""
+    avx512 = TILES != ((2, 1),)
+    for x_shape, w_shape, p in MEASURED_WINS:
+        assert applies(x_shape, w_shape, p, np.float32) == avx512, (x_shape, w_shape)
         assert not applies(x_shape, w_shape, p, np.float64)
-    for x_shape, w_shape, p in losses:
+    for x_shape, w_shape, p in MEASURED_LOSSES:
         assert not applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+
+
+def test_large_micro_kernels_exactly_with_avx512():
+    """TILES and has_direct_grad_weight() both follow the CPU's AVX-512: all six large
+    micro-kernels and the weight gradient, or neither (then the weight gradient refuses)."""
+    avx512 = TILES != ((2, 1),)
+    assert set(TILES) == ({(16, 1), (8, 2), (4, 4), (12, 2), (6, 4), (24, 1), (2, 1)}
+                          if avx512 else {(2, 1)})
+    assert _direct.has_direct_grad_weight() == avx512
+    if not avx512:
+        x = np.zeros((1, 3, 8, 8), np.float32)
+        with pytest.raises(RuntimeError, match="needs AVX-512"):
+            _direct.direct_conv2d_grad_weight(x, np.zeros((1, 4, 8, 8), np.float32),
+                                              (4, 3, 3, 3), 1, PARTS)
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])

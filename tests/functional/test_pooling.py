@@ -78,6 +78,20 @@ def test_avg_pool_counts_padding_in_divisor():
     assert y[0, 0, 1, 1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,p,out", [(65536, 32768, 2), (46341, 23170, 1)])
+def test_avg_pool_divisor_of_huge_windows(dtype, k, p, out):
+    """Windows of k*k >= 2**31 cells: one pixel of 1 in each, the rest padding, so each
+    output is 1 / k**2 and each of its grad_y reaches the pixel divided by k**2.  (The
+    divisor once overflowed an int: inf for 65536**2, negative for 46341**2.)"""
+    x = np.ones((1, 1, 1, 1), dtype)
+    y = F.avg_pool2d(x, k, 1, p)
+    assert y.shape == (1, 1, out, out)
+    np.testing.assert_allclose(y, np.full(y.shape, 1 / k**2), rtol=1e-6)
+    grad_x = F.avg_pool2d_backward(np.ones_like(y), x.shape, k, 1, p)
+    np.testing.assert_allclose(grad_x, [[[[out * out / k**2]]]], rtol=1e-6)
+
+
 def test_max_pool_padding_never_wins():
     x = -np.ones((1, 1, 2, 2))  # every real value below the zero a padded cell would hold
     y, argmax = F.max_pool2d(x, 2, stride=1, padding=1)

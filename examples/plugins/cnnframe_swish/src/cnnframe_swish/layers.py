@@ -147,8 +147,7 @@ class SeparableConv2d(Layer):
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise ValueError(f"separable_conv2d: expects input shape (in_channels="
                              f"{self.in_channels}, H, W), got {list(shape)}")
-        oh, ow = ((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
-                  zip(shape[1:], self._k, self._s, self._p, self._d))
+        oh, ow = F.conv_output_size(shape[1:], self._k, self._s, self._p, self._d)
         if oh < 1 or ow < 1:
             raise ValueError(f"separable_conv2d: input {list(shape)} is too small for "
                              f"kernel_size {self.kernel_size} (output would be {oh} x {ow})")
