@@ -135,6 +135,25 @@ def test_malicious_python_batch_does_not_run_code(tmp_path, writers, cifar_array
     assert not marker.exists()
 
 
+
+def test_python_batch_with_too_many_values_names_file(tmp_path, writers, cifar_arrays):
+    writers.write_cifar_dir(tmp_path, "python", cifar_arrays)
+    payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0] * 1_000_001}
+    batch_path(tmp_path, "python").write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DatasetError, match=r"data_batch_3: cannot unpickle.*more than 1000000"):
+        CIFAR10(tmp_path)
+
+
+def test_python_batch_of_shared_nested_lists_fails_fast(tmp_path, writers, cifar_arrays):
+    # a 744-byte pickle describing 60**6 paths: refused (not a dict) without walking them all
+    writers.write_cifar_dir(tmp_path, "python", cifar_arrays)
+    nested = []
+    for _ in range(6):
+        nested = [nested] * 60
+    batch_path(tmp_path, "python").write_bytes(pickle.dumps(nested, protocol=2))
+    with pytest.raises(DatasetError, match="data_batch_3: expected a pickled dict, got list"):
+        CIFAR10(tmp_path)
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_truncated_archive_names_archive(tmp_path, writers, cifar_arrays, fmt):
     path = writers.write_cifar_archive(tmp_path, fmt, cifar_arrays)
