@@ -13,10 +13,17 @@ import pytest
 
 from cnnframe.data import DatasetError, ImageFolder
 from cnnframe.data import image_folder
+from cnnframe.data.cifar import find_cifar10_image_folder
 from cnnframe.data.image_folder import load_image, scan_image_folder
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is needed to write test images")
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cifar10-jpeg"
+# A real class-per-folder CIFAR-10 copy, when $CNNFRAME_DATA (the data root the Makefile and the
+# README use) holds one: $CNNFRAME_DATA itself, or its cifar10-jpeg/ or cifar10/ subfolder.
+SHARED = (find_cifar10_image_folder(os.environ["CNNFRAME_DATA"])
+          if os.environ.get("CNNFRAME_DATA") else None)
+needs_shared_copy = pytest.mark.skipif(
+    SHARED is None, reason="set CNNFRAME_DATA to a directory holding a class-per-folder CIFAR-10 "
+    "copy (train/<class>/*.jpg, test/<class>/*.jpg) to run this test")
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck"]
 
@@ -188,7 +195,7 @@ def test_missing_pillow_is_a_clear_error_but_cache_still_loads(tmp_path, monkeyp
         ImageFolder(tmp_path / "d", cache=False)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared CIFAR-10 JPEG copy not found at {SHARED}")
+@needs_shared_copy
 @pytest.mark.parametrize("split, per_class", [("train", 5000), ("test", 1000)])
 def test_shared_cifar10_jpeg_layout(split, per_class):
     classes, files = scan_image_folder(SHARED / split)
@@ -197,7 +204,7 @@ def test_shared_cifar10_jpeg_layout(split, per_class):
     np.testing.assert_array_equal(counts, [per_class] * 10)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared CIFAR-10 JPEG copy not found at {SHARED}")
+@needs_shared_copy
 def test_shared_cifar10_jpeg_sample_decodes(tmp_path):
     # decode two images per class (a small copy of the tree), not all 60,000
     for name in CIFAR_CLASSES:
