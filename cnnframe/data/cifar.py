@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnframe.data.base import ArrayDataset, DatasetError, check_labels, default_data_root
-from cnnframe.data.download import download as _download, mirror_urls
+from cnnframe.data.download import DEADLINE, download as _download, mirror_urls
 from cnnframe.data.image_folder import ImageFolder
 from cnnframe.data.safe_pickle import safe_loads
 
@@ -21,6 +21,8 @@ DIRS = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}
 # Expected MD5 of each archive (tests substitute their own for tiny archives).
 MD5 = {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
        "cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"}
+# The archives are 162.2 MiB (binary) and 162.6 MiB (python); a download is stopped beyond this.
+ARCHIVE_MAX_BYTES = 180 * 2**20
 RECORD = 1 + 3 * 32 * 32  # binary format: a label byte, then R, G, B planes of 32x32
 # Where a class-per-folder copy (DIR/train/<class>/*.jpg, DIR/test/<class>/*.jpg) may sit under a
 # data root: the root itself or one of these subfolders.
@@ -252,8 +254,12 @@ class CIFAR10(ArrayDataset):
         self.train = train
 
 
-def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0):
+def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0,
+                  deadline=DEADLINE):
     """Download the official CIFAR-10 archive of format `fmt` into `root` and verify its MD5.
+
+    Each URL gets `timeout` seconds per read and `deadline` seconds in all, and is refused once
+    it sends more than ARCHIVE_MAX_BYTES (180 MiB; the archives are about 163 MiB).
 
     Returns
     -------
@@ -266,4 +272,4 @@ def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0)
             f"(or its extracted {DIRS[fmt]}/ directory) in {Path(root).resolve()}; or set "
             f"{MIRRORS_ENV} to a mirror's base URL.")
     return _download(urls, Path(root) / name, MD5.get(name), timeout=timeout, progress=progress,
-                     hint=hint)
+                     hint=hint, max_bytes=ARCHIVE_MAX_BYTES, deadline=deadline)
