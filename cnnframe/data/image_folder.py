@@ -128,10 +128,10 @@ def cache_key(root, classes, files, mode):
     may keep its size and mtime (``os.utime`` can restore the mtime), but its ctime changes and
     cannot be set back; another folder with the same names, sizes and mtimes has another root.
     """
-    root = Path(root).resolve()
-    listing = [[f.label, os.path.relpath(f.path, root), f.size, f.ino, f.mtime_ns, f.ctime_ns]
-               for f in files]
-    text = json.dumps([CACHE_VERSION, str(root), mode, list(classes), listing])
+    prefix = os.path.join(root, "")  # scan_image_folder's paths start with it
+    listing = [[f.label, f.path[len(prefix):] if f.path.startswith(prefix) else f.path, f.size,
+                f.ino, f.mtime_ns, f.ctime_ns] for f in files]
+    text = json.dumps([CACHE_VERSION, str(Path(root).resolve()), mode, list(classes), listing])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
