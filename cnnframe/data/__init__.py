@@ -5,7 +5,7 @@ Every dataset holds `.images` (uint8, (N, C, H, W)), `.labels` (int64, (N,)) and
 from cnnframe.data.base import ArrayDataset, DatasetError, default_cache_dir, default_data_root
 from cnnframe.data.cifar import CIFAR10, fetch_cifar10
 from cnnframe.data.download import ChecksumError, DownloadError
-from cnnframe.data.image_folder import ImageFolder
+from cnnframe.data.image_folder import ImageFolder, load_image
 from cnnframe.data.loader import DataLoader
 from cnnframe.data.mnist import MNIST, FashionMNIST
 from cnnframe.data.registry import available_datasets, get_dataset
@@ -15,7 +15,8 @@ from cnnframe.data.transforms import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normal
                                       build_transforms)
 
 __all__ = ["ArrayDataset", "DatasetError", "DownloadError", "ChecksumError", "CIFAR10",
-           "fetch_cifar10", "ImageFolder", "MNIST", "FashionMNIST", "Shapes", "DataLoader",
+           "fetch_cifar10", "ImageFolder", "load_image", "MNIST", "FashionMNIST", "Shapes",
+           "DataLoader",
            "get_dataset", "available_datasets", "Compose", "ToFloat", "Normalize", "RandomCrop",
            "RandomHorizontalFlip", "build_transform", "build_transforms", "CIFAR10_MEAN",
            "CIFAR10_STD", "default_cache_dir", "default_data_root"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnframe.data.base import ArrayDataset, DatasetError, check_labels, default_data_root
-from cnnframe.data.download import download as _download, mirror_urls
+from cnnframe.data.download import DEADLINE, download as _download, mirror_urls
+from cnnframe.data.image_folder import ImageFolder
 from cnnframe.data.safe_pickle import safe_loads
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -20,7 +21,12 @@ DIRS = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}
 # Expected MD5 of each archive (tests substitute their own for tiny archives).
 MD5 = {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
        "cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"}
+# The archives are 162.2 MiB (binary) and 162.6 MiB (python); a download is stopped beyond this.
+ARCHIVE_MAX_BYTES = 180 * 2**20
 RECORD = 1 + 3 * 32 * 32  # binary format: a label byte, then R, G, B planes of 32x32
+# Where a class-per-folder copy (DIR/train/<class>/*.jpg, DIR/test/<class>/*.jpg) may sit under a
+# data root: the root itself or one of these subfolders.
+IMAGE_FOLDER_DIRS = ("cifar10-jpeg", "cifar10")
 
 
 def batch_files(fmt, train):
@@ -45,6 +51,48 @@ def find_cifar10(root):
         if (is_dir and root.is_dir()) or (is_archive and root.is_file()):
             found.append((fmt, root))
     return found
+
+
+def find_cifar10_image_folder(root):
+    """A class-per-folder CIFAR-10 copy at `root` or in root/cifar10-jpeg or root/cifar10.
+
+    Such a copy holds train/<class>/ and test/<class>/ folders of images named by CIFAR-10's
+    classes (airplane, automobile, ...).
+
+    Returns
+    -------
+    Path or None
+        The copy's directory (the parent of train/ and test/), or None when there is none.
+    """
+    root = Path(root)
+    for folder in (root, *(root / name for name in IMAGE_FOLDER_DIRS)):
+        if any((folder / split / CLASSES[0]).is_dir() for split in ("train", "test")):
+            return folder
+    return None
+
+
+def read_cifar10_image_folder(folder, train=True, cache=True, progress=None):
+    """Read one split of a class-per-folder CIFAR-10 copy (see `find_cifar10_image_folder`).
+
+    Returns
+    -------
+    ImageFolder
+        Its images (uint8 (N, 3, 32, 32)), labels (int64 (N,)) and classes (CIFAR-10's order).
+
+    Raises
+    ------
+    FileNotFoundError
+        The split folder or one of the ten class folders is missing.
+    DatasetError
+        An image cannot be decoded or is not 32x32 (names the file).
+    """
+    split = Path(folder) / ("train" if train else "test")
+    images = ImageFolder(split, classes=CLASSES, cache=cache, progress=progress)
+    if images.image_shape != (3, 32, 32):
+        _, h, w = images.image_shape
+        raise DatasetError(f"{images.files[0]}: image is {w}x{h} pixels; CIFAR-10 images are "
+                           "32x32")
+    return images
 
 
 def parse_binary(data, source):
@@ -137,7 +185,10 @@ class CIFAR10(ArrayDataset):
     root : str or Path, optional
         Directory holding cifar-10-batches-bin/, cifar-10-binary.tar.gz, cifar-10-batches-py/ or
         cifar-10-python.tar.gz (archives are read in place, not extracted), or one of those
-        itself. Default: $CNNFRAME_DATA, else ~/.cache/cnnframe/datasets.
+        itself; or a class-per-folder copy (root/train/<class>/*.jpg, root/test/<class>/*.jpg,
+        also found in root/cifar10-jpeg or root/cifar10), decoded once and cached as
+        `ImageFolder` does. The official release is used when both are present.
+        Default: $CNNFRAME_DATA, else ~/.cache/cnnframe/datasets.
     train : bool
         The training split (data_batch_1..5) or the test split (test_batch).
     download : bool
@@ -149,7 +200,9 @@ class CIFAR10(ArrayDataset):
     download_format : {"binary", "python"}
         Which archive to download; binary needs no unpickling.
     progress : bool
-        Show the download progress bar.
+        Show the download progress bar (and, for a class-per-folder copy, the decoding one).
+    cache : bool
+        For a class-per-folder copy: use the ImageFolder decode cache.
 
     Attributes
     ----------
@@ -158,7 +211,8 @@ class CIFAR10(ArrayDataset):
     classes : list of str
         airplane automobile bird cat deer dog frog horse ship truck.
     format, path
-        Which copy was read ("binary" or "python", and its directory or archive).
+        Which copy was read: "binary" or "python" and its directory or archive, or
+        "image_folder" and the split's folder (root/train or root/test).
 
     Raises
     ------
@@ -171,28 +225,41 @@ class CIFAR10(ArrayDataset):
     """
 
     def __init__(self, root=None, train=True, download=False, mirrors=None,
-                 download_format="binary", progress=True):
+                 download_format="binary", progress=True, cache=True):
         if download_format not in ARCHIVES:
             raise ValueError(f"download_format must be one of {sorted(ARCHIVES)}, "
                              f"got {download_format!r}")
         root = Path(root) if root is not None else default_data_root()
         found = find_cifar10(root) if root.exists() else []
-        if not found and download:
+        folder = find_cifar10_image_folder(root) if root.exists() and not found else None
+        if not found and folder is None and download:
             fetch_cifar10(root, download_format, mirrors=mirrors, progress=progress)
             found = find_cifar10(root)
-        if not found:
+        if found:
+            self.format, self.path = found[0]
+            images, labels = read_cifar10(self.path, self.format, train)
+        elif folder is not None:
+            split = read_cifar10_image_folder(folder, train, cache, None if progress else False)
+            self.format, self.path = "image_folder", split.root
+            images, labels = split.images, split.labels
+        else:
             what = "does not exist" if not root.exists() else "holds no CIFAR-10 copy"
             raise FileNotFoundError(
                 f"CIFAR-10 root {root} {what}: expected {DIRS['binary']}/, {ARCHIVES['binary']}, "
-                f"{DIRS['python']}/ or {ARCHIVES['python']} there; pass download=True to fetch it")
-        self.format, self.path = found[0]
-        images, labels = read_cifar10(self.path, self.format, train)
+                f"{DIRS['python']}/ or {ARCHIVES['python']} there, or a class-per-folder copy "
+                f"(train/<class>/*.jpg and test/<class>/*.jpg, there or in "
+                f"{' or '.join(IMAGE_FOLDER_DIRS)}/); pass download=True to fetch the official "
+                "release")
         super().__init__(images, labels, CLASSES)
         self.train = train
 
 
-def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0):
+def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0,
+                  deadline=DEADLINE):
     """Download the official CIFAR-10 archive of format `fmt` into `root` and verify its MD5.
+
+    Each URL gets `timeout` seconds per read and `deadline` seconds in all, and is refused once
+    it sends more than ARCHIVE_MAX_BYTES (180 MiB; the archives are about 163 MiB).
 
     Returns
     -------
@@ -205,4 +272,4 @@ def fetch_cifar10(root, fmt="binary", mirrors=None, progress=True, timeout=60.0)
             f"(or its extracted {DIRS[fmt]}/ directory) in {Path(root).resolve()}; or set "
             f"{MIRRORS_ENV} to a mirror's base URL.")
     return _download(urls, Path(root) / name, MD5.get(name), timeout=timeout, progress=progress,
-                     hint=hint)
+                     hint=hint, max_bytes=ARCHIVE_MAX_BYTES, deadline=deadline)

@@ -3,9 +3,16 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+# Limits of one download from one URL, so a hostile or broken server cannot fill the disk or hold
+# a download forever by sending a byte now and then (the timeout applies to each read only).
+MAX_BYTES = 1 << 30  # 1 GiB
+DEADLINE = 3600.0  # seconds from connecting to the last byte
 
 
 class DownloadError(OSError):
@@ -43,30 +50,48 @@ def mirror_urls(filename, official, mirrors=None, env_var=None):
     return urls
 
 
-def _fetch(url, dest, timeout, progress, desc):
-    """Stream `url` into `dest` (a file object); return the number of bytes written."""
+def _fetch(url, dest, timeout, progress, desc, max_bytes, deadline):
+    """Stream `url` into `dest` (a file object); return the number of bytes written.
+
+    Stops with DownloadError once more than `max_bytes` arrive or `deadline` seconds have passed.
+    """
     from tqdm.auto import tqdm
 
+    give_up_at = time.monotonic() + deadline
     req = urllib.request.Request(url, headers={"User-Agent": "cnnframe"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=min(timeout, deadline)) as resp:
         total = resp.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
+        if total is not None and max_bytes is not None and total > max_bytes:
+            raise DownloadError(f"the server announces {total:,} bytes, more than the limit of "
+                                f"{max_bytes:,} (max_bytes); nothing was downloaded")
+        # read1 returns what one socket read brings instead of waiting for a full block, so the
+        # deadline is checked between reads that each take at most `timeout` seconds
+        read = getattr(resp, "read1", resp.read)
         written = 0
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=desc, disable=not progress, leave=False) as bar:
             while True:
-                block = resp.read(1 << 20)
+                if time.monotonic() > give_up_at:
+                    raise DownloadError(
+                        f"not finished within the deadline of {deadline:g} s ({written:,} bytes "
+                        "received); the server is too slow, try a mirror or a larger deadline")
+                block = read(1 << 20)
                 if not block:
                     break
-                dest.write(block)
                 written += len(block)
+                if max_bytes is not None and written > max_bytes:
+                    raise DownloadError(f"the server sent more than the limit of {max_bytes:,} "
+                                        "bytes (max_bytes); stopped reading")
+                dest.write(block)
                 bar.update(len(block))
     if total is not None and written != total:
         raise DownloadError(f"truncated transfer: got {written} of {total} bytes")
     return written
 
 
-def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None):
+def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None, max_bytes=MAX_BYTES,
+             deadline=DEADLINE):
     """Download the first URL of `urls` that works to `path`, atomically, checking its MD5.
 
     The data goes to a temporary file next to `path` that replaces `path` only once complete and
@@ -81,11 +106,17 @@ def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None):
     md5 : str, optional
         The expected MD5 hex digest; a mismatch deletes the download and raises ChecksumError.
     timeout : float
-        Seconds to wait for the server on each connection attempt.
+        Seconds to wait for the server on each connection attempt and each read.
     progress : bool
         Show a tqdm progress bar.
     hint : str, optional
         Appended to the error message when every URL fails (e.g. how to fetch the file by hand).
+    max_bytes : int or None
+        The most bytes accepted from one URL: a larger Content-Length is refused before reading,
+        and a transfer is stopped as soon as it exceeds this. None: no limit.
+    deadline : float
+        Seconds one URL may take in all, from connecting to the last byte; the transfer stops
+        at the first read that ends after it (so at most `timeout` seconds late).
 
     Returns
     -------
@@ -97,8 +128,13 @@ def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None):
     ChecksumError
         The downloaded file's MD5 is not `md5` (the file is deleted).
     DownloadError
-        Every URL failed; the message lists each URL with its error.
+        Every URL failed (unreachable, an HTTP error, truncated, too large or past the deadline);
+        the message lists each URL with its error.
     """
+    if max_bytes is not None and max_bytes < 0:
+        raise ValueError(f"max_bytes must be >= 0 or None, got {max_bytes}")
+    if not deadline > 0:
+        raise ValueError(f"deadline must be > 0 seconds, got {deadline}")
     path = Path(path)
     urls = [urls] if isinstance(urls, str) else list(urls)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +143,7 @@ def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
-                _fetch(url, f, timeout, progress, path.name)
+                _fetch(url, f, timeout, progress, path.name, max_bytes, deadline)
                 f.flush()
                 os.fsync(f.fileno())
             if md5 is not None:

@@ -63,28 +63,46 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 _PLAIN = (bytes, str, int, float, bool, type(None))
+MAX_DEPTH = 20
+# A CIFAR-10 batch holds about 20,000 values (10,000 labels and 10,000 file names).
+MAX_OBJECTS = 1_000_000
 
 
-def _check_plain(obj, depth=0):
-    if depth > 20:
-        raise pickle.UnpicklingError("nesting deeper than 20 levels")
-    if isinstance(obj, _PLAIN):
-        return
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise pickle.UnpicklingError("arrays of objects are not allowed")
-        return
-    if isinstance(obj, dict):
-        items = [v for kv in obj.items() for v in kv]
-    elif isinstance(obj, (list, tuple)):
-        items = obj
-    else:
-        raise pickle.UnpicklingError(f"value of type {type(obj).__name__} is not allowed")
-    for item in items:
-        _check_plain(item, depth + 1)
+def _check_plain(obj, max_objects=MAX_OBJECTS):
+    """Raise UnpicklingError unless `obj` is built of plain values only.
+
+    A pickle can refer to one container many times (its memo), so a few hundred bytes can
+    describe a tree with billions of paths. The walk therefore visits each container once (by
+    id) and counts every reference it looks at, so its cost is linear in the pickle's size and
+    never more than `max_objects` steps.
+    """
+    seen = set()
+    stack = [(obj, 0)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > max_objects:
+            raise pickle.UnpicklingError(
+                f"more than {max_objects} values: too many for a dataset batch")
+        if isinstance(item, _PLAIN):
+            continue
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise pickle.UnpicklingError("arrays of objects are not allowed")
+            continue
+        if not isinstance(item, (dict, list, tuple)):
+            raise pickle.UnpicklingError(f"value of type {type(item).__name__} is not allowed")
+        if id(item) in seen:  # a shared (or cyclic) reference: its contents are checked
+            continue
+        seen.add(id(item))
+        if depth >= MAX_DEPTH:
+            raise pickle.UnpicklingError(f"nesting deeper than {MAX_DEPTH} levels")
+        children = [v for kv in item.items() for v in kv] if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
 
 
-def safe_loads(data, encoding="bytes"):
+def safe_loads(data, encoding="bytes", max_objects=MAX_OBJECTS):
     """Unpickle `data` (bytes) admitting only dict/list/tuple/bytes/str/numbers/numpy arrays.
 
     Parameters
@@ -94,6 +112,8 @@ def safe_loads(data, encoding="bytes"):
     encoding : str
         How Python 2 str objects are decoded; "bytes" (the default) keeps them as bytes, which is
         how the CIFAR-10 batches are meant to be read.
+    max_objects : int
+        The most values (container entries, counted once per container) the result may hold.
 
     Returns
     -------
@@ -103,7 +123,8 @@ def safe_loads(data, encoding="bytes"):
     Raises
     ------
     pickle.UnpicklingError
-        For any disallowed global or value; also for malformed or truncated data.
+        For any disallowed global or value, more than `max_objects` values or nesting deeper
+        than 20 levels; also for malformed or truncated data.
     """
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
@@ -112,5 +133,5 @@ def safe_loads(data, encoding="bytes"):
     except Exception as exc:  # noqa: BLE001 - e.g. numpy's SystemError/RuntimeError from
         # BUILD on an admitted dtype: any failure of a hostile file is an UnpicklingError
         raise pickle.UnpicklingError(f"malformed pickle ({type(exc).__name__}: {exc})") from exc
-    _check_plain(obj)
+    _check_plain(obj, max_objects)
     return obj

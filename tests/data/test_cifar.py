@@ -1,6 +1,7 @@
 import gzip
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,6 +136,25 @@ def test_malicious_python_batch_does_not_run_code(tmp_path, writers, cifar_array
     assert not marker.exists()
 
 
+
+def test_python_batch_with_too_many_values_names_file(tmp_path, writers, cifar_arrays):
+    writers.write_cifar_dir(tmp_path, "python", cifar_arrays)
+    payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0] * 1_000_001}
+    batch_path(tmp_path, "python").write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DatasetError, match=r"data_batch_3: cannot unpickle.*more than 1000000"):
+        CIFAR10(tmp_path)
+
+
+def test_python_batch_of_shared_nested_lists_fails_fast(tmp_path, writers, cifar_arrays):
+    # a 744-byte pickle describing 60**6 paths: refused (not a dict) without walking them all
+    writers.write_cifar_dir(tmp_path, "python", cifar_arrays)
+    nested = []
+    for _ in range(6):
+        nested = [nested] * 60
+    batch_path(tmp_path, "python").write_bytes(pickle.dumps(nested, protocol=2))
+    with pytest.raises(DatasetError, match="data_batch_3: expected a pickled dict, got list"):
+        CIFAR10(tmp_path)
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_truncated_archive_names_archive(tmp_path, writers, cifar_arrays, fmt):
     path = writers.write_cifar_archive(tmp_path, fmt, cifar_arrays)
@@ -183,3 +203,69 @@ def test_indexing_and_subsets(tmp_path, writers, cifar_arrays):
     assert len(a) == 5 and len(b) == 15
     assert sorted(np.concatenate([a.labels, b.labels])) == sorted(ds.labels)
     assert sum(ds.class_counts().values()) == len(ds)
+
+
+def write_class_per_folder(folder, seed, per_class=2, size=32):
+    """folder/{train,test}/<class>/<i>.png random lossless images.
+
+    Returns {train: (images uint8 (N, 3, size, size), labels int64 (N,))} in class order."""
+    Image = pytest.importorskip("PIL.Image", reason="Pillow is needed to write test images")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for train in (True, False):
+        images, labels = [], []
+        for label, name in enumerate(cifar.CLASSES):
+            (folder / ("train" if train else "test") / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(
+                    folder / ("train" if train else "test") / name / f"{i:04d}.png")
+                images.append(pixels.transpose(2, 0, 1))
+                labels.append(label)
+        out[train] = (np.stack(images), np.array(labels))
+    return out
+
+
+@pytest.mark.parametrize("where", [".", "cifar10-jpeg", "cifar10"])
+@pytest.mark.parametrize("train", [True, False])
+def test_class_per_folder_copy(tmp_path, monkeypatch, where, train):
+    monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
+    expected = write_class_per_folder(tmp_path / "data" / where, seed=0)
+    ds = CIFAR10(tmp_path / "data", train=train, progress=False)
+    folder = (tmp_path / "data" / where).resolve()
+    assert ds.format == "image_folder" and Path(ds.path).resolve() == \
+        folder / ("train" if train else "test")
+    assert ds.classes == cifar.CLASSES and ds.images.shape == (20, 3, 32, 32)
+    np.testing.assert_array_equal(ds.images, expected[train][0])
+    np.testing.assert_array_equal(ds.labels, expected[train][1])
+    assert cifar.find_cifar10_image_folder(tmp_path / "data").resolve() == folder
+    # decoded once: the second load comes from the ImageFolder cache
+    assert len(list((tmp_path / "cache" / "image_folder").iterdir())) == 1
+    np.testing.assert_array_equal(CIFAR10(tmp_path / "data", train=train).images, ds.images)
+
+
+def test_official_release_is_preferred_to_class_per_folder_copy(tmp_path, writers, cifar_arrays):
+    write_class_per_folder(tmp_path / "cifar10-jpeg", seed=1, per_class=1)
+    writers.write_cifar_dir(tmp_path, "binary", cifar_arrays)
+    ds = CIFAR10(tmp_path, train=False, cache=False)
+    assert ds.format == "binary"
+    assert_split(ds, cifar_arrays, False, writers)
+
+
+def test_class_per_folder_copy_of_wrong_size_or_missing_class(tmp_path):
+    write_class_per_folder(tmp_path / "big", seed=0, per_class=1, size=40)
+    with pytest.raises(DatasetError, match=r"airplane/0000\.png: image is 40x40 pixels; "
+                                           r"CIFAR-10 images are 32x32"):
+        CIFAR10(tmp_path / "big", cache=False)
+    write_class_per_folder(tmp_path / "partial", seed=0, per_class=1)
+    for image in (tmp_path / "partial" / "test" / "truck").iterdir():
+        image.unlink()
+    (tmp_path / "partial" / "test" / "truck").rmdir()
+    with pytest.raises(FileNotFoundError, match="class folder 'truck' does not exist"):
+        CIFAR10(tmp_path / "partial", train=False, cache=False)
+
+
+def test_not_found_message_names_the_class_per_folder_layout(tmp_path):
+    (tmp_path / "train").mkdir()  # a train folder without CIFAR-10's class folders
+    with pytest.raises(FileNotFoundError, match=r"class-per-folder copy \(train/<class>/\*\.jpg"):
+        CIFAR10(tmp_path)

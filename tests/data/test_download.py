@@ -3,6 +3,7 @@ import hashlib
 import http.server
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,10 +13,14 @@ from cnnframe.data.download import download, mirror_urls
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}  # path -> (status, body, declared length or None)
+    routes = {}  # path -> (status, body, declared length or None), or a function of the handler
 
     def do_GET(self):
-        status, body, length = self.routes.get(self.path, (404, b"not found", None))
+        route = self.routes.get(self.path, (404, b"not found", None))
+        if callable(route):
+            route(self)
+            return
+        status, body, length = route
         self.send_response(status)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
@@ -150,3 +155,85 @@ def test_mirror_urls_order_and_forms():
 def test_official_checksums_are_the_published_ones():
     assert cifar.MD5 == {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
                          "cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"}
+
+
+def stream(block, count, pause=0.0, sent=None):
+    """A route sending `count` blocks with no Content-Length (HTTP/1.0: the body ends when the
+    connection closes), `pause` seconds apart; counts what it sent in sent["bytes"]."""
+    sent = {} if sent is None else sent
+    sent["bytes"] = 0
+
+    def route(handler):
+        handler.send_response(200)
+        handler.end_headers()
+        try:
+            for _ in range(count):
+                handler.wfile.write(block)
+                handler.wfile.flush()
+                sent["bytes"] += len(block)
+                time.sleep(pause)
+        except OSError:  # the client hung up
+            pass
+    return route
+
+
+def test_slow_server_is_dropped_at_the_deadline(tmp_path, server):
+    # one byte every 0.05 s for up to 20 s: each read is quick, the transfer is not
+    _, base = server
+    Handler.routes["/drip"] = stream(b"x", 400, pause=0.05)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"/drip: not finished within the deadline of 0\.5 s "
+                                            r"\([1-9][0-9]* bytes received\)"):
+        download(base + "/drip", tmp_path / "x", progress=False, timeout=5, deadline=0.5)
+    assert time.monotonic() - start < 3
+    assert leftovers(tmp_path) == []
+
+
+def test_announced_size_above_the_limit_is_refused_before_reading(tmp_path, server):
+    _, base = server
+    Handler.routes["/big"] = (200, b"x" * 100, 10**9)
+    with pytest.raises(DownloadError, match=r"/big: the server announces 1,000,000,000 bytes, "
+                                            r"more than the limit of 100,000 \(max_bytes\)"):
+        download(base + "/big", tmp_path / "x", progress=False, max_bytes=100_000)
+    assert leftovers(tmp_path) == []
+
+
+def test_stream_without_length_is_stopped_at_the_limit(tmp_path, server):
+    _, base = server
+    sent = {}
+    Handler.routes["/endless"] = stream(b"x" * 65536, 4096, sent=sent)  # 256 MiB if all read
+    with pytest.raises(DownloadError, match=r"/endless: the server sent more than the limit of "
+                                            r"1,048,576 bytes"):
+        download(base + "/endless", tmp_path / "x", progress=False, max_bytes=2**20)
+    assert leftovers(tmp_path) == []
+    time.sleep(0.2)  # let the server notice that the client hung up
+    assert sent["bytes"] < 64 * 2**20
+
+
+@pytest.mark.parametrize("max_bytes, ok", [(1000, True), (999, False), (None, True)])
+def test_size_limit_boundary(tmp_path, server, max_bytes, ok):
+    _, base = server
+    Handler.routes["/exact"] = stream(b"y" * 500, 2)
+    if ok:
+        download(base + "/exact", tmp_path / "x", progress=False, max_bytes=max_bytes)
+        assert (tmp_path / "x").read_bytes() == b"y" * 1000
+    else:
+        with pytest.raises(DownloadError, match="more than the limit of 999 bytes"):
+            download(base + "/exact", tmp_path / "x", progress=False, max_bytes=max_bytes)
+
+
+def test_cifar_download_is_capped_near_the_archive_size(tmp_path, server, archive, monkeypatch):
+    assert 163 * 2**20 < cifar.ARCHIVE_MAX_BYTES < 200 * 2**20  # a little above 162.6 MiB
+    _, base = server
+    Handler.routes["/cifar-10-binary.tar.gz"] = (200, archive, None)
+    monkeypatch.setattr(cifar, "ARCHIVE_MAX_BYTES", len(archive) - 1)
+    with pytest.raises(DownloadError, match=rf"the server announces {len(archive):,} bytes"):
+        CIFAR10(tmp_path, download=True, mirrors=[base], progress=False)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_bytes": -1}, "max_bytes must be >= 0"),
+                                             ({"deadline": 0}, "deadline must be > 0")])
+def test_bad_limits_are_value_errors(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        download("http://127.0.0.1:9/x", tmp_path / "x", progress=False, **kwargs)

@@ -69,3 +69,54 @@ def test_truncated_pickle_raises_unpickling_error(cut):
     data = pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 4}, protocol=2)
     with pytest.raises(pickle.UnpicklingError):
         safe_loads(data[:cut])
+
+
+def shared_nesting(width, depth):
+    """A list nesting `depth` levels, each holding `width` references to the one list below.
+
+    Its pickle is a few hundred bytes, but the tree it describes has width**depth leaves.
+    """
+    inner = []
+    for _ in range(depth):
+        inner = [inner] * width
+    return inner
+
+
+@pytest.mark.parametrize("width, depth", [(30, 5), (60, 6), (2, 19)])
+def test_shared_references_are_checked_once(width, depth):
+    # before the check remembered what it had visited, (30, 5) took 20 s and (60, 6) hours
+    data = pickle.dumps(shared_nesting(width, depth), protocol=2)
+    assert len(data) < 1000
+    out = safe_loads(data)
+    for _ in range(depth):
+        assert len(out) == width and all(item is out[0] for item in out)
+        out = out[0]
+    assert out == []
+
+
+def test_shared_reference_to_a_disallowed_value_is_still_refused():
+    data = pickle.dumps([[1, 2]] * 3 + [{"a": [EvalsCode()]}])
+    with pytest.raises(pickle.UnpicklingError, match="eval"):
+        safe_loads(data)
+
+
+def test_cyclic_list_is_accepted_without_looping():
+    cycle = [1]
+    cycle.append(cycle)
+    out = safe_loads(pickle.dumps(cycle, protocol=2))
+    assert out[0] == 1 and out[1] is out
+
+
+@pytest.mark.parametrize("max_objects, ok", [(101, True), (100, False)])
+def test_object_cap(max_objects, ok):
+    data = pickle.dumps([0] * 100, protocol=2)  # the list itself and its 100 entries: 101 values
+    if ok:
+        assert safe_loads(data, max_objects=max_objects) == [0] * 100
+    else:
+        with pytest.raises(pickle.UnpicklingError, match="more than 100 values"):
+            safe_loads(data, max_objects=max_objects)
+
+
+def test_too_deep_nesting_is_refused():
+    with pytest.raises(pickle.UnpicklingError, match="nesting deeper than 20"):
+        safe_loads(pickle.dumps(shared_nesting(1, 25), protocol=2))
