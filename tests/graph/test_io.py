@@ -140,7 +140,8 @@ def test_foreign_files_give_a_clear_value_error(tmp_path, rng, case):
     elif case == "bad_version":
         path.write_bytes(npz_bytes(**weights, **{**meta, FORMAT_KEY: np.array([99])}))
     elif case == "bad_config":
-        bad = json.dumps({"input_shape": [2, 6, 6], "layers": [{"type": "nope"}]}).encode()
+        bad = json.dumps({"input_shape": [2, 6, 6],
+                          "layers": [{"type": "relu", "bogus": 1}]}).encode()
         path.write_bytes(npz_bytes(**weights, **{**meta, CONFIG_KEY: np.frombuffer(bad, np.uint8)}))
     elif case == "missing_weights":
         weights.pop(next(iter(weights)))
