@@ -136,7 +136,8 @@ def _process_start_time(pid):
 
 
 def _writer_alive(pid, modified):
-    """Whether process `pid` on this host may still be writing a file last modified at `modified`."""
+    """Whether process `pid` (on this host) may still be writing a file last modified at
+    `modified` (seconds since the epoch)."""
     if pid == os.getpid():
         return True
     if pid <= 0:  # not a process id a writer could have

@@ -117,26 +117,40 @@ class _MemberStream:
             raise NpzError(f"member {self._name!r} is shorter than its .npy header says")
         filled = 0
         while filled < len(view):
-            need = len(view) - filled
-            if self._inflate is None:
-                block = self._raw(min(need, _CHUNK))
-            else:
-                source = self._inflate.unconsumed_tail or self._raw(_CHUNK)
-                if not source:
-                    raise NpzError(f"member {self._name!r}: the compressed data ends before "
-                                   "the declared size")
-                try:
-                    block = self._inflate.decompress(source, min(need, _CHUNK))
-                except zlib.error as exc:
-                    raise NpzError(f"member {self._name!r}: corrupt compressed data "
-                                   f"(zlib: {exc})") from None
-                if not block and self._inflate.eof:
-                    raise NpzError(f"member {self._name!r}: the compressed data ends before "
-                                   "the declared size")
-            view[filled:filled + len(block)] = block
-            self._crc = zlib.crc32(block, self._crc)
-            filled += len(block)
+            need = min(len(view) - filled, _CHUNK)
+            got = self._stored(view[filled:filled + need]) if self._inflate is None else \
+                self._inflated(view[filled:filled + need])
+            self._crc = zlib.crc32(view[filled:filled + got], self._crc)
+            filled += got
         self._left -= filled
+
+    def _stored(self, view):
+        """Read stored bytes straight into `view` (no copy); return how many."""
+        n = min(len(view), self._compressed_left)
+        self._file.seek(self._offset)
+        got = self._file.readinto(view[:n]) if n else 0
+        if not got or got < n:
+            raise NpzError(f"member {self._name!r} is truncated (the file ends inside it)")
+        self._offset += got
+        self._compressed_left -= got
+        return got
+
+    def _inflated(self, view):
+        """Inflate at most len(view) bytes into `view`; return how many."""
+        source = self._inflate.unconsumed_tail or self._raw(_CHUNK)
+        if not source:
+            raise NpzError(f"member {self._name!r}: the compressed data ends before the "
+                           "declared size")
+        try:
+            block = self._inflate.decompress(source, len(view))
+        except zlib.error as exc:
+            raise NpzError(f"member {self._name!r}: corrupt compressed data "
+                           f"(zlib: {exc})") from None
+        if not block and self._inflate.eof:
+            raise NpzError(f"member {self._name!r}: the compressed data ends before the "
+                           "declared size")
+        view[:len(block)] = block
+        return len(block)
 
     def read(self, n):
         """`n` bytes (used by numpy's .npy header parser)."""
@@ -231,9 +245,9 @@ class NpzReader:
 
     def _member(self, info):
         """The Member of one zip entry: checks its flags, position and .npy header."""
-        name = info.filename
-        if not name.endswith(NPY_SUFFIX):
-            raise NpzError(f"member {name!r} is not an .npy array")
+        if not info.filename.endswith(NPY_SUFFIX):
+            raise NpzError(f"member {info.filename!r} is not an .npy array")
+        name = info.filename[:-len(NPY_SUFFIX)]
         if info.flag_bits & 0x1:
             raise NpzError(f"member {name!r} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -243,7 +257,7 @@ class NpzReader:
             raise NpzError(f"member {name!r}: stored with {info.compress_size:,} bytes but "
                            f"declares {info.file_size:,}")
         member = Member()
-        member.name = name[:-len(NPY_SUFFIX)]
+        member.name = name
         member.compressed = info.compress_type == zipfile.ZIP_DEFLATED
         member._info = info
         # The data starts after the member's local header, whose name and extra field
@@ -267,7 +281,7 @@ class NpzReader:
             elif version == (2, 0):
                 header = npy_format.read_array_header_2_0(stream, MAX_HEADER_BYTES)
             else:
-                raise NpzError(f"npy format version {version} is not read")
+                raise NpzError(f"member {name!r}: .npy format version {version} is not read")
         except NpzError:
             raise
         except Exception as exc:  # numpy's parser: ValueError, SyntaxError, ...

@@ -79,7 +79,7 @@ def find_model_file(path):
                                     "finished? a checkpoint's weights are in checkpoints/)")
         return model, path
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
+        raise FileNotFoundError(f"model file {path} does not exist")
     return path, path.parent
 
 

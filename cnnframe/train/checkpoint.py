@@ -95,7 +95,7 @@ def _decode(value, fetch, where="state", depth=0):
     Checks the structure as it goes (a crafted ``__meta__`` raises _BadMeta, nothing else).
     """
     if depth > _MAX_DEPTH:
-        raise _BadMeta(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+        raise _BadMeta(f"{where[:40]}...: nested more than {_MAX_DEPTH} levels deep")
     if isinstance(value, list):
         return [_decode(v, fetch, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):

@@ -199,8 +199,9 @@ def _npy(array=None, shape=None, dtype="<f8", data=b""):
     return buf.getvalue()
 
 
-def _patch_entry(path, name, flags_or=0, crc=None, usize=None):
-    """Patch the flags, CRC or uncompressed size of member `name` (local and central header)."""
+def _patch_entry(path, name, flags_or=0, crc=None, usize=None, method=None):
+    """Patch the flags, compression method, CRC or uncompressed size of member `name` (in
+    its local and its central header)."""
     raw = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as z:
         local = z.getinfo(name).header_offset
@@ -215,6 +216,8 @@ def _patch_entry(path, name, flags_or=0, crc=None, usize=None):
                                        (central + 8, central + 16, central + 24)):
         struct.pack_into("<H", raw, flags_at, struct.unpack_from("<H", raw, flags_at)[0]
                          | flags_or)
+        if method is not None:  # the method field follows the flags
+            struct.pack_into("<H", raw, flags_at + 2, method)
         if crc is not None:
             struct.pack_into("<I", raw, crc_at, crc)
         if usize is not None:
@@ -249,6 +252,8 @@ def _damage_checkpoint(path, how):
     members = _zip_members(path)
     if how == "encrypted_flag":
         _patch_entry(path, "a0.npy", flags_or=0x1)
+    elif how == "unknown_compression":  # zipfile: NotImplementedError
+        _patch_entry(path, "a0.npy", method=99)
     elif how == "corrupt_deflate":
         _write_zip(path, members, deflated=set(members))
         raw = bytearray(path.read_bytes())
@@ -263,9 +268,11 @@ def _damage_checkpoint(path, how):
             "meta_deep_structure": '{"w": ' + "[" * 600 + "]" * 600 + "}",
             "meta_missing_array": '{"w": {"__array__": "a7"}}'}[how])
         _write_zip(path, members)
-    elif how == "huge_header":  # a0 declares 4 TiB; the zip entry is consistent with it
-        data = members["a0.npy"]
-        members["a0.npy"] = _npy(shape=(1 << 39,), data=data[len(_npy(shape=(0,))):])
+    elif how == "huge_header":  # a0's .npy header declares 4 TiB before its original data
+        buf = io.BytesIO(members["a0.npy"])
+        np.lib.format.read_magic(buf)
+        np.lib.format.read_array_header_1_0(buf)
+        members["a0.npy"] = _npy(shape=(1 << 39,), data=buf.read())
         _write_zip(path, members)
     elif how == "inflates_beyond":
         _inflating_beyond(path, "a0.npy")
@@ -304,10 +311,10 @@ def _refused_with_peak(load, path, error, match):
     return info.value, peak
 
 
-CHECKPOINT_DAMAGE = ["encrypted_flag", "corrupt_deflate", "meta_unhashable_key",
-                     "meta_tuple_of_int", "meta_dict_of_list", "meta_deep_json",
-                     "meta_deep_structure", "meta_missing_array", "huge_header",
-                     "inflates_beyond", "unexpected_bomb"]
+CHECKPOINT_DAMAGE = ["encrypted_flag", "unknown_compression", "corrupt_deflate",
+                     "meta_unhashable_key", "meta_tuple_of_int", "meta_dict_of_list",
+                     "meta_deep_json", "meta_deep_structure", "meta_missing_array",
+                     "huge_header", "inflates_beyond", "unexpected_bomb"]
 
 
 def _good_checkpoint(path):

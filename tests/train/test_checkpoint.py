@@ -148,6 +148,24 @@ def test_bit_flip_is_detected(tmp_path):
         load_state(path)
 
 
+def test_arrays_beyond_the_memory_bound_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    import cnnframe.train.checkpoint as checkpoint
+    path = tmp_path / "c.npz"
+    save_state(path, {"w": np.zeros(1000), "v": np.zeros(1000)})
+    monkeypatch.setattr(checkpoint, "max_checkpoint_bytes", lambda: 10000)
+    read, real_read = [], checkpoint.NpzReader.read
+
+    def recording_read(self, name, **kw):
+        read.append(name)
+        return real_read(self, name, **kw)
+
+    monkeypatch.setattr(checkpoint.NpzReader, "read", recording_read)
+    with pytest.raises(CheckpointError, match=r"c\.npz: its arrays declare 16,000 bytes in all, "
+                       r"more than this machine's memory \(10,000 bytes\)"):
+        load_state(path)
+    assert read == ["__meta__"]  # only the metadata was read
+
+
 def test_manager_keeps_last_k_and_latest_skips_corrupt(tmp_path):
     mgr = CheckpointManager(tmp_path, keep=2)
     for epoch in range(1, 5):
