@@ -26,6 +26,7 @@ import numpy as np
 
 from cnnframe._files import atomic_write
 from cnnframe._npz import NotAnArchiveError, NpzError, NpzReader
+from cnnframe.graph.sizes import ModelTooLargeError
 from cnnframe.registry import UnknownLayerError, get_layer, plugin_errors
 
 FORMAT_VERSION = 1
@@ -195,6 +196,8 @@ def _load(path, npz, cls):
         raise ValueError(_plugin_message(path, missing_types))
     try:
         model = cls.from_config(config)
+    except ModelTooLargeError as exc:  # a well-formed config too big for this machine
+        raise ModelTooLargeError(f"{path}: {exc}") from None
     except Exception as exc:
         raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
     limits = _check_weights(path, model, members)
