@@ -25,7 +25,7 @@ __all__ = ["Communicator", "LocalCommunicator", "MPICommunicator", "MPIUnavailab
 DEFAULT_TIMEOUT = 120.0
 
 
-class MPIUnavailableError(RuntimeError):
+class MPIUnavailableError(ImportError):
     """Distributed training was asked for, but mpi4py or an MPI library is missing."""
 
 

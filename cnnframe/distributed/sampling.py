@@ -148,8 +148,7 @@ class ShardedLoader(DataLoader):
 
     def load_state_dict(self, state):
         """Resume at the global position of `state` (the world size may differ)."""
-        state = {k: v for k, v in state.items() if k != "world_size"}
-        super().load_state_dict(state)
+        super().load_state_dict({**state, "world_size": self.world_size})
 
     def __repr__(self):
         return (f"ShardedLoader(n={self.num_samples}, batch_size={self.batch_size} global, "

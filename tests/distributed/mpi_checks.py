@@ -43,7 +43,7 @@ def check_equivalence(comm, out):
 
 
 def check_sync_bn(comm, out):
-    trainer, _ = tiny_runs.train(comm, steps=200, batch_norm=True, sync_batch_norm=True)
+    trainer, _ = tiny_runs.train(comm, steps=200, batch_norm=True, sync_batch_norm=True, lr=0.02)
     save(comm, out, "sync_bn", same_on_all_ranks(comm, trainer))
     trainer, _ = tiny_runs.train(comm, steps=50, batch_norm=True, sync_batch_norm=False)
     save(comm, out, "local_bn", same_on_all_ranks(comm, trainer))

@@ -32,7 +32,7 @@ def datasets(n_train=512, n_test=200):
 
 def train(comm, *, steps=300, batch_size=32, batch_norm=False, sync_batch_norm=False,
           augment=True, out_dir=None, resume=False, max_steps=None, plain=False,
-          bucket_bytes=2048, epochs=None):
+          bucket_bytes=2048, epochs=None, lr=0.05):
     """Train the tiny model; returns (trainer, history).
 
     `plain` trains the single-process `cnnframe.train.Trainer` with a `DataLoader` instead
@@ -45,7 +45,7 @@ def train(comm, *, steps=300, batch_size=32, batch_norm=False, sync_batch_norm=F
     per_epoch = len(train_set) // batch_size
     epochs = epochs or -(-steps // per_epoch)
     model = Model.from_config(model_config(batch_norm))
-    opt = build_optimizer({"type": "sgd", "lr": 0.05, "momentum": 0.9}, model)
+    opt = build_optimizer({"type": "sgd", "lr": lr, "momentum": 0.9}, model)
     test_loader = DataLoader(test_set, 64, shuffle=False, transform=build_transforms(EVAL))
     if plain:
         loader = DataLoader(train_set, batch_size, seed=7, drop_last=True, transform=transform)
