@@ -64,7 +64,10 @@ class GradientReducer:
         self.bucket_bytes = int(bucket_bytes)
         self.dtype = np.dtype(getattr(model, "dtype", np.float32))
         self.buckets = self._plan(model)
-        self._node_bucket = {n: b for b in self.buckets for n in b.nodes}
+        self._node_buckets = {}  # node -> the buckets holding its parameters, in plan order
+        for b in self.buckets:
+            for n in sorted(b.nodes):
+                self._node_buckets.setdefault(n, []).append(b)
         self.buffer_entries = []
         offset = 0
         for name in buffer_nodes:
@@ -113,8 +116,7 @@ class GradientReducer:
         """`Model.backward`'s hook: start the bucket whose last layer `name` was."""
         if not self._active:
             return
-        bucket = self._node_bucket.get(name)
-        if bucket is not None:
+        for bucket in self._node_buckets.get(name, ()):
             bucket.remaining.discard(name)
             if not bucket.remaining and bucket.request is None:
                 self._launch(bucket)

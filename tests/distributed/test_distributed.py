@@ -108,7 +108,8 @@ def test_buckets_average_every_gradient_once(rng, bucket_bytes):
         assert np.array_equal(v, before[k]), k  # (g + g) / 2
     assert sum(comm.sizes) == sum(g.nbytes for g in before.values())
     assert comm.sizes == reducer.bucket_sizes
-    assert all(s <= bucket_bytes for s in comm.sizes) or len(comm.sizes) == len(before)
+    # launched in plan order; a bucket is over the cap only to hold one large parameter
+    assert all(b.size * 4 <= bucket_bytes or len(b.entries) == 1 for b in reducer.buckets)
 
 
 @pytest.mark.parametrize("relu", [False, True])
