@@ -151,7 +151,8 @@ def main():
         print(f"  1 rank  x 2 threads: {one['images_per_s']:7.1f} images/s "
               f"({one['step_s'] * 1e3:.0f} ms/step)")
         print(f"  2 ranks x 1 thread : {two['images_per_s']:7.1f} images/s "
-              f"({two['step_s'] * 1e3:.0f} ms/step)  ratio {two['images_per_s'] / one['images_per_s']:.2f}")
+              f"({two['step_s'] * 1e3:.0f} ms/step)  "
+              f"ratio {two['images_per_s'] / one['images_per_s']:.2f}")
     ar = launch(2, "allreduce")
     print(f"\nAllreduce on loopback, 2 ranks (float32 sum): latency {ar['latency_s'] * 1e6:.1f} us")
     print(f"  {'bytes':>9}  {'time':>9}  {'algbw GB/s':>10}  {'busbw GB/s':>10}")
