@@ -490,6 +490,7 @@ class Trainer:
         self.log(self._summary(row, epochs))
         if self.checkpoints is not None:
             self.save_checkpoint(train_loader, val_loader)
+        if self.out_dir is not None:
             self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)
