@@ -3,7 +3,9 @@
 Each example is a valid call with random geometry, dtype, layout and values
 (NaN/inf included) plus at most one mutation; the call must match
 cnnframe.reference or raise TypeError/ValueError/MemoryError quickly with a
-message.  HYPOTHESIS_PROFILE=thorough runs 1000 examples per test.
+message.  The default profile runs 600 examples of the mixed contract test and 25
+per op; the thorough profile 25 times as many (15,000 and 625, see
+tests/hypothesis_budget.py).
 """
 import collections
 
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnframe.functional as F
+from hypothesis_budget import scaled
 from fuzz.cases import (NORM_OPS, OPS, ContractViolation, HypothesisChooser, RandomChooser,
                         _call, _check_result, build_case, run_case)
 
@@ -21,14 +24,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in
 OUTCOMES = collections.Counter()
 
 
-@settings(max_examples=600)
+@settings(max_examples=scaled(600))
 @given(st.data())
 def test_functional_contract(data):
     OUTCOMES[run_case(HypothesisChooser(data)).split(":")[0]] += 1
 
 
 @pytest.mark.parametrize("op", OPS)
-@settings(max_examples=25)
+@settings(max_examples=scaled(25))
 @given(data=st.data())
 def test_each_op_valid_calls_match_reference(op, data):
     class Fixed(HypothesisChooser):

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 
 from cnnframe.layers import ReLU, Linear
 from fuzz.cases import HypothesisChooser, RandomChooser
+from hypothesis_budget import scaled
 from fuzz.layer_cases import fuzzed_layers, run_layer_case
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-@settings(max_examples=500)
+@settings(max_examples=scaled(500))
 @given(st.data())
 def test_layer_contract(data):
     run_layer_case(HypothesisChooser(data))

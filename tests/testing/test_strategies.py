@@ -8,6 +8,7 @@ from cnnframe import functional as F
 from cnnframe import reference
 from cnnframe.registry import get_layer
 from cnnframe.testing import strategies as cst
+from hypothesis_budget import scaled
 
 
 @given(cst.conv_geometries())
@@ -45,13 +46,13 @@ def test_image_batches_fixed_shape(x):
     assert x.shape == (2, 3, 4, 4) and x.dtype == np.float64
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(cst.inputs_away_from_kinks(get_layer("relu")(), (2, 3, 4, 4), margin=1e-2))
 def test_relu_inputs_away_from_zero(x):
     assert np.min(np.abs(x)) >= 1e-2 * 0.9
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(cst.inputs_away_from_kinks(get_layer("max_pool2d")(kernel_size=2), (1, 2, 4, 4),
                                   margin=1e-2))
 def test_max_pool_inputs_without_near_ties(x):
