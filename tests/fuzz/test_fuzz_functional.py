@@ -159,3 +159,53 @@ def test_ints_beyond_float_range_are_refused_with_value_error(call):
     """Found by the fuzzer: float(10**400) raised OverflowError instead of ValueError."""
     with pytest.raises(ValueError, match=r"batch_norm_(train|eval): (eps|momentum) must be"):
         call(np.ones((4, 3)))
+
+
+def _huge_cases():
+    """name -> (op, arrays, kw, a plausible wrong result): inputs far beyond 1e30 whose
+    results cannot overflow, so the value checks must still run and catch the bug."""
+    rng = np.random.default_rng(3)
+    big32 = (rng.permutation(2 * 3 * 4 * 4).reshape(2, 3, 4, 4) - 48.0) * 3e36
+    x32 = big32.astype(np.float32)  # up to 1.4e38: selections are exact
+    y, argmax = F.max_pool2d(x32, 2)
+    second = np.sort(x32.reshape(2, 3, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+        2, 3, 2, 2, 4), axis=-1)[..., -2]  # the runner-up of each window
+    g64 = rng.standard_normal((2, 3, 2, 2)) * 1e300  # one gradient per input: no sums
+    wrong_grad = F.max_pool2d_backward(g64, argmax, x32.shape)
+    wrong_grad.flat[np.argmax(wrong_grad)] *= 0.5
+    x_conv = (rng.standard_normal((1, 2, 5, 5)) * 1e35).astype(np.float32)
+    w_small = (rng.standard_normal((3, 2, 3, 3)) * 1e-3).astype(np.float32)
+    y_conv = F.conv2d(x_conv, w_small)
+    return {
+        "max_pool2d picks the runner-up": ("max_pool2d", {"x": x32}, {"kernel_size": 2},
+                                           (second.astype(np.float32), argmax)),
+        "max_pool2d_backward halves a gradient": (
+            "max_pool2d_backward", {"grad_y": g64, "argmax": argmax},
+            {"input_shape": x32.shape}, wrong_grad),
+        "conv2d of huge x by small weights, off by 1%": (
+            "conv2d", {"x": x_conv, "weight": w_small}, {}, y_conv * np.float32(1.01)),
+        "global_avg_pool2d_backward halved": (
+            "global_avg_pool2d_backward", {"grad_y": g64[:, :, 0, 0]},
+            {"input_shape": (2, 3, 4, 4)},
+            F.global_avg_pool2d_backward(g64[:, :, 0, 0], (2, 3, 4, 4)) / 2),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_huge_cases()))
+def test_huge_inputs_are_compared_where_no_sum_can_overflow(case):
+    """Value checks are skipped only where a sum could overflow: max pooling selects, so
+    inputs near the float maximum are still compared (the old rule skipped every
+    result of a call with an input above 1e30)."""
+    op, arrays, kw, wrong = _huge_cases()[case]
+    _check_result(op, arrays, kw, _call(op, arrays, kw))
+    with pytest.raises(ContractViolation):
+        _check_result(op, arrays, kw, wrong)
+
+
+def test_sums_that_may_overflow_are_not_compared():
+    """3e38 + 3e38 - 3e38 is inf or 3e38 in float32 by the order of the sum: either passes."""
+    x = np.array([[[[3e38, 3e38, -3e38]]]], np.float32)
+    w = np.ones((1, 1, 1, 3), np.float32)
+    for y in (np.full((1, 1, 1, 1), np.inf, np.float32),
+              np.full((1, 1, 1, 1), 3e38, np.float32)):
+        _check_result("conv2d", {"x": x, "weight": w}, {}, y)
