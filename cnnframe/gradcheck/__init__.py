@@ -54,7 +54,7 @@ verifies that without replaying the state.
 """
 from cnnframe.gradcheck.check import (CheckResult, ElementError, GradcheckError,
                                       GradcheckReport, TargetResult, check_layer)
-from cnnframe.gradcheck.numeric import copy_layer, find_kinks, push_off_kinks
+from cnnframe.gradcheck.numeric import copy_layer, find_kinks, numeric_gradient, push_off_kinks
 
 __all__ = ["check_layer", "GradcheckReport", "GradcheckError", "TargetResult", "ElementError",
-           "CheckResult", "copy_layer", "find_kinks", "push_off_kinks"]
+           "CheckResult", "copy_layer", "find_kinks", "push_off_kinks", "numeric_gradient"]
