@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from cnnframe.layers import ReLU, Linear
 from fuzz.cases import HypothesisChooser, RandomChooser
-from hypothesis_budget import scaled
 from fuzz.layer_cases import fuzzed_layers, run_layer_case
+from hypothesis_budget import scaled
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
