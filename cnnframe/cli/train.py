@@ -49,7 +49,8 @@ def run(args):
     from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
-                                     record_data_root, write_preprocess)
+                                     record_data_root, remove_stale_run_temp_files,
+                                     write_preprocess)
 
     cfg = load_config(args.config)
     if args.epochs is not None:
@@ -99,6 +100,7 @@ def run(args):
     print(f"model: {sum(p.size for p in model.params.values()):,} parameters")
 
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_run_temp_files(out)  # left by an earlier run killed mid-write
     save_config(cfg, out / CONFIG_FILE)
     write_preprocess(out, train_set.classes, train_set.images.shape[1:],
                      eval_transform_config(cfg))

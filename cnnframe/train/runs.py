@@ -14,14 +14,20 @@ config.toml records the dataset root the run read (as an absolute path), so that
 """
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
+from cnnframe._files import remove_stale_temp_files
 from cnnframe.train.checkpoint import atomic_write
 
 MODEL_FILE = "model.cnnf"
 PREPROCESS_FILE = "preprocess.json"
 CONFIG_FILE = "config.toml"
+# The files of a run folder itself (checkpoints/ cleans up after itself), each written
+# atomically through a temporary file next to it.
+RUN_FILES = (CONFIG_FILE, "metrics.csv", MODEL_FILE, PREPROCESS_FILE, "curves.png")
+_RUN_FILE_NAME = re.compile("(?:" + "|".join(map(re.escape, RUN_FILES)) + r")\Z")
 
 
 # Datasets that need no files (and so no root).
@@ -57,6 +63,26 @@ def record_data_root(cfg, data_dir=None):
     out = dict(cfg)
     out["data"] = {**cfg["data"], "root": str(root.resolve())}
     return out
+
+
+def remove_stale_run_temp_files(run_dir):
+    """Delete the temporary files of `RUN_FILES` that killed writes left in a run folder.
+
+    Called when a run starts (``Trainer(out_dir=...)``, ``cnnframe train``), so that runs
+    killed in the middle of writing model.cnnf or metrics.csv do not pile up partial
+    copies; only files whose writer is gone are removed (`cnnframe._files`).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder; a missing folder has nothing to remove.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    return remove_stale_temp_files(run_dir, _RUN_FILE_NAME)
 
 
 def _cifar_image_folder(root):

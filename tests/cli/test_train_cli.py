@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from killed_writes import killed_write
 
 from cnnframe.cli import main
 from cnnframe.graph import Model
@@ -222,6 +223,17 @@ def test_evaluate_on_the_train_split_and_a_model_file(trained, capsys):
     assert main(["evaluate", str(trained / "model.cnnf"), "--split", "train",
                  "--out", str(trained)]) == 0
     assert "train (160 images)" in capsys.readouterr().out
+
+
+def test_train_removes_the_temp_files_a_killed_run_left_in_its_folder(tmp_path):
+    cfg = write_config(tmp_path / "tiny.toml", n_train=48)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.toml", "model.cnnf", "metrics.csv"):
+        killed_write(run / name)
+    assert len(os.listdir(run)) == 3
+    assert main(["train", cfg, "--out", str(run), "--epochs", "1", "--no-progress"]) == 0
+    assert not [name for name in os.listdir(run) if name.startswith(".")]
 
 
 def test_evaluate_without_config_needs_data(tmp_path, trained, capsys):
