@@ -272,7 +272,7 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert main(["predict", str(trained), str(tmp_path / "junk.png")]) == 1
-    assert "cannot read image" in capsys.readouterr().err
+    assert f"{tmp_path / 'junk.png'}: cannot decode image" in capsys.readouterr().err
 
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -526,8 +526,8 @@ def test_predict_reports_bad_files_and_classifies_the_others(trained, tmp_path, 
     assert err[0] == f"cnnframe predict: {missing}: does not exist"
     bad = {line.split(": ")[1]: line for line in err[1:-1]}
     assert sorted(bad) == [str(folder / "bomb.png"), str(folder / "junk.png")]
-    assert "cannot read image" in bad[str(folder / "junk.png")]
-    assert "DecompressionBomb" in bad[str(folder / "bomb.png")]
+    assert "cannot decode image" in bad[str(folder / "junk.png")]
+    assert "too large to decode safely" in bad[str(folder / "bomb.png")]  # Pillow's limit
     assert err[-1].startswith("cnnframe predict: error: 3 of 6 inputs could not be read")
     # With only good files the exit status is 0.
     assert main(["predict", str(trained), *map(str, good)]) == 0
@@ -537,3 +537,42 @@ def test_predict_on_a_folder_without_images(trained, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(trained), str(tmp_path / "empty")]) == 1
     assert "a folder without image files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_pixels, refused", [
+    (None, ["wide.png"]),                    # the default (made 200 here)
+    ("143", ["small.png", "wide.png"]),      # the 12x12 image has 144 pixels
+    ("144", ["wide.png"]),
+    ("0", []),                               # no limit
+])
+def test_predict_max_pixels_refuses_larger_images_before_decoding(trained, tmp_path, capsys,
+                                                                  monkeypatch, max_pixels,
+                                                                  refused):
+    from cnnframe.cli import predict
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.setattr(predict, "MAX_PIXELS", 200)  # the flag's default
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((12, 400, 3), np.uint8)).save(tmp_path / "wide.png")
+    paths = [tmp_path / "small.png", tmp_path / "wide.png"]
+    flag = [] if max_pixels is None else ["--max-pixels", max_pixels]
+    status = main(["predict", str(trained), *map(str, paths), *flag])
+    captured = capsys.readouterr()
+    assert status == (1 if refused else 0)
+    classified = [line.split(":")[0] for line in captured.out.splitlines() if "%" in line]
+    assert classified == [str(p) for p in paths if p.name not in refused]
+    limit = 200 if max_pixels is None else int(max_pixels)
+    for name in refused:
+        [line] = [ln for ln in captured.err.splitlines() if f"{tmp_path / name}: " in ln]
+        assert f"more than max_pixels={limit:,}" in line
+
+
+def test_predict_scales_16_bit_images_like_8_bit_ones(trained, tmp_path, capsys):
+    """16-bit grayscale PNGs were clipped at 255 (nearly white) instead of scaled."""
+    Image = pytest.importorskip("PIL.Image")
+    gray = np.random.default_rng(5).integers(0, 256, (12, 12), dtype=np.uint16)
+    Image.fromarray(gray.astype(np.uint8), "L").save(tmp_path / "8bit.png")
+    Image.fromarray(gray * 257).save(tmp_path / "16bit.png")  # uint16: a 16-bit PNG
+    assert main(["predict", str(trained), str(tmp_path / "8bit.png"),
+                 str(tmp_path / "16bit.png"), "--top", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]
