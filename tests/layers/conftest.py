@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from fake_plugins import plugins  # noqa: F401 - a fixture of test_registry.py
 from finite_differences import numeric_grad
 
 
