@@ -62,7 +62,8 @@ def _run(args, dist):
     from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
-                                     record_data_root, write_preprocess)
+                                     record_data_root, remove_stale_run_temp_files,
+                                     write_preprocess)
 
     cfg = load_config(args.config)
     if args.epochs is not None:
@@ -125,6 +126,7 @@ def _run(args, dist):
 
     if dist is None or dist.is_root:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_run_temp_files(out)  # left by an earlier run killed mid-write
         save_config(cfg, out / CONFIG_FILE)
         write_preprocess(out, train_set.classes, train_set.images.shape[1:],
                          eval_transform_config(cfg))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from cnnframe.gradcheck import numeric_gradient
+from fake_plugins import plugins  # noqa: F401 - a fixture of test_registry.py
 
 
 def check_layer_grads(layer, x, seed=0, training=True, rtol=1e-5, atol=1e-7):
