@@ -65,9 +65,16 @@ cdef inline double row_sqdev(const floating* p, Py_ssize_t n, double mu) noexcep
     return (s0 + s1) + (s2 + s3)
 
 
-cdef inline void grad_sums(const floating* g, const floating* x, Py_ssize_t n, double mu,
-                           double* sum_g, double* sum_gd) noexcept nogil:
-    """sum_g = sum of g[0:n]; sum_gd = sum of g[i] * (x[i] - mu)."""
+cdef struct GradSums:
+    double g    # sum of grad_y
+    double gd   # sum of grad_y * (x - mean)
+
+
+cdef inline GradSums grad_sums(const floating* g, const floating* x, Py_ssize_t n,
+                               double mu) noexcept nogil:
+    """The sums of g[0:n] and of g[i] * (x[i] - mu).  (A struct, not pointer arguments:
+    Cython keeps variables private to a prange iteration only when assigned there.)"""
+    cdef GradSums sums
     cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
     cdef Py_ssize_t i = 0
     while i + 4 <= n:
@@ -84,8 +91,9 @@ cdef inline void grad_sums(const floating* g, const floating* x, Py_ssize_t n, d
         a0 += g[i]
         b0 += g[i] * (x[i] - mu)
         i += 1
-    sum_g[0] = (a0 + a1) + (a2 + a3)
-    sum_gd[0] = (b0 + b1) + (b2 + b3)
+    sums.g = (a0 + a1) + (a2 + a3)
+    sums.gd = (b0 + b1) + (b2 + b3)
+    return sums
 
 
 def norm_forward(const floating[:, :, ::1] x,   # IN  (R, K, L)
@@ -153,7 +161,8 @@ def norm_backward(const floating[:, :, ::1] grad_y,  # IN  (R, K, L)
     cdef Py_ssize_t parts = part_gw.shape[0], P = part_gw.shape[1]
     cdef bint want_x = grad_x.shape[0] > 0
     cdef Py_ssize_t part, r, k, l, p0, i
-    cdef double mu, istd, sg, sgd, A, B, c1, c0, gd, w
+    cdef double mu, istd, A, B, c1, c0, gd, w
+    cdef GradSums sums
     cdef floating c1f, c0f, muf
     cdef const floating* gp
     cdef const floating* xp
@@ -186,12 +195,12 @@ def norm_backward(const floating[:, :, ::1] grad_y,  # IN  (R, K, L)
                         gb[p0 + k] += gp[k]
                 else:
                     for k in range(K):
-                        grad_sums(gp + k * L, xp + k * L, L, mu, &sg, &sgd)
+                        sums = grad_sums(gp + k * L, xp + k * L, L, mu)
                         w = weight[p0 + k]
-                        A = A + sg * w
-                        B = B + sgd * w
-                        gw[p0 + k] += sgd * istd
-                        gb[p0 + k] += sg
+                        A = A + sums.g * w
+                        B = B + sums.gd * w
+                        gw[p0 + k] += sums.gd * istd
+                        gb[p0 + k] += sums.g
                 if not want_x:
                     continue
                 # grad_x = grad_y * w * invstd + (x - mean) * c1 + c0
