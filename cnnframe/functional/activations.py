@@ -1,4 +1,4 @@
-"""Element-wise activations GELU, SiLU, Hardswish, ELU (cnnframe_ext.activation) and PReLU.
+"""Element-wise activations GELU, SiLU, Hardswish, ELU and PReLU (cnnframe_ext.activation).
 
 Formulas follow torch.nn.functional; every backward takes the forward input x
 and recomputes the derivative from it.  Inputs of any shape; float32 and float64
@@ -189,18 +189,25 @@ def elu_backward(grad_y, x, alpha=1.0, *, out=None):
     return _backward("elu", grad_y, x, _alpha(alpha, "elu_backward"), out, "elu_backward")
 
 
-# --- PReLU (numpy: the weight broadcasts per channel) --------------------------------------------
+# --- PReLU (per-channel slopes) ----------------------------------------------------------------
 
-def _prelu_weight(weight, x, fn):
+# PReLU's weight gradient is summed over this many fixed partitions of the planes, then in
+# order, so it does not depend on the thread count.
+PRELU_PARTS = 8
+
+
+def _prelu_view(x, weight, fn):
+    """The (N, C, L) view of x for `weight` (C = 1 for one shared slope) after checks."""
     weight = _float(weight, "weight", fn, x.dtype)
     if weight.ndim != 1 or weight.size < 1:
         raise ValueError(f"{fn}: weight must have shape (1,) or (C,), got {weight.shape}")
-    if weight.size == 1:
-        return weight.reshape(())
-    if x.ndim < 2 or x.shape[1] != weight.size:
+    if weight.size > 1 and (x.ndim < 2 or x.shape[1] != weight.size):
         raise ValueError(f"{fn}: weight has {weight.size} values, one per channel, but x has "
                          f"shape {x.shape} (channels on axis 1)")
-    return weight.reshape((-1,) + (1,) * (x.ndim - 2))
+    n = x.shape[0] if x.ndim else 1
+    c = weight.size
+    length = x.size // (n * c) if n * c else 0
+    return weight, (n, c, length)
 
 
 def prelu(x, weight, *, out=None):
@@ -220,10 +227,11 @@ def prelu(x, weight, *, out=None):
     """
     fn = "prelu"
     x = _float(x, "x", fn)
-    w = _prelu_weight(weight, x, fn)
+    weight, view = _prelu_view(x, weight, fn)
     y = output_array(x.shape, x.dtype, fn, out=out, inputs=(x,))
-    np.multiply(x, w, out=y)
-    np.copyto(y, x, where=x > 0)
+    if x.size:
+        _kernels.prelu_forward(x.reshape(view), weight, y.reshape(view),
+                               threads_for(x.size, view[0] * view[1]))
     return y
 
 
@@ -250,15 +258,16 @@ def prelu_backward(grad_y, x, weight, need_grad_x=True, *, out=None):
     grad_weight : ndarray, weight's shape and dtype
     """
     fn = "prelu_backward"
+    if not isinstance(need_grad_x, (bool, np.bool_)):
+        raise TypeError(f"{fn}: need_grad_x must be True or False, got {need_grad_x!r}")
     grad_y, x = _grad_and_x(grad_y, x, fn)
-    w = _prelu_weight(weight, x, fn)
-    negative = x <= 0
-    axes = tuple(a for a in range(x.ndim) if not (weight.size > 1 and a == 1))
-    grad_weight = np.sum(np.where(negative, grad_y * x, 0), axis=axes)
-    grad_weight = np.asarray(grad_weight, dtype=x.dtype).reshape(weight.shape)
-    if not need_grad_x:
-        return None, grad_weight
-    grad_x = output_array(x.shape, x.dtype, fn, "grad_x", out=out, inputs=(x, grad_y))
-    np.multiply(grad_y, w, out=grad_x)
-    np.copyto(grad_x, grad_y, where=~negative)
-    return grad_x, grad_weight
+    weight, view = _prelu_view(x, weight, fn)
+    grad_x = (output_array(x.shape, x.dtype, fn, "grad_x", out=out, inputs=(x, grad_y))
+              if need_grad_x else None)
+    part_gw = np.zeros((PRELU_PARTS, weight.size))
+    if x.size:
+        _kernels.prelu_backward(grad_y.reshape(view), x.reshape(view), weight,
+                                grad_x.reshape(view) if need_grad_x else
+                                np.empty((0, 1, 1), x.dtype), part_gw,
+                                threads_for(2 * x.size, min(PRELU_PARTS, view[0] * view[1])))
+    return grad_x, part_gw.sum(axis=0).astype(x.dtype)
