@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnframe.registry import get_layer
+from hypothesis_budget import scaled
 
 small = st.integers(1, 3)
 
@@ -25,7 +26,7 @@ def randomise(layer, seed):
     return layer
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=small, groups=small, per_group=small, hw=st.integers(1, 4), affine=st.booleans(),
        seed=st.integers(0, 99))
 def test_group_norm_grads(gradcheck, n, groups, per_group, hw, affine, seed):
@@ -36,7 +37,7 @@ def test_group_norm_grads(gradcheck, n, groups, per_group, hw, affine, seed):
     gradcheck(layer, data(seed, n, c, hw, hw), seed)
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=small, shape=st.lists(st.integers(2, 4), min_size=1, max_size=3),
        k=st.integers(1, 3), affine=st.booleans(), bias=st.booleans(), seed=st.integers(0, 99))
 def test_layer_norm_grads(gradcheck, n, shape, k, affine, bias, seed):
@@ -46,7 +47,7 @@ def test_layer_norm_grads(gradcheck, n, shape, k, affine, bias, seed):
     gradcheck(layer, data(seed, n, *shape), seed)
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=small, c=small, hw=st.integers(2, 4), affine=st.booleans(), track=st.booleans(),
        training=st.booleans(), seed=st.integers(0, 99))
 def test_instance_norm2d_grads(gradcheck, n, c, hw, affine, track, training, seed):
@@ -59,7 +60,7 @@ def test_instance_norm2d_grads(gradcheck, n, c, hw, affine, track, training, see
     gradcheck(layer, data(seed, n, c, hw, hw), seed, training=training)
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(name=st.sampled_from(["gelu", "gelu_tanh", "silu", "hardswish", "elu", "prelu"]),
        shape=st.lists(st.integers(1, 3), min_size=2, max_size=4), seed=st.integers(0, 99))
 def test_activation_grads(gradcheck, name, shape, seed):
@@ -72,7 +73,7 @@ def test_activation_grads(gradcheck, name, shape, seed):
     gradcheck(layer, x, seed)
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(n=small, cin=small, cout=small, hw=st.integers(1, 4), k=st.integers(1, 3),
        stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2),
        output_padding=st.integers(0, 2), groups=st.sampled_from([1, 2]), bias=st.booleans(),
@@ -91,7 +92,7 @@ def test_conv_transpose2d_grads(gradcheck, n, cin, cout, hw, k, stride, padding,
     assert y.shape[1:] == layer.output_shape((cin, hw, hw))
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(n=small, c=small, h=st.integers(1, 5), w=st.integers(1, 5), data_=st.data(),
        seed=st.integers(0, 99))
 def test_upsample_grads(gradcheck, n, c, h, w, data_, seed):
@@ -106,7 +107,7 @@ def test_upsample_grads(gradcheck, n, c, h, w, data_, seed):
     assert y.shape[1:] == layer.output_shape((c, h, w))
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(name=st.sampled_from(["adaptive_avg_pool2d", "adaptive_max_pool2d"]), n=small, c=small,
        h=st.integers(1, 7), w=st.integers(1, 7),
        output_size=st.sampled_from([1, 2, 3, [2, None], [None, 4], 5]), seed=st.integers(0, 99))
@@ -116,7 +117,7 @@ def test_adaptive_pool_grads(gradcheck, name, n, c, h, w, output_size, seed):
     assert y.shape[1:] == layer.output_shape((c, h, w))
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(n=small, c=small, hw=st.integers(1, 3), p=st.sampled_from([0.0, 0.3, 0.7]),
        seed=st.integers(0, 99))
 def test_dropout2d_grads(gradcheck, n, c, hw, p, seed):
