@@ -4,16 +4,42 @@
 #   debug : CNNFRAME_DEBUG_BUILD=1  (Cython bounds checks, -O1 -g)
 #   asan  : debug + CNNFRAME_SANITIZE=address (gcc AddressSanitizer, preloaded into python)
 # Usage: tests/sanitizers/run_sanitizers.sh [pytest args...]   (default: tests/functional)
+#   PYTHON=...           the interpreter (default: the repository's .venv/bin/python); a relative
+#                        path is taken from the current directory, a bare name from PATH
+#   SANITIZE_MODES=asan  run only some of the builds (default: "debug asan")
 # The working tree's own build is left alone.  Exit status is non-zero if any run fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 py=${PYTHON:-$repo/.venv/bin/python}
+# Each build runs after a cd into its scratch copy: resolve the interpreter first.
+case $py in
+    /*) ;;
+    */*) py="$PWD/$py" ;;
+    *) py=$(command -v "$py") || { echo "run_sanitizers: PYTHON=$PYTHON is not on PATH" >&2; exit 2; } ;;
+esac
+if [ ! -x "$py" ]; then
+    echo "run_sanitizers: no interpreter at $py (set PYTHON, or run make setup first)" >&2
+    exit 2
+fi
+modes=${SANITIZE_MODES:-debug asan}
+for mode in $modes; do
+    case $mode in
+        debug|asan) ;;
+        *) echo "run_sanitizers: SANITIZE_MODES=$modes: unknown mode '$mode' (debug, asan)" >&2
+           exit 2 ;;
+    esac
+done
+if [[ " $modes " == *" asan "* ]] && [ ! -f "$(gcc -print-file-name=libasan.so)" ]; then
+    echo "run_sanitizers: gcc has no AddressSanitizer runtime (libasan.so); install it" \
+         "(Debian/Ubuntu: the libasan package matching gcc --version)" >&2
+    exit 2
+fi
 tests=("${@:-tests/functional}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 status=0
-for mode in debug asan; do
+for mode in $modes; do
     src="$work/$mode"
     mkdir -p "$src"
     (cd "$repo" && cp -r setup.py pyproject.toml README.md cnnframe cnnframe_ext tests "$src/")
