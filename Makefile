@@ -35,7 +35,8 @@ build: setup
 	stale=; \
 	for pyx in cnnframe_ext/*.pyx; do \
 	    so=$${pyx%.pyx}$$suffix; \
-	    if [ ! -f "$$so" ] || [ -n "$$(find "$$pyx" cnnframe_ext/*.pxd setup.py -newer "$$so")" ]; then \
+	    newer=$$(find "$$pyx" cnnframe_ext/*.pxd setup.py -newer "$$so" 2>/dev/null); \
+	    if [ ! -f "$$so" ] || [ -n "$$newer" ]; then \
 	        stale=$${stale:+$$stale,}$$(basename "$$pyx" .pyx); \
 	    fi; \
 	done; \
@@ -67,7 +68,8 @@ sanitize: setup
 SANITIZE_QUICK_TESTS := tests/functional/test_out.py tests/functional/test_errors.py \
                         tests/functional/test_pooling.py tests/functional/test_correlate.py
 sanitize-quick: setup
-	SANITIZE_MODES=asan PYTHON=$(abspath $(PY)) tests/sanitizers/run_sanitizers.sh $(SANITIZE_QUICK_TESTS)
+	SANITIZE_MODES=asan PYTHON=$(abspath $(PY)) \
+	    tests/sanitizers/run_sanitizers.sh $(SANITIZE_QUICK_TESTS)
 
 # The atheris harness for a bounded time (seconds).
 fuzz: build

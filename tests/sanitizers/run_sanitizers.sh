@@ -15,7 +15,8 @@ py=${PYTHON:-$repo/.venv/bin/python}
 case $py in
     /*) ;;
     */*) py="$PWD/$py" ;;
-    *) py=$(command -v "$py") || { echo "run_sanitizers: PYTHON=$PYTHON is not on PATH" >&2; exit 2; } ;;
+    *) py=$(command -v "$py") \
+           || { echo "run_sanitizers: PYTHON=$PYTHON is not on PATH" >&2; exit 2; } ;;
 esac
 if [ ! -x "$py" ]; then
     echo "run_sanitizers: no interpreter at $py (set PYTHON, or run make setup first)" >&2

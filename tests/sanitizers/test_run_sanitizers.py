@@ -73,7 +73,7 @@ def test_an_unknown_mode_is_refused(tmp_path):
 @pytest.mark.parametrize("target", ["sanitize", "sanitize-quick"])
 def test_make_passes_an_absolute_interpreter_path(target):
     out = subprocess.run(["make", "-n", "-C", str(REPO), target], capture_output=True,
-                         text=True, timeout=60).stdout
+                         text=True, timeout=60).stdout.replace("\\\n", " ")
     line = next(line for line in out.splitlines() if "run_sanitizers.sh" in line)
     python = re.search(r"PYTHON=(\S+)", line).group(1)
     assert os.path.isabs(python), line
