@@ -44,7 +44,7 @@ def test_relative_and_absolute_interpreter_paths_work(tmp_path, python):
     proc, calls = run_script(tmp_path, python)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(calls) == 2, calls
-    assert "setup.py -q build_ext --inplace" in calls[0]
+    assert "setup.py -q build_ext --inplace -j" in calls[0]
     assert "-m pytest -q -p no:cacheprovider tests/functional/test_out.py" in calls[1]
     assert "== debug: clean" in proc.stdout
 
