@@ -63,10 +63,11 @@ bench: build
 sanitize: setup
 	PYTHON=$(abspath $(PY)) tests/sanitizers/run_sanitizers.sh tests/functional tests/fuzz
 
-# The slice of `sanitize` that CI runs (a few minutes): the AddressSanitizer build only, and the
-# tests of the kernels' bounds, overlaps and error paths.
+# The slice of `sanitize` that CI runs: the AddressSanitizer build only, and the kernel tests
+# of out= overlaps, error paths, convolution (every algorithm), pooling and batch norm.
 SANITIZE_QUICK_TESTS := tests/functional/test_out.py tests/functional/test_errors.py \
-                        tests/functional/test_pooling.py tests/functional/test_correlate.py
+                        tests/functional/test_correlate.py tests/functional/test_conv.py \
+                        tests/functional/test_pooling.py tests/functional/test_normalization.py
 sanitize-quick: setup
 	SANITIZE_MODES=asan PYTHON=$(abspath $(PY)) \
 	    tests/sanitizers/run_sanitizers.sh $(SANITIZE_QUICK_TESTS)

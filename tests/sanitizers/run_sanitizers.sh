@@ -45,7 +45,9 @@ for mode in $modes; do
     mkdir -p "$src"
     (cd "$repo" && cp -r setup.py pyproject.toml README.md cnnframe cnnframe_ext tests "$src/")
     rm -f "$src"/cnnframe_ext/*.so "$src"/cnnframe_ext/*.c
-    env=(CNNFRAME_DEBUG_BUILD=1)
+    # No variable tracking: reports keep their line numbers (only a debugger's view of
+    # variables suffers), and the instrumented direct.c compiles in 2/3 of the time or less.
+    env=(CNNFRAME_DEBUG_BUILD=1 CFLAGS="${CFLAGS:-} -fno-var-tracking -fno-var-tracking-assignments")
     run_env=()
     if [ "$mode" = asan ]; then
         env+=(CNNFRAME_SANITIZE=address)
