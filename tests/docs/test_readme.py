@@ -198,10 +198,12 @@ def workdir(tmp_path):
 
 
 def subprocess_env(workdir):
-    """This process's environment, with this checkout's cnnframe and the stand-ins importable."""
+    """This process's environment, with this checkout's cnnframe (and example plugin, whose
+    entry point the installed copy declares) and the stand-ins importable."""
     env = dict(os.environ)
-    paths = [str(Path(cnnframe.__file__).resolve().parents[1]), str(workdir),
-             env.get("PYTHONPATH", "")]
+    checkout = Path(cnnframe.__file__).resolve().parents[1]
+    paths = [str(checkout), str(checkout / "examples" / "plugins" / "cnnframe_swish" / "src"),
+             str(workdir), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("OMP_NUM_THREADS", "2")
     return env
