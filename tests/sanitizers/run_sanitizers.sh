@@ -47,7 +47,8 @@ for mode in $modes; do
     rm -f "$src"/cnnframe_ext/*.so "$src"/cnnframe_ext/*.c
     # No variable tracking: reports keep their line numbers (only a debugger's view of
     # variables suffers), and the instrumented direct.c compiles in 2/3 of the time or less.
-    env=(CNNFRAME_DEBUG_BUILD=1 CFLAGS="${CFLAGS:-} -fno-var-tracking -fno-var-tracking-assignments")
+    env=(CNNFRAME_DEBUG_BUILD=1
+         CFLAGS="${CFLAGS:-} -fno-var-tracking -fno-var-tracking-assignments")
     run_env=()
     if [ "$mode" = asan ]; then
         env+=(CNNFRAME_SANITIZE=address)
