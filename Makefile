@@ -13,7 +13,7 @@ MAIN_CONFIG := examples/configs/shapes_quickstart.toml
 MAIN_OUT    := runs/quickstart
 endif
 
-.PHONY: all setup build test test-thorough quickstart bench sanitize sanitize-quick fuzz clean
+.PHONY: all setup build test test-thorough test-thorough-slice quickstart bench sanitize sanitize-quick fuzz clean
 
 all: test
 
@@ -21,7 +21,7 @@ $(VENV)/.setup-done: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.26" "scipy>=1.11"
-	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot]"
+	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot,mpi]"
 	if [ -f $(PLUGIN)/pyproject.toml ]; then $(PY) -m pip install --no-build-isolation -e $(PLUGIN); fi
 	touch $@
 
@@ -50,6 +50,13 @@ test: build
 
 test-thorough: build
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
+
+# The slice of test-thorough that CI runs (a few minutes): the conv reference and per-algorithm
+# tests and the functional fuzz contract at 25x their default example counts.
+test-thorough-slice: build
+	$(PY) -m pytest -q --hypothesis-profile=thorough tests/test_hypothesis_profiles.py \
+	    tests/functional/test_conv_reference.py tests/functional/test_conv_algorithms.py \
+	    "tests/fuzz/test_fuzz_functional.py::test_functional_contract"
 
 quickstart: build
 	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT) --resume
