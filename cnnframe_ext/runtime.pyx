@@ -1,22 +1,28 @@
-"""What the compiled kernels were built with, and OpenMP's default thread count."""
+"""What the compiled kernels were built with, the instruction set they use, and OpenMP's
+default thread count.
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int cnnframe_max_threads(void) { return omp_get_max_threads(); }
-    #define CNNFRAME_HAVE_OPENMP 1
-    #else
-    static int cnnframe_max_threads(void) { return 1; }
-    #define CNNFRAME_HAVE_OPENMP 0
-    #endif
-    """
+The kernels exist in up to three versions (src/simd.h): for AVX-512, for AVX2 and FMA,
+and generic.  They use the best one the CPU runs.  Every kernel module registers its
+level setter here when imported (`_register`).
+"""
+cimport cnnframe_ext._simd as _simd
+
+
+cdef extern from "src/runtime.h":
     int cnnframe_max_threads() noexcept nogil
     int CNNFRAME_HAVE_OPENMP
 
 OPENMP = bool(CNNFRAME_HAVE_OPENMP)
+_active = _simd.cnnf_cpu_isa()
+_setters = []
 
 
 def max_threads():
     """The number of threads OpenMP would use by default (1 in a serial build)."""
     return cnnframe_max_threads()
+
+
+def _register(setter):
+    """Called by each kernel module at import with its own level setter (an int level)."""
+    _setters.append(setter)
+    setter(_active)
