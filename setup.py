@@ -8,7 +8,8 @@ CNNFRAME_EXTENSIONS=conv,pool builds only the modules named.
 
 The kernels' C lives in headers under cnnframe_ext/src/ (included by the .pyx files);
 they ship in the sdist and the wheel (package_data, MANIFEST.in), and every module is
-rebuilt when one of them changes (depends).
+rebuilt when one of them changes (depends).  The compiler command and flags are
+compiled into cnnframe_ext.runtime for cnnframe.show_config().
 """
 import os
 import subprocess
@@ -66,13 +67,23 @@ directives = {
     "embedsignature": True,
 }
 
+
+def c_string(text):
+    """`text` as a C string literal, the value of a -D macro."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+build_info = [("CNNFRAME_COMPILE_FLAGS", c_string(" ".join(compile_args))),
+              ("CNNFRAME_CC", c_string(os.environ.get("CC") or sysconfig.get_config_var("CC")
+                                       or "cc"))]
 headers = sorted(str(h.relative_to(HERE)) for h in (HERE / "cnnframe_ext" / "src").glob("*.h"))
 extensions = [
     Extension(
         f"cnnframe_ext.{pyx.stem}",
         [str(pyx.relative_to(HERE))],
         include_dirs=[np.get_include(), str(HERE / "cnnframe_ext")],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + (build_info if pyx.stem == "runtime" else []),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         depends=headers,

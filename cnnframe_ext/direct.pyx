@@ -46,11 +46,13 @@ cdef extern from "src/direct.h":
 
 
 def _set_isa(int level):
-    """Set the instruction-set level of this module's kernels (see cnnframe_ext.runtime)."""
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
     _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
 
 
-_runtime._register(_set_isa)
+_runtime._register(__name__, _set_isa)
 
 
 def has_tile(int fb, int v):

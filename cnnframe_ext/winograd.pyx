@@ -49,11 +49,13 @@ cdef extern from "src/winograd.h":
 
 
 def _set_isa(int level):
-    """Set the instruction-set level of this module's kernels (see cnnframe_ext.runtime)."""
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
     _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
 
 
-_runtime._register(_set_isa)
+_runtime._register(__name__, _set_isa)
 
 
 cdef inline void input43_row(const floating* r0, Py_ssize_t rs, Py_ssize_t Q, int tiles_w,

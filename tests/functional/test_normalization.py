@@ -11,6 +11,10 @@ from cnnframe.registry import get_layer
 from finite_differences import numeric_grad
 
 
+# Every case on every instruction set this CPU runs (tests/conftest.py: isa).
+pytestmark = pytest.mark.usefixtures("isa")
+
+
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def threading_mode(request, monkeypatch):
     """Run every case both on one thread and split over two (tiny calls run serially by default)."""
