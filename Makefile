@@ -28,14 +28,15 @@ $(VENV)/.setup-done: pyproject.toml setup.py
 setup: $(VENV)/.setup-done
 
 # `pip install -e` in setup compiles the kernels once.  `build` recompiles in place only the
-# modules whose .so is missing or older than their .pyx, any .pxd or setup.py (after an edit to
+# modules whose .so is missing or older than their .pyx, any .pxd, any C header in
+# cnnframe_ext/src/ or setup.py (after an edit to
 # cnnframe_ext/*.pyx or *.pxd), passing their names to setup.py in CNNFRAME_EXTENSIONS.
 build: setup
 	@suffix=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
 	stale=; \
 	for pyx in cnnframe_ext/*.pyx; do \
 	    so=$${pyx%.pyx}$$suffix; \
-	    newer=$$(find "$$pyx" cnnframe_ext/*.pxd setup.py -newer "$$so" 2>/dev/null); \
+	    newer=$$(find "$$pyx" cnnframe_ext/*.pxd cnnframe_ext/src/*.h setup.py -newer "$$so" 2>/dev/null); \
 	    if [ ! -f "$$so" ] || [ -n "$$newer" ]; then \
 	        stale=$${stale:+$$stale,}$$(basename "$$pyx" .pyx); \
 	    fi; \

@@ -5,6 +5,11 @@ when the compiler accepts -fopenmp; otherwise the kernels are built serially
 and a warning says so.  CNNFRAME_DEBUG_BUILD=1 turns bounds checks on (for
 debugging and sanitizer runs); CNNFRAME_SANITIZE=address adds AddressSanitizer;
 CNNFRAME_EXTENSIONS=conv,pool builds only the modules named.
+
+The kernels' C lives in headers under cnnframe_ext/src/ (included by the .pyx files);
+they ship in the sdist and the wheel (package_data, MANIFEST.in), and every module is
+rebuilt when one of them changes (depends).  The compiler command and flags are
+compiled into cnnframe_ext.runtime for cnnframe.show_config().
 """
 import os
 import subprocess
@@ -62,14 +67,26 @@ directives = {
     "embedsignature": True,
 }
 
+
+def c_string(text):
+    """`text` as a C string literal, the value of a -D macro."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+build_info = [("CNNFRAME_COMPILE_FLAGS", c_string(" ".join(compile_args))),
+              ("CNNFRAME_CC", c_string(os.environ.get("CC") or sysconfig.get_config_var("CC")
+                                       or "cc"))]
+headers = sorted(str(h.relative_to(HERE)) for h in (HERE / "cnnframe_ext" / "src").glob("*.h"))
 extensions = [
     Extension(
         f"cnnframe_ext.{pyx.stem}",
         [str(pyx.relative_to(HERE))],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        include_dirs=[np.get_include(), str(HERE / "cnnframe_ext")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + (build_info if pyx.stem == "runtime" else []),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        depends=headers,
     )
     for pyx in sorted((HERE / "cnnframe_ext").glob("*.pyx"))
     if not ONLY or pyx.stem in ONLY
@@ -78,5 +95,5 @@ extensions = [
 setup(
     ext_modules=cythonize(extensions, compiler_directives=directives),
     packages=find_packages(include=["cnnframe", "cnnframe.*"]) + ["cnnframe_ext"],
-    package_data={"cnnframe_ext": ["*.pxd", "*.pyx"]},
+    package_data={"cnnframe_ext": ["*.pxd", "*.pyx", "src/*.h"]},
 )

@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without a build
         "cnnframe source directory.") from exc
 
 from cnnframe._threads import get_num_threads, set_num_threads
+from cnnframe._config import available_isas, show_config, use_isa
 from cnnframe import functional
 from cnnframe.functional import conv_output_size
 
@@ -31,7 +32,7 @@ _LAZY = {
 }
 
 __all__ = ["functional", "set_num_threads", "get_num_threads", "conv_output_size", "__version__",
-           *_LAZY]
+           "show_config", "available_isas", "use_isa", *_LAZY]
 
 
 def __getattr__(name):

@@ -14,224 +14,19 @@ is far from 0: each row's mean, then its squared deviations from that mean
 (a second sweep over the row, from cache), merged across rows with Chan et
 al.'s pairwise update; 131072 float32 values per channel lose nothing.
 
-The row helpers are C with restrict pointers, built for AVX-512, AVX2 and
-baseline x86-64 and picked at load time (as in winograd.pyx); inside the
-parallel loops arrays are reached through plain pointers.
+The row helpers are C with restrict pointers (src/batchnorm.h), built for AVX-512,
+AVX2 and the baseline target and picked by the active instruction set (src/simd.h);
+inside the parallel loops arrays are reached through plain pointers.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
 
+cimport cnnframe_ext._simd as _simd
+from cnnframe_ext import runtime as _runtime
 
-cdef extern from *:
-    """
-    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    #define BNK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define BNK_CLONES
-    #endif
-    #include <string.h>
-    #if defined(__GNUC__) && !defined(__clang__)
-    /* the 8-lane helpers are always inlined: no vector ever crosses a call */
-    #pragma GCC diagnostic ignored "-Wpsabi"
-    #endif
 
-    /* Sums run in double over 8-lane vectors (GCC/clang vector extensions: one zmm, two
-       ymm or four xmm registers depending on the clone).  Values are converted on load. */
-    typedef float bnk_v8f __attribute__((vector_size(32)));
-    typedef double bnk_v8d __attribute__((vector_size(64)));
-    static inline __attribute__((always_inline)) bnk_v8d bnk_load_f(const float* p) {
-        bnk_v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, bnk_v8d);
-    }
-    static inline __attribute__((always_inline)) bnk_v8d bnk_load_d(const double* p) {
-        bnk_v8d v; memcpy(&v, p, sizeof v); return v;
-    }
-    /* g where y > 0 else +0.0 (ReLU's gradient, fused into batch norm's backward), as
-       relu_grad writes it: the same values reach the sums bit for bit. */
-    typedef int bnk_v8i __attribute__((vector_size(32)));
-    typedef long long bnk_v8l __attribute__((vector_size(64)));
-    static inline __attribute__((always_inline)) bnk_v8d bnk_load_masked_f(const float* g,
-                                                                            const float* y) {
-        bnk_v8f gv, yv; bnk_v8i gi;
-        memcpy(&gv, g, sizeof gv); memcpy(&yv, y, sizeof yv);
-        memcpy(&gi, &gv, sizeof gi);
-        gi &= (yv > 0.0f);
-        memcpy(&gv, &gi, sizeof gv);
-        return __builtin_convertvector(gv, bnk_v8d);
-    }
-    static inline __attribute__((always_inline)) bnk_v8d bnk_load_masked_d(const double* g,
-                                                                            const double* y) {
-        bnk_v8d gv, yv; bnk_v8l gi;
-        memcpy(&gv, g, sizeof gv); memcpy(&yv, y, sizeof yv);
-        memcpy(&gi, &gv, sizeof gi);
-        gi &= (yv > 0.0);
-        memcpy(&gv, &gi, sizeof gv);
-        return gv;
-    }
-    #define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
-    #define BNK_HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
-
-    /* OUT = the sum over k_ in [0, L) of one row's terms: VEXPR is the vector of terms
-       k_ .. k_+7, SEXPR the single term k_.  Blocks of 32 go to four accumulators
-       (independent add chains), blocks of 8 to the first, the rest to a scalar tail;
-       they are combined in a fixed order, so the result depends only on the row. */
-    #define BNK_ROW_SUM(L, VEXPR, SEXPR, OUT)                                                 \
-        do {                                                                                  \
-            bnk_v8d a0_ = {0}, a1_ = {0}, a2_ = {0}, a3_ = {0};                               \
-            Py_ssize_t i_ = 0;                                                                \
-            for (; i_ + 32 <= (L); i_ += 32) {                                                \
-                { const Py_ssize_t k_ = i_; a0_ += (VEXPR); }                                 \
-                { const Py_ssize_t k_ = i_ + 8; a1_ += (VEXPR); }                             \
-                { const Py_ssize_t k_ = i_ + 16; a2_ += (VEXPR); }                            \
-                { const Py_ssize_t k_ = i_ + 24; a3_ += (VEXPR); }                            \
-            }                                                                                 \
-            for (; i_ + 8 <= (L); i_ += 8) { const Py_ssize_t k_ = i_; a0_ += (VEXPR); }      \
-            a0_ = (a0_ + a1_) + (a2_ + a3_);                                                  \
-            double s_ = BNK_HSUM(a0_);                                                        \
-            for (; i_ < (L); i_++) { const Py_ssize_t k_ = i_; s_ += (SEXPR); }               \
-            (OUT) = s_;                                                                       \
-        } while (0)
-
-    /* Two sums over one row in one sweep (two accumulators each): OUT1 of VEXPR1 /
-       SEXPR1 and OUT2 of VEXPR2 / SEXPR2, as BNK_ROW_SUM. */
-    #define BNK_ROW_SUM2(L, VEXPR1, SEXPR1, OUT1, VEXPR2, SEXPR2, OUT2)                       \
-        do {                                                                                  \
-            bnk_v8d a0_ = {0}, a1_ = {0}, b0_ = {0}, b1_ = {0};                               \
-            Py_ssize_t i_ = 0;                                                                \
-            for (; i_ + 16 <= (L); i_ += 16) {                                                \
-                { const Py_ssize_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2); }               \
-                { const Py_ssize_t k_ = i_ + 8; a1_ += (VEXPR1); b1_ += (VEXPR2); }           \
-            }                                                                                 \
-            for (; i_ + 8 <= (L); i_ += 8) {                                                  \
-                const Py_ssize_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2);                   \
-            }                                                                                 \
-            a0_ += a1_;                                                                       \
-            b0_ += b1_;                                                                       \
-            double s_ = BNK_HSUM(a0_), t_ = BNK_HSUM(b0_);                                    \
-            for (; i_ < (L); i_++) { const Py_ssize_t k_ = i_; s_ += (SEXPR1); t_ += (SEXPR2); } \
-            (OUT1) = s_;                                                                      \
-            (OUT2) = t_;                                                                      \
-        } while (0)
-
-    /* Helpers over `rows` consecutive rows of L values starting at row q0 (channel of
-       row r: (q0 + r) % C); per-channel constants come as double arrays of C. */
-    #define BNK_KERNELS(T, SUF)                                                               \
-    /* row r's mean and sum of squared deviations from it (the second pass over the     */ \
-    /* row reads it from cache)                                                         */ \
-    BNK_CLONES                                                                                \
-    static void bnk_row_stats_##SUF(const T* restrict x, Py_ssize_t rows, Py_ssize_t L,       \
-                                    double* restrict mean, double* restrict m2) {             \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict p = x + r * L;                                                  \
-            double s, mu;                                                                     \
-            BNK_ROW_SUM(L, bnk_load_##SUF(p + k_), (double) p[k_], s);                        \
-            mu = s / (double) L;                                                              \
-            mean[r] = mu;                                                                     \
-            BNK_ROW_SUM(L, (bnk_load_##SUF(p + k_) - mu) * (bnk_load_##SUF(p + k_) - mu),     \
-                        ((double) p[k_] - mu) * ((double) p[k_] - mu), m2[r]);                \
-        }                                                                                     \
-    }                                                                                         \
-    /* y = (x - mean[c]) * scale[c] + shift[c]; mean and shift may be NULL (zeros).       */ \
-    /* relu: y = max(that, 0) (batch norm fused with the ReLU after it); mask: x is taken  */ \
-    /* as 0 where mask <= 0 (the fused ReLU's gradient, eval-mode backward).               */ \
-    BNK_CLONES                                                                                \
-    static void bnk_affine_##SUF(const T* restrict x, Py_ssize_t rows, Py_ssize_t L,          \
-                                 Py_ssize_t C, Py_ssize_t q0, const double* mean,             \
-                                 const double* scale, const double* shift,                    \
-                                 const T* restrict mask, int relu, T* restrict y) {           \
-        Py_ssize_t c = q0 % C;                                                                \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict p = x + r * L;                                                  \
-            T* restrict o = y + r * L;                                                        \
-            const T m = mean ? (T) mean[c] : (T) 0, s = (T) scale[c];                         \
-            const T b = shift ? (T) shift[c] : (T) 0;                                         \
-            if (mask) {                                                                       \
-                const T* restrict k = mask + r * L;                                           \
-                _Pragma("omp simd")                                                           \
-                for (Py_ssize_t i = 0; i < L; i++) o[i] = (BNK_MASKED(p, k, i) - m) * s + b;   \
-            } else if (relu) {                                                                \
-                _Pragma("omp simd")                                                           \
-                for (Py_ssize_t i = 0; i < L; i++) {                                          \
-                    const T v = (p[i] - m) * s + b;                                           \
-                    o[i] = v <= (T) 0 ? (T) 0 : v;                                            \
-                }                                                                             \
-            } else {                                                                          \
-                _Pragma("omp simd")                                                           \
-                for (Py_ssize_t i = 0; i < L; i++) o[i] = (p[i] - m) * s + b;                 \
-            }                                                                                 \
-            if (++c == C) c = 0;                                                              \
-        }                                                                                     \
-    }                                                                                         \
-    /* part_g[r] = sum of g over row r; part_gd[r] = sum of g * (x - mean[c]); with a     */ \
-    /* mask, g is taken as 0 where mask <= 0 (the fused ReLU's gradient)                   */ \
-    BNK_CLONES                                                                                \
-    static void bnk_grad_sums_##SUF(const T* restrict g, const T* restrict x,                 \
-                                    const T* restrict mask, Py_ssize_t rows, Py_ssize_t L,    \
-                                    Py_ssize_t C, Py_ssize_t q0, const double* restrict mean, \
-                                    double* restrict part_g, double* restrict part_gd) {      \
-        Py_ssize_t c = q0 % C;                                                                \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict gp = g + r * L;                                                 \
-            const T* restrict xp = x + r * L;                                                 \
-            const double m = mean[c];                                                         \
-            if (mask) {                                                                       \
-                const T* restrict kp = mask + r * L;                                          \
-                BNK_ROW_SUM2(L, bnk_load_masked_##SUF(gp + k_, kp + k_),                      \
-                             (double) BNK_MASKED(gp, kp, k_), part_g[r],                      \
-                             bnk_load_masked_##SUF(gp + k_, kp + k_) * (bnk_load_##SUF(xp + k_) - m), \
-                             (double) BNK_MASKED(gp, kp, k_) * ((double) xp[k_] - m), part_gd[r]); \
-            } else {                                                                          \
-                BNK_ROW_SUM2(L, bnk_load_##SUF(gp + k_), (double) gp[k_], part_g[r],           \
-                             bnk_load_##SUF(gp + k_) * (bnk_load_##SUF(xp + k_) - m),         \
-                             (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);            \
-            }                                                                                 \
-            if (++c == C) c = 0;                                                              \
-        }                                                                                     \
-    }                                                                                         \
-    /* gx = g * a[c] + ((x - mean[c]) * k1[c] + k0[c]); g masked as in bnk_grad_sums */      \
-    BNK_CLONES                                                                                \
-    static void bnk_grad_x_##SUF(const T* restrict g, const T* restrict x,                    \
-                                 const T* restrict mask, Py_ssize_t rows, Py_ssize_t L,       \
-                                 Py_ssize_t C, Py_ssize_t q0, const double* mean,             \
-                                 const double* a, const double* k1, const double* k0,         \
-                                 T* restrict gx) {                                            \
-        Py_ssize_t c = q0 % C;                                                                \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict gp = g + r * L;                                                 \
-            const T* restrict xp = x + r * L;                                                 \
-            T* restrict o = gx + r * L;                                                       \
-            const T m = (T) mean[c], av = (T) a[c], k1v = (T) k1[c], k0v = (T) k0[c];         \
-            if (mask) {                                                                       \
-                const T* restrict kp = mask + r * L;                                          \
-                _Pragma("omp simd")                                                           \
-                for (Py_ssize_t i = 0; i < L; i++)                                            \
-                    o[i] = BNK_MASKED(gp, kp, i) * av + ((xp[i] - m) * k1v + k0v);            \
-            } else {                                                                          \
-                _Pragma("omp simd")                                                           \
-                for (Py_ssize_t i = 0; i < L; i++) o[i] = gp[i] * av + ((xp[i] - m) * k1v + k0v); \
-            }                                                                                 \
-            if (++c == C) c = 0;                                                              \
-        }                                                                                     \
-    }                                                                                         \
-    /* y = max(x, 0) as numpy.maximum: NaN stays NaN, -0.0 becomes 0 */                      \
-    BNK_CLONES                                                                                \
-    static void bnk_relu_##SUF(const T* restrict x, Py_ssize_t n, T* restrict y) {            \
-        _Pragma("omp simd")                                                                   \
-        for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] <= (T) 0 ? (T) 0 : x[i];               \
-    }                                                                                         \
-    /* gx = g where y > 0 else 0 */                                                           \
-    BNK_CLONES                                                                                \
-    static void bnk_relu_grad_##SUF(const T* restrict g, const T* restrict y, Py_ssize_t n,   \
-                                    T* restrict gx) {                                         \
-        _Pragma("omp simd")                                                                   \
-        for (Py_ssize_t i = 0; i < n; i++) gx[i] = y[i] > (T) 0 ? g[i] : (T) 0;               \
-    }
-    BNK_KERNELS(float, f)
-    BNK_KERNELS(double, d)
-    /* Inside a parallel region: wait until every thread has finished the loop before
-       (Cython's prange loops inside parallel() end without a barrier). */
-    #define bnk_barrier() _Pragma("omp barrier")
-    """
+cdef extern from "src/batchnorm.h":
     void bnk_row_stats_f(const float*, Py_ssize_t, Py_ssize_t, double*, double*) noexcept nogil
     void bnk_row_stats_d(const double*, Py_ssize_t, Py_ssize_t, double*, double*) noexcept nogil
     void bnk_affine_f(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
@@ -254,6 +49,16 @@ cdef extern from *:
     void bnk_relu_grad_f(const float*, const float*, Py_ssize_t, float*) noexcept nogil
     void bnk_relu_grad_d(const double*, const double*, Py_ssize_t, double*) noexcept nogil
     void bnk_barrier() noexcept nogil
+
+
+def _set_isa(int level):
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
+    _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
+
+
+_runtime._register(__name__, _set_isa)
 
 
 cdef enum:

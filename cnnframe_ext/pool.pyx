@@ -10,7 +10,7 @@ thread-private locals: memoryview structs are shared across the OpenMP region,
 and the compiler would reload their data pointer and strides after every store.
 
 Max pooling windows that lie wholly inside the plane (all of them without
-padding), and 2x2 stride-2 average pooling, take vectorised kernels (C below) that
+padding), and 2x2 stride-2 average pooling, take vectorised kernels (src/pool.h) that
 give the same bits as the generic loops: they visit each window's elements in the
 same order with the same select or sum, only for a row of windows side by side;
 2x2 stride-2 max pooling has its own kernel.  Callers pass vectorised=False to run
@@ -20,197 +20,11 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.string cimport memset
 
+cimport cnnframe_ext._simd as _simd
+from cnnframe_ext import runtime as _runtime
 
-cdef extern from *:
-    """
-    /* Vectorised pooling of unpadded windows, a row of windows at a time: every
-       window is computed on its own, so the compiler runs a row's windows side by
-       side (omp simd; restrict: outputs never alias inputs).  On x86-64 it also
-       builds AVX2 and AVX-512 versions of each plane kernel and picks one at load
-       time.  Pooled rows are short (4 to 16 windows), so vectors are 4 windows wide
-       (wider ones measured no faster), and a row's last partial vector is redone as
-       its last full one, overlapping the one before and rewriting the same values:
-       a scalar remainder costs far more (GCC compiles its selects to branches).
-       Window indices are Py_ssize_t: Python builds extensions with -fwrapv, under
-       which int arithmetic like 2 * j may wrap and GCC 12 then vectorises nothing. */
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    #define CNNF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define CNNF_CLONES
-    #endif
-    #define CNNF_SIMD _Pragma("omp simd simdlen(4)")
-    enum { CNNF_VECTOR = 4 };
 
-    /* Span s (0 or 1) of a row of OW windows as [*j0, *j0 + *n); 0 if it has none. */
-    static inline int cnnf_span(Py_ssize_t OW, int s, Py_ssize_t* j0, Py_ssize_t* n) {
-        Py_ssize_t whole = OW - OW % CNNF_VECTOR;
-        if (s == 0) {
-            *j0 = 0;
-            *n = whole > 0 ? whole : OW;
-            return 1;
-        }
-        *j0 = OW - CNNF_VECTOR;
-        *n = CNNF_VECTOR;
-        return whole > 0 && whole < OW;
-    }
-    #define CNNF_FOR_SPANS(OW, j0, n)                                                      \
-        for (Py_ssize_t s_ = 0, j0, n; s_ < 2; s_++)                                      \
-            if (cnnf_span((OW), (int) s_, &j0, &n))
-
-    /* Max pooling's select, as in the generic loop: v replaces the best so far if
-       larger, or if v is the first NaN (a NaN propagates and the first one wins).
-       Spelt with != and ^ because GCC 12 vectorises this form, and neither
-       (v > b) | (v != v & b == b) nor !(v <= b) & (b == b). */
-    #define CNNF_TAKES(v, b) (((v) > (b)) | ((((v) != (v)) ^ ((b) != (b))) & ((v) != (v))))
-
-    /* t ? p : q for t in {0, 1}, without a branch.  */
-    static inline float cnnf_select_f(int t, float p, float q) {
-        uint32_t bp, bq, m = -(uint32_t) t;
-        memcpy(&bp, &p, sizeof bp);
-        memcpy(&bq, &q, sizeof bq);
-        bp = (bp & m) | (bq & ~m);
-        memcpy(&p, &bp, sizeof bp);
-        return p;
-    }
-    static inline double cnnf_select_d(int t, double p, double q) {
-        uint64_t bp, bq, m = -(uint64_t) t;
-        memcpy(&bp, &p, sizeof bp);
-        memcpy(&bq, &q, sizeof bq);
-        bp = (bp & m) | (bq & ~m);
-        memcpy(&p, &bp, sizeof bp);
-        return p;
-    }
-
-    #define CNNF_POOL_KERNELS(T, SUF)                                                      \
-    /* 2x2 windows, stride 2, windows [j0, j0 + n) of input rows r0, r1 (W: the row     \
-       length, i0: r0's index in the plane): the first maximum of each row's pair,       \
-       then of the two; the same element as the row-major scan (ties keep the earlier    \
-       one).  */                                                                          \
-    static inline void max_2x2_span_##SUF(const T* restrict r0, const T* restrict r1,     \
-                                          long long i0, long long W, T* restrict yr,     \
-                                          long long* restrict ar, Py_ssize_t j0,         \
-                                          Py_ssize_t n) {                                \
-        CNNF_SIMD                                                                         \
-        for (Py_ssize_t j = j0; j < j0 + n; j++) {                                        \
-            T v0 = r0[2 * j], v1 = r0[2 * j + 1], v2 = r1[2 * j], v3 = r1[2 * j + 1];     \
-            int t1 = CNNF_TAKES(v1, v0), t3 = CNNF_TAKES(v3, v2);                         \
-            T m0 = t1 ? v1 : v0, m1 = t3 ? v3 : v2;                                       \
-            int tb = CNNF_TAKES(m1, m0);                                                  \
-            yr[j] = tb ? m1 : m0;                                                         \
-            ar[j] = i0 + 2 * j + (tb ? W + t3 : t1);                                      \
-        }                                                                                 \
-    }                                                                                     \
-    CNNF_CLONES                                                                           \
-    static void max_pool_2x2_##SUF(const T* restrict x, int W, T* restrict y,             \
-                                   long long* restrict a, int OH, int OW) {              \
-        for (Py_ssize_t oh = 0; oh < OH; oh++) {                                          \
-            const T* r0 = x + 2 * oh * W;                                                 \
-            if (OW >= CNNF_VECTOR) {                                                      \
-                CNNF_FOR_SPANS(OW, j0, n)                                                 \
-                    max_2x2_span_##SUF(r0, r0 + W, 2 * oh * W, W, y + oh * OW,            \
-                                       a + oh * OW, j0, n);                               \
-            } else {                                                                      \
-                /* A row shorter than a vector: scalar, selecting by bit masks (GCC       \
-                   would branch on each select of the vector loop's scalar version).  */  \
-                const T* r1 = r0 + W;                                                     \
-                for (Py_ssize_t j = 0; j < OW; j++) {                                     \
-                    T v0 = r0[2 * j], v1 = r0[2 * j + 1], v2 = r1[2 * j], v3 = r1[2 * j + 1]; \
-                    int t1 = CNNF_TAKES(v1, v0), t3 = CNNF_TAKES(v3, v2);                 \
-                    T m0 = cnnf_select_##SUF(t1, v1, v0), m1 = cnnf_select_##SUF(t3, v3, v2); \
-                    int tb = CNNF_TAKES(m1, m0);                                          \
-                    y[oh * OW + j] = cnnf_select_##SUF(tb, m1, m0);                       \
-                    a[oh * OW + j] = 2 * oh * W + 2 * j + t1 + tb * (W + t3 - t1);        \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    /* Windows that lie wholly inside the plane (all of an unpadded pooling, the        \
-       interior of a padded one): the OHr x OWr windows whose first starts at input      \
-       (h0, w0), written to y and a with row stride ys.  One pass over a span of windows  \
-       per window element, in the generic loop's order.  */                              \
-    CNNF_CLONES                                                                           \
-    static void max_pool_inside_##SUF(const T* restrict x, int W, T* restrict y,          \
-                                      long long* restrict a, int ys, int h0, int w0,      \
-                                      int OHr, int OWr, int kh, int kw, int sh, int sw) { \
-        for (Py_ssize_t r = 0; r < OHr; r++) {                                            \
-            T* restrict yr = y + r * ys;                                                  \
-            long long* restrict ar = a + r * ys;                                          \
-            long long i00 = (h0 + r * sh) * W + w0;                                       \
-            CNNF_FOR_SPANS(OWr, j0, n) {                                                  \
-                CNNF_SIMD                                                                 \
-                for (Py_ssize_t j = j0; j < j0 + n; j++) {                                \
-                    yr[j] = x[i00 + j * sw];                                              \
-                    ar[j] = i00 + j * sw;                                                 \
-                }                                                                         \
-                for (int dh = 0; dh < kh; dh++) {                                         \
-                    for (int dw = (dh == 0); dw < kw; dw++) {                             \
-                        long long i0 = i00 + (long long) dh * W + dw;                     \
-                        CNNF_SIMD                                                         \
-                        for (Py_ssize_t j = j0; j < j0 + n; j++) {                        \
-                            long long i = i0 + j * sw;                                    \
-                            T v = x[i], best = yr[j];                                     \
-                            int take = CNNF_TAKES(v, best);                               \
-                            yr[j] = take ? v : best;                                      \
-                            ar[j] = take ? i : ar[j];                                     \
-                        }                                                                 \
-                    }                                                                     \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    /* 2x2 stride-2 average pooling, summed in the generic loop's order.  */             \
-    CNNF_CLONES                                                                           \
-    static void avg_pool_2x2_##SUF(const T* restrict x, int W, T* restrict y, int OH,     \
-                                   int OW) {                                              \
-        for (Py_ssize_t oh = 0; oh < OH; oh++) {                                          \
-            const T* restrict r0 = x + 2 * oh * W;                                        \
-            const T* restrict r1 = r0 + W;                                                \
-            T* restrict yr = y + oh * OW;                                                 \
-            CNNF_FOR_SPANS(OW, j0, n) {                                                   \
-                CNNF_SIMD                                                                 \
-                for (Py_ssize_t j = j0; j < j0 + n; j++) {                                \
-                    T acc = (T) 0 + r0[2 * j];                                            \
-                    acc = acc + r0[2 * j + 1];                                            \
-                    acc = acc + r1[2 * j];                                                \
-                    acc = acc + r1[2 * j + 1];                                            \
-                    yr[j] = acc / 4;                                                      \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    /* Its gradient, each grad_x element written once: g / 4 to the four cells         \
-       (as 0 + g / 4, the generic loop's accumulation onto zeros), zeros to a last       \
-       odd row or column.  */                                                            \
-    CNNF_CLONES                                                                           \
-    static void avg_unpool_2x2_##SUF(const T* restrict g, int OH, int OW, int H, int W,   \
-                                     T* restrict x) {                                     \
-        for (Py_ssize_t oh = 0; oh < OH; oh++) {                                          \
-            T* restrict x0 = x + 2 * oh * W;                                              \
-            T* restrict x1 = x0 + W;                                                      \
-            const T* restrict gr = g + oh * OW;                                           \
-            CNNF_FOR_SPANS(OW, j0, n) {                                                   \
-                CNNF_SIMD                                                                 \
-                for (Py_ssize_t j = j0; j < j0 + n; j++) {                                \
-                    T v = (T) 0 + gr[j] / 4;                                              \
-                    x0[2 * j] = v;                                                        \
-                    x0[2 * j + 1] = v;                                                    \
-                    x1[2 * j] = v;                                                        \
-                    x1[2 * j + 1] = v;                                                    \
-                }                                                                         \
-            }                                                                             \
-            if (W & 1) {                                                                  \
-                x0[W - 1] = 0;                                                            \
-                x1[W - 1] = 0;                                                            \
-            }                                                                             \
-        }                                                                                 \
-        if (H & 1)                                                                        \
-            memset(x + (Py_ssize_t) (H - 1) * W, 0, (size_t) W * sizeof(T));              \
-    }
-    CNNF_POOL_KERNELS(float, f)
-    CNNF_POOL_KERNELS(double, d)
-    """
+cdef extern from "src/pool.h":
     float cnnf_select_f(int, float, float) noexcept nogil
     double cnnf_select_d(int, double, double) noexcept nogil
     void max_pool_2x2_f(const float*, int, float*, long long*, int, int) noexcept nogil
@@ -221,6 +35,16 @@ cdef extern from *:
     void avg_pool_2x2_d(const double*, int, double*, int, int) noexcept nogil
     void avg_unpool_2x2_f(const float*, int, int, int, int, float*) noexcept nogil
     void avg_unpool_2x2_d(const double*, int, int, int, int, double*) noexcept nogil
+
+
+def _set_isa(int level):
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
+    _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
+
+
+_runtime._register(__name__, _set_isa)
 
 
 cdef inline floating select(bint t, floating p, floating q) noexcept nogil:

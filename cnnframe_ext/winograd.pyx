@@ -21,66 +21,11 @@ from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memset, memcpy
 
 from cnnframe_ext._blas cimport gemm
+cimport cnnframe_ext._simd as _simd
+from cnnframe_ext import runtime as _runtime
 
 
-cdef extern from *:
-    """
-    /* Winograd F(2x2,3x3) tile transforms over a row of tiles, vectorised across tiles.
-       restrict: the transformed planes never alias the input rows.  On x86-64 the
-       compiler also builds AVX2 and AVX-512 versions and picks one at load time. */
-    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    #define CNNF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define CNNF_CLONES
-    #endif
-    #define CNNF_TRANSFORMS(T, SUF)                                                          \
-    CNNF_CLONES                                                                         \
-    static void input_row_##SUF(const T* restrict r0, const T* restrict r1,                 \
-                                const T* restrict r2, const T* restrict r3, int tiles_w,    \
-                                T* restrict v, Py_ssize_t s) {                              \
-        _Pragma("omp simd")                                                                 \
-        for (int tw = 0; tw < tiles_w; tw++) {                                              \
-            int j = 2 * tw;                                                                 \
-            T a0 = r0[j] - r2[j], a1 = r0[j+1] - r2[j+1], a2 = r0[j+2] - r2[j+2], a3 = r0[j+3] - r2[j+3]; \
-            T b0 = r1[j] + r2[j], b1 = r1[j+1] + r2[j+1], b2 = r1[j+2] + r2[j+2], b3 = r1[j+3] + r2[j+3]; \
-            T c0 = r2[j] - r1[j], c1 = r2[j+1] - r1[j+1], c2 = r2[j+2] - r1[j+2], c3 = r2[j+3] - r1[j+3]; \
-            T e0 = r1[j] - r3[j], e1 = r1[j+1] - r3[j+1], e2 = r1[j+2] - r3[j+2], e3 = r1[j+3] - r3[j+3]; \
-            v[0*s+tw] = a0 - a2;  v[1*s+tw] = a1 + a2;  v[2*s+tw] = a2 - a1;  v[3*s+tw] = a1 - a3;   \
-            v[4*s+tw] = b0 - b2;  v[5*s+tw] = b1 + b2;  v[6*s+tw] = b2 - b1;  v[7*s+tw] = b1 - b3;   \
-            v[8*s+tw] = c0 - c2;  v[9*s+tw] = c1 + c2;  v[10*s+tw] = c2 - c1; v[11*s+tw] = c1 - c3;  \
-            v[12*s+tw] = e0 - e2; v[13*s+tw] = e1 + e2; v[14*s+tw] = e2 - e1; v[15*s+tw] = e1 - e3;  \
-        }                                                                                   \
-    }                                                                                       \
-    CNNF_CLONES                                                                         \
-    static void output_row_##SUF(const T* restrict m, Py_ssize_t s, int tiles_w, T bias,    \
-                                 T* restrict y0, T* restrict y1) {                          \
-        _Pragma("omp simd")                                                                 \
-        for (int tw = 0; tw < tiles_w; tw++) {                                              \
-            T s00 = m[0*s+tw] + m[4*s+tw] + m[8*s+tw],  s01 = m[1*s+tw] + m[5*s+tw] + m[9*s+tw];   \
-            T s02 = m[2*s+tw] + m[6*s+tw] + m[10*s+tw], s03 = m[3*s+tw] + m[7*s+tw] + m[11*s+tw];  \
-            T s10 = m[4*s+tw] - m[8*s+tw] - m[12*s+tw], s11 = m[5*s+tw] - m[9*s+tw] - m[13*s+tw];  \
-            T s12 = m[6*s+tw] - m[10*s+tw] - m[14*s+tw], s13 = m[7*s+tw] - m[11*s+tw] - m[15*s+tw]; \
-            y0[2*tw] = s00 + s01 + s02 + bias;  y0[2*tw+1] = s01 - s02 - s03 + bias;            \
-            y1[2*tw] = s10 + s11 + s12 + bias;  y1[2*tw+1] = s11 - s12 - s13 + bias;            \
-        }                                                                                   \
-    }                                                                                       \
-    /* The weight gradient's transform of a row of 2x2 grad_y tiles: Z = A dY A^T (4x4). */ \
-    CNNF_CLONES                                                                         \
-    static void grad_row_##SUF(const T* restrict y0, const T* restrict y1, int tiles_w,     \
-                               T* restrict z, Py_ssize_t s) {                               \
-        _Pragma("omp simd")                                                                 \
-        for (int tw = 0; tw < tiles_w; tw++) {                                              \
-            T a = y0[2*tw], b = y0[2*tw+1], c = y1[2*tw], d = y1[2*tw+1];                   \
-            T r1a = a + c, r1b = b + d, r2a = a - c, r2b = b - d;                           \
-            z[0*s+tw] = a;    z[1*s+tw] = a + b;       z[2*s+tw] = a - b;       z[3*s+tw] = -b;    \
-            z[4*s+tw] = r1a;  z[5*s+tw] = r1a + r1b;   z[6*s+tw] = r1a - r1b;   z[7*s+tw] = -r1b;  \
-            z[8*s+tw] = r2a;  z[9*s+tw] = r2a + r2b;   z[10*s+tw] = r2a - r2b;  z[11*s+tw] = -r2b; \
-            z[12*s+tw] = -c;  z[13*s+tw] = -c - d;     z[14*s+tw] = d - c;      z[15*s+tw] = d;    \
-        }                                                                                   \
-    }
-    CNNF_TRANSFORMS(float, f)
-    CNNF_TRANSFORMS(double, d)
-    """
+cdef extern from "src/winograd.h":
     void input_row_f(const float*, const float*, const float*, const float*, int, float*, Py_ssize_t) noexcept nogil
     void input_row_d(const double*, const double*, const double*, const double*, int, double*, Py_ssize_t) noexcept nogil
     void output_row_f(const float*, Py_ssize_t, int, float, float*, float*) noexcept nogil
@@ -88,110 +33,6 @@ cdef extern from *:
     void grad_row_f(const float*, const float*, int, float*, Py_ssize_t) noexcept nogil
     void grad_row_d(const double*, const double*, int, double*, Py_ssize_t) noexcept nogil
 
-
-cdef extern from *:
-    """
-    /* Winograd F(4x4,3x3): 6x6 input tiles at a stride of 4, 36 products per tile.
-       The padded image is stored phase-split - row[q*Q + u] holds column 4u + q - so
-       that the six columns 4tw..4tw+5 of tile tw are contiguous across tiles: column c
-       of every tile in a row is the run starting at (c % 4) * Q + c / 4. */
-    #define CNNF_BT6(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5)                         \
-        o0 = 4 * (x0) - 5 * (x2) + (x4);                                                    \
-        o1 = (x3) + (x4) - 4 * ((x1) + (x2));                                                \
-        o2 = 4 * ((x1) - (x2)) + (x4) - (x3);                                                \
-        o3 = 2 * ((x3) - (x1)) + (x4) - (x2);                                                \
-        o4 = 2 * ((x1) - (x3)) + (x4) - (x2);                                                \
-        o5 = 4 * (x1) - 5 * (x3) + (x5);
-    #define CNNF_AT6(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3)                                 \
-        o0 = (x0) + (x1) + (x2) + (x3) + (x4);                                               \
-        o1 = ((x1) - (x2)) + 2 * ((x3) - (x4));                                              \
-        o2 = ((x1) + (x2)) + 4 * ((x3) + (x4));                                              \
-        o3 = ((x1) - (x2)) + 8 * ((x3) - (x4)) + (x5);
-    #define CNNF_IN43_COL(k, off)                                                            \
-        CNNF_BT6(r0[(off) + tw], r1[(off) + tw], r2[(off) + tw], r3[(off) + tw],             \
-                 r4[(off) + tw], r5[(off) + tw], t0##k, t1##k, t2##k, t3##k, t4##k, t5##k)
-    #define CNNF_IN43_ROW(i)                                                                 \
-        CNNF_BT6(t##i##0, t##i##1, t##i##2, t##i##3, t##i##4, t##i##5,                       \
-                 v[(6*i+0)*s + tw], v[(6*i+1)*s + tw], v[(6*i+2)*s + tw],                    \
-                 v[(6*i+3)*s + tw], v[(6*i+4)*s + tw], v[(6*i+5)*s + tw])
-    #define CNNF_OUT43_COL(j)                                                                \
-        CNNF_AT6(m[(0+j)*s + tw], m[(6+j)*s + tw], m[(12+j)*s + tw], m[(18+j)*s + tw],       \
-                 m[(24+j)*s + tw], m[(30+j)*s + tw], a0##j, a1##j, a2##j, a3##j)
-    #define CNNF_OUT43_ROW(i)                                                                \
-        CNNF_AT6(a##i##0, a##i##1, a##i##2, a##i##3, a##i##4, a##i##5, o0, o1, o2, o3)       \
-        y##i[4*tw] = o0 + bias; y##i[4*tw+1] = o1 + bias;                                    \
-        y##i[4*tw+2] = o2 + bias; y##i[4*tw+3] = o3 + bias;
-    #define CNNF_A6(x0, x1, x2, x3, o0, o1, o2, o3, o4, o5)                                   \
-        o0 = (x0); o1 = (x0) + (x1) + (x2) + (x3); o2 = (x0) - (x1) + (x2) - (x3);            \
-        o3 = (x0) + 2 * (x1) + 4 * (x2) + 8 * (x3); o4 = (x0) - 2 * (x1) + 4 * (x2) - 8 * (x3); \
-        o5 = (x3);
-    #define CNNF_GRAD43_COL(k)                                                               \
-        CNNF_A6(y0[4*tw+k], y1[4*tw+k], y2[4*tw+k], y3[4*tw+k], c0##k, c1##k, c2##k, c3##k,   \
-                c4##k, c5##k)
-    #define CNNF_GRAD43_ROW(i)                                                               \
-        CNNF_A6(c##i##0, c##i##1, c##i##2, c##i##3, z[(6*i+0)*s + tw], z[(6*i+1)*s + tw],     \
-                z[(6*i+2)*s + tw], z[(6*i+3)*s + tw], z[(6*i+4)*s + tw], z[(6*i+5)*s + tw])
-    #define CNNF_TRANSFORMS43(T, SUF)                                                        \
-    /* The weight gradient's transform of a row of 4x4 grad_y tiles: Z = A dY A^T (6x6). */ \
-    CNNF_CLONES                                                                              \
-    static void grad43_row_##SUF(const T* restrict y0, const T* restrict y1,                 \
-                                 const T* restrict y2, const T* restrict y3, int tiles_w,    \
-                                 T* restrict z, Py_ssize_t s) {                              \
-        _Pragma("omp simd")                                                                  \
-        for (int tw = 0; tw < tiles_w; tw++) {                                               \
-            T c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23;                    \
-            T c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;                    \
-            CNNF_GRAD43_COL(0) CNNF_GRAD43_COL(1) CNNF_GRAD43_COL(2) CNNF_GRAD43_COL(3)      \
-            CNNF_GRAD43_ROW(0) CNNF_GRAD43_ROW(1) CNNF_GRAD43_ROW(2)                         \
-            CNNF_GRAD43_ROW(3) CNNF_GRAD43_ROW(4) CNNF_GRAD43_ROW(5)                         \
-        }                                                                                    \
-    }                                                                                        \
-    /* One input row (W values) into a phase-split padded row: column 4u + q - pw of src */  \
-    /* goes to dst[q*Q + u]; dst is zeroed by the caller.                                */  \
-    CNNF_CLONES                                                                              \
-    static void phase_split_row_##SUF(const T* restrict src, int W, int pw, Py_ssize_t Q,    \
-                                      T* restrict dst) {                                     \
-        for (int q = 0; q < 4; q++) {                                                        \
-            int u_lo = pw > q ? (pw - q + 3) / 4 : 0, last = W - 1 + pw - q;                 \
-            int u_hi = last < 0 ? 0 : (last / 4 + 1 < Q ? last / 4 + 1 : (int) Q);           \
-            const T* restrict from = src + q - pw;                                           \
-            _Pragma("omp simd")                                                              \
-            for (int u = u_lo; u < u_hi; u++)                                                \
-                dst[q * Q + u] = from[4 * u];                                                \
-        }                                                                                    \
-    }                                                                                        \
-    CNNF_CLONES                                                                              \
-    static void input43_row_##SUF(const T* restrict r0, const T* restrict r1,                \
-                                  const T* restrict r2, const T* restrict r3,                \
-                                  const T* restrict r4, const T* restrict r5,                \
-                                  Py_ssize_t Q, int tiles_w, T* restrict v, Py_ssize_t s) {  \
-        _Pragma("omp simd")                                                                  \
-        for (int tw = 0; tw < tiles_w; tw++) {                                               \
-            T t00, t01, t02, t03, t04, t05, t10, t11, t12, t13, t14, t15;                    \
-            T t20, t21, t22, t23, t24, t25, t30, t31, t32, t33, t34, t35;                    \
-            T t40, t41, t42, t43, t44, t45, t50, t51, t52, t53, t54, t55;                    \
-            CNNF_IN43_COL(0, 0) CNNF_IN43_COL(1, Q) CNNF_IN43_COL(2, 2 * Q)                  \
-            CNNF_IN43_COL(3, 3 * Q) CNNF_IN43_COL(4, 1) CNNF_IN43_COL(5, Q + 1)              \
-            CNNF_IN43_ROW(0) CNNF_IN43_ROW(1) CNNF_IN43_ROW(2)                               \
-            CNNF_IN43_ROW(3) CNNF_IN43_ROW(4) CNNF_IN43_ROW(5)                               \
-        }                                                                                    \
-    }                                                                                        \
-    CNNF_CLONES                                                                              \
-    static void output43_row_##SUF(const T* restrict m, Py_ssize_t s, int tiles_w, T bias,  \
-                                   T* restrict y0, T* restrict y1, T* restrict y2,           \
-                                   T* restrict y3) {                                         \
-        _Pragma("omp simd")                                                                  \
-        for (int tw = 0; tw < tiles_w; tw++) {                                               \
-            T a00, a01, a02, a03, a04, a05, a10, a11, a12, a13, a14, a15;                    \
-            T a20, a21, a22, a23, a24, a25, a30, a31, a32, a33, a34, a35, o0, o1, o2, o3;    \
-            CNNF_OUT43_COL(0) CNNF_OUT43_COL(1) CNNF_OUT43_COL(2)                            \
-            CNNF_OUT43_COL(3) CNNF_OUT43_COL(4) CNNF_OUT43_COL(5)                            \
-            CNNF_OUT43_ROW(0) CNNF_OUT43_ROW(1) CNNF_OUT43_ROW(2) CNNF_OUT43_ROW(3)          \
-        }                                                                                    \
-    }
-    CNNF_TRANSFORMS43(float, f)
-    CNNF_TRANSFORMS43(double, d)
-    """
     void phase_split_row_f(const float*, int, int, Py_ssize_t, float*) noexcept nogil
     void phase_split_row_d(const double*, int, int, Py_ssize_t, double*) noexcept nogil
     void grad43_row_f(const float*, const float*, const float*, const float*, int, float*,
@@ -205,6 +46,16 @@ cdef extern from *:
     void output43_row_f(const float*, Py_ssize_t, int, float, float*, float*, float*, float*) noexcept nogil
     void output43_row_d(const double*, Py_ssize_t, int, double, double*, double*, double*,
                         double*) noexcept nogil
+
+
+def _set_isa(int level):
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
+    _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
+
+
+_runtime._register(__name__, _set_isa)
 
 
 cdef inline void input43_row(const floating* r0, Py_ssize_t rs, Py_ssize_t Q, int tiles_w,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import cnnframe
 from hypothesis_budget import DEFAULT_MAX_EXAMPLES
 
 settings.register_profile("default", max_examples=DEFAULT_MAX_EXAMPLES, deadline=None,
@@ -24,3 +25,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def rng():
     """A seeded numpy Generator, fresh for each test."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=cnnframe.available_isas())
+def isa(request):
+    """Each instruction set this CPU runs ("avx512", "avx2", "generic"), forced for the test
+    with cnnframe.use_isa: kernel tests take it so that every machine exercises every path
+    it can run, not only its best."""
+    with cnnframe.use_isa(request.param):
+        yield request.param

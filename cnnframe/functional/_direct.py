@@ -5,17 +5,25 @@ from cnnframe._threads import get_num_threads, threads_for
 from cnnframe.functional._args import output_array, pair
 from cnnframe.functional._workspace import scratch
 from cnnframe_ext import direct as _kernel
+from cnnframe_ext import runtime as _runtime
 
 # Target size of one band's shifted input copies (C * KW * (R + KH - 1) * OW elements):
 # about a core's L2 cache.  Whole maps beat bands of rows where they fit (measured, 5x5
 # 32->32 on 32x32: 8 rows 39.6 ms, 16 rows 37.7 ms, 32 rows 36.3 ms).
 BAND_BYTES = 1 << 20
-# Micro-kernels that run on this CPU: FB output channels x V vectors of 64 bytes of
-# pixels, in order of preference among equal padded work (measured on one core: (8, 2)
-# and (16, 1) 88-94% of peak on 8x8 and 32x32 maps; (4, 4) up to 5% lower; FB = 6, 12,
-# 24 only where they divide F).  (2, 1) runs everywhere; the others need AVX-512.
-TILES = tuple(tile for tile in ((16, 1), (8, 2), (4, 4), (12, 2), (6, 4), (24, 1), (2, 1))
-              if _kernel.has_tile(*tile))
+# The micro-kernels of each instruction set (cnnframe_ext/src/direct.h): FB output
+# channels x V vectors of 64 bytes of pixels, in order of preference among equal padded
+# work.  AVX-512 (measured on one core: (8, 2) and (16, 1) 88-94% of peak on 8x8 and
+# 32x32 maps; (4, 4) up to 5% lower; FB = 6, 12, 24 only where they divide F).  (2, 1)
+# runs everywhere.
+TILES = {"avx512": ((16, 1), (8, 2), (4, 4), (12, 2), (6, 4), (24, 1), (2, 1)),
+         "avx2": ((2, 1),),
+         "generic": ((2, 1),)}
+
+
+def tiles():
+    """The micro-kernels of the instruction set the kernels use now (cnnframe.use_isa)."""
+    return TILES[_runtime.active_isa()]
 
 
 def _lanes(dtype):
@@ -29,13 +37,13 @@ def _band_rows(c, kh, kw, oh, ow, itemsize):
 
 
 def _tile(f, pixels, lanes):
-    """The first of TILES with the least padded work (channels to FB, pixels to V vectors);
+    """The first of tiles() with the least padded work (channels to FB, pixels to V vectors);
     (2, 1) only when nothing else runs."""
     def cost(tile):
         fb, v = tile
         padded = -(-f // fb) * fb * -(-pixels // (v * lanes)) * v * lanes
         return (tile == (2, 1), padded)
-    return min(TILES, key=cost)
+    return min(tiles(), key=cost)
 
 
 def direct_plan(x_shape, weight_shape, padding, dtype, threads=1):
@@ -88,7 +96,8 @@ def _checked_plan(plan, x_shape, w_shape, padding, dtype, fn):
     if plan is None:
         plan = direct_plan(x_shape, w_shape, padding, dtype, get_num_threads())
     if not _kernel.has_tile(plan[1], plan[2]):
-        raise ValueError(f"{fn}: no micro-kernel for FB={plan[1]}, V={plan[2]}; one of {TILES}")
+        raise ValueError(f"{fn}: no micro-kernel for FB={plan[1]}, V={plan[2]} on "
+                         f"{_runtime.active_isa()}; one of {tiles()}")
     return plan
 
 
@@ -249,7 +258,7 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     f, _, kh, kw = weight_shape
     ph, pw = pair(padding, "padding", 0)
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    if np.dtype(dtype) != np.float32 or TILES == ((2, 1),):
+    if np.dtype(dtype) != np.float32 or tiles() == ((2, 1),):
         return False
     pixels = oh * ow
     if pixels < 0.75 * -(-pixels // 16) * 16:

@@ -1,4 +1,6 @@
 """conv2d / conv2d_backward against the numpy reference and finite differences."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -17,18 +19,31 @@ def threading_mode(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(autouse=True, params=["im2col", "winograd", "winograd2x2", "direct"])
+# The algorithms below; "winograd" and "direct" on every instruction set this CPU runs
+# (the others call no code that depends on it, or the same as "winograd").
+ALGORITHMS = ["im2col", *(f"winograd-{isa}" for isa in cnnframe.available_isas()),
+              "winograd2x2", *(f"direct-{isa}" for isa in cnnframe.available_isas())]
+
+
+@pytest.fixture(autouse=True, params=ALGORITHMS)
 def algorithm(request, monkeypatch):
     """Run every case with im2col only; with Winograd taking every 3x3 stride-1 undilated
     conv whatever its channel count: F(4x4, 3x3) for output sizes that are multiples of 4
     and F(2x2, 3x3) for other even ones ("winograd"), or F(2x2, 3x3) for every even output
     size ("winograd2x2"); and with the default choice, where the direct kernel takes the
-    float32 stride-1 convs it is faster for ("direct")."""
-    monkeypatch.setattr(conv_module, "DIRECT", request.param == "direct")
-    if request.param == "direct":
-        return request.param
-    if request.param.startswith("winograd"):
-        f43 = 0 if request.param == "winograd" else 10**9
+    float32 stride-1 convs it is faster for ("direct").  A suffix "-isa" forces that
+    instruction set (cnnframe.use_isa)."""
+    name, _, isa = request.param.partition("-")
+    with cnnframe.use_isa(isa) if isa else contextlib.nullcontext():
+        yield _configure(name, monkeypatch)
+
+
+def _configure(name, monkeypatch):
+    monkeypatch.setattr(conv_module, "DIRECT", name == "direct")
+    if name == "direct":
+        return name
+    if name.startswith("winograd"):
+        f43 = 0 if name == "winograd" else 10**9
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1)
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
         monkeypatch.setattr(conv_module, "WINOGRAD43_MIN_PIXELS", f43)
@@ -37,7 +52,7 @@ def algorithm(request, monkeypatch):
         monkeypatch.setattr(conv_module, "GRAD_WEIGHT_IM2COL_MIN_PAIRS", 10**9)
     else:
         monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
-    return request.param
+    return name
 
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}

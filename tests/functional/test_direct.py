@@ -7,11 +7,14 @@ import cnnframe
 import cnnframe.reference as R
 from cnnframe.functional import _direct
 from cnnframe.functional._direct import (TILES, direct_applies, direct_conv2d, direct_conv2d_grad_x,
-                                         direct_plan)
+                                         direct_plan, tiles)
 from cnnframe.functional.conv import PARTS, _transposed_kernel
+from cnnframe_ext import direct as _kernel
 from hypothesis_budget import scaled
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+# Every test on every instruction set this CPU runs (tests/conftest.py: isa).
+pytestmark = pytest.mark.usefixtures("isa")
 
 
 def arrays(rng, n, c, h, w, f, kh, kw, dtype, with_bias=True):
@@ -44,15 +47,18 @@ def test_matches_reference(geometry, dtype, with_bias, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("kernel", [(3, 5), (3, 3), (5, 5)])
 @pytest.mark.parametrize("rows", [1, 2, 5, 100])
-def test_every_tile_and_band(rng, tile, rows, dtype):
-    """Every micro-kernel, with bands of 1, 2, 5 rows and whole maps; F and the pixel count
-    are not multiples of the tile, so channel and pixel tails are covered."""
-    x, weight, bias = arrays(rng, 2, 3, 11, 19, 13, 3, 5, dtype)
-    oh = 11 + 2 - 3 + 1
-    y = direct_conv2d(x, weight, bias, (1, 2), plan=(min(rows, oh), *tile))
-    np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=(1, 2)), **TOL[dtype])
+def test_every_tile_and_band(rng, rows, kernel, dtype):
+    """Every micro-kernel of the instruction set, with bands of 1, 2, 5 rows and whole maps,
+    for any kernel size and the unrolled 3x3 and 5x5; F and the pixel count are not
+    multiples of the tile, so channel and pixel tails are covered."""
+    x, weight, bias = arrays(rng, 2, 3, 11, 19, 13, *kernel, dtype)
+    oh = 11 + 2 - kernel[0] + 1
+    want = R.conv2d(x, weight, bias, padding=(1, 2))
+    for tile in tiles():
+        y = direct_conv2d(x, weight, bias, (1, 2), plan=(max(1, min(rows, oh)), *tile))
+        np.testing.assert_allclose(y, want, err_msg=str(tile), **TOL[dtype])
 
 
 @pytest.mark.parametrize("shape,k,p", [((2, 3, 32, 32), 3, 1), ((2, 8, 8, 8), 3, 1),
@@ -146,7 +152,7 @@ def test_unknown_tile_refused(rng):
 def test_plan_is_valid():
     for shape, w_shape in [((128, 3, 32, 32), (32, 3, 3, 3)), ((1, 512, 224, 224), (7, 512, 7, 7))]:
         rows, fb, v = direct_plan(shape, w_shape, 1, np.float32)
-        assert (fb, v) in TILES and 1 <= rows <= shape[2]
+        assert (fb, v) in tiles() and 1 <= rows <= shape[2]
 
 
 def test_plan_splits_small_batches_into_bands():
@@ -163,7 +169,7 @@ def test_plans_bit_identical(rng, dtype):
     AVX-512), which all agree with the reference."""
     x, weight, bias = arrays(rng, 2, 4, 13, 21, 30, 3, 3, dtype)
     by_tile = {tile: [direct_conv2d(x, weight, bias, 1, plan=(rows, *tile))
-                      for rows in (1, 4, 5, 13)] for tile in TILES}
+                      for rows in (1, 4, 5, 13)] for tile in tiles()}
     for tile, ys in by_tile.items():
         for y in ys[1:]:
             assert np.array_equal(y, ys[0]), tile
@@ -205,7 +211,7 @@ def test_applies_to_measured_wins():
     """The predicate follows the measurements in its docstring (float32, AVX-512); float64
     never goes direct, and nothing does on a CPU without AVX-512, where only the small
     portable micro-kernel runs."""
-    avx512 = TILES != ((2, 1),)
+    avx512 = tiles() != ((2, 1),)
     for x_shape, w_shape, p in MEASURED_WINS:
         assert applies(x_shape, w_shape, p, np.float32) == avx512, (x_shape, w_shape)
         assert not applies(x_shape, w_shape, p, np.float64)
@@ -213,14 +219,14 @@ def test_applies_to_measured_wins():
         assert not applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
 
 
-def test_large_micro_kernels_exactly_with_avx512():
-    """TILES and has_direct_grad_weight() both follow the CPU's AVX-512: all six large
-    micro-kernels and the weight gradient, or neither (then the weight gradient refuses)."""
-    avx512 = TILES != ((2, 1),)
-    assert set(TILES) == ({(16, 1), (8, 2), (4, 4), (12, 2), (6, 4), (24, 1), (2, 1)}
-                          if avx512 else {(2, 1)})
-    assert _direct.has_direct_grad_weight() == avx512
-    if not avx512:
+def test_tiles_are_the_kernels_of_the_active_instruction_set(isa):
+    """tiles() lists exactly the micro-kernels the active instruction set has, and
+    has_direct_grad_weight() follows AVX-512 (elsewhere the weight gradient refuses)."""
+    candidates = {tile for level in TILES.values() for tile in level} | {(5, 5), (1, 1)}
+    assert tiles() == TILES[isa]
+    assert {tile for tile in candidates if _kernel.has_tile(*tile)} == set(TILES[isa])
+    assert _direct.has_direct_grad_weight() == (isa == "avx512")
+    if isa != "avx512":
         x = np.zeros((1, 3, 8, 8), np.float32)
         with pytest.raises(RuntimeError, match="needs AVX-512"):
             _direct.direct_conv2d_grad_weight(x, np.zeros((1, 4, 8, 8), np.float32),
@@ -236,13 +242,18 @@ def test_band_copies(rng, k, rows, pad):
     p = {"same": k // 2, "valid": 0, "full": k - 1}[pad]
     for width in range(max(1, k - 2 * p), 21):
         x, weight, bias = arrays(rng, 1, 2, 6 + k, width, 3, k, k, np.float32)
-        y = direct_conv2d(x, weight, bias, p, plan=(min(rows, 6 + 2 * p + 1), *TILES[0]))
+        y = direct_conv2d(x, weight, bias, p, plan=(min(rows, 6 + 2 * p + 1), *tiles()[0]))
         np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
 
 
 # ------------------------------------------------------------------ weight gradient
-needs_grad_weight = pytest.mark.skipif(not _direct.has_direct_grad_weight(),
-                                       reason="the direct weight gradient needs AVX-512")
+@pytest.fixture
+def grad_weight_runs(isa):
+    if not _direct.has_direct_grad_weight():
+        pytest.skip(f"the direct weight gradient needs AVX-512 (running {isa})")
+
+
+needs_grad_weight = pytest.mark.usefixtures("grad_weight_runs")
 
 
 def grad_weight_case(rng, n, c, h, w, f, kh, kw, padding):

@@ -10,6 +10,10 @@ from cnnframe.gradcheck import numeric_gradient
 from cnnframe.registry import get_layer
 
 
+# Every case on every instruction set this CPU runs (tests/conftest.py: isa).
+pytestmark = pytest.mark.usefixtures("isa")
+
+
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def threading_mode(request, monkeypatch):
     """Run every case both on one thread and split over two (tiny calls run serially by default)."""

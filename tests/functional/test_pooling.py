@@ -7,6 +7,10 @@ import cnnframe.functional as F
 import cnnframe.reference as R
 from cnnframe.testing.strategies import distinct_values, pool_geometries
 
+# Every case on every instruction set this CPU runs (tests/conftest.py: isa).
+pytestmark = pytest.mark.usefixtures("isa")
+
+
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def threading_mode(request, monkeypatch):
     """Run every case both on one thread and split over two (tiny calls run serially by default)."""

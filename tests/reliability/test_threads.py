@@ -1,7 +1,7 @@
 """Results are bit-identical for 1 and 2 threads, in float32 and float64, on every kernel
 path (im2col + GEMM, Winograd F(2x2) and F(4x4), the direct kernel, batch norm, ReLU,
-pooling) and for a whole model's training step; and bit-for-bit deterministic for a
-fixed thread count."""
+pooling) and for a whole model's training step, on every instruction set the CPU runs
+(the `isa` fixture); and bit-for-bit deterministic for a fixed thread count."""
 import numpy as np
 import pytest
 
@@ -70,7 +70,7 @@ def _direct_kernel(dtype, rng, monkeypatch):
     x, w, b, gy = _conv_case(rng, dtype)
     out = {"default plan": _direct.direct_conv2d(x, w, b, 1),
            "grad_x": _direct.direct_conv2d_grad_x(gy, w, 1)}
-    for tile in _direct.TILES:
+    for tile in _direct.tiles():
         out[f"y {tile}"] = _direct.direct_conv2d(x, w, b, 1, plan=(4, *tile))
     if _direct.has_direct_grad_weight() and dtype == np.float32:
         out["grad_weight"] = _direct.direct_conv2d_grad_weight(x, gy, w.shape, 1,
@@ -135,7 +135,7 @@ def assert_identical(one, two):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", PATHS)
-def test_kernel_path_identical_for_1_and_2_threads(path, dtype, monkeypatch):
+def test_kernel_path_identical_for_1_and_2_threads(path, dtype, monkeypatch, isa):
     # Every call splits between the threads, however small (SERIAL_WORK is the cut-off).
     monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
     assert_identical(_run(PATHS[path], 1, dtype, monkeypatch),
@@ -161,7 +161,7 @@ def _model_step(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_model_step_identical_for_1_and_2_threads(dtype):
+def test_model_step_identical_for_1_and_2_threads(dtype, isa):
     """The README's claim, at the level users see it (default thread cut-offs)."""
     assert_identical(_run(_model_step, 1, dtype), _run(_model_step, 2, dtype))
 

@@ -1,0 +1,180 @@
+/* Row helpers of the batch-norm and ReLU kernels (cnnframe_ext/batchnorm.pyx): C with
+   restrict pointers, one version per instruction-set level (simd.h: CNNF_MULTIVERSION).
+
+   Defines, for float (_f) and double (_d):
+     bnk_row_stats_f/_d, bnk_affine_f/_d, bnk_grad_sums_f/_d, bnk_grad_x_f/_d,
+     bnk_relu_f/_d, bnk_relu_grad_f/_d
+   (each dispatching to its _avx512, _avx2 and _generic version), and bnk_barrier(). */
+#ifndef CNNFRAME_BATCHNORM_H
+#define CNNFRAME_BATCHNORM_H
+
+#include <string.h>
+
+#include "simd.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* the 8-lane helpers are always inlined: no vector ever crosses a call */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+/* Sums run in double over 8-lane vectors (one zmm, two ymm or four xmm registers
+   depending on the version).  Values are converted on load. */
+typedef int bnk_i32x8 __attribute__((vector_size(32)));
+typedef long long bnk_i64x8 __attribute__((vector_size(64)));
+
+CNNF_INLINE cnnf_f64x8 bnk_load_f(const float* p) {
+    cnnf_f32x8 v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, cnnf_f64x8);
+}
+CNNF_INLINE cnnf_f64x8 bnk_load_d(const double* p) {
+    cnnf_f64x8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+/* g where y > 0 else +0.0 (ReLU's gradient, fused into batch norm's backward), as
+   relu_grad writes it: the same values reach the sums bit for bit. */
+CNNF_INLINE cnnf_f64x8 bnk_load_masked_f(const float* g, const float* y) {
+    cnnf_f32x8 gv, yv;
+    bnk_i32x8 gi;
+    memcpy(&gv, g, sizeof gv);
+    memcpy(&yv, y, sizeof yv);
+    memcpy(&gi, &gv, sizeof gi);
+    gi &= (yv > 0.0f);
+    memcpy(&gv, &gi, sizeof gv);
+    return __builtin_convertvector(gv, cnnf_f64x8);
+}
+CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
+    cnnf_f64x8 gv, yv;
+    bnk_i64x8 gi;
+    memcpy(&gv, g, sizeof gv);
+    memcpy(&yv, y, sizeof yv);
+    memcpy(&gi, &gv, sizeof gi);
+    gi &= (yv > 0.0);
+    memcpy(&gv, &gi, sizeof gv);
+    return gv;
+}
+#define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
+#define BNK_HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+
+/* OUT = the sum over k_ in [0, L) of one row's terms: VEXPR is the vector of terms
+   k_ .. k_+7, SEXPR the single term k_.  Blocks of 32 go to four accumulators
+   (independent add chains), blocks of 8 to the first, the rest to a scalar tail; they
+   are combined in a fixed order, so the result depends only on the row. */
+#define BNK_ROW_SUM(L, VEXPR, SEXPR, OUT)                                                  \
+    do {                                                                                   \
+        cnnf_f64x8 a0_ = {0}, a1_ = {0}, a2_ = {0}, a3_ = {0};                             \
+        ptrdiff_t i_ = 0;                                                                  \
+        for (; i_ + 32 <= (L); i_ += 32) {                                                 \
+            { const ptrdiff_t k_ = i_; a0_ += (VEXPR); }                                   \
+            { const ptrdiff_t k_ = i_ + 8; a1_ += (VEXPR); }                               \
+            { const ptrdiff_t k_ = i_ + 16; a2_ += (VEXPR); }                              \
+            { const ptrdiff_t k_ = i_ + 24; a3_ += (VEXPR); }                              \
+        }                                                                                  \
+        for (; i_ + 8 <= (L); i_ += 8) { const ptrdiff_t k_ = i_; a0_ += (VEXPR); }        \
+        a0_ = (a0_ + a1_) + (a2_ + a3_);                                                   \
+        double s_ = BNK_HSUM(a0_);                                                         \
+        for (; i_ < (L); i_++) { const ptrdiff_t k_ = i_; s_ += (SEXPR); }                 \
+        (OUT) = s_;                                                                        \
+    } while (0)
+
+/* Two sums over one row in one sweep (two accumulators each): OUT1 of VEXPR1 / SEXPR1
+   and OUT2 of VEXPR2 / SEXPR2, as BNK_ROW_SUM. */
+#define BNK_ROW_SUM2(L, VEXPR1, SEXPR1, OUT1, VEXPR2, SEXPR2, OUT2)                        \
+    do {                                                                                   \
+        cnnf_f64x8 a0_ = {0}, a1_ = {0}, b0_ = {0}, b1_ = {0};                             \
+        ptrdiff_t i_ = 0;                                                                  \
+        for (; i_ + 16 <= (L); i_ += 16) {                                                 \
+            { const ptrdiff_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2); }                 \
+            { const ptrdiff_t k_ = i_ + 8; a1_ += (VEXPR1); b1_ += (VEXPR2); }             \
+        }                                                                                  \
+        for (; i_ + 8 <= (L); i_ += 8) {                                                   \
+            const ptrdiff_t k_ = i_; a0_ += (VEXPR1); b0_ += (VEXPR2);                     \
+        }                                                                                  \
+        a0_ += a1_;                                                                        \
+        b0_ += b1_;                                                                        \
+        double s_ = BNK_HSUM(a0_), t_ = BNK_HSUM(b0_);                                     \
+        for (; i_ < (L); i_++) { const ptrdiff_t k_ = i_; s_ += (SEXPR1); t_ += (SEXPR2); } \
+        (OUT1) = s_;                                                                       \
+        (OUT2) = t_;                                                                       \
+    } while (0)
+
+/* The helpers' code, once per element type: batchnorm_typed.h names its functions after
+   the macros defined here. */
+#define BN_T float
+#define BN_LOAD bnk_load_f
+#define BN_LOAD_MASKED bnk_load_masked_f
+#define BN_ROW_STATS bnk_row_stats_f_body
+#define BN_AFFINE bnk_affine_f_body
+#define BN_GRAD_SUMS bnk_grad_sums_f_body
+#define BN_GRAD_X bnk_grad_x_f_body
+#define BN_RELU bnk_relu_f_body
+#define BN_RELU_GRAD bnk_relu_grad_f_body
+#include "batchnorm_typed.h"
+
+#define BN_T double
+#define BN_LOAD bnk_load_d
+#define BN_LOAD_MASKED bnk_load_masked_d
+#define BN_ROW_STATS bnk_row_stats_d_body
+#define BN_AFFINE bnk_affine_d_body
+#define BN_GRAD_SUMS bnk_grad_sums_d_body
+#define BN_GRAD_X bnk_grad_x_d_body
+#define BN_RELU bnk_relu_d_body
+#define BN_RELU_GRAD bnk_relu_grad_d_body
+#include "batchnorm_typed.h"
+
+/* bnk_row_stats_f and _d (and their _avx512, _avx2, _generic versions), and so on */
+CNNF_MULTIVERSION(bnk_row_stats_f, (const float* restrict x, ptrdiff_t rows, ptrdiff_t L,
+                                    double* restrict mean, double* restrict m2),
+                  (x, rows, L, mean, m2))
+CNNF_MULTIVERSION(bnk_row_stats_d, (const double* restrict x, ptrdiff_t rows, ptrdiff_t L,
+                                    double* restrict mean, double* restrict m2),
+                  (x, rows, L, mean, m2))
+CNNF_MULTIVERSION(bnk_affine_f, (const float* restrict x, ptrdiff_t rows, ptrdiff_t L,
+                                 ptrdiff_t C, ptrdiff_t q0, const double* mean,
+                                 const double* scale, const double* shift,
+                                 const float* restrict mask, int relu, float* restrict y),
+                  (x, rows, L, C, q0, mean, scale, shift, mask, relu, y))
+CNNF_MULTIVERSION(bnk_affine_d, (const double* restrict x, ptrdiff_t rows, ptrdiff_t L,
+                                 ptrdiff_t C, ptrdiff_t q0, const double* mean,
+                                 const double* scale, const double* shift,
+                                 const double* restrict mask, int relu, double* restrict y),
+                  (x, rows, L, C, q0, mean, scale, shift, mask, relu, y))
+CNNF_MULTIVERSION(bnk_grad_sums_f, (const float* restrict g, const float* restrict x,
+                                    const float* restrict mask, ptrdiff_t rows, ptrdiff_t L,
+                                    ptrdiff_t C, ptrdiff_t q0, const double* restrict mean,
+                                    double* restrict part_g, double* restrict part_gd),
+                  (g, x, mask, rows, L, C, q0, mean, part_g, part_gd))
+CNNF_MULTIVERSION(bnk_grad_sums_d, (const double* restrict g, const double* restrict x,
+                                    const double* restrict mask, ptrdiff_t rows, ptrdiff_t L,
+                                    ptrdiff_t C, ptrdiff_t q0, const double* restrict mean,
+                                    double* restrict part_g, double* restrict part_gd),
+                  (g, x, mask, rows, L, C, q0, mean, part_g, part_gd))
+CNNF_MULTIVERSION(bnk_grad_x_f, (const float* restrict g, const float* restrict x,
+                                 const float* restrict mask, ptrdiff_t rows, ptrdiff_t L,
+                                 ptrdiff_t C, ptrdiff_t q0, const double* mean,
+                                 const double* a, const double* k1, const double* k0,
+                                 float* restrict gx),
+                  (g, x, mask, rows, L, C, q0, mean, a, k1, k0, gx))
+CNNF_MULTIVERSION(bnk_grad_x_d, (const double* restrict g, const double* restrict x,
+                                 const double* restrict mask, ptrdiff_t rows, ptrdiff_t L,
+                                 ptrdiff_t C, ptrdiff_t q0, const double* mean,
+                                 const double* a, const double* k1, const double* k0,
+                                 double* restrict gx),
+                  (g, x, mask, rows, L, C, q0, mean, a, k1, k0, gx))
+CNNF_MULTIVERSION(bnk_relu_f, (const float* restrict x, ptrdiff_t n, float* restrict y),
+                  (x, n, y))
+CNNF_MULTIVERSION(bnk_relu_d, (const double* restrict x, ptrdiff_t n, double* restrict y),
+                  (x, n, y))
+CNNF_MULTIVERSION(bnk_relu_grad_f, (const float* restrict g, const float* restrict y,
+                                    ptrdiff_t n, float* restrict gx),
+                  (g, y, n, gx))
+CNNF_MULTIVERSION(bnk_relu_grad_d, (const double* restrict g, const double* restrict y,
+                                    ptrdiff_t n, double* restrict gx),
+                  (g, y, n, gx))
+
+/* Inside a parallel region: wait until every thread has finished the loop before
+   (Cython's prange loops inside parallel() end without a barrier). */
+#define bnk_barrier() _Pragma("omp barrier")
+
+#endif /* CNNFRAME_BATCHNORM_H */
