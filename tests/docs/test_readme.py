@@ -17,7 +17,7 @@ How each language runs:
 
 Placeholders get small stand-ins: DIR is a tiny CIFAR-10 in the official python format
 (cifar-10-batches-py: pickled dicts with bytes keys, protocol 2), my_model.toml a small net,
-MyLayer (also as my_package.layers:MyLayer) a learnable per-channel scale and shift.
+MyLayer (also as my_package.layers:MyLayer and my_layer:MyLayer) a learnable per-channel scale and shift.
 """
 import os
 import pickle
@@ -194,6 +194,7 @@ def workdir(tmp_path):
     (tmp_path / "my_package").mkdir()
     (tmp_path / "my_package" / "__init__.py").write_text("")
     (tmp_path / "my_package" / "layers.py").write_text("from readme_standins import MyLayer\n")
+    (tmp_path / "my_layer.py").write_text("from readme_standins import MyLayer\n")
     return tmp_path
 
 
@@ -348,6 +349,12 @@ def check_bash(block, workdir):
             assert args == [f"{venv}/bin/activate"], f"{program} {args}: not the Makefile's venv"
         elif program == "pip":
             check_pip(args)
+        elif program in ("mpiexec", "mpirun"):  # mpiexec -n N cnnframe ... --distributed
+            assert len(args) >= 3 and args[0] == "-n" and args[1].isdigit(), \
+                f"{program} {args}: expected -n N COMMAND"
+            assert args[2] == "cnnframe" and "--distributed" in args, \
+                f"{program} {args}: expected a cnnframe command with --distributed"
+            check_cnnframe_syntax(args[3:])
         else:
             pytest.fail(f"README.md:{block.line}: no check for the command {program!r}; add one")
 
