@@ -15,7 +15,7 @@ algorithm it names was the one taken:
   many of these convs.
 - ``direct-dispatch-avx512`` / ``direct-dispatch-fallback``: float32 direct-domain
   geometries with conv2d's own choice.  With the AVX-512 micro-kernels the forward
-  pass must be direct; without them (``TILES == ((2, 1),)``) it must fall back to
+  pass must be direct; without them (``tiles() == ((2, 1),)``) it must fall back to
   im2col + GEMM or Winograd.  Only the one for this CPU is collected, so the test id
   says which path was checked.
 - ``direct-kernel``: the same geometries with conv2d's direct rule forced on, so the
@@ -37,7 +37,7 @@ from cnnframe.functional import _direct
 from cnnframe.testing import strategies as cst
 from hypothesis_budget import scaled
 
-AVX512_TILES = _direct.TILES != ((2, 1),)  # the fast micro-kernels run on this CPU
+AVX512_TILES = _direct.tiles() != ((2, 1),)  # the fast micro-kernels run on this CPU
 
 
 @contextlib.contextmanager
