@@ -13,7 +13,7 @@ MAIN_CONFIG := examples/configs/shapes_quickstart.toml
 MAIN_OUT    := runs/quickstart
 endif
 
-.PHONY: all setup build test test-thorough quickstart bench sanitize fuzz clean
+.PHONY: all setup build test test-thorough test-thorough-slice quickstart bench sanitize sanitize-quick fuzz clean
 
 all: test
 
@@ -21,21 +21,43 @@ $(VENV)/.setup-done: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.26" "scipy>=1.11"
-	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot]"
+	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot,mpi]"
 	if [ -f $(PLUGIN)/pyproject.toml ]; then $(PY) -m pip install --no-build-isolation -e $(PLUGIN); fi
 	touch $@
 
 setup: $(VENV)/.setup-done
 
-# Rebuild the Cython kernels in place (after editing cnnframe_ext/*.pyx or *.pxd).
+# `pip install -e` in setup compiles the kernels once.  `build` recompiles in place only the
+# modules whose .so is missing or older than their .pyx, any .pxd, any C header in
+# cnnframe_ext/src/ or setup.py (after an edit to
+# cnnframe_ext/*.pyx or *.pxd), passing their names to setup.py in CNNFRAME_EXTENSIONS.
 build: setup
-	$(PY) setup.py build_ext --inplace
+	@suffix=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
+	stale=; \
+	for pyx in cnnframe_ext/*.pyx; do \
+	    so=$${pyx%.pyx}$$suffix; \
+	    newer=$$(find "$$pyx" cnnframe_ext/*.pxd cnnframe_ext/src/*.h setup.py -newer "$$so" 2>/dev/null); \
+	    if [ ! -f "$$so" ] || [ -n "$$newer" ]; then \
+	        stale=$${stale:+$$stale,}$$(basename "$$pyx" .pyx); \
+	    fi; \
+	done; \
+	if [ -z "$$stale" ]; then echo "kernels up to date"; else \
+	    echo "CNNFRAME_EXTENSIONS=$$stale $(PY) setup.py build_ext --inplace"; \
+	    CNNFRAME_EXTENSIONS=$$stale $(PY) setup.py build_ext --inplace; \
+	fi
 
 test: build
 	$(PY) -m pytest -q
 
 test-thorough: build
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
+
+# The slice of test-thorough that CI runs (a few minutes): the conv reference and per-algorithm
+# tests and the functional fuzz contract at 25x their default example counts.
+test-thorough-slice: build
+	$(PY) -m pytest -q --hypothesis-profile=thorough tests/test_hypothesis_profiles.py \
+	    tests/functional/test_conv_reference.py tests/functional/test_conv_algorithms.py \
+	    "tests/fuzz/test_fuzz_functional.py::test_functional_contract"
 
 quickstart: build
 	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT) --resume
@@ -44,9 +66,19 @@ bench: build
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_train.py
 
-# Kernel and fuzz tests under a bounds-checked build and an AddressSanitizer build.
-sanitize: build
-	PYTHON=$(PY) tests/sanitizers/run_sanitizers.sh tests/functional tests/fuzz
+# Kernel and fuzz tests under a bounds-checked build and an AddressSanitizer build (each built
+# in a scratch copy; the interpreter is passed by absolute path, as the script cds there).
+sanitize: setup
+	PYTHON=$(abspath $(PY)) tests/sanitizers/run_sanitizers.sh tests/functional tests/fuzz
+
+# The slice of `sanitize` that CI runs: the AddressSanitizer build only, and the kernel tests
+# of out= overlaps, error paths, convolution (every algorithm), pooling and batch norm.
+SANITIZE_QUICK_TESTS := tests/functional/test_out.py tests/functional/test_errors.py \
+                        tests/functional/test_correlate.py tests/functional/test_conv.py \
+                        tests/functional/test_pooling.py tests/functional/test_normalization.py
+sanitize-quick: setup
+	SANITIZE_MODES=asan PYTHON=$(abspath $(PY)) \
+	    tests/sanitizers/run_sanitizers.sh $(SANITIZE_QUICK_TESTS)
 
 # The atheris harness for a bounded time (seconds).
 fuzz: build

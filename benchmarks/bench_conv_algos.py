@@ -14,32 +14,25 @@ the weight-gradient constants in functional/conv.py quote these tables.
     python benchmarks/bench_conv_algos.py [--threads 2] [--sizes 4,8,12,16,28,32] [--repeats 7]
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
+from _timing import median_ms
 
 import cnnframe
 import cnnframe.functional.conv as conv
 from cnnframe._alloc import keep_freed_memory
-from cnnframe.functional._direct import direct_conv2d, direct_conv2d_grad_weight, direct_conv2d_grad_x
+from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weight,
+                                         direct_conv2d_grad_x)
+from cnnframe_ext import runtime
 
 CHANNELS = [(16, 16), (16, 32), (32, 32), (32, 64), (64, 32), (64, 64), (64, 128), (128, 64),
             (128, 128), (128, 256), (256, 256)]
-SETTLE_S = 0.005   # as bench_direct.py: let the other implementation's threads go idle
+SETTLE_S = 0.005   # one OpenMP runtime here (no PyTorch): a shorter pause than _timing's
 
 
 def interleaved(fns, repeats):
     """Median ms of each named function, called in turn so that all see the same load."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            time.sleep(SETTLE_S)
-            fn()                       # wakes the threads; the second call is timed
-            t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return median_ms(fns, repeats, settle_s=SETTLE_S)
 
 
 def case(c, f, size, repeats, rng):
@@ -99,7 +92,8 @@ def main(argv=None):
     channels = (CHANNELS if args.channels is None else
                 [tuple(int(v) for v in pair.split(":")) for pair in args.channels.split(",")])
     rng = np.random.default_rng(0)
-    print(f"3x3 stride-1 conv, padding 1, float32, {args.threads} threads; median ms of "
+    print(f"3x3 stride-1 conv, padding 1, float32, {args.threads} threads, "
+          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); median ms of "
           f"{args.repeats}; * fastest; grad_x by im2col = whole im2col backward - its grad_w")
     print(f"{'case':<22} {'pass':<8} {'direct':>8} {'wino2':>8} {'wino4':>8} {'im2col':>8}  "
           "conv2d takes")

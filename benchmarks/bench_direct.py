@@ -9,10 +9,10 @@ cnnframe's and PyTorch's whole backward (input + weight gradients).
     python benchmarks/bench_direct.py [--threads 2] [--repeats 11]
 """
 import argparse
-import statistics
 import time
 
 import numpy as np
+from _timing import median_ms
 
 import cnnframe
 import cnnframe.functional as F
@@ -32,25 +32,6 @@ CASES = [  # (label, C_in, C_out, kernel, padding, size, grad_x)
     ("grad_x 32->32 5x5 p2 32x32", 32, 32, 5, 2, 32, True),
 ]
 
-
-# Pause before switching implementation (as benchmarks/bench_layers.py): PyTorch's and
-# cnnframe's OpenMP runtimes are separate libgomp copies whose idle threads spin for a
-# while after each parallel region, and a kernel started meanwhile waits for a core.
-# After the pause one untimed call wakes the implementation's own threads again.
-SETTLE_S = 0.01
-
-
-def interleaved(fns, repeats):
-    """Median ms of each function, called in turn so that all see the same machine load."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            time.sleep(SETTLE_S)
-            fn()
-            t0 = time.perf_counter()
-            inner = fn()
-            ts.append((inner if isinstance(inner, float) else time.perf_counter() - t0) * 1e3)
-    return [statistics.median(ts) for ts in times]
 
 
 def case_functions(cin, cout, k, pad, size, grad_x, batch, rng):
@@ -101,8 +82,11 @@ def main():
     print(f"{'case':30s} {'direct':>8s} {'cnnframe':>9s} {'torch':>8s} {'direct/torch':>13s}")
     for label, *case in CASES:
         fns = [fn for fn in case_functions(*case, args.batch, rng) if fn is not None]
-        ms = interleaved(fns, args.repeats) + [float("nan")]
+        medians = median_ms(dict(enumerate(fns)), args.repeats)
+        ms = [medians[i] for i in range(len(fns))] + [float("nan")]
         print(f"{label:30s} {ms[0]:8.2f} {ms[1]:9.2f} {ms[2]:8.2f} {ms[0] / ms[2]:13.2f}")
+    if torch is None:
+        print("\nPyTorch is not installed: `pip install torch==2.13.0` fills the torch column.")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Prints one row per case: forward and backward milliseconds (median of
 repeats) for cnnframe, the numpy reference (im2col + matmul) and PyTorch when
 it is importable, and the ratio cnnframe / PyTorch.  float32, batch 128,
-2 threads unless --threads says otherwise.
+2 threads unless --threads says otherwise.  cnnframe and PyTorch are timed
+back to back, each call after a short pause and an untimed call
+(benchmarks/_timing.py).
 
     python benchmarks/bench_kernels.py [--threads 2] [--repeats 15] [--no-reference]
 
@@ -15,6 +17,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import interleaved_ms, median_ms
 
 import cnnframe
 import cnnframe.functional as F
@@ -37,31 +40,17 @@ CONVS = [  # (label, C_in, C_out, kernel, padding, H)
 POOLS = [("max_pool 2x2 (128,32,32,32)", "max"), ("avg_pool 2x2 (128,32,32,32)", "avg")]
 
 
-def timed(fn):
-    """Milliseconds one call takes; a function may return its own timing in seconds."""
-    t0 = time.perf_counter()
-    inner = fn()
-    return (inner if isinstance(inner, float) else time.perf_counter() - t0) * 1e3
-
-
 def interleaved(ours, theirs, repeats):
-    """Median ms of each, and the median of per-repeat ratios ours/theirs.
+    """Median ms of each, and the median of per-repeat ratios ours/theirs (theirs may be None).
 
     Calls alternate so that both see the same machine load: on a noisy
     machine the ratio within a repeat is steadier than either time alone.
     """
-    ours()
-    if theirs is not None:
-        theirs()
-    a, b, ratios = [], [], []
-    for _ in range(repeats):
-        a.append(timed(ours))
-        if theirs is not None:
-            b.append(timed(theirs))
-            ratios.append(a[-1] / b[-1])
     if theirs is None:
-        return statistics.median(a), float("nan"), float("nan")
-    return statistics.median(a), statistics.median(b), statistics.median(ratios)
+        return median_ms({"ours": ours}, repeats)["ours"], float("nan"), float("nan")
+    ms = interleaved_ms({"ours": ours, "theirs": theirs}, repeats)
+    ratios = [a / b for a, b in zip(ms["ours"], ms["theirs"])]
+    return statistics.median(ms["ours"]), statistics.median(ms["theirs"]), statistics.median(ratios)
 
 
 def conv_case(cin, cout, k, pad, size, batch, rng):
@@ -146,8 +135,9 @@ def main():
         for i, phase in enumerate(("fwd", "bwd")):
             ms, t_ms, ratio = interleaved(ours[i], theirs and theirs[i], args.repeats)
             ref_ms = float("nan")
-            if not args.no_reference:
-                ref_ms, _, _ = interleaved(ref[i], None, ref_repeats)
+            if not args.no_reference:  # slow numpy code timed alone: one warm-up call
+                ref_ms = median_ms({"ref": ref[i]}, ref_repeats, settle_s=0,
+                                   warm_each_repeat=False)["ref"]
             print(f"{label:<40} {phase:<4} {ms:>11.2f} {ref_ms:>12.2f} {t_ms:>9.2f} {ratio:>6.2f}")
     if torch is None:
         print("\nPyTorch is not installed: `pip install torch==2.13.0` adds the comparison column.")

@@ -234,3 +234,394 @@ def relu(x):
 def relu_backward(grad_y, y):
     """Reference of cnnframe.functional.relu_backward: grad_y where y > 0, else 0."""
     return np.where(y > 0, grad_y, 0).astype(grad_y.dtype)
+
+
+# --- issue 18 layers: per-sample norms, activations, transposed conv, resampling ---------------
+
+def _normalize_rows(x64, axes):
+    """(mean, biased variance) of x64 over `axes`, keepdims."""
+    mean = x64.mean(axis=axes, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
+    return mean, var
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Reference of cnnframe.functional.group_norm: (y, mean, invstd), by the definition."""
+    n, c = x.shape[:2]
+    xg = x.astype(np.float64).reshape(n, num_groups, (c // num_groups) * int(np.prod(x.shape[2:])))
+    mean, var = _normalize_rows(xg, 2)
+    invstd = 1 / np.sqrt(var + eps)
+    y = ((xg - mean) * invstd).reshape(x.shape)
+    col = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.astype(np.float64).reshape(col)
+    if bias is not None:
+        y = y + bias.astype(np.float64).reshape(col)
+    return y.astype(x.dtype), mean.reshape(n, num_groups), invstd.reshape(n, num_groups)
+
+
+def _norm_backward(g, x, w, mean, invstd, axes):
+    """grad_x of y = (x - mean) * invstd * w over `axes` (statistics of x), all float64."""
+    xhat = (x - mean) * invstd
+    gxhat = g * w
+    m = np.prod([x.shape[a] for a in axes])
+    return invstd * (gxhat - gxhat.sum(axis=axes, keepdims=True) / m
+                     - xhat * (gxhat * xhat).sum(axis=axes, keepdims=True) / m)
+
+
+def group_norm_backward(grad_y, x, num_groups, weight, mean, invstd, need_grad_x=True):
+    """Reference of cnnframe.functional.group_norm_backward: (grad_x, grad_weight, grad_bias)."""
+    n, c = x.shape[:2]
+    length = int(np.prod(x.shape[2:]))
+    g = grad_y.astype(np.float64).reshape(n, num_groups, c // num_groups, length)
+    x64 = x.astype(np.float64).reshape(g.shape)
+    m, s = mean.reshape(n, num_groups, 1, 1), invstd.reshape(n, num_groups, 1, 1)
+    w = (np.ones(c) if weight is None else weight.astype(np.float64)).reshape(
+        1, num_groups, c // num_groups, 1)
+    grad_weight = (g * (x64 - m) * s).sum(axis=(0, 3)).reshape(c)
+    grad_bias = g.sum(axis=(0, 3)).reshape(c)
+    grad_x = _norm_backward(g, x64, w, m, s, (2, 3)).reshape(x.shape).astype(x.dtype) \
+        if need_grad_x else None
+    return grad_x, grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Reference of cnnframe.functional.layer_norm: (y, mean, invstd)."""
+    k = 1 if np.isscalar(normalized_shape) else len(normalized_shape)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    x64 = x.astype(np.float64)
+    mean, var = _normalize_rows(x64, axes)
+    invstd = 1 / np.sqrt(var + eps)
+    y = (x64 - mean) * invstd
+    if weight is not None:
+        y = y * weight.astype(np.float64)
+    if bias is not None:
+        y = y + bias.astype(np.float64)
+    lead = x.shape[:x.ndim - k]
+    return y.astype(x.dtype), mean.reshape(lead), invstd.reshape(lead)
+
+
+def layer_norm_backward(grad_y, x, normalized_shape, weight, mean, invstd, need_grad_x=True):
+    """Reference of cnnframe.functional.layer_norm_backward: (grad_x, grad_weight, grad_bias)."""
+    k = 1 if np.isscalar(normalized_shape) else len(normalized_shape)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    lead_axes = tuple(range(x.ndim - k))
+    col = x.shape[:x.ndim - k] + (1,) * k
+    g, x64 = grad_y.astype(np.float64), x.astype(np.float64)
+    m, s = mean.reshape(col), invstd.reshape(col)
+    w = np.ones(x.shape[x.ndim - k:]) if weight is None else weight.astype(np.float64)
+    grad_weight = (g * (x64 - m) * s).sum(axis=lead_axes)
+    grad_bias = g.sum(axis=lead_axes)
+    grad_x = _norm_backward(g, x64, w, m, s, axes).astype(x.dtype) if need_grad_x else None
+    return grad_x, grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
+
+
+def instance_norm(x, weight=None, bias=None, eps=1e-5, *, running_mean=None, running_var=None,
+                  momentum=0.1, use_input_stats=True):
+    """Reference of cnnframe.functional.instance_norm: (y, mean, invstd)."""
+    n, c = x.shape[:2]
+    col = (1, c) + (1,) * (x.ndim - 2)
+    x64 = x.astype(np.float64)
+    if use_input_stats:
+        axes = tuple(range(2, x.ndim))
+        mean, var = _normalize_rows(x64, axes)
+        if running_mean is not None:
+            m = x.size // (n * c)
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(
+                n, c).mean(axis=0)
+            running_var[...] = (1 - momentum) * running_var + momentum * (
+                var.reshape(n, c) * m / (m - 1)).mean(axis=0)
+    else:
+        mean = running_mean.astype(np.float64).reshape(col)
+        var = running_var.astype(np.float64).reshape(col)
+    invstd = 1 / np.sqrt(var + eps)
+    y = (x64 - mean) * invstd
+    if weight is not None:
+        y = y * weight.astype(np.float64).reshape(col)
+    if bias is not None:
+        y = y + bias.astype(np.float64).reshape(col)
+    shape = (n, c) if use_input_stats else (c,)
+    return y.astype(x.dtype), mean.reshape(shape), invstd.reshape(shape)
+
+
+def instance_norm_backward(grad_y, x, weight, mean, invstd, use_input_stats=True,
+                           need_grad_x=True):
+    """Reference of cnnframe.functional.instance_norm_backward."""
+    n, c = x.shape[:2]
+    col = (1, c) + (1,) * (x.ndim - 2)
+    g, x64 = grad_y.astype(np.float64), x.astype(np.float64)
+    w = (np.ones(c) if weight is None else weight.astype(np.float64)).reshape(col)
+    stat = (n, c) + (1,) * (x.ndim - 2) if use_input_stats else col
+    m, s = mean.reshape(stat), invstd.reshape(stat)
+    sum_axes = (0,) + tuple(range(2, x.ndim))
+    grad_weight = (g * (x64 - m) * s).sum(axis=sum_axes)
+    grad_bias = g.sum(axis=sum_axes)
+    if not need_grad_x:
+        grad_x = None
+    elif use_input_stats:
+        grad_x = _norm_backward(g, x64, w, m, s, tuple(range(2, x.ndim))).astype(x.dtype)
+    else:
+        grad_x = (g * w * s).astype(x.dtype)
+    return grad_x, grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
+
+
+def _erf(v):
+    import math
+    return np.vectorize(math.erf, otypes=[np.float64])(v)
+
+
+def gelu(x, approximate="none"):
+    """Reference of cnnframe.functional.gelu."""
+    v = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+    else:
+        y = 0.5 * v * (1 + _erf(v / np.sqrt(2)))
+    return y.astype(x.dtype)
+
+
+def gelu_backward(grad_y, x, approximate="none"):
+    """Reference of cnnframe.functional.gelu_backward."""
+    v = x.astype(np.float64)
+    if approximate == "tanh":
+        k = np.sqrt(2 / np.pi)
+        t = np.tanh(k * (v + 0.044715 * v ** 3))
+        d = 0.5 * (1 + t) + 0.5 * v * (1 - t ** 2) * k * (1 + 3 * 0.044715 * v ** 2)
+    else:
+        d = 0.5 * (1 + _erf(v / np.sqrt(2))) + v * np.exp(-v ** 2 / 2) / np.sqrt(2 * np.pi)
+    return (grad_y * d).astype(x.dtype)
+
+
+def silu(x):
+    """Reference of cnnframe.functional.silu: x * sigmoid(x)."""
+    v = x.astype(np.float64)
+    return (v / (1 + np.exp(-v))).astype(x.dtype)
+
+
+def silu_backward(grad_y, x):
+    """Reference of cnnframe.functional.silu_backward."""
+    v = x.astype(np.float64)
+    s = 1 / (1 + np.exp(-v))
+    return (grad_y * (s + v * s * (1 - s))).astype(x.dtype)
+
+
+def hardswish(x):
+    """Reference of cnnframe.functional.hardswish: x * relu6(x + 3) / 6."""
+    v = x.astype(np.float64)
+    return (v * np.clip(v + 3, 0, 6) / 6).astype(x.dtype)
+
+
+def hardswish_backward(grad_y, x):
+    """Reference of cnnframe.functional.hardswish_backward (PyTorch's values at the kinks)."""
+    v = x.astype(np.float64)
+    d = np.where(v < -3, 0.0, np.where(v <= 3, v / 3 + 0.5, 1.0))
+    return (grad_y * d).astype(x.dtype)
+
+
+def elu(x, alpha=1.0):
+    """Reference of cnnframe.functional.elu."""
+    v = x.astype(np.float64)
+    return np.where(v > 0, v, alpha * (np.exp(v) - 1)).astype(x.dtype)
+
+
+def elu_backward(grad_y, x, alpha=1.0):
+    """Reference of cnnframe.functional.elu_backward."""
+    v = x.astype(np.float64)
+    return (grad_y * np.where(v > 0, 1.0, alpha * np.exp(v))).astype(x.dtype)
+
+
+def _prelu_slope(weight, x):
+    return weight.reshape(()) if weight.size == 1 else weight.reshape((-1,) + (1,) * (x.ndim - 2))
+
+
+def prelu(x, weight):
+    """Reference of cnnframe.functional.prelu."""
+    return np.where(x > 0, x, _prelu_slope(weight, x) * x).astype(x.dtype)
+
+
+def prelu_backward(grad_y, x, weight, need_grad_x=True):
+    """Reference of cnnframe.functional.prelu_backward: (grad_x, grad_weight)."""
+    neg = x <= 0
+    contrib = np.where(neg, grad_y.astype(np.float64) * x, 0.0)
+    if weight.size == 1:
+        grad_weight = np.array([contrib.sum()])
+    else:
+        grad_weight = contrib.sum(axis=(0,) + tuple(range(2, x.ndim)))
+    grad_x = np.where(neg, _prelu_slope(weight, x) * grad_y, grad_y).astype(x.dtype) \
+        if need_grad_x else None
+    return grad_x, grad_weight.astype(x.dtype)
+
+
+def _ct_taps(x_shape, weight_shape, stride, padding, dilation):
+    """Every (i, j, a, b, oi, oj) of a transposed convolution: input (i, j) times kernel tap
+    (a, b) lands on output (oi, oj) (only those inside the output)."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    h, w = x_shape[2:]
+    kh, kw = weight_shape[2:]
+    for i in range(h):
+        for j in range(w):
+            for a in range(kh):
+                for b in range(kw):
+                    yield i, j, a, b, i * sh + a * dh - ph, j * sw + b * dw - pw
+
+
+def conv_transpose2d_shape(x_shape, weight_shape, stride=1, padding=0, output_padding=0,
+                           groups=1, dilation=1):
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = (_pair(stride), _pair(padding),
+                                                _pair(output_padding), _pair(dilation))
+    n, _, h, w = x_shape
+    _, coutg, kh, kw = weight_shape
+    return (n, coutg * groups, (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1,
+            (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Reference of cnnframe.functional.conv_transpose2d: each input pixel scatters the
+    weight-scaled kernel into the output, by explicit loops."""
+    shape = conv_transpose2d_shape(x.shape, weight.shape, stride, padding, output_padding,
+                                   groups, dilation)
+    cin, coutg = weight.shape[:2]
+    cing = cin // groups
+    y = np.zeros(shape)
+    for i, j, a, b, oi, oj in _ct_taps(x.shape, weight.shape, stride, padding, dilation):
+        if 0 <= oi < shape[2] and 0 <= oj < shape[3]:
+            for g in range(groups):
+                xs = x[:, g * cing:(g + 1) * cing, i, j].astype(np.float64)      # (N, C/g)
+                ws = weight[g * cing:(g + 1) * cing, :, a, b].astype(np.float64)  # (C/g, F/g)
+                y[:, g * coutg:(g + 1) * coutg, oi, oj] += xs @ ws
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y.astype(x.dtype)
+
+
+def conv_transpose2d_backward(x, weight, grad_y, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, need_grad_x=True):
+    """Reference of cnnframe.functional.conv_transpose2d_backward: the same loops as the
+    forward pass, reading grad_y where the forward pass wrote y."""
+    cin, coutg = weight.shape[:2]
+    cing = cin // groups
+    gx = np.zeros(x.shape)
+    gw = np.zeros(weight.shape)
+    for i, j, a, b, oi, oj in _ct_taps(x.shape, weight.shape, stride, padding, dilation):
+        if 0 <= oi < grad_y.shape[2] and 0 <= oj < grad_y.shape[3]:
+            for g in range(groups):
+                gs = grad_y[:, g * coutg:(g + 1) * coutg, oi, oj].astype(np.float64)  # (N, F/g)
+                ws = weight[g * cing:(g + 1) * cing, :, a, b].astype(np.float64)      # (C/g, F/g)
+                xs = x[:, g * cing:(g + 1) * cing, i, j].astype(np.float64)           # (N, C/g)
+                gx[:, g * cing:(g + 1) * cing, i, j] += gs @ ws.T
+                gw[g * cing:(g + 1) * cing, :, a, b] += xs.T @ gs
+    return ((gx.astype(x.dtype) if need_grad_x else None), gw.astype(x.dtype),
+            grad_y.sum(axis=(0, 2, 3)).astype(x.dtype))
+
+
+def _resize_taps(in_size, out_size, mode, align_corners, scale):
+    """[(source index, weight), ...] of each output position, by PyTorch's formulas (nearest's
+    scale in float32, as PyTorch computes it)."""
+    taps = []
+    for o in range(out_size):
+        if mode == "nearest":
+            if out_size == in_size:
+                src = o
+            elif out_size == 2 * in_size:
+                src = o // 2
+            else:
+                ratio = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(
+                    out_size)
+                src = min(int(np.floor(np.float32(o) * ratio)), in_size - 1)
+            taps.append([(src, 1.0)])
+            continue
+        if out_size == in_size:
+            taps.append([(o, 1.0)])
+            continue
+        if align_corners:
+            real = (in_size - 1) / (out_size - 1) * o if out_size > 1 else 0.0
+        else:
+            ratio = 1.0 / scale if scale else in_size / out_size
+            real = max(ratio * (o + 0.5) - 0.5, 0.0)
+        i0 = min(int(np.floor(real)), in_size - 1)
+        lam = min(max(real - i0, 0.0), 1.0)
+        taps.append([(i0, 1.0 - lam), (min(i0 + 1, in_size - 1), lam)])
+    return taps
+
+
+def _resize_geometry(in_hw, size, scale_factor, recompute_scale_factor):
+    if size is not None:
+        return _pair(size), (None, None)
+    scales = _pair(scale_factor)
+    out_hw = tuple(int(np.floor(float(n) * s)) for n, s in zip(in_hw, scales))
+    return out_hw, ((None, None) if recompute_scale_factor else scales)
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None):
+    """Reference of cnnframe.functional.interpolate, output pixel by output pixel."""
+    n, c, h, w = x.shape
+    (oh, ow), (sh, sw) = _resize_geometry((h, w), size, scale_factor, recompute_scale_factor)
+    rows = _resize_taps(h, oh, mode, align_corners, sh)
+    cols = _resize_taps(w, ow, mode, align_corners, sw)
+    y = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            for a, wa in rows[i]:
+                for b, wb in cols[j]:
+                    y[:, :, i, j] += wa * wb * x[:, :, a, b]
+    return y.astype(x.dtype)
+
+
+def interpolate_backward(grad_y, input_shape, size=None, scale_factor=None, mode="nearest",
+                         align_corners=None, recompute_scale_factor=None):
+    """Reference of cnnframe.functional.interpolate_backward: the forward loops, adjoint."""
+    n, c, h, w = input_shape
+    (oh, ow), (sh, sw) = _resize_geometry((h, w), size, scale_factor, recompute_scale_factor)
+    rows = _resize_taps(h, oh, mode, align_corners, sh)
+    cols = _resize_taps(w, ow, mode, align_corners, sw)
+    gx = np.zeros(input_shape)
+    for i in range(oh):
+        for j in range(ow):
+            for a, wa in rows[i]:
+                for b, wb in cols[j]:
+                    gx[:, :, a, b] += wa * wb * grad_y[:, :, i, j]
+    return gx.astype(grad_y.dtype)
+
+
+def _adaptive_windows(in_size, out_size):
+    return [(int(np.floor(i * in_size / out_size)), int(np.ceil((i + 1) * in_size / out_size)))
+            for i in range(out_size)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Reference of cnnframe.functional.adaptive_avg_pool2d (output_size: a pair of ints)."""
+    n, c, h, w = x.shape
+    oh, ow = _pair(output_size)
+    y = np.zeros((n, c, oh, ow))
+    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].astype(np.float64).mean(axis=(2, 3))
+    return y.astype(x.dtype)
+
+
+def adaptive_avg_pool2d_backward(grad_y, input_shape):
+    """Reference of cnnframe.functional.adaptive_avg_pool2d_backward."""
+    n, c, h, w = input_shape
+    oh, ow = grad_y.shape[2:]
+    gx = np.zeros(input_shape)
+    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            gx[:, :, h0:h1, w0:w1] += grad_y[:, :, i:i + 1, j:j + 1] / ((h1 - h0) * (w1 - w0))
+    return gx.astype(grad_y.dtype)
+
+
+def adaptive_max_pool2d(x, output_size):
+    """Reference of cnnframe.functional.adaptive_max_pool2d: (y, argmax), first maximum."""
+    n, c, h, w = x.shape
+    oh, ow = _pair(output_size)
+    y = np.zeros((n, c, oh, ow), x.dtype)
+    argmax = np.zeros((n, c, oh, ow), np.int64)
+    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            k = win.argmax(axis=2)
+            y[:, :, i, j] = np.take_along_axis(win, k[..., None], 2)[..., 0]
+            argmax[:, :, i, j] = (h0 + k // (w1 - w0)) * w + w0 + k % (w1 - w0)
+    return y, argmax

@@ -11,8 +11,9 @@ detectors show up.  For one test image it writes:
   <tag>_input.png           the input image itself
   <tag>_model.cnnf          the trained model (cnnframe.Model.load reads it back)
 and prints, for each feature map, how strongly and how widely it responds.
-When the CIFAR-10 JPEG copy is present (--cifar-root), it does the same for a net
-trained for about a minute on a subset of CIFAR-10; otherwise it says so and skips.
+When a class-per-folder CIFAR-10 copy is present (--cifar-root, else $CNNFRAME_DATA: the
+copy or a folder holding cifar10-jpeg/), it does the same for a net trained for about a
+minute on a subset of CIFAR-10; otherwise it says so and skips.
 
 Run:  python examples/feature_maps.py [--out DIR] [--cifar-root DIR] [--quick]
 (--quick, or CNNFRAME_EXAMPLES_QUICK=1: a few seconds of training, for tests.)
@@ -30,7 +31,8 @@ from cnnframe import viz
 from cnnframe.data import ArrayDataset, DataLoader, Shapes
 from cnnframe.optim import Adam
 
-CIFAR_ROOT = "/work/shared/datasets/cifar10-jpeg"
+# Where this example looked before $CNNFRAME_DATA; used only when that is unset and it exists.
+FALLBACK_CIFAR_ROOT = Path("/work/shared/datasets/cifar10-jpeg")
 
 
 def build_model(n_classes, size, seed=0):
@@ -99,6 +101,30 @@ def pictures(model, initial_filters, image_u8, classes, tag, out):
     print()
 
 
+def find_cifar_copy(cifar_root=None, environ=None, fallback=FALLBACK_CIFAR_ROOT):
+    """The class-per-folder CIFAR-10 copy to train on: (folder, None) or (None, why not).
+
+    Looked for at `cifar_root` (--cifar-root), else at $CNNFRAME_DATA, else at `fallback`
+    when that exists; each may be the copy itself or hold it in cifar10-jpeg/ or cifar10/.
+    """
+    from cnnframe.data.cifar import find_cifar10_image_folder
+    environ = os.environ if environ is None else environ
+    if cifar_root:
+        where = Path(cifar_root)
+    elif environ.get("CNNFRAME_DATA"):
+        where = Path(environ["CNNFRAME_DATA"])
+    elif fallback.is_dir():
+        where = fallback
+    else:
+        return None, ("$CNNFRAME_DATA is not set and no --cifar-root given: point either at a "
+                      "class-per-folder copy (train/<class>/*.jpg and test/<class>/*.jpg)")
+    folder = find_cifar10_image_folder(where)
+    if folder is None or not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        return None, (f"no JPEG copy at {where} (expected train/<class>/*.jpg and "
+                      "test/<class>/*.jpg there or in cifar10-jpeg/; see --cifar-root)")
+    return folder, None
+
+
 def load_cifar_subset(root, per_class_train, per_class_test):
     """The first images of every class from the JPEG copy, decoded (no cache needed)."""
     from cnnframe.data.image_folder import decode_images, scan_image_folder
@@ -115,8 +141,9 @@ def load_cifar_subset(root, per_class_train, per_class_test):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="feature_maps_out", help="output folder")
-    parser.add_argument("--cifar-root", default=CIFAR_ROOT,
-                        help="CIFAR-10 as JPEGs in <root>/{train,test}/<class>/")
+    parser.add_argument("--cifar-root",
+                        help="CIFAR-10 as JPEGs in <root>/{train,test}/<class>/ (default: "
+                        "$CNNFRAME_DATA)")
     parser.add_argument("--quick", action="store_true",
                         default=os.environ.get("CNNFRAME_EXAMPLES_QUICK") == "1",
                         help="train only a few seconds (for tests)")
@@ -137,10 +164,9 @@ def main(argv=None):
     pictures(model, initial, test_set.images[0], test_set.classes, "shapes", out)
 
     # 2. CIFAR-10, when the JPEG copy is there: about a minute on a class-balanced subset.
-    root = Path(args.cifar_root)
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        print(f"CIFAR-10: skipped, no JPEG copy at {root} "
-              "(expected train/<class>/*.jpg and test/<class>/*.jpg; see --cifar-root)")
+    root, why_not = find_cifar_copy(args.cifar_root)
+    if root is None:
+        print(f"CIFAR-10: skipped, {why_not}")
         return 0
     per_train, per_test, epochs = (20, 5, 1) if args.quick else (500, 100, 2)
     cifar_train, cifar_test = load_cifar_subset(root, per_train, per_test)

@@ -1,7 +1,9 @@
 """Shared test settings: hypothesis profiles and seeded randomness.
 
 The default profile keeps the whole suite within a few minutes on 2 cores;
-`--hypothesis-profile=thorough` (or HYPOTHESIS_PROFILE=thorough) runs far more examples.
+`--hypothesis-profile=thorough` (or HYPOTHESIS_PROFILE=thorough) runs 25 times as many
+examples in every hypothesis test, including those with a count of their own
+(``@settings(max_examples=scaled(N))``, see tests/hypothesis_budget.py).
 """
 import os
 
@@ -10,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import cnnframe
+from hypothesis_budget import DEFAULT_MAX_EXAMPLES
 
-settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=1000, deadline=None,
+settings.register_profile("default", max_examples=DEFAULT_MAX_EXAMPLES, deadline=None,
+                          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=25 * DEFAULT_MAX_EXAMPLES, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

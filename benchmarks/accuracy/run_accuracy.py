@@ -14,9 +14,11 @@ the plain accuracy.
 Runs go one after another, never in parallel.  A dataset that is not present is skipped
 with a message saying where it was looked for.
 
-Data: Fashion-MNIST from --data-dir, $CNNFRAME_DATA or Debian's /usr/share/datasets/fashion-mnist
-(apt-get install dataset-fashion-mnist); CIFAR-10 from --data-dir, $CNNFRAME_DATA, or the
-class-per-folder JPEG copy at ../shared/datasets/cifar10-jpeg next to the repository.
+Data: from --data-dir, else $CNNFRAME_DATA (as `make` and the README use it): the dataset's
+folder or a folder holding it (fashion-mnist/, cifar10-jpeg/).  Fashion-MNIST also comes from
+Debian's /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist); CIFAR-10
+(the official archives or a class-per-folder copy) also from ../shared/datasets/cifar10-jpeg
+next to the repository, when that folder exists.
 """
 import argparse
 import os
@@ -44,11 +46,14 @@ RUNS["cifar10_resnet"] = {**RUNS["cifar10"], "config": CONFIGS / "cifar10_resnet
 TARGETS = ["fashion_mnist", "cifar10"]
 
 
-def find_root(spec, data_dir):
+def find_root(spec, data_dir, environ=None):
+    """(the dataset's folder or None, the folders looked in): --data-dir, else $CNNFRAME_DATA,
+    then the spec's fallback roots that exist."""
+    environ = os.environ if environ is None else environ
     cands = [Path(data_dir)] if data_dir else []
-    if os.environ.get("CNNFRAME_DATA"):
-        cands.append(Path(os.environ["CNNFRAME_DATA"]))
-    cands += spec["roots"]
+    if not data_dir and environ.get("CNNFRAME_DATA"):
+        cands.append(Path(environ["CNNFRAME_DATA"]))
+    cands += [r for r in spec["roots"] if r.is_dir()]
     for c in cands:
         for p in (c, c / "fashion-mnist", c / "cifar10-jpeg"):
             if p.is_dir() and spec["marker"](p):
@@ -56,12 +61,23 @@ def find_root(spec, data_dir):
     return None, cands
 
 
+def not_found_message(name, data_dir, looked, environ=None):
+    """The line saying that dataset `name` was not found, where it was looked for and how to
+    give it."""
+    environ = os.environ if environ is None else environ
+    where = f"looked in {', '.join(map(str, looked))}" if looked else "nowhere to look"
+    hint = ("" if data_dir or environ.get("CNNFRAME_DATA") else
+            "; $CNNFRAME_DATA is not set: point it (or --data-dir) at the folder holding the "
+            "dataset")
+    return f"{name}: dataset not found ({where}){hint}; skipped"
+
+
 def run_one(name, spec, args):
     from cnnframe.cli import main as cli
     from cnnframe.train import History
     root, looked = find_root(spec, args.data_dir)
     if root is None:
-        print(f"{name}: dataset not found (looked in {', '.join(map(str, looked))}); skipped")
+        print(not_found_message(name, args.data_dir, looked))
         return {"name": name, "skipped": True, **spec}
     out = Path(args.out) / name
     cmd = ["--threads", str(args.threads), "train", str(spec["config"]), "--data-dir", str(root),

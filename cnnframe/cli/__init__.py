@@ -4,6 +4,7 @@ Each module listed in COMMANDS defines `add_parser(subparsers)`, which adds
 its subparser and sets `func=run` on it, and `run(args) -> int`.
 """
 import importlib
+import os
 import sys
 
 from cnnframe.cli._args import Parser, positive_int
@@ -26,7 +27,44 @@ def build_parser():
     return parser
 
 
+# The exit status of a command whose output pipe was closed early (`cnnframe ... | head`):
+# 128 + SIGPIPE, what the shell reports for programs that SIGPIPE ends.
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv=None):
+    """Run the `cnnframe` command line `argv` (default: sys.argv[1:]); return the exit status.
+
+    A bad flag exits with status 2 (one `error:` line); an error of the command returns 1
+    (one `error:` line); a reader that closes the output early (``| head``) returns
+    `BROKEN_PIPE_STATUS` without a message.
+    """
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so the write raised instead of ending the process. Stop
+        # quietly as other commands do, and point stdout at devnull: Python flushes it
+        # again at exit, which would report the broken pipe once more (see "Note on
+        # SIGPIPE" in the documentation of Python's signal module).
+        _stdout_to_devnull()
+        return BROKEN_PIPE_STATUS
+    return status
+
+
+def _stdout_to_devnull():
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (e.g. captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -39,6 +77,8 @@ def main(argv=None):
         cnnframe.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # not an error of the command: see main
+        raise
     except (ValueError, TypeError, OSError, KeyError, MemoryError, ImportError) as exc:
         print(f"cnnframe {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-from cnnframe.cli._args import positive_int
+from cnnframe.cli._args import nonnegative_int, positive_int
+from cnnframe.data.image_folder import MAX_PIXELS
 
 HELP = "classify image files with a trained model (run folder or model file)"
 # Extensions (lower case) of the files taken from a directory; files named one by one are
@@ -30,6 +31,10 @@ def add_parser(subparsers):
                    help="image files (PNG, JPEG, ...) or directories of them")
     p.add_argument("--top", type=positive_int, default=3, metavar="K",
                    help="classes shown per image")
+    p.add_argument("--max-pixels", type=nonnegative_int, metavar="N", default=MAX_PIXELS,
+                   help="refuse images with more than N pixels, checked from the file's header "
+                   f"before decoding (default: {MAX_PIXELS:,}; 0: no limit but Pillow's own "
+                   "decompression-bomb check)")
     p.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
                    help="threads for kernels and BLAS")
     p.set_defaults(func=run)
@@ -76,41 +81,19 @@ def _pillow():
     return Image
 
 
-def load_image(path, image_shape):
-    """One image file as uint8 (C, H, W), converted to C channels and resized to H x W.
-
-    Returns
-    -------
-    (ndarray, bool)
-        The image and whether it had to be resized.
-
-    Raises
-    ------
-    DatasetError
-        The file cannot be decoded (the message names it and says why).
-    """
-    from cnnframe.data.base import DatasetError
-    Image = _pillow()
-    c, h, w = image_shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if c == 3 else "L")
-            resized = im.size != (w, h)
-            if resized:
-                im = im.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(im, np.uint8)
-    except DatasetError:
-        raise
-    # Pillow raises OSError, ValueError, SyntaxError or DecompressionBombError (an image
-    # declaring an absurd size), and crafted files have made it raise others: any failure
-    # to decode one untrusted file is that file's problem, not the batch's.
-    except Exception as exc:  # noqa: BLE001 - reported with its type, per file
-        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
-    return (arr.transpose(2, 0, 1) if c == 3 else arr[None]), resized
-
-
-def load_images(paths, image_shape):
+def load_images(paths, image_shape, max_pixels=MAX_PIXELS):
     """uint8 (N, C, H, W) from image files, with the paths resized and the failures.
+
+    Each file is read by `cnnframe.data.load_image`: converted to C channels (RGB or
+    grayscale) and resized (bilinear) to H x W.
+
+    Parameters
+    ----------
+    paths : list of str
+    image_shape : (int, int, int)
+        (C, H, W) the model takes; C is 1 or 3.
+    max_pixels : int or None
+        Files with more pixels are refused before decoding (None: no limit).
 
     Returns
     -------
@@ -119,21 +102,23 @@ def load_images(paths, image_shape):
     resized : list of str, the paths that were resized
     failed : list of (str, str), (path, why) for files that could not be read
     """
+    from cnnframe.data import load_image
     from cnnframe.data.base import DatasetError
-    c = image_shape[0]
+    c, h, w = image_shape
     if c not in (1, 3):
         raise ValueError(f"predict reads 1- or 3-channel images; the model takes {c} channels")
     arrays, read, resized, failed = [], [], [], []
     for path in paths:
         try:
-            arr, was_resized = load_image(path, image_shape)
-        except (DatasetError, OSError) as exc:
+            arr, original_size = load_image(path, "RGB" if c == 3 else "L", size=(h, w),
+                                            max_pixels=max_pixels)
+        except DatasetError as exc:  # names the file and says why
             msg = str(exc)
             failed.append((path, msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg))
             continue
         arrays.append(arr)
         read.append(path)
-        if was_resized:
+        if original_size != (h, w):
             resized.append(path)
     images = (np.stack(arrays) if arrays
               else np.empty((0, *image_shape), np.uint8))
@@ -166,7 +151,8 @@ def run(args):
     k = min(args.top, len(classes))
     n_read, n_resized = 0, 0
     for start in range(0, len(files), CHUNK):
-        images, read, resized, bad = load_images(files[start:start + CHUNK], image_shape)
+        images, read, resized, bad = load_images(files[start:start + CHUNK], image_shape,
+                                                 args.max_pixels or None)
         for path, why in bad:
             print(f"cnnframe predict: {path}: {why}", file=sys.stderr)
         failed += bad

@@ -1,5 +1,6 @@
 """`cnnframe train CONFIG.toml`: train a model from a training config into runs/NAME/."""
 import argparse
+import functools
 import os
 import sys
 import time
@@ -35,11 +36,23 @@ def add_parser(subparsers):
                    help="threads for kernels and BLAS (default: the config's threads, else "
                    "all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI job: mpiexec -n N cnnframe "
+                   "train CONFIG --distributed (batch_size is the global batch; rank 0 "
+                   "writes OUT; needs pip install 'cnnframe[mpi]'; see docs/DISTRIBUTED.md)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
+    if getattr(args, "distributed", False):
+        from cnnframe.distributed.cli import run_distributed
+        return run_distributed(_run, args)
+    return _run(args, None)
+
+
+def _run(args, dist):
+    """The train command; `dist` is a cnnframe.distributed.cli.DistributedRun or None."""
     import numpy as np
 
     import cnnframe
@@ -49,7 +62,8 @@ def run(args):
     from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
-                                     record_data_root, write_preprocess)
+                                     record_data_root, remove_stale_run_temp_files,
+                                     write_preprocess)
 
     cfg = load_config(args.config)
     if args.epochs is not None:
@@ -58,17 +72,25 @@ def run(args):
         cfg["batch_size"] = args.batch_size
     cfg = validate_config(cfg)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    saved = (load_config(out / CONFIG_FILE) if args.resume and (out / CONFIG_FILE).is_file()
-             else None)
+    say = print if dist is None else dist.print  # rank 0 alone prints and writes OUT
+
+    def on_root(compute, what):  # rank 0 reads the run folder and tells the other ranks
+        return compute() if dist is None else dist.from_root(compute, what)
+
+    saved = on_root(lambda: (load_config(out / CONFIG_FILE)
+                             if args.resume and (out / CONFIG_FILE).is_file() else None),
+                    "the run's config")
     data_dir = args.data_dir
     if saved is not None and not data_dir and not cfg["data"]["root"]:
         data_dir = saved["data"]["root"]  # resume reads the data the run read
     cfg = record_data_root(cfg, data_dir)
-    threads = getattr(args, "threads", None) or cfg["threads"]
+    threads = (getattr(args, "threads", None) or cfg["threads"]
+               or (dist.default_threads() if dist is not None else None))
     if threads:
         cnnframe.set_num_threads(threads)
     ckpt_dir = out / "checkpoints"
-    has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
+    has_ckpt = on_root(lambda: ckpt_dir.is_dir() and any(ckpt_dir.iterdir()),
+                       "whether the run has checkpoints")
     if has_ckpt and not args.resume:
         raise ValueError(f"{out} already holds a run (checkpoints/); continue it with --resume "
                          "or choose another --out")
@@ -84,6 +106,8 @@ def run(args):
     t0 = time.perf_counter()
     train_set, eval_set = load_datasets(cfg, download=args.download)
     train_loader, eval_loader = build_loaders(cfg, train_set, eval_set)
+    if dist is not None:
+        train_loader = dist.shard(train_loader)  # this rank's share of every global batch
     model = build_model(cfg)
     # Before anything is written: a model that cannot fit the data is a config error.
     check_num_classes(model, train_loader, f"{cfg['data']['dataset']}")
@@ -92,30 +116,37 @@ def run(args):
     total_steps = cfg["epochs"] * len(train_loader)
     schedule = (build_schedule(cfg["schedule"], optimizer, total_steps)
                 if cfg["schedule"] is not None else None)
-    print(f"data: {cfg['data']['dataset']} - {len(train_set)} training images"
+    say(f"data: {cfg['data']['dataset']} - {len(train_set)} training images"
           + (f", {len(eval_set)} for evaluation" if eval_set is not None else "")
           + f" ({time.perf_counter() - t0:.1f} s to load); {len(train_loader)} batches of "
-          f"{cfg['batch_size']} per epoch; threads: {cnnframe.get_num_threads()}")
-    print(f"model: {sum(p.size for p in model.params.values()):,} parameters")
+          f"{cfg['batch_size']} per epoch; threads: {cnnframe.get_num_threads()}"
+          + (f" per rank; {dist.size} ranks x {cfg['batch_size'] // dist.size} images"
+             if dist is not None else ""))
+    say(f"model: {sum(p.size for p in model.params.values()):,} parameters")
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / CONFIG_FILE)
-    write_preprocess(out, train_set.classes, train_set.images.shape[1:],
-                     eval_transform_config(cfg))
-    trainer = Trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,
+    if dist is None or dist.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_run_temp_files(out)  # left by an earlier run killed mid-write
+        save_config(cfg, out / CONFIG_FILE)
+        write_preprocess(out, train_set.classes, train_set.images.shape[1:],
+                         eval_transform_config(cfg))
+    make_trainer = Trainer if dist is None else functools.partial(
+        dist.trainer, sync_batch_norm=cfg.get("sync_batch_norm", False))
+    trainer = make_trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,
                       keep_checkpoints=cfg["checkpoint"]["keep"],
                       checkpoint_every=cfg["checkpoint"]["every_steps"] or None,
                       progress=not args.no_progress, extra_state={"config": cfg})
-    resume_cmd = f"cnnframe train {args.config} --out {out} --resume"
+    resume_cmd = (f"{'mpiexec -n ' + str(dist.size) + ' ' if dist else ''}cnnframe train "
+                  f"{args.config} --out {out} --resume{' --distributed' if dist else ''}")
     t_train = time.perf_counter()
     try:
         history = trainer.fit(train_loader, eval_loader, epochs=cfg["epochs"],
                               resume=args.resume, max_steps=args.max_steps)
     except KeyboardInterrupt:
-        print(f"stopped; resume with: {resume_cmd}", file=sys.stderr)
+        say(f"stopped; resume with: {resume_cmd}", file=sys.stderr)
         return 130
     except NonFiniteLossError as exc:
-        print(f"cnnframe train: {exc}", file=sys.stderr)
+        say(f"cnnframe train: {exc}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t_train
     train_time = sum(r["time_s"] for r in history.rows) + (
@@ -131,7 +162,7 @@ def run(args):
         if "val_accuracy" in last:
             line += (f"; final {'test' if cfg['data']['validation'] == 'test' else 'validation'}"
                      f" accuracy {100 * last['val_accuracy']:.2f}%")
-    print(line)
-    print(f"wrote {out}{os.sep}: {CONFIG_FILE}, metrics.csv, checkpoints/, {MODEL_FILE}, "
+    say(line)
+    say(f"wrote {out}{os.sep}: {CONFIG_FILE}, metrics.csv, checkpoints/, {MODEL_FILE}, "
           "preprocess.json" + (", curves.png" if (out / "curves.png").exists() else ""))
     return 0

@@ -2,11 +2,12 @@
 import hashlib
 import http.client
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from cnnframe._files import create_temp_file
 
 
 # Limits of one download from one URL, so a hostile or broken server cannot fill the disk or hold
@@ -140,7 +141,7 @@ def download(urls, path, md5=None, timeout=60.0, progress=True, hint=None, max_b
     path.parent.mkdir(parents=True, exist_ok=True)
     failures, checksum_failures = [], 0
     for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = create_temp_file(path, suffix=".part")  # mode per umask, unlike mkstemp
         try:
             with os.fdopen(fd, "wb") as f:
                 _fetch(url, f, timeout, progress, path.name, max_bytes, deadline)

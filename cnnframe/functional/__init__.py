@@ -28,3 +28,27 @@ __all__ += [
     "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
     "relu", "relu_backward",
 ]
+
+from cnnframe.functional.activations import (elu, elu_backward, gelu, gelu_backward,  # noqa: E402
+                                             hardswish, hardswish_backward, prelu, prelu_backward,
+                                             silu, silu_backward)
+from cnnframe.functional.adaptive_pool import (adaptive_avg_pool2d,  # noqa: E402
+                                               adaptive_avg_pool2d_backward, adaptive_max_pool2d,
+                                               adaptive_max_pool2d_backward)
+from cnnframe.functional.conv_transpose import (conv_transpose2d,  # noqa: E402
+                                                conv_transpose2d_backward)
+from cnnframe.functional.norms import (group_norm, group_norm_backward,  # noqa: E402
+                                       instance_norm, instance_norm_backward, layer_norm,
+                                       layer_norm_backward)
+from cnnframe.functional.upsample import interpolate, interpolate_backward  # noqa: E402
+
+__all__ += [
+    "group_norm", "group_norm_backward", "layer_norm", "layer_norm_backward",
+    "instance_norm", "instance_norm_backward",
+    "gelu", "gelu_backward", "silu", "silu_backward", "hardswish", "hardswish_backward",
+    "elu", "elu_backward", "prelu", "prelu_backward",
+    "conv_transpose2d", "conv_transpose2d_backward",
+    "interpolate", "interpolate_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
+]

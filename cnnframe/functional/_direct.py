@@ -279,6 +279,8 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
           256->256 0.88x | 1.06x                                       -> Winograd above
         28x28 and 32x32: 16->32 forward 0.68x (28x28), 1.02x (32x32) but grad_x
           1.08-1.59x; 32->32 and wider 1.04-3.5x                       -> Winograd
+        (F <= 16 output channels stays direct, as on AVX-512: Winograd's GEMMs are
+        narrow there; not measured separately on AVX2)
       3x3 Winograd does not take: 3->32 32x32 1.2/2.9                  -> direct
       5x5 and 7x7: 32->32 5x5 32x32 11.9/19.0, 64->64 5x5 16x16 10.1/14.8, 16->16 7x7
         28x28 12.4/28.4                                                -> direct
@@ -299,7 +301,7 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     if (kh, kw) != (3, 3) or not winograd:
         return True
     if isa == "avx2":
-        return pixels <= 64 or (pixels <= 256 and c * f <= 2048)
+        return f <= 16 or pixels <= 64 or (pixels <= 256 and c * f <= 2048)
     if f <= 16 or pixels <= 256:
         return True
     return c * f <= (16384 if pixels <= 784 else 2048)

@@ -65,12 +65,12 @@ verifies that without replaying the state.
 """
 from cnnframe.gradcheck.check import (CheckResult, ElementError, GradcheckError,
                                       GradcheckReport, TargetResult, check_layer)
-from cnnframe.gradcheck.numeric import copy_layer, find_kinks, push_off_kinks
+from cnnframe.gradcheck.numeric import copy_layer, find_kinks, numeric_gradient, push_off_kinks
 from cnnframe.gradcheck.roundtrip import (MISSES_STATE, RebuildError,
                                           config_roundtrip_differences,
                                           describe_roundtrip_failure, rebuild_from_config)
 
 __all__ = ["check_layer", "GradcheckReport", "GradcheckError", "TargetResult", "ElementError",
-           "CheckResult", "copy_layer", "find_kinks", "push_off_kinks", "MISSES_STATE",
-           "RebuildError", "config_roundtrip_differences", "describe_roundtrip_failure",
-           "rebuild_from_config"]
+           "CheckResult", "copy_layer", "find_kinks", "numeric_gradient", "push_off_kinks",
+           "MISSES_STATE", "RebuildError", "config_roundtrip_differences",
+           "describe_roundtrip_failure", "rebuild_from_config"]

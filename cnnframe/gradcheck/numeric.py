@@ -17,7 +17,8 @@ import copy
 
 import numpy as np
 
-__all__ = ["Probe", "copy_layer", "central_differences", "find_kinks", "push_off_kinks"]
+__all__ = ["Probe", "copy_layer", "central_differences", "find_kinks", "push_off_kinks",
+           "numeric_gradient"]
 
 
 def copy_layer(layer, dtype=np.float64):
@@ -224,3 +225,46 @@ def push_off_kinks(probe, xs, margin=1e-3, seed=0, max_rounds=8):
                     1.0, np.abs(x[m]))
     masks = find_kinks(probe, xs, margin)
     return int(sum(m.sum() for m in masks))
+
+
+def numeric_gradient(f, arr, eps=1e-6, entries=None):
+    """The gradient of a scalar function by central differences, one element at a time.
+
+    For a loss that is not a layer (a graph, a loss function, a functional op with
+    a projection): ``numeric_gradient(lambda: float(np.sum(r * op(x))), x)``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f()`` returns a float; it must read `arr` (perturbed in place).
+    arr : ndarray of float64
+        The variable; each element is moved by +-eps and restored.
+    eps : float
+        The step.
+    entries : int, optional
+        Estimate only this many random elements (chosen with a seed fixed by the
+        array's size); the others are NaN.  Bounds the cost on large arrays.
+
+    Returns
+    -------
+    grad : ndarray, shape and dtype of `arr`
+        ``(f(arr + eps e_i) - f(arr - eps e_i)) / (2 eps)`` per element i.
+    """
+    grad = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), grad.reshape(-1)
+    if not np.shares_memory(flat, arr):
+        raise ValueError(f"numeric_gradient: arr must be perturbable in place (a contiguous "
+                         f"array), got strides {arr.strides} for shape {arr.shape}")
+    positions = range(flat.size)
+    if entries is not None and entries < flat.size:
+        gflat[:] = np.nan
+        positions = np.random.default_rng(flat.size).choice(flat.size, entries, replace=False)
+    for i in positions:
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return grad

@@ -1,6 +1,6 @@
 """Saving and loading models: one .npz file with the config (JSON) and the weights.
 
-File layout (written with ``np.savez``; read with ``np.load(allow_pickle=False)``,
+File layout (written with ``np.savez``; read with the safe reader of :mod:`cnnframe._npz`,
 so loading never unpickles anything):
 
 - ``__cnnframe_format__``: int64 array ``[FORMAT_VERSION]``
@@ -10,19 +10,33 @@ so loading never unpickles anything):
 The suggested extension is ``.cnnf`` (any name works; ``.npz`` lets numpy tools
 open the file).  Writes are atomic: a temporary file in the same directory is
 renamed over the target, so a crash never leaves a half-written model.
+
+Loading checks before it reads: the zip directory and every member's ``.npy`` header
+(name, shape, dtype) are read first; the config (at most ``MAX_CONFIG_BYTES``) is read
+and the model built; then every other member must be one of the model's parameters or
+buffers with exactly its shape (so its size is the one the config implies) before
+any weight is decompressed.  A file with extra, missing, misshapen or oversized members
+is refused without inflating them.
 """
 import json
 import os
+from pathlib import Path
 
 import numpy as np
-from numpy.lib.npyio import NpzFile
 
 from cnnframe._files import atomic_write
+from cnnframe._npz import NotAnArchiveError, NpzError, NpzReader
+from cnnframe.graph.sizes import ModelTooLargeError
+from cnnframe.registry import UnknownLayerError, get_layer, plugin_errors
 
 FORMAT_VERSION = 1
 FORMAT_KEY = "__cnnframe_format__"
 CONFIG_KEY = "__cnnframe_config__"
 SUFFIX = ".cnnf"
+RUN_MODEL_FILE = "model.cnnf"      # the final model inside a run folder (cnnframe train --out)
+MAX_CONFIG_BYTES = 16 << 20        # a config's JSON; real ones are a few KB
+_WEIGHT_KINDS = "fiu"              # dtypes Model.load_state_dict converts
+_MAX_WEIGHT_ITEMSIZE = 8           # float64 / int64: caps a weight at 8 bytes per element
 
 
 def save_model(model, path):
@@ -39,55 +53,155 @@ def save_model(model, path):
     return path
 
 
-def _read_arrays(path):
-    """All arrays of an npz file, fully read (so corruption shows up here)."""
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, NpzFile):
-            raise ValueError(f"it holds a single {type(data).__name__}, not a saved model")
-        with data:
-            return {k: data[k] for k in data.files}
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as exc:  # any damage (zipfile/zlib/format errors) -> one clear error
-        raise ValueError(f"{path}: not a cnnframe model file or it is truncated/corrupted "
-                         f"({type(exc).__name__}: {exc})") from None
+def find_model_file(path):
+    """The model file for a model file or a run folder, as the CLI accepts either.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file, or a run folder (``cnnframe train --out``) holding ``model.cnnf``.
 
-def load_model(path, cls=None):
-    """Load a model written by :func:`save_model`.
+    Returns
+    -------
+    (Path, Path)
+        The model file and the folder it is in (the run folder).
 
     Raises
     ------
     FileNotFoundError
-        If `path` does not exist.
+        For a missing path, or a folder without ``model.cnnf`` (the message says where a
+        run's checkpoints are).
+    """
+    path = Path(path)
+    if path.is_dir():
+        model = path / RUN_MODEL_FILE
+        if not model.exists():
+            raise FileNotFoundError(f"{path} is a folder without {RUN_MODEL_FILE} (is the run "
+                                    "finished? a checkpoint's weights are in checkpoints/)")
+        return model, path
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    return path, path.parent
+
+
+def _missing_layer_types(config):
+    """[(node name, layer type)] of the config's layers that no registered class provides."""
+    from cnnframe.graph.config import normalize_config
+    missing = []
+    for node in normalize_config(config)["nodes"]:
+        try:
+            get_layer(node["type"])
+        except UnknownLayerError:
+            missing.append((node["name"], node["type"]))
+    return missing
+
+
+def _plugin_message(path, missing):
+    types = sorted({t for _, t in missing})
+    where = ", ".join(f"{t!r} (node {n!r})" for n, t in missing)
+    msg = (f"{path}: the model uses layer type{'s' if len(types) > 1 else ''} {where}, which "
+           "cnnframe does not provide: the plugin package that registers "
+           f"{'them' if len(types) > 1 else 'it'} is not installed. Install that package in "
+           "this environment (`cnnframe layers` lists the layer types available now)")
+    broken = plugin_errors()
+    if broken:
+        msg += ". Note: " + "; ".join(str(e) for e in broken)
+    return msg
+
+
+def _check_weights(path, model, members):
+    """Refuse (before reading any) members that are not the model's params/buffers as built."""
+    expected = {**model.params, **model.buffers}
+    unexpected = [f"{k!r} ({m.describe()})" for k, m in members.items()
+                  if k not in expected and k not in (FORMAT_KEY, CONFIG_KEY)]
+    missing = [k for k in expected if k not in members]
+    bad = []
+    for k, target in expected.items():
+        m = members.get(k)
+        if m is None:
+            continue
+        if m.shape != target.shape:
+            bad.append(f"{k}: expected shape {target.shape}, got {m.shape}")
+        elif m.dtype.kind not in _WEIGHT_KINDS or m.dtype.itemsize > _MAX_WEIGHT_ITEMSIZE:
+            bad.append(f"{k}: dtype {m.dtype}, expected a float or int of at most "
+                       f"{_MAX_WEIGHT_ITEMSIZE} bytes")
+    if missing or unexpected or bad:
+        parts = ([f"missing entries {missing}"] if missing else []) + (
+            [f"unexpected entries {', '.join(unexpected)}"] if unexpected else []) + (
+            [f"mismatches ({'; '.join(bad)})"] if bad else [])
+        raise ValueError(f"{path}: the stored weights do not match the stored config: "
+                         + ", ".join(parts))
+    return {k: target.size * _MAX_WEIGHT_ITEMSIZE for k, target in expected.items()}
+
+
+def load_model(path, cls=None):
+    """Load a model written by :func:`save_model` (a model file or a run folder).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file, or a run folder holding ``model.cnnf``.
+    cls : type, optional
+        The Model class to build (default :class:`cnnframe.graph.Model`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist, or is a folder without ``model.cnnf``.
     ValueError
-        Naming `path`, for a truncated, corrupted or foreign file, an unsupported
-        format version, or weights that do not match the stored config.
+        Naming the file, for: a file that is not a cnnframe model file; a truncated
+        or corrupted one; an unsupported format version; a layer type whose plugin
+        package is not installed; weights that do not match the stored config
+        (extra, missing, misshapen or oversized entries are refused before they are
+        decompressed).
     """
     if cls is None:
         from cnnframe.graph.model import Model as cls
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such model file")
-    arrays = _read_arrays(path)
-    if FORMAT_KEY not in arrays or CONFIG_KEY not in arrays:
+    path, _ = find_model_file(path)
+    path = str(path)
+    try:
+        with NpzReader(path) as npz:
+            return _load(path, npz, cls)
+    except NotAnArchiveError as exc:
+        raise ValueError(f"{path}: not a cnnframe model file ({exc})") from None
+    except NpzError as exc:
+        raise ValueError(f"{path}: not a cnnframe model file or it is truncated/corrupted "
+                         f"({exc})") from None
+
+
+def _load(path, npz, cls):
+    members = npz.members
+    if FORMAT_KEY not in members or CONFIG_KEY not in members:
         raise ValueError(f"{path}: not a cnnframe model file (an npz archive without the "
                          f"{FORMAT_KEY} and {CONFIG_KEY} entries)")
-    version = arrays.pop(FORMAT_KEY)
-    if version.shape != (1,) or version.dtype.kind not in "iu":
+    version_member = members[FORMAT_KEY]
+    if version_member.shape != (1,) or version_member.dtype.kind not in "iu":
         raise ValueError(f"{path}: corrupted cnnframe model file (bad format version entry)")
-    if int(version[0]) != FORMAT_VERSION:
-        raise ValueError(f"{path}: cnnframe model format version {int(version[0])} is not "
+    version = int(npz.read(FORMAT_KEY)[0])
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: cnnframe model format version {version} is not "
                          f"supported by this cnnframe (it reads version {FORMAT_VERSION})")
-    raw = arrays.pop(CONFIG_KEY)
+    config_member = members[CONFIG_KEY]
     try:
-        if raw.dtype != np.uint8 or raw.ndim != 1:
+        if config_member.dtype != np.uint8 or len(config_member.shape) != 1:
             raise ValueError("config entry is not a uint8 vector")
+        raw = npz.read(CONFIG_KEY, max_bytes=MAX_CONFIG_BYTES)
         config = json.loads(raw.tobytes().decode("utf-8"))
-        model = cls.from_config(config)
+        missing_types = _missing_layer_types(config)
+    except NpzError:
+        raise
     except Exception as exc:  # a damaged config must not surface as some other error
         raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
+    if missing_types:
+        raise ValueError(_plugin_message(path, missing_types))
+    try:
+        model = cls.from_config(config)
+    except ModelTooLargeError as exc:  # a well-formed config too big for this machine
+        raise ModelTooLargeError(f"{path}: {exc}") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
+    limits = _check_weights(path, model, members)
+    arrays = {k: npz.read(k, max_bytes=limit) for k, limit in limits.items()}
     try:
         model.load_state_dict(arrays)
     except Exception as exc:

@@ -561,7 +561,7 @@ class Model:
             acc[name] = buf
         return buf[:size].reshape(like.shape)
 
-    def backward(self, grad_y, need_input_grad=True):
+    def backward(self, grad_y, need_input_grad=True, layer_done=None):
         """Backpropagate from the outputs, filling every layer's ``grads``.
 
         Parameters
@@ -571,6 +571,10 @@ class Model:
         need_input_grad : bool
             False skips the gradient with respect to the graph inputs (and the
             first convolutions' input-gradient work), returning None.
+        layer_done : callable(node name), optional
+            Called right after each node's backward, in backward order, when that
+            node's ``grads`` are final (data-parallel training starts reducing
+            them there, while the rest of backward runs).
 
         Returns
         -------
@@ -602,11 +606,11 @@ class Model:
                     "one model at once and their gradients and weight updates would mix.  "
                     "Train from one thread, or hold one lock around each whole step (forward, "
                     "backward, optimizer step).")
-            return self._backward(runner, grad_y, need_input_grad)
+            return self._backward(runner, grad_y, need_input_grad, layer_done)
         finally:
             self._leave_step()
 
-    def _backward(self, runner, grad_y, need_input_grad):
+    def _backward(self, runner, grad_y, need_input_grad, layer_done=None):
         if isinstance(grad_y, dict):
             if set(grad_y) != set(self.outputs):
                 raise ValueError(f"Model.backward: grad_y must have exactly the keys "
@@ -630,6 +634,8 @@ class Model:
             g = grads.pop(name)
             layer.needs_input_grad = need_input_grad or name not in self._only_graph_inputs
             gx = layer.backward(g)
+            if layer_done is not None:
+                layer_done(name)
             ins = self.node_inputs[name]
             gxs = gx if layer.num_inputs is None else [gx]
             for i, gi in zip(ins, gxs):

@@ -18,3 +18,14 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "BatchNorm2d", "BatchNorm1d",
     "Add", "Concat",
 ]
+
+from cnnframe.layers.activations_extra import ELU, GELU, Hardswish, PReLU, SiLU  # noqa: E402
+from cnnframe.layers.conv_transpose import ConvTranspose2d  # noqa: E402
+from cnnframe.layers.dropout import Dropout2d  # noqa: E402
+from cnnframe.layers.norms import GroupNorm, InstanceNorm2d, LayerNorm  # noqa: E402
+from cnnframe.layers.resample import AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample  # noqa: E402
+
+__all__ += [
+    "GroupNorm", "LayerNorm", "InstanceNorm2d", "GELU", "SiLU", "Hardswish", "ELU", "PReLU",
+    "ConvTranspose2d", "Upsample", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Dropout2d",
+]

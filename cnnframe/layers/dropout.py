@@ -56,3 +56,58 @@ class Dropout(Layer):
 
     def flops(self, input_shape):
         return math.prod(as_shape(input_shape))
+
+
+@register_layer("dropout2d")
+class Dropout2d(Layer):
+    """Channel dropout, as torch.nn.Dropout2d.
+
+    In training each (sample, channel) plane is zeroed as a whole with probability
+    `p` and the surviving planes are scaled by 1 / (1 - p); eval mode is the
+    identity.  Neighbouring pixels of a feature map are strongly correlated, so
+    dropping single pixels (dropout) regularises convolutions little.  All
+    randomness is drawn from ``self.rng`` (N * C draws per forward pass).
+
+    Args:
+        p: drop probability in [0, 1] (default 0.5).
+        seed: int seed of ``self.rng`` (None: fresh entropy).
+
+    Input shape: (N, C, H, W).  Output shape: same as input.
+    """
+
+    stochastic = True
+    aliases = True  # eval mode returns its input
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        self.p = check_float(p, "p", 0.0, 1.0, "dropout2d")
+        self.seed = check_seed(seed, "dropout2d")
+        self.rng = np.random.default_rng(self.seed)
+        self._scale = None
+
+    def output_shape(self, input_shape):
+        shape = as_shape(input_shape, layer="dropout2d")
+        if len(shape) != 3:
+            raise ValueError(f"dropout2d: expects input shape (C, H, W), got {list(shape)}")
+        return shape
+
+    def forward(self, x, training=True):
+        self._check_input(x, 4)
+        if not training or self.p == 0.0:
+            self._scale = None
+            return x
+        n, c = x.shape[:2]
+        keep = self.rng.random((n, c), dtype=x.dtype) >= x.dtype.type(self.p)
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        self._scale = (keep * x.dtype.type(scale)).reshape(n, c, 1, 1)
+        y = self._buffer("y", x.shape, x.dtype)
+        return np.multiply(x, self._scale, out=y)
+
+    def backward(self, grad_y):
+        if self._scale is None:
+            return grad_y
+        gx = self._buffer("gx", grad_y.shape, grad_y.dtype)
+        return np.multiply(grad_y, self._scale, out=gx)
+
+    def flops(self, input_shape):
+        return math.prod(as_shape(input_shape))

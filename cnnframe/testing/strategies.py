@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 from cnnframe.functional import conv_output_size
 
 __all__ = ["ConvGeometry", "PoolGeometry", "conv_geometries", "pool_geometries",
-           "image_batches", "inputs_away_from_kinks"]
+           "winograd_geometries", "direct_geometries", "image_batches", "inputs_away_from_kinks",
+           "distinct_values"]
 
 
 def _out(size, k, s, p, d=1):
@@ -77,8 +78,13 @@ class PoolGeometry:
                 _out(w, self.kernel_size[1], self.stride[1], self.padding[1]))
 
     def pool_config(self):
+        """Config of the built-in pooling layers for this geometry (JSON lists)."""
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding)}
+
+    def functional_kwargs(self):
+        """Keyword arguments of ``cnnframe.functional.max_pool2d`` / ``avg_pool2d``."""
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
 
 
 @st.composite
@@ -129,6 +135,112 @@ def pool_geometries(draw, max_batch=3, max_channels=4, max_size=10, max_kernel=4
     return PoolGeometry((n, c, h, w), (kh, kw), (sh, sw), (ph, pw))
 
 
+def _winograd_sizes(draw, tile, min_pixels, max_size):
+    """(OH, OW): multiples of `tile` with OH * OW >= min_pixels, up to max_size (raised to
+    leave room for min_pixels); for tile 2 one of them is not a multiple of 4."""
+    top = max(max_size, int(np.ceil(np.sqrt(min_pixels))) + 8)
+
+    def sizes(lo, two_mod_four):
+        return [v for v in range(tile, top + 1, tile)
+                if v >= lo and (not two_mod_four or v % 4 == 2)]
+
+    first_odd = tile == 2 and draw(st.booleans())  # which axis is 2 mod 4 (tile 2)
+    oh = draw(st.sampled_from(sizes(-(-min_pixels // top), first_odd)))
+    ow = draw(st.sampled_from(sizes(-(-min_pixels // oh), tile == 2 and not first_odd)))
+    return oh, ow
+
+
+@st.composite
+def winograd_geometries(draw, tile=2, padding=None, max_batch=2, max_channels=24, max_size=24,
+                        min_pixels=None):
+    """conv2d geometries that conv2d runs with Winograd F(tile x tile, 3x3) in the forward pass.
+
+    3x3 kernels, stride 1, dilation 1, groups 1, at least ``WINOGRAD_MIN_CHANNELS``
+    (16) input and output channels, and output sizes that are multiples of `tile`
+    with at least ``WINOGRAD_MIN_PIXELS`` (256) pixels for ``tile=2`` (never both
+    multiples of 4: those go to F(4x4)) or ``WINOGRAD43_MIN_PIXELS`` (64) for
+    ``tile=4`` (thresholds read from ``cnnframe.functional.conv`` when drawn).  Where
+    the direct kernel runs (float32, AVX-512) conv2d prefers it for many of these;
+    set ``cnnframe.functional.conv.DIRECT = False`` to reach Winograd.
+
+    Parameters
+    ----------
+    tile : {2, 4}
+    padding : int, optional
+        The padding of both axes (0, 1 or 2; 1 keeps the input size, so the input
+        gradient takes the same tile); by default each axis draws 0, 1 or 2.
+    max_batch, max_channels : int
+        Up to this many images and channels (at least 16 channels).
+    max_size : int
+        Largest output size, unless `min_pixels` needs more.
+    min_pixels : int, optional
+        Output maps of at least this many pixels (e.g. 1024 for the weight gradient's
+        F(4x4)).
+
+    Returns
+    -------
+    ConvGeometry
+    """
+    from cnnframe.functional import conv  # the thresholds, as conv2d reads them
+    if tile not in (2, 4):
+        raise ValueError(f"winograd_geometries: tile must be 2 or 4, got {tile!r}")
+    least = conv.WINOGRAD_MIN_PIXELS if tile == 2 else conv.WINOGRAD43_MIN_PIXELS
+    oh, ow = _winograd_sizes(draw, tile, max(least, min_pixels or 0), max_size)
+    lo = conv.WINOGRAD_MIN_CHANNELS
+    cin = draw(st.integers(lo, max(lo, max_channels)))
+    cout = draw(st.integers(lo, max(lo, max_channels)))
+    ph, pw = ((padding, padding) if padding is not None
+              else (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    n = draw(st.integers(1, max_batch))
+    # OH = H + 2p - 2 for a 3x3 kernel at stride 1
+    shape = (n, cin, oh + 2 - 2 * ph, ow + 2 - 2 * pw)
+    return ConvGeometry(shape, cout, (3, 3), (1, 1), (ph, pw), (1, 1), 1)
+
+
+# Kernel shapes of the direct kernel's measured domain (functional/_direct.py: direct_applies)
+DIRECT_KERNELS = ((3, 3), (5, 5), (7, 7), (1, 1), (1, 3), (3, 1), (3, 5), (5, 3), (1, 7), (7, 1))
+
+
+def _fills_vectors(pixels):
+    """direct_applies' rule: the output pixels fill at least 3/4 of their 16-lane vectors."""
+    return pixels >= 0.75 * -(-pixels // 16) * 16
+
+
+@st.composite
+def direct_geometries(draw, max_batch=2, max_channels=16, max_size=20):
+    """float32 conv2d geometries in the direct kernel's domain (``direct_applies``).
+
+    Stride 1, dilation 1, groups 1; kernels of ``DIRECT_KERNELS``; padding at most
+    K - 1 per axis (so the input gradient is a direct conv too); output maps whose
+    pixels fill at least 3/4 of their 16-float vectors, 1x1 kernels on maps of a
+    multiple of 16 pixels up to 256, and at most 16 output channels (so 3x3 convs
+    stay direct where Winograd would apply).  On a CPU with the AVX-512 micro-kernels
+    ``cnnframe.functional.conv2d`` runs these with the direct kernel in float32;
+    elsewhere it falls back to im2col + GEMM or Winograd.
+
+    Returns
+    -------
+    ConvGeometry
+    """
+    kh, kw = draw(st.sampled_from(DIRECT_KERNELS))
+    if (kh, kw) == (1, 1):
+        pixels = 16 * draw(st.integers(1, 16))
+        oh = draw(st.sampled_from([d for d in range(1, max(max_size, 16) + 1)
+                                   if pixels % d == 0 and pixels // d <= max(max_size, 16)]))
+        ow = pixels // oh
+    else:
+        oh, ow = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+        while not _fills_vectors(oh * ow):
+            ow += 1
+    # the input size for padding p: H = OH + KH - 1 - 2p >= 1
+    ph = draw(st.integers(0, min(kh - 1, (oh + kh - 2) // 2)))
+    pw = draw(st.integers(0, min(kw - 1, (ow + kw - 2) // 2)))
+    n = draw(st.integers(1, max_batch))
+    cin, cout = draw(st.integers(1, max_channels)), draw(st.integers(1, min(16, max_channels)))
+    shape = (n, cin, oh + kh - 1 - 2 * ph, ow + kw - 1 - 2 * pw)
+    return ConvGeometry(shape, cout, (kh, kw), (1, 1), (ph, pw), (1, 1), 1)
+
+
 def image_batches(shape=None, dtype=np.float64, min_value=-3.0, max_value=3.0, max_batch=3,
                   max_channels=4, max_size=10):
     """NCHW float arrays with finite values in [min_value, max_value].
@@ -168,3 +280,25 @@ def inputs_away_from_kinks(draw, layer, input_shape, margin=1e-3, dtype=np.float
         assume(False)
     xs = [x.astype(dtype) for x in xs]
     return xs if multi else xs[0]
+
+
+def distinct_values(rng, shape, dtype):
+    """An array of `shape` with no two equal values (a shuffled grid in [-0.5, 0.5)).
+
+    Max pooling has a unique maximum in every window, so its argmax and the
+    gradient are well defined, and the values are 1 / size apart: far more than a
+    finite-difference step.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : tuple of int
+    dtype : float dtype
+
+    Returns
+    -------
+    ndarray of `shape` and `dtype`
+    """
+    size = int(np.prod(shape))
+    values = (rng.permutation(size) - size / 2) / max(size, 1)
+    return values.reshape(shape).astype(dtype)

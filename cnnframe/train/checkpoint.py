@@ -8,27 +8,42 @@ tuples, dicts with str keys) and numpy arrays / numpy scalars.  It is stored as
 - one JSON document (npz key ``__meta__``, a 0-d unicode array) holding the
   structure, with each array replaced by ``{"__array__": "a0"}``.
 
-So loading needs ``np.load(..., allow_pickle=False)`` only: nothing is ever
-unpickled.  Numpy scalars come back as numpy scalars of the same dtype and
-tuples as tuples, so a restored optimizer or RNG state is exactly the saved one.
+So loading never unpickles anything.  Numpy scalars come back as numpy scalars of
+the same dtype and tuples as tuples, so a restored optimizer or RNG state is exactly
+the saved one.
+
+Loading (:func:`load_state`) reads through :mod:`cnnframe._npz` and checks before it
+reads: the zip directory and every array's ``.npy`` header first, then the metadata
+(at most 64 MiB of JSON, nested at most 100 deep).  Every array must be one the
+metadata refers to, and together they may declare at most the machine's physical
+memory (:func:`max_checkpoint_bytes`); cnnframe writes arrays uncompressed, so an
+array it wrote is also bounded by the file's own size.  Each array is then read into
+exactly its declared size, and a compressed stream that would inflate beyond it is
+refused.  Any failure to read a file is a :class:`CheckpointError` naming the file and
+the cause, and :func:`latest_checkpoint` falls back to the newest readable one.
 
 Files are named ``ckpt-e{epoch}-s{step}.npz`` and ordered by the global step.
 Writes go to a temporary file in the same folder, are flushed to disk and then
 renamed over the final name (``os.replace``), so a crash never leaves a
-half-written checkpoint under a checkpoint name.
+half-written checkpoint under a checkpoint name.  The temporary files of writes
+killed mid-way are removed when a :class:`CheckpointManager` next opens the folder
+(:func:`cnnframe._files.remove_stale_temp_files` says which files count as stale).
 """
 import json
 import os
 import re
-import zipfile
+import warnings
 
 import numpy as np
 
-from cnnframe._files import atomic_write
+from cnnframe._files import atomic_write, remove_stale_temp_files
+from cnnframe._npz import NotAnArchiveError, NpzError, NpzReader
 
 FORMAT = "cnnframe-checkpoint"
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+_MAX_META_BYTES = 64 << 20  # the JSON structure; real ones are a few KB plus a row per epoch
+_MAX_DEPTH = 100            # nesting of the state; real ones are about 6 deep
 _NAME_RE = re.compile(r"^ckpt-e(\d+)-s(\d+)(?:-([a-z]+))?\.npz$")
 
 
@@ -70,22 +85,50 @@ def _encode(value, arrays, where):
                     "(expected arrays, numbers, strings, lists, tuples or dicts)")
 
 
-def _decode(value, data):
+class _BadMeta(Exception):
+    """Metadata that does not describe a state (the message says where)."""
+
+
+def _decode(value, fetch, where="state", depth=0):
+    """The state `value` describes, with ``fetch(key, where)`` giving the array of each key.
+
+    Checks the structure as it goes (a crafted ``__meta__`` raises _BadMeta, nothing else).
+    """
+    if depth > _MAX_DEPTH:
+        raise _BadMeta(f"{where[:40]}...: nested more than {_MAX_DEPTH} levels deep")
     if isinstance(value, list):
-        return [_decode(v, data) for v in value]
+        return [_decode(v, fetch, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
         if len(value) == 1:
             (marker, inner), = value.items()
-            if marker == "__array__":
-                return data[inner]
-            if marker == "__scalar__":
-                return data[inner][()]
+            if marker in ("__array__", "__scalar__"):
+                if not isinstance(inner, str):
+                    raise _BadMeta(f"{where}: {marker} must name an array, got {inner!r:.80}")
+                array = fetch(inner, where)
+                return array[()] if marker == "__scalar__" and array is not None else array
             if marker == "__tuple__":
-                return tuple(_decode(v, data) for v in inner)
+                if not isinstance(inner, list):
+                    raise _BadMeta(f"{where}: __tuple__ must hold a list, got {inner!r:.80}")
+                return tuple(_decode(v, fetch, f"{where}[{i}]", depth + 1)
+                             for i, v in enumerate(inner))
             if marker == "__dict__":
-                return {k: _decode(v, data) for k, v in inner.items()}
-        return {k: _decode(v, data) for k, v in value.items()}
+                if not isinstance(inner, dict):
+                    raise _BadMeta(f"{where}: __dict__ must hold an object, got {inner!r:.80}")
+                return {k: _decode(v, fetch, f"{where}.{k}", depth + 1) for k, v in inner.items()}
+        return {k: _decode(v, fetch, f"{where}.{k}", depth + 1) for k, v in value.items()}
     return value
+
+
+def max_checkpoint_bytes():
+    """The most array data a checkpoint may declare in all: this machine's physical memory.
+
+    (A checkpoint that cannot fit in memory cannot be loaded anyway; the bound refuses a
+    crafted or damaged size before anything is allocated.)
+    """
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 1 << 40
 
 
 def save_state(path, state):
@@ -113,46 +156,82 @@ def save_state(path, state):
 
 
 def load_state(path):
-    """Load a file written by `save_state` (``np.load(allow_pickle=False)``; no pickle).
+    """Load a file written by `save_state` (through :mod:`cnnframe._npz`; nothing is unpickled).
+
+    The archive's headers and metadata are checked before any array is read: every array
+    must be one the metadata refers to, and all of them together must fit in memory
+    (:func:`max_checkpoint_bytes`).
 
     Raises
     ------
+    FileNotFoundError
+        If `path` does not exist.
     CheckpointError
-        When the file cannot be read, is truncated or corrupt, or is not a
-        cnnframe checkpoint.
+        Naming `path` and the cause, for every other failure to read it: a file that is
+        truncated, corrupt, encrypted, oversized or not a cnnframe checkpoint.
     """
     path = os.fspath(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
+        with NpzReader(path) as npz:
+            return _read_state(path, npz)
+    except (CheckpointError, FileNotFoundError):
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
-    # A .npy file (or anything else np.load reads as a plain array) is not an npz archive.
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        del loaded  # drops a possible memmap
-        raise CheckpointError(f"{path}: not a cnnframe checkpoint (an .npy array, "
-                              "not an .npz archive)")
-    try:
-        with loaded as npz:
-            data = {k: npz[k] for k in npz.files}  # reads (and CRC-checks) every member
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
-    if _META_KEY not in data:
+    except NotAnArchiveError as exc:
+        raise CheckpointError(f"{path}: not a cnnframe checkpoint ({exc})") from None
+    except NpzError as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    except _BadMeta as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata at {exc}") from None
+    except Exception as exc:  # whatever else a damaged file provokes (MemoryError, OSError, ...)
+        raise CheckpointError(f"{path}: not a readable checkpoint "
+                              f"({type(exc).__name__}: {exc})") from exc
+
+
+def _read_state(path, npz):
+    members = npz.members
+    meta_member = members.get(_META_KEY)
+    if meta_member is None:
         raise CheckpointError(f"{path}: not a cnnframe checkpoint (no {_META_KEY} entry)")
+    if meta_member.dtype.kind != "U" or meta_member.shape != ():
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata (a text entry expected, "
+                              f"got {meta_member.describe()})")
+    text = str(npz.read(_META_KEY, max_bytes=_MAX_META_BYTES)[()])
     try:
-        meta = json.loads(str(data.pop(_META_KEY)[()]))
+        meta = json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata (nested too deeply)") from None
     except ValueError as exc:
-        raise CheckpointError(f"{path}: corrupt checkpoint metadata ({exc})") from exc
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cnnframe checkpoint")
     if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r}, "
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r:.40}, "
                               f"this cnnframe reads version {FORMAT_VERSION}")
-    try:
-        return _decode(meta["state"], data)
-    except KeyError as exc:
-        raise CheckpointError(f"{path}: corrupt checkpoint (missing array {exc})") from exc
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata (the state is not a dict)")
+
+    # First pass: which arrays the metadata refers to (no data read yet).
+    referenced = set()
+
+    def note(key, where):
+        if key == _META_KEY or key not in members:
+            raise _BadMeta(f"{where}: refers to a missing array {key!r:.80}")
+        referenced.add(key)
+
+    _decode(state, note)
+    unexpected = [k for k in members if k != _META_KEY and k not in referenced]
+    if unexpected:
+        listed = ", ".join(f"{k!r} ({members[k].describe()})" for k in unexpected[:5])
+        raise CheckpointError(f"{path}: not a cnnframe checkpoint: entries its metadata does "
+                              f"not refer to: {listed}" + (" ..." if len(unexpected) > 5 else ""))
+    total = sum(members[k].nbytes for k in referenced)
+    limit = max_checkpoint_bytes()
+    if total > limit:
+        raise CheckpointError(f"{path}: its arrays declare {total:,} bytes in all, more than "
+                              f"this machine's memory ({limit:,} bytes)")
+    data = {k: npz.read(k) for k in referenced}
+    return _decode(state, lambda key, where: data[key])
 
 
 # ----------------------------------------------------------------------------- a folder of them
@@ -180,19 +259,31 @@ def list_checkpoints(folder):
 
 
 def latest_checkpoint(folder):
-    """The newest checkpoint in `folder` that loads completely, or None.
+    """The newest checkpoint in `folder` that loads completely, or None when there is none.
 
     Returns
     -------
     (path, state) or None
-        Corrupt or truncated files are skipped (a warning names them).
+        Damaged files are skipped with a RuntimeWarning naming each of them and the cause.
+
+    Raises
+    ------
+    CheckpointError
+        When checkpoint files exist but none of them loads (listing them): starting
+        over from scratch would not be what the caller asked for.
     """
-    import warnings
+    damaged = []
     for path in reversed(list_checkpoints(folder)):
         try:
             return path, load_state(path)
+        except FileNotFoundError:  # deleted since it was listed (pruned by another writer)
+            continue
         except CheckpointError as exc:
+            damaged.append(str(exc))
             warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning, stacklevel=2)
+    if damaged:
+        raise CheckpointError(f"{os.fspath(folder)}: no checkpoint loads; "
+                              + "; ".join(damaged))
     return None
 
 
@@ -213,6 +304,8 @@ class CheckpointManager:
         self.folder = os.fspath(folder)
         self.keep = keep
         self.last_saved = None
+        # Temporary files of writes killed mid-way by an earlier run (see cnnframe._files).
+        self.removed_temp_files = remove_stale_temp_files(self.folder, _NAME_RE)
 
     def save(self, state, epoch, step, tag=None):
         """Write `state` as the checkpoint of (`epoch`, `step`); return its path."""

@@ -5,7 +5,8 @@
     seed = 0
     epochs = 10
     batch_size = 128
-    threads = 2                      # optional; default: every core
+    threads = 2                      # optional; default: every core (per rank: cores / ranks)
+    sync_batch_norm = false          # optional; distributed runs: batch statistics over all ranks
     metrics = ["accuracy"]           # optional
 
     [model]                          # a Model config (Model.from_config), or
@@ -52,7 +53,7 @@ except ImportError:  # pragma: no cover - Python < 3.11
 from cnnframe.train.checkpoint import atomic_write
 
 TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
-            "threads", "metrics", "checkpoint")
+            "threads", "metrics", "checkpoint", "sync_batch_norm")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
 DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation")
 CHECKPOINT_KEYS = ("keep", "every_steps")
@@ -107,6 +108,10 @@ def validate_config(cfg):
     _int(out, "seed", 0)
     if out["threads"] is not None:
         _int(out, "threads", 1)
+    # No default: configs without the key (every run before it existed) stay unchanged.
+    if "sync_batch_norm" in out and not isinstance(out["sync_batch_norm"], bool):
+        raise ValueError(f"sync_batch_norm in the config must be true or false, got "
+                         f"{out['sync_batch_norm']!r}")
     if not isinstance(out["metrics"], list) or not all(isinstance(m, str) for m in out["metrics"]):
         raise ValueError(f"metrics must be a list of metric names, got {out['metrics']!r}")
     from cnnframe.train.metrics import parse_metric

@@ -14,14 +14,20 @@ config.toml records the dataset root the run read (as an absolute path), so that
 """
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
+from cnnframe._files import remove_stale_temp_files
+from cnnframe.graph.io import RUN_MODEL_FILE as MODEL_FILE, find_model_file
 from cnnframe.train.checkpoint import atomic_write
 
-MODEL_FILE = "model.cnnf"
 PREPROCESS_FILE = "preprocess.json"
 CONFIG_FILE = "config.toml"
+# The files of a run folder itself (checkpoints/ cleans up after itself), each written
+# atomically through a temporary file next to it.
+RUN_FILES = (CONFIG_FILE, "metrics.csv", MODEL_FILE, PREPROCESS_FILE, "curves.png")
+_RUN_FILE_NAME = re.compile("(?:" + "|".join(map(re.escape, RUN_FILES)) + r")\Z")
 
 
 # Datasets that need no files (and so no root).
@@ -59,14 +65,24 @@ def record_data_root(cfg, data_dir=None):
     return out
 
 
-def _cifar_image_folder(root):
-    """A class-per-folder CIFAR-10 copy (train/airplane/...) at or just below `root`, or None."""
-    if root is None:
-        return None
-    for cand in (root, root / "cifar10-jpeg", root / "cifar10"):
-        if (cand / "train" / "airplane").is_dir():
-            return cand
-    return None
+def remove_stale_run_temp_files(run_dir):
+    """Delete the temporary files of `RUN_FILES` that killed writes left in a run folder.
+
+    Called when a run starts (``Trainer(out_dir=...)``, ``cnnframe train``), so that runs
+    killed in the middle of writing model.cnnf or metrics.csv do not pile up partial
+    copies; only files whose writer is gone are removed (`cnnframe._files`).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder; a missing folder has nothing to remove.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    return remove_stale_temp_files(run_dir, _RUN_FILE_NAME)
 
 
 def _missing_cifar10(root):
@@ -84,8 +100,8 @@ def _missing_cifar10(root):
 def load_datasets(cfg, data_dir=None, download=False):
     """(train_set, eval_set or None) for a validated config's [data] section.
 
-    ``dataset = "cifar10"`` reads the official python/binary release under the root; when
-    the root (or root/cifar10-jpeg) instead holds the class-per-folder JPEG copy, that is used.
+    ``dataset = "cifar10"`` reads the official python/binary release under the root, or a
+    class-per-folder copy there (as `cnnframe.data.CIFAR10` does).
 
     Parameters
     ----------
@@ -106,7 +122,7 @@ def load_datasets(cfg, data_dir=None, download=False):
     """
     from cnnframe.data import get_dataset
     from cnnframe.data.base import default_data_root
-    from cnnframe.data.cifar import find_cifar10
+    from cnnframe.data.cifar import find_cifar10, find_cifar10_image_folder
     data = cfg["data"]
     name = dataset_name(cfg)
     root = resolve_data_root(data, data_dir)
@@ -121,17 +137,13 @@ def load_datasets(cfg, data_dir=None, download=False):
                          "cannot be downloaded by cnnframe")
     if is_cifar:
         where = root if root is not None else default_data_root()
-        copy_here = where.exists() and (find_cifar10(where) or _cifar_image_folder(where))
+        copy_here = where.exists() and (find_cifar10(where) or find_cifar10_image_folder(where))
         if download and not copy_here:
             from cnnframe.data.cifar import fetch_cifar10
             where.mkdir(parents=True, exist_ok=True)
             fetch_cifar10(where)
         elif not copy_here:
             raise _missing_cifar10(where)
-    if is_cifar and root is not None and root.exists() and not find_cifar10(root):
-        folder = _cifar_image_folder(root)
-        if folder is not None:
-            name, root = "image_folder", folder
     train_set = get_dataset(name, root, train=True, **train_opts)
     val = data.get("validation", "test")
     if val == "none":
@@ -269,7 +281,9 @@ def model_from_checkpoint(path, config=None):
 
 
 def find_model(path):
-    """(model file, run folder or None) for a model file or a run folder.
+    """(model file, run folder) for a model file or a run folder, refusing checkpoints.
+
+    `cnnframe.graph.io.find_model_file`, plus a clear error for a training checkpoint.
 
     Raises
     ------
@@ -279,18 +293,10 @@ def find_model(path):
         `path` is a training checkpoint: the message says what that is and how to get a
         model from it.
     """
-    path = Path(path)
-    if path.is_dir():
-        model = path / MODEL_FILE
-        if not model.exists():
-            raise FileNotFoundError(f"{path} is a folder without {MODEL_FILE} (is the run "
-                                    "finished? a checkpoint's weights are in checkpoints/)")
-        return model, path
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    if is_checkpoint(path):
-        raise checkpoint_is_not_a_model(path)
-    return path, path.parent
+    model, run_dir = find_model_file(path)
+    if is_checkpoint(model):
+        raise checkpoint_is_not_a_model(model)
+    return model, run_dir
 
 
 def read_preprocess(run_dir):

@@ -137,6 +137,7 @@ class Trainer:
         end ``model.cnnf`` (the trained model, for models with ``save``) and
         ``curves.png`` (loss and metric per epoch and per step; needs matplotlib).
         Without it no files are written (and `fit(resume=True)` has nothing to resume).
+        Temporary files that a run killed mid-write left there are removed at once.
     curves : bool
         Draw ``curves.png`` in out_dir at the end of `fit` (False skips the drawing,
         which takes matplotlib about a second).
@@ -173,6 +174,9 @@ class Trainer:
         self.checkpoints = (None if self.out_dir is None else
                             CheckpointManager(os.path.join(self.out_dir, "checkpoints"),
                                               keep=keep_checkpoints))
+        if self.out_dir is not None:  # partial model.cnnf etc. of a run killed mid-write
+            from cnnframe.train.runs import remove_stale_run_temp_files
+            remove_stale_run_temp_files(self.out_dir)
         self.callbacks = list(callbacks)
         self.progress = progress
         # Seconds between progress-bar redraws; None: 0.5 on a terminal, 15 in a log file.
@@ -490,6 +494,7 @@ class Trainer:
         self.log(self._summary(row, epochs))
         if self.checkpoints is not None:
             self.save_checkpoint(train_loader, val_loader)
+        if self.out_dir is not None:
             self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)

@@ -23,6 +23,7 @@ BAD_FLAGS = [
     (["evaluate", "runs/x", "--threads", "-1"], "--threads", "-1"),
     (["evaluate", "runs/x", "--split", "val"], "--split", "val"),
     (["predict", "runs/x", "a.png", "--top", "0"], "--top", "0"),
+    (["predict", "runs/x", "a.png", "--max-pixels", "-1"], "--max-pixels", "-1"),
     (["gradcheck", "relu", "--input-shape", "2x3x8x8"], "--input-shape", "2x3x8x8"),
     (["gradcheck", "relu", "--input-shape", "2,a"], "--input-shape", "2,a"),
     (["gradcheck", "relu", "--input-shape", "8"], "--input-shape", "8"),

@@ -89,3 +89,20 @@ def test_bad_training_config_is_a_clear_error(tmp_path, capsys, cfg, message):
 def test_folder_without_a_model_is_a_clear_error(tmp_path, capsys):
     assert main(["summary", str(tmp_path)]) == 1
     assert "model.cnnf" in capsys.readouterr().err
+
+
+def test_cli_summary_reads_configs_and_saved_models(tmp_path, capsys):
+    cfg = tmp_path / "net.toml"
+    cfg.write_text('input_shape = [1, 8, 8]\n\n[[layers]]\ntype = "conv2d"\nin_channels = 1\n'
+                   'out_channels = 2\nkernel_size = 3\n\n[[layers]]\ntype = "flatten"\n')
+    assert main(["summary", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d_1" in out and "(2, 6, 6)" in out and "3x3" in out
+    saved = tmp_path / "net.cnnf"
+    Model.from_file(cfg).save(saved)
+    assert main(["summary", str(saved)]) == 0
+    assert "flatten_1" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"input_shape": [1, 8, 8], "layers": [{"type": "conv"}]}')
+    assert main(["summary", str(bad)]) == 1
+    assert "unknown layer type 'conv'" in capsys.readouterr().err

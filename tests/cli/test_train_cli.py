@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from killed_writes import killed_write
 
 from cnnframe.cli import main
 from cnnframe.graph import Model
@@ -224,6 +225,17 @@ def test_evaluate_on_the_train_split_and_a_model_file(trained, capsys):
     assert "train (160 images)" in capsys.readouterr().out
 
 
+def test_train_removes_the_temp_files_a_killed_run_left_in_its_folder(tmp_path):
+    cfg = write_config(tmp_path / "tiny.toml", n_train=48)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.toml", "model.cnnf", "metrics.csv"):
+        killed_write(run / name)
+    assert len(os.listdir(run)) == 3
+    assert main(["train", cfg, "--out", str(run), "--epochs", "1", "--no-progress"]) == 0
+    assert not [name for name in os.listdir(run) if name.startswith(".")]
+
+
 def test_evaluate_without_config_needs_data(tmp_path, trained, capsys):
     lone = tmp_path / "m.cnnf"
     lone.write_bytes((trained / "model.cnnf").read_bytes())
@@ -260,7 +272,7 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert main(["predict", str(trained), str(tmp_path / "junk.png")]) == 1
-    assert "cannot read image" in capsys.readouterr().err
+    assert f"{tmp_path / 'junk.png'}: cannot decode image" in capsys.readouterr().err
 
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -514,8 +526,8 @@ def test_predict_reports_bad_files_and_classifies_the_others(trained, tmp_path, 
     assert err[0] == f"cnnframe predict: {missing}: does not exist"
     bad = {line.split(": ")[1]: line for line in err[1:-1]}
     assert sorted(bad) == [str(folder / "bomb.png"), str(folder / "junk.png")]
-    assert "cannot read image" in bad[str(folder / "junk.png")]
-    assert "DecompressionBomb" in bad[str(folder / "bomb.png")]
+    assert "cannot decode image" in bad[str(folder / "junk.png")]
+    assert "too large to decode safely" in bad[str(folder / "bomb.png")]  # Pillow's limit
     assert err[-1].startswith("cnnframe predict: error: 3 of 6 inputs could not be read")
     # With only good files the exit status is 0.
     assert main(["predict", str(trained), *map(str, good)]) == 0
@@ -525,3 +537,42 @@ def test_predict_on_a_folder_without_images(trained, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(trained), str(tmp_path / "empty")]) == 1
     assert "a folder without image files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_pixels, refused", [
+    (None, ["wide.png"]),                    # the default (made 200 here)
+    ("143", ["small.png", "wide.png"]),      # the 12x12 image has 144 pixels
+    ("144", ["wide.png"]),
+    ("0", []),                               # no limit
+])
+def test_predict_max_pixels_refuses_larger_images_before_decoding(trained, tmp_path, capsys,
+                                                                  monkeypatch, max_pixels,
+                                                                  refused):
+    from cnnframe.cli import predict
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.setattr(predict, "MAX_PIXELS", 200)  # the flag's default
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((12, 400, 3), np.uint8)).save(tmp_path / "wide.png")
+    paths = [tmp_path / "small.png", tmp_path / "wide.png"]
+    flag = [] if max_pixels is None else ["--max-pixels", max_pixels]
+    status = main(["predict", str(trained), *map(str, paths), *flag])
+    captured = capsys.readouterr()
+    assert status == (1 if refused else 0)
+    classified = [line.split(":")[0] for line in captured.out.splitlines() if "%" in line]
+    assert classified == [str(p) for p in paths if p.name not in refused]
+    limit = 200 if max_pixels is None else int(max_pixels)
+    for name in refused:
+        [line] = [ln for ln in captured.err.splitlines() if f"{tmp_path / name}: " in ln]
+        assert f"more than max_pixels={limit:,}" in line
+
+
+def test_predict_scales_16_bit_images_like_8_bit_ones(trained, tmp_path, capsys):
+    """16-bit grayscale PNGs were clipped at 255 (nearly white) instead of scaled."""
+    Image = pytest.importorskip("PIL.Image")
+    gray = np.random.default_rng(5).integers(0, 256, (12, 12), dtype=np.uint16)
+    Image.fromarray(gray.astype(np.uint8), "L").save(tmp_path / "8bit.png")
+    Image.fromarray(gray * 257).save(tmp_path / "16bit.png")  # uint16: a 16-bit PNG
+    assert main(["predict", str(trained), str(tmp_path / "8bit.png"),
+                 str(tmp_path / "16bit.png"), "--top", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]

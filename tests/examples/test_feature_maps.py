@@ -69,17 +69,56 @@ def test_shapes_pictures_and_cifar_skipped(run_example, printed, tmp_path):
     assert not list(folder.glob(".*")), "temporary files left behind"
 
 
-def test_cifar_branch_on_a_tiny_jpeg_tree(run_example, printed, tmp_path):
+def make_jpeg_tree(root):
+    """A class-per-folder CIFAR-10 copy: 3 train and 1 test random 32x32 JPEGs per class."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "cifar10-jpeg"
     for split, n in (("train", 3), ("test", 1)):
         for c in CLASSES:
             (root / split / c).mkdir(parents=True)
             for i in range(n):
                 pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(root / split / c / f"{i:04d}.jpg", quality=75)
+    return root
+
+
+def test_cifar_branch_on_a_tiny_jpeg_tree_from_cnnframe_data(run_example, printed, tmp_path):
+    make_jpeg_tree(tmp_path / "data" / "cifar10-jpeg")
     folder = tmp_path / "out"
-    out = run_example(SCRIPT, "--quick", "--out", folder, "--cifar-root", root,
-                      env={"CNNFRAME_CACHE": str(tmp_path / "cache")})
+    out = run_example(SCRIPT, "--quick", "--out", folder,
+                      env={"CNNFRAME_CACHE": str(tmp_path / "cache"),
+                           "CNNFRAME_DATA": str(tmp_path / "data")})
     assert "CIFAR-10: training on 30 images" in out
     check_pictures(out, printed, folder, "cifar10")
+
+
+@pytest.fixture(scope="module")
+def feature_maps():
+    """examples/feature_maps.py as a module."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "examples" / SCRIPT
+    spec = importlib.util.spec_from_file_location("feature_maps_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cifar_copy_comes_from_the_flag_then_cnnframe_data_then_the_fallback(
+        feature_maps, tmp_path):
+    find = feature_maps.find_cifar_copy
+    flag = make_jpeg_tree(tmp_path / "flag")
+    env = make_jpeg_tree(tmp_path / "env" / "cifar10-jpeg")
+    fallback = make_jpeg_tree(tmp_path / "fallback")
+    environ = {"CNNFRAME_DATA": str(tmp_path / "env")}
+    assert find(flag, environ, fallback) == (flag, None)
+    assert find(None, environ, fallback) == (env, None)
+    assert find(None, {}, fallback) == (fallback, None)
+
+
+def test_no_cifar_copy_says_where_it_looked_and_how_to_give_one(feature_maps, tmp_path):
+    find = feature_maps.find_cifar_copy
+    folder, why = find(None, {}, tmp_path / "absent")
+    assert folder is None and "$CNNFRAME_DATA is not set" in why and "--cifar-root" in why
+    (tmp_path / "empty").mkdir()
+    folder, why = find(None, {"CNNFRAME_DATA": str(tmp_path / "empty")}, tmp_path / "absent")
+    assert folder is None and f"no JPEG copy at {tmp_path / 'empty'}" in why

@@ -10,8 +10,7 @@ import cnnframe.functional as F
 import cnnframe.functional.conv as conv_module
 import cnnframe.reference as R
 from cnnframe._config import active_isa
-
-from kernel_strategies import conv_geometries
+from cnnframe.testing.strategies import conv_geometries
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def threading_mode(request, monkeypatch):
@@ -124,7 +123,7 @@ def test_blockings_agree(rng, monkeypatch, block_bytes, threads):
 @given(geom=conv_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**31 - 1))
 def test_conv_random_geometry_matches_reference(geom, dtype, seed):
-    xs, ws, kw = geom
+    xs, ws, kw = geom.input_shape, geom.weight_shape, geom.functional_kwargs()
     rng = np.random.default_rng(seed)
     x, w, b = make(rng, xs, dtype), make(rng, ws, dtype), make(rng, (ws[0],), dtype)
     y = F.conv2d(x, w, b, **kw)
@@ -149,7 +148,7 @@ def directional_error(f, arg, grad, rng, eps=1e-3):
 @given(geom=conv_geometries(), seed=st.integers(0, 2**31 - 1))
 def test_conv_gradients_match_finite_differences(geom, seed):
     """Project the output on a random R: L = sum(R * conv(x, w, b)); check dL/dx, dL/dw, dL/db."""
-    xs, ws, kw = geom
+    xs, ws, kw = geom.input_shape, geom.weight_shape, geom.functional_kwargs()
     rng = np.random.default_rng(seed)
     x, w, b = make(rng, xs, np.float64), make(rng, ws, np.float64), make(rng, (ws[0],), np.float64)
     proj = rng.standard_normal(F.conv2d(x, w, b, **kw).shape)

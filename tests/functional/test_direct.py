@@ -10,6 +10,7 @@ from cnnframe.functional._direct import (TILES, direct_applies, direct_conv2d, d
                                          direct_plan, tiles)
 from cnnframe.functional.conv import PARTS, _transposed_kernel
 from cnnframe_ext import direct as _kernel
+from hypothesis_budget import scaled
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 # Every test on every instruction set this CPU runs (tests/conftest.py: isa).
@@ -34,7 +35,7 @@ def direct_geometries(draw):
     return (n, c, h, w), (f, c, kh, kw), (ph, pw)
 
 
-@settings(max_examples=150)
+@settings(max_examples=scaled(150))
 @given(geometry=direct_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
        with_bias=st.booleans(), seed=st.integers(0, 2**31))
 def test_matches_reference(geometry, dtype, with_bias, seed):
@@ -277,7 +278,7 @@ def grad_weight_case(rng, n, c, h, w, f, kh, kw, padding):
     return x, grad_y, weight.shape, want_w, want_b
 
 
-@settings(max_examples=100)
+@settings(max_examples=scaled(100))
 @given(geometry=direct_geometries(), seed=st.integers(0, 2**31))
 def test_grad_weight_matches_reference(geometry, seed):
     (n, c, h, w), (f, _, kh, kw), padding = geometry

@@ -6,9 +6,8 @@ from hypothesis import given, strategies as st
 import cnnframe
 import cnnframe.functional as F
 import cnnframe.reference as R
+from cnnframe.gradcheck import numeric_gradient
 from cnnframe.registry import get_layer
-
-from finite_differences import numeric_grad
 
 
 # Every case on every instruction set this CPU runs (tests/conftest.py: isa).
@@ -171,7 +170,7 @@ def test_batch_norm_gradients_match_finite_differences(rng, shape, training):
         mean, invstd = rm, 1 / np.sqrt(rv + 1e-3)
     gx, gw, gb = F.batch_norm_backward(weights, x, w, mean, invstd, training)
     for analytic, arr, what in ((gx, x, "x"), (gw, w, "weight"), (gb, b, "bias")):
-        np.testing.assert_allclose(analytic, numeric_grad(loss, arr), rtol=1e-6, atol=1e-7,
+        np.testing.assert_allclose(analytic, numeric_gradient(loss, arr), rtol=1e-6, atol=1e-7,
                                    err_msg=what)
 
 

@@ -5,8 +5,7 @@ from hypothesis import given, strategies as st
 
 import cnnframe.functional as F
 import cnnframe.reference as R
-
-from kernel_strategies import distinct_values, pool_geometries
+from cnnframe.testing.strategies import distinct_values, pool_geometries
 
 # Every case on every instruction set this CPU runs (tests/conftest.py: isa).
 pytestmark = pytest.mark.usefixtures("isa")
@@ -112,7 +111,7 @@ def test_max_pool_propagates_nan():
 @given(geom=pool_geometries(), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**31 - 1))
 def test_pools_random_geometry(geom, dtype, seed):
-    shape, kw = geom
+    shape, kw = geom.input_shape, geom.functional_kwargs()
     rng = np.random.default_rng(seed)
     x = distinct_values(rng, shape, dtype)
     y, argmax = F.max_pool2d(x, **kw)
@@ -132,7 +131,7 @@ def directional_error(f, arg, grad, rng, eps=1e-6):
 @given(geom=pool_geometries(), seed=st.integers(0, 2**31 - 1))
 def test_pool_gradients_match_finite_differences(geom, seed):
     """Away from ties (distinct values spaced far above eps), max-pool is locally linear."""
-    shape, kw = geom
+    shape, kw = geom.input_shape, geom.functional_kwargs()
     rng = np.random.default_rng(seed)
     x = distinct_values(rng, shape, np.float64)
     y, argmax = F.max_pool2d(x, **kw)

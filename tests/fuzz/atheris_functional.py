@@ -5,7 +5,8 @@
     .venv/bin/python tests/fuzz/atheris_functional.py -atheris_runs=20000   # a fixed count
 
 The fuzzer's bytes drive the same case generators as the hypothesis suite
-(fuzz/cases.py for every functional op, fuzz/layer_cases.py for every layer).  A
+(fuzz/cases.py for every functional op, built by fuzz/conv_pool_cases.py and
+fuzz/norm_cases.py; fuzz/layer_cases.py for every layer).  A
 contract violation raises, which libFuzzer reports with the crashing input (saved as
 crash-*); a segfault or abort in a kernel kills the process, which libFuzzer also
 detects and reports (run it from a shell or a subprocess, never inside pytest).  At

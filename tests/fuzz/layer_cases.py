@@ -69,6 +69,32 @@ def _config(c, name, chan):
         return {"negative_slope": c.choice((0.0, 0.01, 1.0))}
     if name in ("softmax", "concat"):
         return {"axis": c.choice((1, -1))}
+    return _config_issue18(c, name, chan, k)
+
+
+def _config_issue18(c, name, chan, k):
+    """Configs of the layers issue 18 added (None: the layer takes no arguments)."""
+    if name == "group_norm":
+        return {"num_groups": c.choice((1, chan)), "num_channels": chan, "affine": c.bool()}
+    if name == "layer_norm":   # the last axis: the channels of a 2-d input
+        return {"normalized_shape": chan, "elementwise_affine": c.bool()}
+    if name == "instance_norm2d":
+        return {"num_features": chan, "affine": c.bool(), "track_running_stats": c.bool()}
+    if name == "gelu":
+        return {"approximate": c.choice(("none", "tanh"))}
+    if name == "elu":
+        return {"alpha": c.choice((1.0, 0.5))}
+    if name == "prelu":
+        return {"num_parameters": c.choice((1, chan))}
+    if name == "conv_transpose2d":
+        return {"in_channels": chan, "out_channels": chan * c.int(1, 2), "kernel_size": k,
+                "stride": c.int(1, 2), "groups": c.choice((1, chan)), "seed": 0}
+    if name == "upsample":
+        return c.choice(({"scale_factor": 2}, {"size": [3, 4], "mode": "bilinear"}))
+    if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+        return {"output_size": c.choice((1, 2, [3, None]))}
+    if name == "dropout2d":
+        return {"p": c.choice((0.0, 0.5)), "seed": 0}
     return {}
 
 

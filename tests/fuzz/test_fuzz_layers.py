@@ -16,11 +16,12 @@ from cnnframe import registry
 from cnnframe.layers import Layer, Linear, ReLU
 from fuzz.cases import HypothesisChooser, RandomChooser
 from fuzz.layer_cases import fuzzed_layers, run_layer_case
+from hypothesis_budget import scaled
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-@settings(max_examples=500)
+@settings(max_examples=scaled(500))
 @given(st.data())
 def test_layer_contract(data):
     run_layer_case(HypothesisChooser(data))

@@ -1,20 +1,20 @@
 """Built-in layers pass the gradient check with zero false failures over many seeds.
 
-The default profile checks 40 seeds per case; ``HYPOTHESIS_PROFILE=thorough``
-checks 1,000 (the acceptance run: zero failures for every built-in layer).
+The default profile checks 40 seeds per case; the ``thorough`` hypothesis profile
+(``--hypothesis-profile=thorough`` or ``HYPOTHESIS_PROFILE=thorough``) checks 1,000
+(the acceptance run: zero failures for every built-in layer).
 Random inputs, parameters and projections change with the seed, so kinks
 (ReLU at 0, max-pool near-ties) are met as often as they happen in practice.
 """
-import os
-
 import numpy as np
 import pytest
 
 import cnnframe.layers  # noqa: F401 - registers the built-ins
 from cnnframe.gradcheck import check_layer
 from cnnframe.registry import get_layer
+from hypothesis_budget import scaled
 
-N_SEEDS = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 40
+N_SEEDS = scaled(40)  # follows the hypothesis profile, as the @given tests do
 
 X4 = (2, 3, 6, 6)
 CASES = [

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from finite_differences import numeric_grad
+from cnnframe.gradcheck import numeric_gradient
 
 
 def softmax_ce(logits, labels):
@@ -25,7 +25,7 @@ def sgd_step(model, lr):
 
 @pytest.fixture(scope="session")
 def fd():
-    return numeric_grad
+    return numeric_gradient
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,8 @@ def test_foreign_files_give_a_clear_value_error(tmp_path, rng, case):
     elif case == "bad_version":
         path.write_bytes(npz_bytes(**weights, **{**meta, FORMAT_KEY: np.array([99])}))
     elif case == "bad_config":
-        bad = json.dumps({"input_shape": [2, 6, 6], "layers": [{"type": "nope"}]}).encode()
+        bad = json.dumps({"input_shape": [2, 6, 6],
+                          "layers": [{"type": "relu", "bogus": 1}]}).encode()
         path.write_bytes(npz_bytes(**weights, **{**meta, CONFIG_KEY: np.frombuffer(bad, np.uint8)}))
     elif case == "missing_weights":
         weights.pop(next(iter(weights)))
@@ -159,3 +160,62 @@ def test_foreign_files_give_a_clear_value_error(tmp_path, rng, case):
 def test_missing_file_is_a_file_not_found_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.cnnf"):
         Model.load(tmp_path / "missing.cnnf")
+
+
+@pytest.mark.parametrize("content", [b"hello, I am not a model\n", pickle.dumps({"w": [1, 2]}),
+                                     bytes(range(256)) * 4, b""])
+def test_a_file_that_is_not_a_model_says_so_without_pickle_advice(tmp_path, content):
+    path = tmp_path / "garbage.cnnf"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"garbage\.cnnf: not a cnnframe model file") as info:
+        Model.load(path)
+    assert "pickle=" not in str(info.value)  # never suggest allow_pickle=True
+
+
+def test_a_missing_plugin_layer_is_named_not_called_corrupted(tmp_path, rng):
+    from cnnframe.layers.activations import ReLU
+    from cnnframe.registry import register_layer, unregister_layer
+
+    @register_layer("io_test_plugin_relu")
+    class PluginReLU(ReLU):
+        pass
+
+    try:
+        model = Model.from_config({"input_shape": [2, 3, 3], "layers": [
+            {"type": "conv2d", "in_channels": 2, "out_channels": 2, "kernel_size": 1},
+            {"type": "io_test_plugin_relu"}]})
+        model.save(tmp_path / "m.cnnf")
+    finally:
+        unregister_layer("io_test_plugin_relu")  # as if its package were uninstalled
+    with pytest.raises(ValueError, match=r"m\.cnnf: .*layer type 'io_test_plugin_relu' "
+                       r"\(node '[^']+'\).* plugin package .* is not installed") as info:
+        Model.load(tmp_path / "m.cnnf")
+    assert "corrupt" not in str(info.value)
+
+
+def test_load_accepts_a_run_folder_as_the_cli_does(tmp_path, rng):
+    model, x = trained_model(rng)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.cnnf")
+    loaded = Model.load(run)
+    np.testing.assert_array_equal(loaded.forward(x, training=False),
+                                  model.forward(x, training=False))
+    (tmp_path / "unfinished" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"unfinished is a folder without model\.cnnf"):
+        Model.load(tmp_path / "unfinished")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_saved_models_get_the_mode_open_would_give(tmp_path, rng, umask):
+    model, _ = trained_model(rng)
+    old = os.umask(umask)
+    try:
+        model.save(tmp_path / "m.cnnf")
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    want = os.stat(tmp_path / "plain").st_mode & 0o777
+    assert want == 0o666 & ~umask
+    assert os.stat(tmp_path / "m.cnnf").st_mode & 0o777 == want

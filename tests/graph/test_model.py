@@ -328,8 +328,10 @@ def test_models_can_be_built_from_layer_objects(rng):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from hypothesis_budget import scaled  # noqa: E402
 
-@settings(max_examples=25)
+
+@settings(max_examples=scaled(25))
 @given(c=st.integers(1, 3), h=st.integers(4, 9), seed=st.integers(0, 1000), data=st.data())
 def test_random_stacks_infer_shapes_round_trip_and_save(tmp_path_factory, c, h, seed, data):
     layers, cc, hh = [], c, h

@@ -153,3 +153,13 @@ def test_estimates_from_the_config_match_the_built_layer(layer, in_shape):
                                                             in_shape)
     assert (params, buffers) == sizes.count_arrays(layer)
     assert out_shape == tuple(layer.output_shape(in_shape))
+
+
+def test_a_saved_model_too_large_for_the_limit_keeps_its_error_type_and_names_the_file(tmp_path):
+    model = Model.from_config({"input_shape": [256], "layers": [
+        {"type": "linear", "in_features": 256, "out_features": 1024}]})  # 1 MiB in float32
+    path = tmp_path / "big.cnnf"
+    model.save(path)
+    set_model_size_limit(2**19)
+    with pytest.raises(ModelTooLargeError, match=r"big\.cnnf: .*node 'linear_1'"):
+        Model.load(path)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import cnnframe
-from cnnframe.cli import main as cli_main
 from cnnframe.graph import Model, receptive_field
 
 
@@ -78,23 +77,6 @@ def test_summary_table_lists_every_node_with_params_and_flops():
     assert f"Total params: {total:,}" in text
     assert model.num_params() == total
     assert "2 per multiply-add" in text
-
-
-def test_cli_summary_reads_configs_and_saved_models(tmp_path, capsys):
-    cfg = tmp_path / "net.toml"
-    cfg.write_text('input_shape = [1, 8, 8]\n\n[[layers]]\ntype = "conv2d"\nin_channels = 1\n'
-                   'out_channels = 2\nkernel_size = 3\n\n[[layers]]\ntype = "flatten"\n')
-    assert cli_main(["summary", str(cfg)]) == 0
-    out = capsys.readouterr().out
-    assert "conv2d_1" in out and "(2, 6, 6)" in out and "3x3" in out
-    saved = tmp_path / "net.cnnf"
-    Model.from_file(cfg).save(saved)
-    assert cli_main(["summary", str(saved)]) == 0
-    assert "flatten_1" in capsys.readouterr().out
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"input_shape": [1, 8, 8], "layers": [{"type": "conv"}]}')
-    assert cli_main(["summary", str(bad)]) == 1
-    assert "unknown layer type 'conv'" in capsys.readouterr().err
 
 
 def test_summary_of_a_non_image_model_has_no_receptive_fields():

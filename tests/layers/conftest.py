@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from finite_differences import numeric_grad
+from cnnframe.gradcheck import numeric_gradient
+from fake_plugins import plugins  # noqa: F401 - a fixture of test_registry.py
 
 
 def check_layer_grads(layer, x, seed=0, training=True, rtol=1e-5, atol=1e-7):
@@ -30,10 +31,10 @@ def check_layer_grads(layer, x, seed=0, training=True, rtol=1e-5, atol=1e-7):
         return float(np.sum(r * run()))
 
     for i, (a, g) in enumerate(zip(xs, gx)):
-        np.testing.assert_allclose(g, numeric_grad(loss, a), rtol=rtol, atol=atol,
+        np.testing.assert_allclose(g, numeric_gradient(loss, a), rtol=rtol, atol=atol,
                                    err_msg=f"{layer.type_name}: grad of input {i}")
     for k, p in layer.params.items():
-        np.testing.assert_allclose(analytic[f"param {k}"], numeric_grad(loss, p), rtol=rtol,
+        np.testing.assert_allclose(analytic[f"param {k}"], numeric_gradient(loss, p), rtol=rtol,
                                    atol=atol, err_msg=f"{layer.type_name}: grad of param {k}")
     return y
 

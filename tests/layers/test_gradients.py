@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnframe.registry import get_layer
+from hypothesis_budget import scaled
 
 small = st.integers(1, 3)
 
@@ -17,7 +18,7 @@ def data(seed, *shape):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(n=small, cin=small, cout=small, hw=st.integers(3, 6), k=st.integers(1, 3),
        stride=st.integers(1, 2), padding=st.integers(0, 1), dilation=st.integers(1, 2),
        groups=st.sampled_from([1, 2]), bias=st.booleans(), seed=st.integers(0, 99))
@@ -32,7 +33,7 @@ def test_conv2d_grads(gradcheck, n, cin, cout, hw, k, stride, padding, dilation,
     assert y.shape[1:] == layer.output_shape((cin, hw, hw))
 
 
-@settings(max_examples=12)
+@settings(max_examples=scaled(12))
 @given(name=st.sampled_from(["max_pool2d", "avg_pool2d"]), n=small, c=small,
        hw=st.integers(2, 6), k=st.integers(1, 3), stride=st.sampled_from([None, 1, 2]),
        pad=st.integers(0, 1), seed=st.integers(0, 99))
@@ -44,7 +45,7 @@ def test_pool_grads(gradcheck, name, n, c, hw, k, stride, pad, seed):
     assert y.shape[1:] == layer.output_shape((c, hw, hw))
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=small, c=small, h=st.integers(1, 4), w=st.integers(1, 4), seed=st.integers(0, 99))
 def test_global_avg_pool_grads(gradcheck, n, c, h, w, seed):
     layer = build("global_avg_pool2d")
@@ -52,7 +53,7 @@ def test_global_avg_pool_grads(gradcheck, n, c, h, w, seed):
     assert y.shape == (n, c)
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=small, fin=st.integers(1, 6), fout=st.integers(1, 5), bias=st.booleans(),
        init=st.sampled_from(["he_normal", "xavier_uniform", "lecun_uniform"]),
        seed=st.integers(0, 99))
@@ -62,7 +63,7 @@ def test_linear_grads(gradcheck, n, fin, fout, bias, init, seed):
     assert y.shape == (n, fout)
 
 
-@settings(max_examples=12)
+@settings(max_examples=scaled(12))
 @given(name=st.sampled_from(["relu", "leaky_relu", "sigmoid", "tanh", "flatten", "identity"]),
        shape=st.lists(st.integers(1, 3), min_size=2, max_size=4), seed=st.integers(0, 99))
 def test_elementwise_grads(gradcheck, name, shape, seed):
@@ -72,7 +73,7 @@ def test_elementwise_grads(gradcheck, name, shape, seed):
     assert y.shape[1:] == layer.output_shape(shape[1:])
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(shape=st.lists(st.integers(1, 3), min_size=2, max_size=4), seed=st.integers(0, 99),
        data_=st.data())
 def test_softmax_grads(gradcheck, shape, seed, data_):
@@ -82,7 +83,7 @@ def test_softmax_grads(gradcheck, shape, seed, data_):
     np.testing.assert_allclose(y.sum(axis=axis), 1.0, rtol=1e-12)
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(n=st.integers(2, 4), c=small, hw=st.integers(1, 3), training=st.booleans(),
        seed=st.integers(0, 99))
 def test_batch_norm2d_grads(gradcheck, n, c, hw, training, seed):
@@ -96,7 +97,7 @@ def test_batch_norm2d_grads(gradcheck, n, c, hw, training, seed):
     gradcheck(layer, data(seed, n, c, hw, hw), seed, training=training)
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(n=st.integers(2, 4), c=small, length=st.sampled_from([None, 1, 3]),
        training=st.booleans(), seed=st.integers(0, 99))
 def test_batch_norm1d_grads(gradcheck, n, c, length, training, seed):
@@ -107,7 +108,7 @@ def test_batch_norm1d_grads(gradcheck, n, c, length, training, seed):
     gradcheck(layer, data(seed, *shape), seed, training=training)
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(shape=st.lists(st.integers(1, 3), min_size=2, max_size=4), p=st.sampled_from([0.0, 0.3, 0.7]),
        seed=st.integers(0, 99))
 def test_dropout_grads(gradcheck, shape, p, seed):
@@ -115,7 +116,7 @@ def test_dropout_grads(gradcheck, shape, p, seed):
     gradcheck(layer, data(seed, *shape), seed)
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(k=st.integers(2, 3), shape=st.lists(st.integers(1, 3), min_size=2, max_size=4),
        seed=st.integers(0, 99))
 def test_add_grads(gradcheck, k, shape, seed):
@@ -124,7 +125,7 @@ def test_add_grads(gradcheck, k, shape, seed):
     np.testing.assert_allclose(y, sum(xs))
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(sizes=st.lists(st.integers(1, 3), min_size=2, max_size=3), axis=st.sampled_from([1, 2, -1]),
        seed=st.integers(0, 99))
 def test_concat_grads(gradcheck, sizes, axis, seed):

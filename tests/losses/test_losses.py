@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from cnnframe.gradcheck import numeric_gradient
 from cnnframe.losses import MeanSquaredError, SoftmaxCrossEntropy, available_losses, get_loss
-from finite_differences import numeric_grad
 
 DTYPES = [np.float32, np.float64]
 
@@ -39,7 +39,7 @@ def test_cross_entropy_gradient_matches_central_differences(n, k, eps, seed, sca
     loss_fn = SoftmaxCrossEntropy(label_smoothing=eps)
     loss_fn.forward(logits, labels)
     grad = loss_fn.backward()
-    numeric = numeric_grad(lambda: SoftmaxCrossEntropy(eps).forward(logits, labels), logits)
+    numeric = numeric_gradient(lambda: SoftmaxCrossEntropy(eps).forward(logits, labels), logits)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
     # softmax and the target distribution both sum to one
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-15)
@@ -139,7 +139,7 @@ def test_mse_value_and_gradient(rng, dtype, shape):
     grad = loss_fn.backward()
     assert grad.dtype == dtype and grad.shape == shape
     if dtype == np.float64:
-        numeric = numeric_grad(lambda: MeanSquaredError().forward(pred, target), pred)
+        numeric = numeric_gradient(lambda: MeanSquaredError().forward(pred, target), pred)
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
 
 

@@ -1,5 +1,6 @@
 """SIGKILL a real training subprocess during checkpoint writes; the newest checkpoint is
-always complete and resume finds it (the long run: kill_checkpoints.py --kills 200)."""
+always complete, resume finds it, and temporary files of killed writes do not pile up
+(the long run: kill_checkpoints.py --kills 200)."""
 from cnnframe.train import load_state
 from reliability.kill_checkpoints import check_folder, run
 
@@ -11,7 +12,10 @@ def test_sigkill_during_checkpoint_writes_never_corrupts_the_latest(tmp_path):
     assert res["kills"] == 4, lines
     assert res["last_step"] > 0, lines
     step, count, temps = check_folder(tmp_path / "run" / "checkpoints")
-    assert step == int(res["final"]) and count >= 1 and not temps
+    assert step == int(res["final"]) and count >= 1
+    # A kill mid-write leaves one temporary file; the next start removes it, so they never
+    # pile up and the final run (which started after the last kill) left none.
+    assert res["most_temp_files"] <= 1 and not temps
     assert all(load_state(p) for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.npz"))
 
 

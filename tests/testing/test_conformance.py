@@ -203,6 +203,20 @@ BUILTIN_CASES = {
     "batch_norm1d": ({"num_features": 4}, (3, 4, 2)),
     "add": ({}, [X4, X4, X4]),
     "concat": ({"axis": 2}, [X4, (2, 3, 2, 5)]),
+    "group_norm": ({"num_groups": 3, "num_channels": 3}, X4),
+    "layer_norm": ({"normalized_shape": [5, 5]}, X4),
+    "instance_norm2d": ({"num_features": 3, "affine": True, "track_running_stats": True}, X4),
+    "gelu": ({}, X4),
+    "silu": ({}, X4),
+    "hardswish": ({}, X4),
+    "elu": ({"alpha": 0.5}, X4),
+    "prelu": ({"num_parameters": 3}, X4),
+    "conv_transpose2d": ({"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 2},
+                         X4),
+    "upsample": ({"scale_factor": 2, "mode": "bilinear"}, X4),
+    "adaptive_avg_pool2d": ({"output_size": 2}, X4),
+    "adaptive_max_pool2d": ({"output_size": 2}, X4),
+    "dropout2d": ({"p": 0.3}, X4),
 }
 
 

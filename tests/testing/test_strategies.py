@@ -8,6 +8,7 @@ from cnnframe import functional as F
 from cnnframe import reference
 from cnnframe.registry import get_layer
 from cnnframe.testing import strategies as cst
+from hypothesis_budget import scaled
 
 
 @given(cst.conv_geometries())
@@ -45,13 +46,13 @@ def test_image_batches_fixed_shape(x):
     assert x.shape == (2, 3, 4, 4) and x.dtype == np.float64
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(cst.inputs_away_from_kinks(get_layer("relu")(), (2, 3, 4, 4), margin=1e-2))
 def test_relu_inputs_away_from_zero(x):
     assert np.min(np.abs(x)) >= 1e-2 * 0.9
 
 
-@settings(max_examples=10)
+@settings(max_examples=scaled(10))
 @given(cst.inputs_away_from_kinks(get_layer("max_pool2d")(kernel_size=2), (1, 2, 4, 4),
                                   margin=1e-2))
 def test_max_pool_inputs_without_near_ties(x):
@@ -67,3 +68,56 @@ def test_near_kink_inputs_are_moved():
     x = np.array([[0.0, 1e-4, -1e-4, 0.5]])
     assert push_off_kinks(Probe(layer, False, False), [x], margin=1e-3) == 0
     assert np.min(np.abs(x)) >= 0.9e-3 and x[0, 3] == 0.5
+
+
+@given(tile=st.sampled_from([2, 4]), data=st.data())
+def test_winograd_geometries_are_in_winograds_domain(tile, data):
+    from cnnframe.functional import conv
+    g = data.draw(cst.winograd_geometries(tile=tile))
+    weight = np.empty(g.weight_shape)
+    assert conv._winograd_applies(weight, g.stride, g.dilation, g.groups,
+                                  *g.output_shape[2:]) == tile
+    assert g.kernel_size == (3, 3) and g.groups == 1 and max(g.padding) <= 2
+    assert min(g.input_shape[1], g.out_channels) >= conv.WINOGRAD_MIN_CHANNELS
+
+
+@given(cst.winograd_geometries(tile=4, padding=1, min_pixels=1024, max_batch=1))
+def test_winograd_geometries_min_pixels(g):
+    from cnnframe.functional import conv
+    oh, ow = g.output_shape[2:]
+    assert oh * ow >= 1024 and g.padding == (1, 1) and g.input_shape[2:] == (oh, ow)
+    assert conv._winograd_applies(np.empty(g.weight_shape), (1, 1), (1, 1), 1, oh, ow,
+                                  grad_weight=True) == 4
+
+
+@given(cst.direct_geometries())
+def test_direct_geometries_are_in_the_direct_domain(g):
+    """direct_applies accepts them as it does on a CPU with the AVX-512 micro-kernels (its
+    rule is a pure function of the shapes once the tiles are there)."""
+    import types
+    from unittest import mock
+
+    from cnnframe.functional import _direct, conv
+    assert g.stride == (1, 1) and g.dilation == (1, 1) and g.groups == 1
+    assert all(p < k for p, k in zip(g.padding, g.kernel_size))  # a direct grad_x too
+    tile = conv._winograd_applies(np.empty(g.weight_shape), (1, 1), (1, 1), 1,
+                                  *g.output_shape[2:])
+    avx512 = types.SimpleNamespace(active_isa=lambda: "avx512")  # whatever this CPU has
+    with mock.patch.object(_direct, "_runtime", avx512):
+        assert _direct.direct_applies(g.input_shape, g.weight_shape, g.padding, np.float32,
+                                      bool(tile))
+    y = F.conv2d(np.zeros(g.input_shape, np.float32), np.zeros(g.weight_shape, np.float32),
+                 **g.functional_kwargs())
+    assert y.shape == g.output_shape
+
+
+def test_distinct_values_have_no_ties():
+    x = cst.distinct_values(np.random.default_rng(0), (2, 3, 5, 7), np.float32)
+    assert x.shape == (2, 3, 5, 7) and x.dtype == np.float32
+    assert len(np.unique(x)) == x.size and np.all(np.abs(x) <= 0.5)
+
+
+@given(cst.pool_geometries())
+def test_pool_functional_kwargs(g):
+    x = np.zeros(g.input_shape)
+    assert F.avg_pool2d(x, **g.functional_kwargs()).shape == g.output_shape

@@ -2,6 +2,10 @@
 import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -9,6 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
+from cnnframe import _files
 from cnnframe.train.checkpoint import (CheckpointError, CheckpointManager, atomic_write,
                                        checkpoint_name, latest_checkpoint, list_checkpoints,
                                        load_state, save_state)
@@ -143,6 +148,24 @@ def test_bit_flip_is_detected(tmp_path):
         load_state(path)
 
 
+def test_arrays_beyond_the_memory_bound_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    import cnnframe.train.checkpoint as checkpoint
+    path = tmp_path / "c.npz"
+    save_state(path, {"w": np.zeros(1000), "v": np.zeros(1000)})
+    monkeypatch.setattr(checkpoint, "max_checkpoint_bytes", lambda: 10000)
+    read, real_read = [], checkpoint.NpzReader.read
+
+    def recording_read(self, name, **kw):
+        read.append(name)
+        return real_read(self, name, **kw)
+
+    monkeypatch.setattr(checkpoint.NpzReader, "read", recording_read)
+    with pytest.raises(CheckpointError, match=r"c\.npz: its arrays declare 16,000 bytes in all, "
+                       r"more than this machine's memory \(10,000 bytes\)"):
+        load_state(path)
+    assert read == ["__meta__"]  # only the metadata was read
+
+
 def test_manager_keeps_last_k_and_latest_skips_corrupt(tmp_path):
     mgr = CheckpointManager(tmp_path, keep=2)
     for epoch in range(1, 5):
@@ -186,3 +209,100 @@ def test_ordering_is_by_step_not_name(tmp_path):
     mgr.save({"s": 100}, 2, 100, tag="interrupt")
     mgr.save({"s": 20}, 1, 20)
     assert [load_state(p)["s"] for p in list_checkpoints(tmp_path)] == [9, 20, 100]
+
+
+# ----------------------------------------------------------------------------- file modes
+
+def _write_with(writer, path):
+    if writer == "atomic_write":
+        atomic_write(path, lambda f: f.write("text"), mode="w")
+    elif writer == "save_state":
+        save_state(path, {"w": np.ones(3)})
+    elif writer == "download":
+        from cnnframe.data.download import download
+        source = path.parent / "source.bin"
+        source.write_bytes(b"payload")
+        os.chmod(source, 0o600)  # the source's mode must not leak into the download
+        download(source.as_uri(), path, progress=False)
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "save_state", "download"])
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_written_files_get_the_mode_open_would_give(tmp_path, writer, umask):
+    """mkstemp made every file 0600 whatever the umask."""
+    old = os.umask(umask)
+    try:
+        _write_with(writer, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "out").st_mode & 0o777 == 0o666 & ~umask
+
+
+# ----------------------------------------------------------------------------- stale temp files
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _temp(folder, final, host=None, pid=None, age_s=0.0, old_style=False):
+    """A temporary file as atomic_write names it (or as mkstemp did), `age_s` seconds old."""
+    token = f"{len(os.listdir(folder)):08x}"  # a new name each time
+    name = (f".{final}.k3x_{token[-4:]}.tmp" if old_style else
+            f".{final}.{host or _files._HOST}.{pid}.{token}.tmp")
+    path = folder / name
+    path.write_bytes(b"partial")
+    when = time.time() - age_s
+    os.utime(path, (when, when))
+    return name
+
+
+def test_a_killed_write_leaves_a_temp_file_the_next_run_removes(tmp_path):
+    """SIGKILL in the middle of atomic_write, then a CheckpointManager opens the folder."""
+    folder = tmp_path / "checkpoints"
+    code = ("import os, signal, sys\n"
+            "from cnnframe._files import atomic_write\n"
+            "def write(f):\n"
+            "    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"atomic_write({str(folder / checkpoint_name(1, 10))!r}, write)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ),
+                          capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    [left] = os.listdir(folder)
+    assert left.startswith("." + checkpoint_name(1, 10)) and left.endswith(".tmp")
+    CheckpointManager(folder)
+    assert os.listdir(folder) == []
+
+
+def test_only_stale_temp_files_of_checkpoints_are_removed(tmp_path):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.05)  # files below are modified after the live process started
+        ckpt = checkpoint_name(3, 30)
+        stale = {_temp(tmp_path, ckpt, pid=_dead_pid()),                  # writer gone
+                 _temp(tmp_path, ckpt, pid=live.pid, age_s=7200),         # pid reused since
+                 _temp(tmp_path, ckpt, host="00000000", pid=1, age_s=7200),  # other host, old
+                 _temp(tmp_path, ckpt, old_style=True, age_s=7200)}       # mkstemp name, old
+        kept = {_temp(tmp_path, ckpt, pid=live.pid),                      # live writer
+                _temp(tmp_path, ckpt, pid=os.getpid(), age_s=7200),       # this process
+                _temp(tmp_path, ckpt, host="00000000", pid=1),            # other host, fresh
+                _temp(tmp_path, ckpt, old_style=True),                    # mkstemp name, fresh
+                _temp(tmp_path, "notes.txt", pid=_dead_pid()),            # not a checkpoint's
+                ckpt}
+        (tmp_path / ckpt).write_bytes(b"a checkpoint")
+        (tmp_path / "user.tmp").write_bytes(b"not ours")
+        mgr = CheckpointManager(tmp_path)
+    finally:
+        live.kill()
+        live.wait()
+    assert set(os.listdir(tmp_path)) == kept | {"user.tmp"}
+    assert sorted(os.path.basename(p) for p in mgr.removed_temp_files) == sorted(stale)
+
+
+def test_atomic_write_names_its_temp_file_as_the_cleanup_expects(tmp_path):
+    seen = []
+    atomic_write(tmp_path / "f.txt", lambda f: seen.extend(os.listdir(tmp_path)), mode="w")
+    [name] = seen
+    assert not _files.is_stale_temp_file(tmp_path / name)  # this process is writing it
+    assert _files._TEMP_NAME.match(name).group("pid") == str(os.getpid())

@@ -5,6 +5,7 @@ import signal
 
 import numpy as np
 import pytest
+from killed_writes import killed_write
 
 from cnnframe.losses import SoftmaxCrossEntropy
 from cnnframe.optim import SGD, CosineWarmup
@@ -433,6 +434,23 @@ def test_out_dir_after_max_steps_gets_the_stopped_model(tmp_path):
     assert trainer.step == 3 and not (tmp_path / "curves.png").exists()
     for k, v in Model.load(tmp_path / "model.cnnf").state_dict().items():
         assert np.array_equal(v, trainer.model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("name", ["model.cnnf", "metrics.csv", "curves.png", "config.toml",
+                                  "preprocess.json"])
+def test_out_dir_loses_the_temp_files_of_a_killed_run_at_start(tmp_path, name):
+    from cnnframe._files import atomic_write
+    killed_write(tmp_path / name)
+    killed_write(tmp_path / "notes.txt")  # not a file of the run: left alone
+    [stale] = [n for n in os.listdir(tmp_path) if n.startswith(f".{name}.")]
+    [other] = [n for n in os.listdir(tmp_path) if n.startswith(".notes.txt.")]
+
+    def write(f):  # while this process writes `name`, a run starts in the folder
+        [live] = set(os.listdir(tmp_path)) - {stale, other}
+        _shapes_run(tmp_path)
+        assert sorted(os.listdir(tmp_path)) == sorted([live, other])
+    atomic_write(tmp_path / name, write)
+    assert sorted(os.listdir(tmp_path)) == sorted([name, other])
 
 
 def test_a_model_with_the_wrong_number_of_outputs_fails_at_start(tmp_path):

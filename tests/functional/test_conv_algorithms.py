@@ -1,0 +1,208 @@
+"""Each conv2d algorithm on geometries aimed at its domain, against the reference.
+
+Random geometries (cnnframe.testing.strategies.conv_geometries) reach Winograd in
+about 1 of 2,000 examples and the direct kernel rarely, so every algorithm gets
+strategies of its own (`winograd_geometries`, `direct_geometries`) and each test
+checks, by recording the kernels conv2d and conv2d_backward call, that the
+algorithm it names was the one taken:
+
+- ``winograd-f2`` / ``winograd-f4``: F(2x2, 3x3) / F(4x4, 3x3) in the forward pass and
+  for the input gradient (padding 1 keeps the sizes), and the weight gradient's
+  F(2x2) (maps under 1024 pixels); ``winograd-f4-grad-weight``: maps of 1024+ pixels,
+  where the weight gradient takes F(4x4); ``winograd-any-padding``: paddings 0..2 per
+  axis (the forward pass is Winograd; the backward takes what conv2d chooses).
+  The direct kernel is switched off (conv.DIRECT = False): where it runs it takes
+  many of these convs.
+- ``direct-dispatch-<isa>`` / ``direct-dispatch-fallback``: float32 direct-domain
+  geometries with conv2d's own choice.  With the AVX-512 or AVX2 micro-kernels the
+  forward pass must be direct; without them (the generic path, ``tiles() == ((2, 1),)``)
+  it must fall back to im2col + GEMM or Winograd.  Only the one for this CPU is
+  collected, so the test id says which path was checked.
+- ``direct-kernel``: the same geometries with conv2d's direct rule forced on, so the
+  direct forward pass and the direct input gradient run on every CPU (with the
+  micro-kernels this CPU has).
+"""
+import collections
+import contextlib
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import event, given, settings, strategies as st
+
+import cnnframe
+import cnnframe.functional as F
+import cnnframe.functional.conv as conv_module
+import cnnframe.reference as R
+from cnnframe.functional import _direct
+from cnnframe.testing import strategies as cst
+from hypothesis_budget import scaled
+
+FAST_TILES = _direct.tiles() != ((2, 1),)  # the fast micro-kernels (AVX-512, AVX2) run here
+
+
+@contextlib.contextmanager
+def recorded_algorithms():
+    """Record {phase: algorithm} of the conv2d / conv2d_backward calls made inside.
+
+    Phases: "forward", "grad_x", "grad_weight"; algorithms: "im2col", "winograd2",
+    "winograd4", "direct".  The kernels are wrapped, not replaced.
+    """
+    taken = collections.defaultdict(list)
+
+    def wrap(name, record):
+        original = getattr(conv_module, name)
+
+        def spy(*args, **kwargs):
+            record(*args, **kwargs)
+            return original(*args, **kwargs)
+        return mock.patch.object(conv_module, name, spy)
+
+    def winograd(x, weight, bias, padding, groups, out=None, fn="conv2d", what="output",
+                 tile=2):
+        taken["forward" if fn == "conv2d" else "grad_x"].append(f"winograd{tile}")
+
+    def im2col_backward(x, weight, grad_y, stride, padding, dilation, groups, out_hw, want_x,
+                        out):
+        taken["grad_weight"].append("im2col")
+        if want_x:
+            taken["grad_x"].append("im2col")
+
+    forward_kernels = conv_module._kernels
+
+    class ForwardKernels:  # the im2col forward kernel lives in the extension module
+        @staticmethod
+        def conv2d_forward(*args):
+            taken["forward"].append("im2col")
+            return forward_kernels.conv2d_forward(*args)
+
+        def __getattr__(self, name):
+            return getattr(forward_kernels, name)
+
+    patches = [
+        wrap("direct_conv2d", lambda *a, **k: taken["forward"].append("direct")),
+        wrap("direct_conv2d_grad_x", lambda *a, **k: taken["grad_x"].append("direct")),
+        wrap("direct_conv2d_grad_weight", lambda *a, **k: taken["grad_weight"].append("direct")),
+        wrap("_winograd_conv3x3", winograd),
+        wrap("_winograd_grad_weight3x3", lambda *a, tile=2, **k: taken["grad_weight"].append(
+            f"winograd{tile}")),
+        wrap("_im2col_backward", im2col_backward),
+        mock.patch.object(conv_module, "_kernels", ForwardKernels()),
+    ]
+    with contextlib.ExitStack() as stack:
+        for p in patches:
+            stack.enter_context(p)
+        yield taken
+
+
+def run_against_reference(geom, dtype, seed):
+    """conv2d and conv2d_backward of `geom` vs the float64 reference; {phase: algorithm}."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(geom.input_shape).astype(dtype)
+    weight = rng.standard_normal(geom.weight_shape).astype(dtype)
+    bias = rng.standard_normal(geom.out_channels).astype(dtype)
+    kw = geom.functional_kwargs()
+    with recorded_algorithms() as taken:
+        y = F.conv2d(x, weight, bias, **kw)
+        grad_y = rng.standard_normal(y.shape).astype(dtype)
+        grads = F.conv2d_backward(x, weight, grad_y, **kw)
+    x64, w64, b64, gy64 = (a.astype(np.float64) for a in (x, weight, bias, grad_y))
+    wants = (R.conv2d(x64, w64, b64, **kw),) + R.conv2d_backward(x64, w64, gy64, **kw)
+    # float32: a few ulp of the sums' magnitude (F(4x4)'s transforms lose a little more)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for name, got, want in zip(("y", "grad_x", "grad_weight", "grad_bias"), (y,) + grads, wants):
+        assert got.dtype == dtype and got.shape == want.shape, name
+        scale = max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * scale, err_msg=name)
+    algorithms = {phase: calls[0] for phase, calls in taken.items()}
+    assert all(len(calls) == 1 for calls in taken.values()), dict(taken)
+    assert set(algorithms) == {"forward", "grad_x", "grad_weight"}, dict(taken)
+    return algorithms
+
+
+def report(taken):
+    """The algorithms taken, as hypothesis events (pytest --hypothesis-show-statistics)."""
+    for phase, algorithm in sorted(taken.items()):
+        event(f"{phase}: {algorithm}")
+
+
+@contextlib.contextmanager
+def direct_kernel(mode):
+    """conv2d's direct rule: "off", as conv.py has it ("dispatch"), or forced on ("forced")."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(conv_module, "DIRECT", mode != "off"))
+        if mode == "forced":
+            stack.enter_context(mock.patch.object(conv_module, "direct_applies",
+                                                  lambda *args: True))
+        yield
+
+
+# ------------------------------------------------------------------ Winograd
+# path -> (strategy, the algorithm each phase must take; None: conv2d's choice, recorded)
+WINOGRAD_PATHS = {
+    "winograd-f2": (cst.winograd_geometries(tile=2, padding=1),
+                    dict(forward="winograd2", grad_x="winograd2", grad_weight="winograd2")),
+    "winograd-f4": (cst.winograd_geometries(tile=4, padding=1),
+                    dict(forward="winograd4", grad_x="winograd4", grad_weight="winograd2")),
+    "winograd-f4-grad-weight": (
+        cst.winograd_geometries(tile=4, padding=1, max_batch=1, max_channels=16,
+                                min_pixels=1024),
+        dict(forward="winograd4", grad_x="winograd4", grad_weight="winograd4")),
+    "winograd-any-padding": (st.sampled_from([2, 4]).flatmap(
+        lambda tile: cst.winograd_geometries(tile=tile)), dict(forward=("winograd2", "winograd4"))),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", sorted(WINOGRAD_PATHS))
+@settings(max_examples=scaled(10))
+@given(data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_winograd_paths_match_reference(path, dtype, data, seed):
+    strategy, expected = WINOGRAD_PATHS[path]
+    geom = data.draw(strategy, label="geometry")
+    with direct_kernel("off"):
+        taken = run_against_reference(geom, dtype, seed)
+    report(taken)
+    for phase, want in expected.items():
+        assert taken[phase] in (want if isinstance(want, tuple) else (want,)), (
+            f"{path}: {phase} took {taken[phase]}, expected {want} for {geom}")
+    if geom.padding == (1, 1):  # same size: the input gradient takes the forward's tile
+        assert taken["grad_x"] == taken["forward"]
+
+
+# ------------------------------------------------------------------ direct kernel
+DIRECT_PATHS = {
+    # only the dispatch path this CPU can take is collected (the id says which)
+    (f"direct-dispatch-{cnnframe.available_isas()[0]}" if FAST_TILES
+     else "direct-dispatch-fallback"): (
+        "dispatch", dict(forward=("direct",) if FAST_TILES else ("im2col", "winograd2",
+                                                                 "winograd4"))),
+    "direct-kernel": ("forced", dict(forward=("direct",), grad_x=("direct",))),
+}
+
+
+@pytest.mark.parametrize("path", sorted(DIRECT_PATHS))
+@settings(max_examples=scaled(25))
+@given(geom=cst.direct_geometries(), seed=st.integers(0, 2**31 - 1))
+def test_direct_paths_match_reference(path, geom, seed):
+    mode, expected = DIRECT_PATHS[path]
+    with direct_kernel(mode):
+        taken = run_against_reference(geom, np.float32, seed)
+    report(taken)
+    for phase, want in expected.items():
+        assert taken[phase] in want, f"{path}: {phase} took {taken[phase]}, expected {want}"
+
+
+def test_direct_kernel_in_float64_matches_reference():
+    """The forced direct path in float64 too (conv2d's rule keeps it to float32)."""
+    geom = cst.ConvGeometry((2, 3, 9, 11), 5, (5, 3), (1, 1), (2, 1), (1, 1), 1)
+    with direct_kernel("forced"):
+        taken = run_against_reference(geom, np.float64, 0)
+    assert taken["forward"] == "direct" and taken["grad_x"] == "direct"
+
+
+def test_recorder_sees_im2col():
+    """The recorder tells the algorithms apart: a strided conv is im2col in every phase."""
+    geom = cst.ConvGeometry((2, 3, 9, 9), 4, (3, 3), (2, 2), (1, 1), (1, 1), 1)
+    assert run_against_reference(geom, np.float32, 0) == dict(
+        forward="im2col", grad_x="im2col", grad_weight="im2col")
