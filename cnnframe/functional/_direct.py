@@ -268,8 +268,8 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
         3x3 1.07x; 1x1 256->256 2x2 1.86x                         -> im2col + GEMM
       (4x4 0.35-0.83x, 5x5 0.88x, 6x6 0.89x, 7x7 0.39-0.79x still direct)
 
-    AVX2 (a 2-core AMD EPYC with AVX2 + FMA, shared and noisy: medians of 5-7 rounds; the
-    same rules as AVX-512 except for 3x3 convs Winograd takes):
+    AVX2 (a 2-core AMD EPYC with AVX2 + FMA, shared and noisy: medians of 5-11 rounds; the
+    same rules as AVX-512 except for 3x3 convs Winograd takes and for 1x1):
       3x3 Winograd takes, forward | grad_x:
         4x4 and 8x8, 16 to 256 channels: 0.56-0.89x | 0.52-1.14x, e.g. 64->128 8x8
           9.5/11.5 | 7.8/8.1, 256->256 4x4 17.8/29.1 | 19.0/33.8      -> direct
@@ -284,7 +284,8 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
       3x3 Winograd does not take: 3->32 32x32 1.2/2.9                  -> direct
       5x5 and 7x7: 32->32 5x5 32x32 11.9/19.0, 64->64 5x5 16x16 10.1/14.8, 16->16 7x7
         28x28 12.4/28.4                                                -> direct
-      1x1 16->32 16x16 0.54/0.63                               -> direct (as AVX-512)
+      1x1 on maps of 16..256 pixels, 16 to 128 channels: 0.92-1.72x | 1.02-1.68x (16->32
+        8x8 0.24/0.26 | 0.26/0.19, 128->128 16x16 9.8/5.7 | 10.0/6.0)  -> GEMM
     """
     n, c, h, w = x_shape
     f, _, kh, kw = weight_shape
@@ -297,7 +298,7 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     if pixels < 0.75 * -(-pixels // 16) * 16:
         return False
     if (kh, kw) == (1, 1):
-        return pixels <= 256 and pixels % 16 == 0
+        return isa == "avx512" and pixels <= 256 and pixels % 16 == 0
     if (kh, kw) != (3, 3) or not winograd:
         return True
     if isa == "avx2":

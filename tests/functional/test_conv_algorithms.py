@@ -190,6 +190,8 @@ def test_direct_paths_match_reference(path, geom, seed):
         taken = run_against_reference(geom, np.float32, seed)
     report(taken)
     for phase, want in expected.items():
+        if path == "direct-dispatch-avx2" and geom.kernel_size == (1, 1):
+            want = ("im2col",)  # GEMM beats the AVX2 direct kernel on 1x1 (_direct.py)
         assert taken[phase] in want, f"{path}: {phase} took {taken[phase]}, expected {want}"
 
 
