@@ -22,7 +22,8 @@ import cnnframe
 import cnnframe.functional.conv as conv
 from cnnframe._alloc import keep_freed_memory
 from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weight,
-                                         direct_conv2d_grad_x, has_direct_grad_weight)
+                                         direct_conv2d_grad_x)
+from cnnframe_ext import runtime
 
 CHANNELS = [(16, 16), (16, 32), (32, 32), (32, 64), (64, 32), (64, 64), (64, 128), (128, 64),
             (128, 128), (128, 256), (256, 256)]
@@ -48,9 +49,8 @@ def case(c, f, size, repeats, rng):
            "im2col": lambda: im2col_conv2d(x, w, y)}
     grad_x = {"direct": lambda: direct_conv2d_grad_x(gy, w, (1, 1), out=gx)}
     grad_w = {"im2col": lambda: conv._im2col_backward(x, w, gy, (1, 1), (1, 1), (1, 1), 1, hw,
-                                                      False, None)}
-    if has_direct_grad_weight():  # AVX-512 CPUs only
-        grad_w["direct"] = lambda: direct_conv2d_grad_weight(x, gy, w.shape, (1, 1), conv.PARTS)
+                                                      False, None),
+              "direct": lambda: direct_conv2d_grad_weight(x, gy, w.shape, (1, 1), conv.PARTS)}
     for tile in (2, 4):
         if size % tile == 0:
             name = f"wino{tile}"
@@ -92,10 +92,9 @@ def main(argv=None):
     channels = (CHANNELS if args.channels is None else
                 [tuple(int(v) for v in pair.split(":")) for pair in args.channels.split(",")])
     rng = np.random.default_rng(0)
-    print(f"3x3 stride-1 conv, padding 1, float32, {args.threads} threads; median ms of "
+    print(f"3x3 stride-1 conv, padding 1, float32, {args.threads} threads, "
+          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); median ms of "
           f"{args.repeats}; * fastest; grad_x by im2col = whole im2col backward - its grad_w")
-    if not has_direct_grad_weight():
-        print("(no direct grad_w column: its kernel needs AVX-512, which this CPU lacks)")
     print(f"{'case':<22} {'pass':<8} {'direct':>8} {'wino2':>8} {'wino4':>8} {'im2col':>8}  "
           "conv2d takes")
     for size in (int(s) for s in args.sizes.split(",")):

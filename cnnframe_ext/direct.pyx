@@ -127,7 +127,7 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
 
 
 def has_grad_weight():
-    """True if the direct weight-gradient kernel (float32, AVX-512) runs on this CPU."""
+    """True if the direct weight-gradient kernel (float32) is built (on every instruction set)."""
     return dc_has_grad_weight() != 0
 
 

@@ -14,11 +14,17 @@ BAND_BYTES = 1 << 20
 # The micro-kernels of each instruction set (cnnframe_ext/src/direct.h): FB output
 # channels x V vectors of 64 bytes of pixels, in order of preference among equal padded
 # work.  AVX-512 (measured on one core: (8, 2) and (16, 1) 88-94% of peak on 8x8 and
-# 32x32 maps; (4, 4) up to 5% lower; FB = 6, 12, 24 only where they divide F).  (2, 1)
-# runs everywhere.
+# 32x32 maps; (4, 4) up to 5% lower; FB = 6, 12, 24 only where they divide F).  AVX2
+# (12 or 8 accumulators of 8 floats): see TILE_SPEED.  (2, 1) runs everywhere; it is
+# the only one of the generic path.
 TILES = {"avx512": ((16, 1), (8, 2), (4, 4), (12, 2), (6, 4), (24, 1), (2, 1)),
-         "avx2": ((2, 1),),
+         "avx2": ((6, 1), (4, 1), (2, 1)),
          "generic": ((2, 1),)}
+# Speed per unit of padded work relative to the others, where it differs: on AVX2, (4, 1)
+# (8 accumulators) measured ~10% slower than (6, 1) at equal work (2 threads, ms (6, 1) /
+# (4, 1): 128->128 3x3 8x8 9.4/10.3, 64->64 16x16 9.0/10.0), so (6, 1) takes F = 64 and
+# 128 despite 3% padding and (4, 1) F = 16 and 32 (3->32 3x3 32x32 1.48/1.23).
+TILE_SPEED = {(4, 1): 0.9}
 
 
 def tiles():
@@ -37,12 +43,12 @@ def _band_rows(c, kh, kw, oh, ow, itemsize):
 
 
 def _tile(f, pixels, lanes):
-    """The first of tiles() with the least padded work (channels to FB, pixels to V vectors);
-    (2, 1) only when nothing else runs."""
+    """The first of tiles() with the least padded work (channels to FB, pixels to V vectors)
+    for its speed; (2, 1) only when nothing else runs."""
     def cost(tile):
         fb, v = tile
         padded = -(-f // fb) * fb * -(-pixels // (v * lanes)) * v * lanes
-        return (tile == (2, 1), padded)
+        return (tile == (2, 1), padded / TILE_SPEED.get(tile, 1.0))
     return min(tiles(), key=cost)
 
 
@@ -182,8 +188,8 @@ def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding, parts):
 
     grad_weight[f, c, kh, kw] = sum over n, oh, ow of
         grad_y[n, f, oh, ow] * xpad[n, c, oh + kh, ow + kw]
-    from the band copies the forward kernel reads (no im2col), float32 on AVX-512 CPUs
-    (`has_direct_grad_weight()`).
+    from the band copies the forward kernel reads (no im2col), float32, on every
+    instruction set (conv2d_backward takes it where `direct_grad_weight_pays()`).
 
     Parameters
     ----------
@@ -204,7 +210,8 @@ def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding, parts):
     The caller validates the arguments (as cnnframe.functional.conv2d_backward does).
     """
     if not _kernel.has_grad_weight():
-        raise RuntimeError("direct_conv2d_grad_weight needs AVX-512 (has_direct_grad_weight())")
+        raise RuntimeError("direct_conv2d_grad_weight: the kernel was built without GCC "
+                           "vector extensions")
     n, c, h, w = x.shape
     f, _, kh, kw = weight_shape
     ph, pw = pair(padding, "padding", 0)
@@ -221,18 +228,25 @@ def direct_conv2d_grad_weight(x, grad_y, weight_shape, padding, parts):
     return grad_w.sum(axis=0).reshape(weight_shape), grad_b.sum(axis=0)
 
 
-def has_direct_grad_weight():
-    """True if direct_conv2d_grad_weight runs on this CPU (float32, AVX-512)."""
-    return _kernel.has_grad_weight()
+def direct_grad_weight_pays():
+    """True where conv2d_backward may take direct_conv2d_grad_weight (for the layers its
+    rule in functional/conv.py names): with AVX-512 or AVX2.  The generic kernel (no FMA on
+    x86-64) measured slower than im2col + BLAS GEMM for most of them (2 threads, ms
+    direct / im2col: 32->32 5x5 32x32 25.6/18.9, 64->64 5x5 16x16 28.5/14.5; 3->32 3x3
+    32x32 3.1/3.7)."""
+    return _kernel.has_grad_weight() and _runtime.active_isa() != "generic"
 
 
 def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
     """True where direct_conv2d is measured faster than conv2d's im2col + GEMM or Winograd.
 
-    For stride-1, undilated, ungrouped convs (the caller checks those), float32, on
-    CPUs with AVX-512; `winograd` says whether conv2d would take Winograd for it.
-    Measured with benchmarks/bench_conv_algos.py (float32, 2 threads, batch 128 or as
-    many images as make ~2.5 GFLOP, interleaved medians, ms direct / best other):
+    For stride-1, undilated, ungrouped convs (the caller checks those), float32, with
+    AVX-512 or AVX2 (the generic path's only micro-kernel never is); `winograd` says
+    whether conv2d would take Winograd for it.  Measured with
+    benchmarks/bench_conv_algos.py (float32, 2 threads, batch 128 or as many images as
+    make ~2.5 GFLOP, interleaved medians, ms direct / best other).
+
+    AVX-512:
       3x3 Winograd takes (min(C, F) >= 16, even maps), forward | grad_x:
         maps of 4x4 to 16x16, 16 to 256 channels: 0.37-0.94x | 0.35-1.08x, e.g.
           32->64 16x16 4.5/6.3 | 4.9/5.2, 64->128 8x8 4.8/9.2 | 4.3/7.0  -> direct
@@ -253,20 +267,42 @@ def direct_applies(x_shape, weight_shape, padding, dtype, winograd):
       maps whose pixels fill under 3/4 of the 16-lane vectors: 3x3 256->256 2x2 1.86x,
         3x3 1.07x; 1x1 256->256 2x2 1.86x                         -> im2col + GEMM
       (4x4 0.35-0.83x, 5x5 0.88x, 6x6 0.89x, 7x7 0.39-0.79x still direct)
+
+    AVX2 (a 2-core AMD EPYC with AVX2 + FMA, shared and noisy: medians of 5-11 rounds; the
+    same rules as AVX-512 except for 3x3 convs Winograd takes and for 1x1):
+      3x3 Winograd takes, forward | grad_x:
+        4x4 and 8x8, 16 to 256 channels: 0.56-0.89x | 0.52-1.14x, e.g. 64->128 8x8
+          9.5/11.5 | 7.8/8.1, 256->256 4x4 17.8/29.1 | 19.0/33.8      -> direct
+          (the 16->32 to 64->64 4x4 rows were disturbed: every algorithm ~15 ms)
+        16x16: C*F <= 2048 0.70-0.87x | 0.73-0.88x (32->64 9.2/10.6 | 10.2/11.6);
+          64->64 1.23x | 1.44x, 64->128 1.56x | 1.25x, 128->128 1.23x | 1.14x,
+          256->256 0.88x | 1.06x                                       -> Winograd above
+        28x28 and 32x32: 16->32 forward 0.68x (28x28), 1.02x (32x32) but grad_x
+          1.08-1.59x; 32->32 and wider 1.04-3.5x                       -> Winograd
+        (F <= 16 output channels stays direct, as on AVX-512: Winograd's GEMMs are
+        narrow there; not measured separately on AVX2)
+      3x3 Winograd does not take: 3->32 32x32 1.2/2.9                  -> direct
+      5x5 and 7x7: 32->32 5x5 32x32 11.9/19.0, 64->64 5x5 16x16 10.1/14.8, 16->16 7x7
+        28x28 12.4/28.4                                                -> direct
+      1x1 on maps of 16..256 pixels, 16 to 128 channels: 0.92-1.72x | 1.02-1.68x (16->32
+        8x8 0.24/0.26 | 0.26/0.19, 128->128 16x16 9.8/5.7 | 10.0/6.0)  -> GEMM
     """
     n, c, h, w = x_shape
     f, _, kh, kw = weight_shape
     ph, pw = pair(padding, "padding", 0)
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    if np.dtype(dtype) != np.float32 or tiles() == ((2, 1),):
+    isa = _runtime.active_isa()
+    if np.dtype(dtype) != np.float32 or isa == "generic":
         return False
     pixels = oh * ow
     if pixels < 0.75 * -(-pixels // 16) * 16:
         return False
     if (kh, kw) == (1, 1):
-        return pixels <= 256 and pixels % 16 == 0
-    if (kh, kw) != (3, 3):
+        return isa == "avx512" and pixels <= 256 and pixels % 16 == 0
+    if (kh, kw) != (3, 3) or not winograd:
         return True
-    if not winograd or f <= 16 or pixels <= 256:
+    if isa == "avx2":
+        return f <= 16 or pixels <= 64 or (pixels <= 256 and c * f <= 2048)
+    if f <= 16 or pixels <= 256:
         return True
     return c * f <= (16384 if pixels <= 784 else 2048)

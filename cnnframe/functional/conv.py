@@ -6,7 +6,7 @@ from cnnframe.functional._args import (check_flag, contiguous, float_array, none
                                        out_size, output_array, pair, positive_int)
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional._direct import (direct_applies, direct_conv2d, direct_conv2d_grad_weight,
-                                         direct_conv2d_grad_x, has_direct_grad_weight)
+                                         direct_conv2d_grad_x, direct_grad_weight_pays)
 from cnnframe_ext import conv as _kernels
 from cnnframe_ext import winograd as _winograd
 
@@ -102,10 +102,12 @@ def _direct_grad_weight_applies(x_shape, weight_shape, stride, dilation, groups,
     """The direct weight gradient where it measured faster (batch 64-128, 2 threads, ms direct /
     im2col + GEMM): few input channels (3->32 3x3 32x32 3.5/7.0, 5x5 2.2/6.5) and kernels of
     25+ taps on up to 4096 channel pairs (32->32 5x5 32x32 41/95, 64->64 5x5 16x16 26/29,
-    16->16 7x7 56x56 37/72); not 3x3 with 32+ channels (64->128 8x8 23/12)."""
+    16->16 7x7 56x56 37/72); not 3x3 with 32+ channels (64->128 8x8 23/12).  AVX2 alike
+    (ms direct / conv2d_backward's other choice: 3->32 3x3 32x32 1.5/3.9, 32->32 5x5 32x32 13.0/18.5, 64->64 5x5 16x16 13.6/14.3,
+    16->16 7x7 28x28 12.8/30.0; 64->128 3x3 8x8 12.6/7.6); not generic."""
     f, c, kh, kw = weight_shape
     return (DIRECT and stride == (1, 1) and dilation == (1, 1) and groups == 1
-            and np.dtype(dtype) == np.float32 and has_direct_grad_weight()
+            and np.dtype(dtype) == np.float32 and direct_grad_weight_pays()
             and (c <= 4 or (kh * kw >= 25 and c * f <= 4096)))
 
 

@@ -7,12 +7,13 @@
    Python side counts them) per level:
      avx512   6x4 12x2 24x1 8x2 4x4 16x1 on 64-byte vectors (FB * NV <= 24 accumulators,
               plus inputs and a weight, in 32 registers), and 2x1;
-     avx2     2x1;
-     generic  2x1 on 16-byte vectors (any CPU: SSE2, NEON, ...).
+     avx2     6x1 4x1 on 32-byte vectors (FB * NV <= 12 accumulators in 16 registers),
+              and 2x1 (3x2 and 2x3 measured slower: they need more input registers);
+     generic  2x1 on 16-byte vectors (any CPU: SSE2, NEON, ...; on x86-64 3x1 spilled
+              and measured no faster).
    2x1 at the avx512 and avx2 levels is the 16-byte kernel compiled with FMA.  Fused
    multiply-adds round alike whatever the vector width, so on one level every kernel
-   gives the same bits; the generic level has no FMA on x86-64 and its own bits.  The
-   weight gradient exists for AVX-512 only.
+   gives the same bits; the generic level has no FMA on x86-64 and its own bits.
 
    Entry points (for cnnframe_ext/direct.pyx):
      dc_band_float, dc_band_double   one band with a given micro-kernel
@@ -22,7 +23,7 @@
      dc_band_scratch                 scratch elements one band needs
    and the kernels they dispatch to, one per (type, level, tile, kernel size), named
    dc_band_<type>_<level>_<FB>x<V>[_k<K>] (K: the unrolled 3x3 or 5x5 kernel; none: any
-   kernel size) and dc_dw_band_float_avx512. */
+   kernel size) and dc_dw_band_float_<level>. */
 #ifndef CNNFRAME_DIRECT_H
 #define CNNFRAME_DIRECT_H
 
@@ -146,6 +147,9 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
            + (ptrdiff_t) V * 64 / itemsize;
 }
 
+/* The weight gradient's tiles hold up to 4 channels x 3 kernel rows of sums. */
+enum { DC_DW_MAX_NF = 4, DC_DW_MAX_NK = 3 };
+
 /* The micro-kernels' code: direct_typed.h once per (type, vector width), naming its
    functions after the macros defined here. */
 #define DC_T float
@@ -171,6 +175,31 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
 #include "direct_typed.h"
 
 #define DC_T float
+#define DC_VEC cnnf_f32x8
+#define DC_UVEC cnnf_f32x8u
+#define DC_VB 32
+#define DC_MAX_ACC 12
+#define DC_MAX_NV 2
+#define DC_TAP dc_tap_float_v32
+#define DC_TILE dc_tile_float_v32
+#define DC_BAND dc_band_float_v32
+#define DC_HSUM dc_hsum_float_v32
+#define DC_DW_TILE dc_dw_tile_float_v32
+#define DC_DW_BAND dc_dw_band_float_v32
+#include "direct_typed.h"
+
+#define DC_T double
+#define DC_VEC cnnf_f64x4
+#define DC_UVEC cnnf_f64x4u
+#define DC_VB 32
+#define DC_MAX_ACC 12
+#define DC_MAX_NV 2
+#define DC_TAP dc_tap_double_v32
+#define DC_TILE dc_tile_double_v32
+#define DC_BAND dc_band_double_v32
+#include "direct_typed.h"
+
+#define DC_T float
 #define DC_VEC cnnf_f32x4
 #define DC_UVEC cnnf_f32x4u
 #define DC_VB 16
@@ -179,6 +208,9 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
 #define DC_TAP dc_tap_float_v16
 #define DC_TILE dc_tile_float_v16
 #define DC_BAND dc_band_float_v16
+#define DC_HSUM dc_hsum_float_v16
+#define DC_DW_TILE dc_dw_tile_float_v16
+#define DC_DW_BAND dc_dw_band_float_v16
 #include "direct_typed.h"
 
 #define DC_T double
@@ -202,9 +234,14 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
 /* ---- generic: 16-byte vectors, the baseline target ---- */
 static void dc_band_float_generic_2x1(DC_BAND_PARAMS(float)) { dc_band_float_v16(2, 1, 0, DC_BAND_ARGS); }
 static void dc_band_double_generic_2x1(DC_BAND_PARAMS(double)) { dc_band_double_v16(2, 1, 0, DC_BAND_ARGS); }
+static void dc_dw_band_float_generic(
+        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
+        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
+    dc_dw_band_float_v16(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw, gb);
+}
 
 #if CNNF_X86
-/* GCC 12 reports "acc may be used uninitialized" in the AVX-512 tiles, at the
+/* GCC 12 reports "acc may be used uninitialized" in the AVX-512 and AVX2 tiles, at the
    very loop that sets every acc[i] the tile uses before any is read: a false positive of
    its unrolled, vectorised form.  Silenced for the band kernels only. */
 #if defined(__GNUC__)
@@ -215,6 +252,21 @@ static void dc_band_double_generic_2x1(DC_BAND_PARAMS(double)) { dc_band_double_
 /* ---- 2x1 with FMA (the avx2 and avx512 levels) ---- */
 CNNF_AVX2_FMA static void dc_band_float_fma_2x1(DC_BAND_PARAMS(float)) { dc_band_float_v16(2, 1, 0, DC_BAND_ARGS); }
 CNNF_AVX2_FMA static void dc_band_double_fma_2x1(DC_BAND_PARAMS(double)) { dc_band_double_v16(2, 1, 0, DC_BAND_ARGS); }
+
+/* ---- avx2: 32-byte vectors, AVX2 + FMA ---- */
+CNNF_AVX2_FMA static void dc_band_float_avx2_6x1(DC_BAND_PARAMS(float)) { dc_band_float_v32(6, 1, 0, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_float_avx2_6x1_k3(DC_BAND_PARAMS(float)) { dc_band_float_v32(6, 1, 3, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_float_avx2_6x1_k5(DC_BAND_PARAMS(float)) { dc_band_float_v32(6, 1, 5, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_float_avx2_4x1(DC_BAND_PARAMS(float)) { dc_band_float_v32(4, 1, 0, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_float_avx2_4x1_k3(DC_BAND_PARAMS(float)) { dc_band_float_v32(4, 1, 3, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_float_avx2_4x1_k5(DC_BAND_PARAMS(float)) { dc_band_float_v32(4, 1, 5, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_double_avx2_6x1(DC_BAND_PARAMS(double)) { dc_band_double_v32(6, 1, 0, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_band_double_avx2_4x1(DC_BAND_PARAMS(double)) { dc_band_double_v32(4, 1, 0, DC_BAND_ARGS); }
+CNNF_AVX2_FMA static void dc_dw_band_float_avx2(
+        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
+        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
+    dc_dw_band_float_v32(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw, gb);
+}
 
 /* ---- avx512: 64-byte vectors; float64 only needs to be right: no unrolled sizes ---- */
 CNNF_AVX512 static void dc_band_float_avx512_6x4(DC_BAND_PARAMS(float)) { dc_band_float_v64(6, 4, 0, DC_BAND_ARGS); }
@@ -346,7 +398,7 @@ static inline int dc_has_tile(int FB, int V) {
             return 0;
         case CNNF_ISA_AVX2:
             switch (DC_KEY(FB, V, 0)) {
-                case DC_KEY(2, 1, 0): return 1;
+                case DC_KEY(6, 1, 0): case DC_KEY(4, 1, 0): case DC_KEY(2, 1, 0): return 1;
             }
             return 0;
         default:
@@ -394,6 +446,14 @@ static void dc_band_float(const float* x, int C, int H, int W, const float* w,
             if (FB == 2 && V == 1) dc_band_float_fma_2x1(DC_BAND_ARGS);
             return;
         case CNNF_ISA_AVX2:
+            switch (key) {
+                case DC_KEY(6, 1, 0): dc_band_float_avx2_6x1(DC_BAND_ARGS); return;
+                case DC_KEY(6, 1, 3): dc_band_float_avx2_6x1_k3(DC_BAND_ARGS); return;
+                case DC_KEY(6, 1, 5): dc_band_float_avx2_6x1_k5(DC_BAND_ARGS); return;
+                case DC_KEY(4, 1, 0): dc_band_float_avx2_4x1(DC_BAND_ARGS); return;
+                case DC_KEY(4, 1, 3): dc_band_float_avx2_4x1_k3(DC_BAND_ARGS); return;
+                case DC_KEY(4, 1, 5): dc_band_float_avx2_4x1_k5(DC_BAND_ARGS); return;
+            }
             if (FB == 2 && V == 1) dc_band_float_fma_2x1(DC_BAND_ARGS);
             return;
 #endif
@@ -421,7 +481,11 @@ static void dc_band_double(const double* x, int C, int H, int W, const double* w
             }
             return;
         case CNNF_ISA_AVX2:
-            if (key == DC_KEY(2, 1, 0)) dc_band_double_fma_2x1(DC_BAND_ARGS);
+            switch (key) {
+                case DC_KEY(6, 1, 0): dc_band_double_avx2_6x1(DC_BAND_ARGS); return;
+                case DC_KEY(4, 1, 0): dc_band_double_avx2_4x1(DC_BAND_ARGS); return;
+                case DC_KEY(2, 1, 0): dc_band_double_fma_2x1(DC_BAND_ARGS); return;
+            }
             return;
 #endif
         default:
@@ -430,18 +494,30 @@ static void dc_band_double(const double* x, int C, int H, int W, const double* w
     }
 }
 
-/* The weight gradient of one band (float32): AVX-512 only (dc_has_grad_weight). */
+/* The weight gradient of one band (float32) on the active level; see
+   dc_dw_band_float_avx512 for the method (the other levels use DC_DW_MAX_NF x
+   DC_DW_MAX_NK tiles and add their last pixels one at a time). */
 static void dc_dw_band_float(
         const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
         int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
+    switch (cnnf_isa()) {
 #if CNNF_X86
-    if (cnnf_isa() == CNNF_ISA_AVX512)
-        dc_dw_band_float_avx512(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw,
-                                gb);
+        case CNNF_ISA_AVX512:
+            dc_dw_band_float_avx512(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf,
+                                    gw, gb);
+            return;
+        case CNNF_ISA_AVX2:
+            dc_dw_band_float_avx2(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw,
+                                  gb);
+            return;
 #endif
+        default:
+            dc_dw_band_float_generic(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf,
+                                     gw, gb);
+    }
 }
 
-/* 1 if the weight gradient runs on the active level (AVX-512). */
-static inline int dc_has_grad_weight(void) { return cnnf_isa() == CNNF_ISA_AVX512; }
+/* 1 if the weight gradient exists: on every level wherever the kernels build. */
+static inline int dc_has_grad_weight(void) { return CNNF_VECTOR_EXTENSIONS; }
 
 #endif /* CNNFRAME_DIRECT_H */

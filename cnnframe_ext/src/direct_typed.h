@@ -5,9 +5,11 @@
      DC_VB       the vector width in bytes (64, 32 or 16)
      DC_MAX_ACC  the most accumulator vectors a tile may hold (FB * NV)
      DC_MAX_NV   the most pixel vectors a tile may span (NV = V * 64 / DC_VB)
-   and the names of the always-inline functions defined here: DC_TAP, DC_TILE, DC_BAND.
-   The tile sizes FB, NV (or V) and K are parameters that direct.h passes as constants,
-   so each non-inline kernel there is compiled for one tile size.  No include guard: meant to be included
+   and the names of the always-inline functions defined here: DC_TAP, DC_TILE, DC_BAND,
+   and, where DC_DW_BAND is defined, DC_DW_TILE and DC_DW_BAND (the weight gradient,
+   whose tiles hold up to DC_DW_MAX_NF x DC_DW_MAX_NK sums).  The tile sizes FB, NV
+   (or V) and K are parameters that direct.h passes as constants, so each non-inline
+   kernel there is compiled for one tile size.  No include guard: meant to be included
    more than once. */
 
 /* One tap for a tile: acc[f * NV + v] += w[f] * src[v * L ...] for FB channels, NV
@@ -107,6 +109,95 @@ CNNF_INLINE void DC_BAND(const int FB, const int V, const int K, const DC_T* res
     }
 }
 
+#ifdef DC_DW_BAND
+/* The lanes of v added up in a fixed order. */
+CNNF_INLINE DC_T DC_HSUM(DC_VEC v) {
+    enum { L = DC_VB / sizeof(DC_T) };
+    DC_T s = v[0];
+    for (int l = 1; l < L; l++) s += v[l];
+    return s;
+}
+
+/* Weight-gradient tile: sums of NF channels' grad_y (gy, channels gys apart) times NK
+   kernel rows' inputs (xr, rows OW apart) over P pixels, added to gw[k * gwf + j * gwk]. */
+CNNF_INLINE void DC_DW_TILE(const int NF, const int NK, const DC_T* restrict gy, ptrdiff_t gys,
+                            const DC_T* restrict xr, int OW, ptrdiff_t P, DC_T* restrict gw,
+                            ptrdiff_t gwf, int gwk) {
+    enum { L = DC_VB / sizeof(DC_T) };
+    DC_VEC acc[DC_DW_MAX_NF * DC_DW_MAX_NK], g[DC_DW_MAX_NF];
+    DC_T tail[DC_DW_MAX_NF * DC_DW_MAX_NK];
+#pragma GCC unroll 32
+    for (int i = 0; i < NF * NK; i++) {
+        acc[i] = (DC_VEC){};
+        tail[i] = 0;
+    }
+    ptrdiff_t p = 0;
+    for (; p + L <= P; p += L) {
+#pragma GCC unroll 8
+        for (int k = 0; k < NF; k++) g[k] = *(const DC_UVEC*) (gy + k * gys + p);
+#pragma GCC unroll 8
+        for (int j = 0; j < NK; j++) {
+            DC_VEC xv = *(const DC_UVEC*) (xr + (ptrdiff_t) j * OW + p);
+#pragma GCC unroll 8
+            for (int k = 0; k < NF; k++) acc[k * NK + j] += g[k] * xv;
+        }
+    }
+    for (; p < P; p++)  /* the last pixels, one at a time (no reads past either array) */
+#pragma GCC unroll 8
+        for (int k = 0; k < NF; k++)
+#pragma GCC unroll 8
+            for (int j = 0; j < NK; j++) tail[k * NK + j] += gy[k * gys + p] * xr[(ptrdiff_t) j * OW + p];
+#pragma GCC unroll 8
+    for (int k = 0; k < NF; k++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NK; j++)
+            gw[k * gwf + j * gwk] += DC_HSUM(acc[k * NK + j]) + tail[k * NK + j];
+}
+
+/* grad_w (F, C, KH, KW) and grad_b (F,) += the sums over one band of R output rows; gy
+   points at grad_y[n, 0, oh0, 0], gys = OH * OW apart per channel.  See direct.h. */
+CNNF_INLINE void DC_DW_BAND(const DC_T* x, int C, int H, int W, const DC_T* gy, ptrdiff_t gys,
+                            int F, int KH, int KW, int ph, int pw, int oh0, int R, int OW,
+                            DC_T* buf, DC_T* gw, DC_T* gb) {
+    enum { L = DC_VB / sizeof(DC_T), NF = DC_DW_MAX_NF, NK = DC_DW_MAX_NK };
+    const DC_T* xs = (const DC_T*) dc_copy(x, sizeof(DC_T), C, H, W, KH, KW, ph, pw, oh0, R,
+                                           OW, 1, buf);
+    ptrdiff_t ks = (ptrdiff_t) (R + KH - 1) * OW, cs = KW * ks, P = (ptrdiff_t) R * OW;
+    ptrdiff_t gwf = (ptrdiff_t) C * KH * KW;
+    for (int c = 0; c < C; c++)
+        for (int kw = 0; kw < KW; kw++)
+            for (int f0 = 0; f0 < F; f0 += NF)
+                for (int kh0 = 0; kh0 < KH; kh0 += NK) {
+                    int nf = F - f0 < NF ? F - f0 : NF, nk = KH - kh0 < NK ? KH - kh0 : NK;
+                    const DC_T* g = gy + f0 * gys;
+                    const DC_T* xr = xs + c * cs + kw * ks + (ptrdiff_t) kh0 * OW;
+                    DC_T* d = gw + f0 * gwf + (ptrdiff_t) c * KH * KW + kh0 * KW + kw;
+                    /* one case per tile size, so that each is compiled with its own sizes */
+                    switch (nf * 8 + nk) {
+                        case 1 * 8 + 1: DC_DW_TILE(1, 1, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 1 * 8 + 2: DC_DW_TILE(1, 2, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 1 * 8 + 3: DC_DW_TILE(1, 3, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 2 * 8 + 1: DC_DW_TILE(2, 1, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 2 * 8 + 2: DC_DW_TILE(2, 2, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 2 * 8 + 3: DC_DW_TILE(2, 3, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 3 * 8 + 1: DC_DW_TILE(3, 1, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 3 * 8 + 2: DC_DW_TILE(3, 2, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 3 * 8 + 3: DC_DW_TILE(3, 3, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 4 * 8 + 1: DC_DW_TILE(4, 1, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 4 * 8 + 2: DC_DW_TILE(4, 2, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 4 * 8 + 3: DC_DW_TILE(4, 3, g, gys, xr, OW, P, d, gwf, KW); break;
+                    }
+                }
+    for (int f = 0; f < F; f++) {  /* the bias gradient: plain sums of the band */
+        DC_VEC a = {};
+        DC_T t = 0;
+        ptrdiff_t p = 0;
+        for (; p + L <= P; p += L) a += *(const DC_UVEC*) (gy + f * gys + p);
+        for (; p < P; p++) t += gy[f * gys + p];
+        gb[f] += DC_HSUM(a) + t;
+    }
+}
+#endif
 
 #undef DC_T
 #undef DC_VEC
@@ -117,3 +208,6 @@ CNNF_INLINE void DC_BAND(const int FB, const int V, const int K, const DC_T* res
 #undef DC_TAP
 #undef DC_TILE
 #undef DC_BAND
+#undef DC_HSUM
+#undef DC_DW_TILE
+#undef DC_DW_BAND

@@ -9,6 +9,7 @@ import cnnframe
 import cnnframe.functional as F
 import cnnframe.functional.conv as conv_module
 import cnnframe.reference as R
+from cnnframe._config import active_isa
 from cnnframe.testing.strategies import conv_geometries
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
@@ -289,16 +290,15 @@ def test_winograd_weight_gradient_is_used_where_it_applies(monkeypatch, need_gra
                                            err_msg=name)
 
 
-# The direct kernel's large micro-kernels and its weight gradient run on AVX-512 CPUs only;
-# without them conv2d never dispatches to it (cnnframe.functional._direct).
-DIRECT_RUNS = conv_module.direct_applies((1, 32, 32, 32), (32, 32, 5, 5), 2, np.float32, False)
 
 
 def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
     """Default dispatch: float32 stride-1 5x5 convs and 3x3 convs on small maps or with few
     channels go direct, both forward and for grad_x; wide 3x3 ones on 32x32 maps stay
-    Winograd; float64 and strided convs never go direct, nor does anything on a CPU
-    without AVX-512."""
+    Winograd, on AVX2 from 16x16 maps and 32 channels up too; float64 and strided convs
+    never go direct, nor does anything on the generic path (the active instruction set:
+    `algorithm` forces each in turn)."""
+    isa = active_isa()
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 256)
@@ -310,22 +310,23 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
     monkeypatch.setattr(conv_module, "direct_conv2d_grad_x",
                         lambda *a, **k: grad_x.append(a[1].shape) or real_x(*a, **k))
     rng = np.random.default_rng(9)
-    for x_shape, w_shape, kw, dtype, used in [
-            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float32, True),
-            ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, True),
-            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, True),
-            ((2, 64, 16, 16), (128, 64, 3, 3), dict(padding=1), np.float32, True),
-            ((2, 64, 32, 32), (64, 64, 3, 3), dict(padding=1), np.float32, False),  # Winograd
-            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float64, False),
-            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2, stride=2), np.float32, False)]:
+    for x_shape, w_shape, kw, dtype, used in [  # used: the instruction sets that go direct
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float32, "avx512 avx2"),
+            ((2, 3, 32, 32), (32, 3, 3, 3), dict(padding=1), np.float32, "avx512 avx2"),
+            ((2, 32, 16, 16), (64, 32, 3, 3), dict(padding=1), np.float32, "avx512 avx2"),
+            ((2, 32, 32, 32), (32, 32, 3, 3), dict(padding=1), np.float32, "avx512"),
+            ((2, 64, 16, 16), (128, 64, 3, 3), dict(padding=1), np.float32, "avx512"),
+            ((2, 64, 32, 32), (64, 64, 3, 3), dict(padding=1), np.float32, ""),  # Winograd
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2), np.float64, ""),
+            ((2, 32, 32, 32), (32, 32, 5, 5), dict(padding=2, stride=2), np.float32, "")]:
         forward.clear()
         grad_x.clear()
         x, w = make(rng, x_shape, dtype), make(rng, w_shape, dtype)
         y = F.conv2d(x, w, **kw)
         gy = make(rng, y.shape, dtype)
         got = F.conv2d_backward(x, w, gy, **kw)
-        used = used and DIRECT_RUNS
-        assert bool(forward) == used and bool(grad_x) == used, (x_shape, w_shape, kw, dtype)
+        used = isa in used.split()
+        assert bool(forward) == used and bool(grad_x) == used, (x_shape, w_shape, kw, dtype, isa)
         for a, b in zip((y, *got), (R.conv2d(x, w, **kw), *R.conv2d_backward(x, w, gy, **kw))):
             np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"],
                                        atol=TOL[dtype]["atol"] * np.abs(b).max())
@@ -334,8 +335,8 @@ def test_direct_kernel_takes_what_it_is_faster_for(monkeypatch):
 def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
     """Default dispatch: the direct weight gradient for float32 stride-1 convs with few input
     channels or 25+ taps, with or without grad_x; Winograd for 3x3 where it applies and
-    im2col for very wide 3x3 on small maps; never for float64, strides or groups, nor on a
-    CPU without AVX-512."""
+    im2col for very wide 3x3 on small maps; never for float64, strides or groups, nor on the
+    generic path (the active instruction set: `algorithm` forces each in turn)."""
     monkeypatch.setattr(conv_module, "DIRECT", True)
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 16)
     calls = []
@@ -356,7 +357,7 @@ def test_direct_weight_gradient_takes_what_it_is_faster_for(monkeypatch):
         x, w = make(rng, x_shape, dtype), make(rng, w_shape, dtype)
         gy = make(rng, F.conv2d(x, w, **kw).shape, dtype)
         want = R.conv2d_backward(x, w, gy, **kw)
-        used = used and conv_module.has_direct_grad_weight()
+        used = used and active_isa() != "generic"
         for need_grad_x in (True, False):
             calls.clear()
             got = F.conv2d_backward(x, w, gy, need_grad_x=need_grad_x, **kw)

@@ -163,22 +163,20 @@ def test_plan_splits_small_batches_into_bands():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plans_bit_identical(rng, dtype):
-    """Bands and strips never change a result, nor does the choice among the AVX-512
-    micro-kernels: every output element is the same sequence of fused multiply-adds.
-    Checked for every micro-kernel this CPU runs (only the portable (2, 1) one without
-    AVX-512), which all agree with the reference."""
-    x, weight, bias = arrays(rng, 2, 4, 13, 21, 30, 3, 3, dtype)
-    by_tile = {tile: [direct_conv2d(x, weight, bias, 1, plan=(rows, *tile))
-                      for rows in (1, 4, 5, 13)] for tile in tiles()}
-    for tile, ys in by_tile.items():
-        for y in ys[1:]:
-            assert np.array_equal(y, ys[0]), tile
-    wide = [ys[0] for tile, ys in by_tile.items() if tile != (2, 1)]
-    for y in wide[1:]:
-        assert np.array_equal(y, wide[0])
-    want = R.conv2d(x, weight, bias, padding=1)
-    for tile, ys in by_tile.items():
-        np.testing.assert_allclose(ys[0], want, err_msg=str(tile), **TOL[dtype])
+    """Bands and strips never change a result, nor does the choice among the micro-kernels
+    of an instruction set: every output element is the same sequence of (on x86-64 AVX2
+    and AVX-512: fused) multiply-adds, whatever the vector width.  Checked for every
+    micro-kernel of each instruction set this CPU runs, which all agree with the
+    reference; for the unrolled 3x3 and 5x5 kernels and any other size."""
+    for k, p in ((3, 1), (5, 2), (3, 2)):
+        x, weight, bias = arrays(rng, 2, 4, 13, 21, 30, k, k + (k == 3 and p == 2), dtype)
+        by_tile = {tile: [direct_conv2d(x, weight, bias, p, plan=(rows, *tile))
+                          for rows in (1, 4, 5, 13)] for tile in tiles()}
+        first = next(iter(by_tile.values()))[0]
+        for tile, ys in by_tile.items():
+            for y in ys:
+                assert np.array_equal(y, first), (tile, k)
+        np.testing.assert_allclose(first, R.conv2d(x, weight, bias, padding=p), **TOL[dtype])
 
 
 def applies(x_shape, w_shape, padding, dtype):
@@ -207,30 +205,54 @@ MEASURED_LOSSES = [
     ((64, 256, 5, 5), (256, 256, 1, 1), 0)]
 
 
-def test_applies_to_measured_wins():
-    """The predicate follows the measurements in its docstring (float32, AVX-512); float64
-    never goes direct, and nothing does on a CPU without AVX-512, where only the small
-    portable micro-kernel runs."""
-    avx512 = tiles() != ((2, 1),)
-    for x_shape, w_shape, p in MEASURED_WINS:
-        assert applies(x_shape, w_shape, p, np.float32) == avx512, (x_shape, w_shape)
+# (x shape, weight shape, padding) measured faster direct / not faster on AVX2
+MEASURED_WINS_AVX2 = [
+    ((128, 3, 32, 32), (32, 3, 3, 3), 1), ((22, 32, 32, 32), (32, 32, 5, 5), 2),
+    ((128, 64, 8, 8), (128, 64, 3, 3), 1), ((128, 32, 16, 16), (64, 32, 3, 3), 1),
+    ((128, 256, 4, 4), (256, 256, 3, 3), 1), ((22, 64, 16, 16), (64, 64, 5, 5), 2),
+    ((61, 16, 28, 28), (16, 16, 7, 7), 3), ((128, 16, 16, 16), (32, 16, 3, 3), 1),
+    ((63, 128, 8, 8), (128, 128, 3, 3), 1)]
+MEASURED_LOSSES_AVX2 = [
+    ((128, 64, 16, 16), (64, 64, 3, 3), 1), ((66, 64, 16, 16), (128, 64, 3, 3), 1),
+    ((128, 32, 32, 32), (32, 32, 3, 3), 1), ((43, 64, 28, 28), (64, 64, 3, 3), 1),
+    ((86, 32, 28, 28), (64, 32, 3, 3), 1), ((16, 128, 32, 32), (128, 128, 3, 3), 1),
+    ((64, 64, 8, 8), (64, 64, 1, 1), 0), ((64, 128, 16, 16), (128, 128, 1, 1), 0),
+    ((64, 32, 16, 16), (64, 32, 1, 1), 0)]
+
+
+def test_applies_to_measured_wins(isa):
+    """The predicate follows the measurements in its docstring for the active instruction
+    set (AVX-512 or AVX2); float64 never goes direct, nor does anything on the generic
+    path, whose one small micro-kernel is slower than BLAS."""
+    wins, losses = {"avx512": (MEASURED_WINS, MEASURED_LOSSES),
+                    "avx2": (MEASURED_WINS_AVX2, MEASURED_LOSSES_AVX2),
+                    "generic": ([], MEASURED_WINS + MEASURED_WINS_AVX2)}[isa]
+    for x_shape, w_shape, p in wins:
+        assert applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
+    for x_shape, w_shape, p in wins + losses:
         assert not applies(x_shape, w_shape, p, np.float64)
-    for x_shape, w_shape, p in MEASURED_LOSSES:
+    for x_shape, w_shape, p in losses:
         assert not applies(x_shape, w_shape, p, np.float32), (x_shape, w_shape)
 
 
 def test_tiles_are_the_kernels_of_the_active_instruction_set(isa):
-    """tiles() lists exactly the micro-kernels the active instruction set has, and
-    has_direct_grad_weight() follows AVX-512 (elsewhere the weight gradient refuses)."""
+    """tiles() lists exactly the micro-kernels the active instruction set has; the weight
+    gradient runs on all, and conv2d_backward takes it except on the generic path."""
     candidates = {tile for level in TILES.values() for tile in level} | {(5, 5), (1, 1)}
     assert tiles() == TILES[isa]
     assert {tile for tile in candidates if _kernel.has_tile(*tile)} == set(TILES[isa])
-    assert _direct.has_direct_grad_weight() == (isa == "avx512")
-    if isa != "avx512":
-        x = np.zeros((1, 3, 8, 8), np.float32)
-        with pytest.raises(RuntimeError, match="needs AVX-512"):
-            _direct.direct_conv2d_grad_weight(x, np.zeros((1, 4, 8, 8), np.float32),
-                                              (4, 3, 3, 3), 1, PARTS)
+    assert _kernel.has_grad_weight()
+    assert _direct.direct_grad_weight_pays() == (isa != "generic")
+
+
+def test_plan_prefers_the_measured_tile_on_avx2(isa):
+    """AVX2: (6, 1) (12 accumulators) for 64 and 128 channels despite a little padding,
+    (4, 1) for 16 and 32 (see TILE_SPEED); AVX-512 and generic as before."""
+    if isa != "avx2":
+        assert _direct._tile(32, 1024, 16) == {"avx512": (16, 1), "generic": (2, 1)}[isa]
+        return
+    for f, tile in ((16, 4), (32, 4), (64, 6), (128, 6), (6, 6), (4, 4), (3, 4)):
+        assert _direct._tile(f, 1024, 16) == (tile, 1), f
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])
@@ -247,13 +269,6 @@ def test_band_copies(rng, k, rows, pad):
 
 
 # ------------------------------------------------------------------ weight gradient
-@pytest.fixture
-def grad_weight_runs(isa):
-    if not _direct.has_direct_grad_weight():
-        pytest.skip(f"the direct weight gradient needs AVX-512 (running {isa})")
-
-
-needs_grad_weight = pytest.mark.usefixtures("grad_weight_runs")
 
 
 def grad_weight_case(rng, n, c, h, w, f, kh, kw, padding):
@@ -265,7 +280,6 @@ def grad_weight_case(rng, n, c, h, w, f, kh, kw, padding):
     return x, grad_y, weight.shape, want_w, want_b
 
 
-@needs_grad_weight
 @settings(max_examples=scaled(100))
 @given(geometry=direct_geometries(), seed=st.integers(0, 2**31))
 def test_grad_weight_matches_reference(geometry, seed):
@@ -278,7 +292,6 @@ def test_grad_weight_matches_reference(geometry, seed):
     np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
 
 
-@needs_grad_weight
 @pytest.mark.parametrize("kernel,padding", [((5, 5), (2, 2)), ((3, 3), (1, 1)), ((7, 7), (3, 3)),
                                             ((1, 1), (0, 0)), ((3, 5), (0, 4)), ((5, 3), (6, 1)),
                                             ((9, 2), (1, 0))])
@@ -294,7 +307,6 @@ def test_grad_weight_tiles_bands_and_tails(rng, monkeypatch, kernel, padding, f,
     np.testing.assert_allclose(got_b, want_b, **TOL[np.float32])
 
 
-@needs_grad_weight
 def test_grad_weight_threads_bit_identical(rng, monkeypatch):
     monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
     monkeypatch.setattr(_direct, "BAND_BYTES", 4096)
@@ -311,7 +323,6 @@ def test_grad_weight_threads_bit_identical(rng, monkeypatch):
     np.testing.assert_allclose(results[0][0], want_w, **TOL[np.float32])
 
 
-@needs_grad_weight
 def test_grad_weight_empty_batch():
     x = np.zeros((0, 3, 8, 8), np.float32)
     grad_w, grad_b = _direct.direct_conv2d_grad_weight(x, np.zeros((0, 4, 8, 8), np.float32),
