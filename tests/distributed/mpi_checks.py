@@ -16,6 +16,9 @@ from cnnframe.distributed import DistributedError, MPICommunicator, abort_on_err
 import tiny_runs  # noqa: E402
 
 
+EQUIVALENCE_LR = 0.01
+
+
 def save(comm, out, name, arrays):
     if comm.rank == 0:
         np.savez(os.path.join(out, name + ".npz"), **arrays)
@@ -30,14 +33,19 @@ def same_on_all_ranks(comm, trainer):
 
 
 def check_equivalence(comm, out):
-    """No BN, crop + flip: 300 steps of global batch 32 (16 per rank)."""
-    trainer, history = tiny_runs.train(comm, steps=300)
+    """No BN, crop + flip: 300 steps of global batch 32 (16 per rank), lr 0.01.
+
+    At lr 0.05 this tiny net enters a chaotic phase after ~220 steps in which the
+    rounding-level difference of averaging two half-batch gradients (5e-7 until then) grows
+    a thousandfold in 40 steps, for any kernel path; at lr 0.01 the runs stay within 2e-7.
+    """
+    trainer, history = tiny_runs.train(comm, steps=300, lr=EQUIVALENCE_LR)
     state = same_on_all_ranks(comm, trainer)
     state["val_accuracy"] = np.array(history.rows[-1]["val_accuracy"])
     state["loss"] = np.array(history.rows[-1]["loss"])
     save(comm, out, "equivalence", state)
     # A repeated run at the same world size is bit-identical.
-    again, _ = tiny_runs.train(comm, steps=300)
+    again, _ = tiny_runs.train(comm, steps=300, lr=EQUIVALENCE_LR)
     for k, v in tiny_runs.weights(again.model).items():
         assert np.array_equal(v, state[k]), f"repeated 2-rank run differs in {k}"
 

@@ -75,7 +75,7 @@ def assert_close(got, ref, rtol, atol):
 def test_two_ranks_match_one_process_with_crop_and_flip(checks):
     # 300 steps, global batch 32; the 2-rank job also checked that a repeat is bit-identical
     got = np.load(checks / "equivalence.npz")
-    trainer, history = tiny_runs.train(LocalCommunicator(), steps=300)
+    trainer, history = tiny_runs.train(LocalCommunicator(), steps=300, lr=0.01)  # as mpi_checks
     assert_close(got, tiny_runs.weights(trainer.model), rtol=1e-4, atol=2e-5)
     assert float(got["val_accuracy"]) == pytest.approx(history.rows[-1]["val_accuracy"],
                                                        abs=0.006)

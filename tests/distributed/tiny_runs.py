@@ -15,9 +15,14 @@ EVAL = [{"type": "to_float"}, {"type": "normalize", "mean": [0.5] * 3, "std": [0
 
 
 def model_config(batch_norm=False, seed=3):
+    # Average, not max, pooling: the Shapes images have flat regions, so max pooling meets
+    # exact ties whose winner flips with rounding-level differences (another summation order,
+    # another kernel path); runs then part ways (0.15 apart after 150 steps, AVX2 vs generic
+    # kernels), which would make any two-run comparison a coin toss.  With average pooling the
+    # two kernel paths stay within 1e-6 over 300 steps.
     bn = lambda c: [{"type": "batch_norm2d", "num_features": c}] if batch_norm else []  # noqa
     layers = ([{"type": "conv2d", "in_channels": 3, "out_channels": 8, "kernel_size": 3,
-                "padding": 1}] + bn(8) + [{"type": "relu"}, {"type": "max_pool2d",
+                "padding": 1}] + bn(8) + [{"type": "relu"}, {"type": "avg_pool2d",
                                                              "kernel_size": 2}]
               + [{"type": "conv2d", "in_channels": 8, "out_channels": 16, "kernel_size": 3,
                   "padding": 1}] + bn(16)
