@@ -70,6 +70,12 @@ def check_resume(comm, out):
     if comm.rank == 0:
         with open(os.path.join(out, "resume_files.txt"), "w") as f:
             f.write("\n".join(files))
+    # For resuming at another world size (test_mpi resumes this run in one process): a run
+    # stopped after 70 steps, and the uninterrupted 150-step run at this world size.
+    tiny_runs.train(comm, steps=150, out_dir=os.path.join(out, "resume_other"), max_steps=70,
+                    lr=EQUIVALENCE_LR)
+    whole, _ = tiny_runs.train(comm, steps=150, lr=EQUIVALENCE_LR)
+    save(comm, out, "whole_150", same_on_all_ranks(comm, whole))
 
 
 def check_mismatch(comm, out):

@@ -105,6 +105,19 @@ def test_resume_at_same_world_size_is_exact_and_rank0_writes(checks):
                                                                   "model.cnnf"]
 
 
+def test_resume_at_another_world_size_continues_from_the_same_global_step(checks):
+    # a 2-rank run stopped after 70 of 150 steps, resumed here by one process
+    notes = []
+    trainer, _ = tiny_runs.train(LocalCommunicator(), steps=150, lr=0.01, resume=True,
+                                 out_dir=checks / "resume_other", log=notes.append)
+    note = next(n for n in notes if n.startswith("note:"))
+    assert "written by 2 rank(s), this job has 1" in note and "global step 70" in note
+    assert trainer.step == 150
+    # no batch norm or dropout: the same global batches give the 2-rank run's weights
+    assert_close(np.load(checks / "whole_150.npz"), tiny_runs.weights(trainer.model),
+                 rtol=1e-4, atol=2e-5)
+
+
 def test_data_mismatch_between_ranks_is_an_error_at_start(checks):
     assert "rank 1 differs from rank 0 in its data" in (checks / "mismatch.txt").read_text()
 

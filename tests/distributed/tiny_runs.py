@@ -37,7 +37,7 @@ def datasets(n_train=512, n_test=200):
 
 def train(comm, *, steps=300, batch_size=32, batch_norm=False, sync_batch_norm=False,
           augment=True, out_dir=None, resume=False, max_steps=None, plain=False,
-          bucket_bytes=2048, epochs=None, lr=0.05):
+          bucket_bytes=2048, epochs=None, lr=0.05, log=None):
     """Train the tiny model; returns (trainer, history).
 
     `plain` trains the single-process `cnnframe.train.Trainer` with a `DataLoader` instead
@@ -60,7 +60,7 @@ def train(comm, *, steps=300, batch_size=32, batch_norm=False, sync_batch_norm=F
         loader = ShardedLoader(train_set, batch_size, comm.rank, comm.size, seed=7,
                                transform=transform)
         trainer = DistributedTrainer(model, "cross_entropy", opt, comm=comm, progress=False,
-                                     log=lambda *a: None, sync_batch_norm=sync_batch_norm,
+                                     log=log or (lambda *a: None), sync_batch_norm=sync_batch_norm,
                                      bucket_bytes=bucket_bytes, threads=1, out_dir=out_dir,
                                      curves=False)
     history = trainer.fit(loader, test_loader, epochs=epochs, resume=resume,
