@@ -420,6 +420,7 @@ static void dc_band_float(const float* x, int C, int H, int W, const float* w,
                           const float* bias, int F, int KH, int KW, int ph, int pw, int oh0,
                           int R, int OH, int OW, int FB, int V, float* buf, float* y) {
     const int key = DC_KEY(FB, V, dc_unrolled(KH, KW));
+    (void) key; /* read only by the x86-64 levels */
     switch (cnnf_isa()) {
 #if CNNF_X86
         case CNNF_ISA_AVX512:
