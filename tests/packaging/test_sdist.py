@@ -1,8 +1,8 @@
 """The source distribution carries everything the extension build needs, and installs.
 
-test_sdist_holds_every_build_source builds the sdist (python -m build, no isolation: the
-test environment already has setuptools, Cython and numpy) from a copy of the source tree
-and checks that each C header, .pyx and .pxd under cnnframe_ext/ is in it.
+test_sdist_holds_every_build_source builds the sdist (setup.py sdist, with the test
+environment's setuptools, Cython and numpy) from a copy of the source tree and checks
+that each C header, .pyx and .pxd under cnnframe_ext/ is in it.
 
 test_sdist_installs_in_fresh_venv then pip-installs that sdist into a fresh venv (pip's
 build isolation fetches the build requirements from PyPI: it needs the network), checks the
@@ -47,10 +47,11 @@ def sdist(tmp_path_factory):
     for path in (REPO / "cnnframe_ext" / "src").glob("*.c"):
         shutil.copy2(path, src / "cnnframe_ext" / "src" / path.name)
     dist = work / "dist"
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(dist),
-         str(src)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"python -m build --sdist failed:\n{result.stdout}\n{result.stderr}"
+    # setup.py sdist needs nothing beyond the test environment (python -m build would
+    # need the `build` package); the sdist is the same.
+    result = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(dist)],
+                            cwd=src, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"setup.py sdist failed:\n{result.stdout}\n{result.stderr}"
     (archive,) = dist.glob("cnnframe-*.tar.gz")
     return archive
 
