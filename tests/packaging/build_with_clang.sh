@@ -47,6 +47,7 @@ start=$SECONDS
 (cd "$src" && CC="$cc" "$py" setup.py -q build_ext --inplace -j "$(nproc)" > build.log 2>&1) \
     || { cat "$src/build.log"; echo "== build FAILED"; exit 1; }
 echo "== built in $((SECONDS - start)) s"
+(cd "$src" && "$py" -c "import cnnframe; cnnframe.show_config()")
 status=0
 # Our headers and the Cython-generated C must compile without a warning.
 if grep -E "warning:" "$src/build.log"; then

@@ -88,13 +88,15 @@ CONV_CHECK = textwrap.dedent("""
 @pytest.mark.skipif(not SLOW, reason="compiles every kernel (minutes) and needs PyPI: runs "
                     "in CI (CI=true) or with CNNFRAME_SLOW_TESTS=1")
 def test_sdist_installs_in_fresh_venv(sdist, tmp_path):
+    # The fresh venv must see only what it installed: not the checkout via PYTHONPATH.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
     wheels = tmp_path / "wheels"
     # Build the wheel from the sdist (isolated: build requirements from PyPI), then install it.
     result = subprocess.run([str(py), "-m", "pip", "wheel", "--no-deps", "-w", str(wheels),
-                             str(sdist)], capture_output=True, text=True, timeout=3600)
+                             str(sdist)], capture_output=True, text=True, timeout=3600, env=env)
     assert result.returncode == 0, f"pip wheel failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
     (wheel,) = wheels.glob("cnnframe-*.whl")
     with zipfile.ZipFile(wheel) as whl:
@@ -103,10 +105,10 @@ def test_sdist_installs_in_fresh_venv(sdist, tmp_path):
     assert not missing, f"{wheel.name} lacks {missing}"
     assert any(n.startswith("cnnframe_ext/conv.") and n.endswith(".so") for n in names), names
     result = subprocess.run([str(py), "-m", "pip", "install", str(wheel)],
-                            capture_output=True, text=True, timeout=1200)
+                            capture_output=True, text=True, timeout=1200, env=env)
     assert result.returncode == 0, f"pip install failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
     # Run from an empty directory so that the checkout is not on sys.path.
     run = subprocess.run([str(py), "-c", CONV_CHECK], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+                         cwd=tmp_path, timeout=300, env=env)
     assert run.returncode == 0, f"the installed cnnframe failed:\n{run.stdout}\n{run.stderr}"
     assert "vector extensions" in run.stdout
