@@ -32,7 +32,9 @@ ONLY = {name for name in os.environ.get("CNNFRAME_EXTENSIONS", "").split(",") if
 
 def compiler_accepts(flag):
     """True if the C compiler used for extensions compiles and links with `flag`."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    # $CC overrides Python's compiler for the extensions (setuptools honours it): probe
+    # that one, e.g. clang without libomp must give a serial build, not a failed one.
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "probe.c")
         src.write_text("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")

@@ -86,7 +86,9 @@ def config():
         "blas": _blas_lines(),
         "compiler": f"{_runtime.COMPILER} (command: {_runtime.CC})",
         "compile flags": _runtime.COMPILE_FLAGS,
-        "vector extensions": "yes" if _runtime.VECTOR_EXTENSIONS else "no",
+        "vector extensions": ("yes" if _runtime.VECTOR_EXTENSIONS else
+                              "no: plain-C kernels at the generic level, no direct "
+                              "convolution (conv2d takes im2col or Winograd)"),
     }
 
 

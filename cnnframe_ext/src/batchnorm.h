@@ -12,11 +12,7 @@
 
 #include "simd.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* the 8-lane helpers are always inlined: no vector ever crosses a call */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
+#if CNNF_VECTOR_EXTENSIONS
 /* Sums run in double over 8-lane vectors (one zmm, two ymm or four xmm registers
    depending on the version).  Values are converted on load. */
 typedef int bnk_i32x8 __attribute__((vector_size(32)));
@@ -54,9 +50,11 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
     memcpy(&gv, &gi, sizeof gv);
     return gv;
 }
+#endif /* CNNF_VECTOR_EXTENSIONS */
 #define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
 #define BNK_HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
+#if CNNF_VECTOR_EXTENSIONS
 /* OUT = the sum over k_ in [0, L) of one row's terms: VEXPR is the vector of terms
    k_ .. k_+7, SEXPR the single term k_.  Blocks of 32 go to four accumulators
    (independent add chains), blocks of 8 to the first, the rest to a scalar tail; they
@@ -98,6 +96,21 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
         (OUT1) = s_;                                                                       \
         (OUT2) = t_;                                                                       \
     } while (0)
+#else /* plain C (simd.h): the same sums one term at a time, in double */
+#define BNK_ROW_SUM(L, VEXPR, SEXPR, OUT)                                                  \
+    do {                                                                                   \
+        double s_ = 0;                                                                     \
+        for (ptrdiff_t k_ = 0; k_ < (L); k_++) s_ += (SEXPR);                              \
+        (OUT) = s_;                                                                        \
+    } while (0)
+#define BNK_ROW_SUM2(L, VEXPR1, SEXPR1, OUT1, VEXPR2, SEXPR2, OUT2)                        \
+    do {                                                                                   \
+        double s_ = 0, t_ = 0;                                                             \
+        for (ptrdiff_t k_ = 0; k_ < (L); k_++) { s_ += (SEXPR1); t_ += (SEXPR2); }         \
+        (OUT1) = s_;                                                                       \
+        (OUT2) = t_;                                                                       \
+    } while (0)
+#endif /* CNNF_VECTOR_EXTENSIONS */
 
 /* The helpers' code, once per element type: batchnorm_typed.h names its functions after
    the macros defined here. */

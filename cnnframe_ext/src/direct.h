@@ -33,6 +33,8 @@
 #include <immintrin.h>
 #endif
 
+#if CNNF_VECTOR_EXTENSIONS
+
 /* Hides a loop index from GCC, which would turn short copy loops back into memcpy or
    memset calls (a libc call per row cost 10% of a whole conv). */
 #define DC_OPAQUE(j) __asm__("" : "+r"(j))
@@ -243,8 +245,9 @@ static void dc_dw_band_float_generic(
 #if CNNF_X86
 /* GCC 12 reports "acc may be used uninitialized" in the AVX-512 and AVX2 tiles, at the
    very loop that sets every acc[i] the tile uses before any is read: a false positive of
-   its unrolled, vectorised form.  Silenced for the band kernels only. */
-#if defined(__GNUC__)
+   its unrolled, vectorised form.  Silenced for the band kernels only (GCC proper: clang
+   also defines __GNUC__ but has no such warning and would warn about the pragma). */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
@@ -294,7 +297,7 @@ CNNF_AVX512 static void dc_band_double_avx512_8x2(DC_BAND_PARAMS(double)) { dc_b
 CNNF_AVX512 static void dc_band_double_avx512_4x4(DC_BAND_PARAMS(double)) { dc_band_double_v64(4, 4, 0, DC_BAND_ARGS); }
 CNNF_AVX512 static void dc_band_double_avx512_16x1(DC_BAND_PARAMS(double)) { dc_band_double_v64(16, 1, 0, DC_BAND_ARGS); }
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
 
@@ -519,6 +522,27 @@ static void dc_dw_band_float(
 }
 
 /* 1 if the weight gradient exists: on every level wherever the kernels build. */
-static inline int dc_has_grad_weight(void) { return CNNF_VECTOR_EXTENSIONS; }
+static inline int dc_has_grad_weight(void) { return 1; }
+
+#else /* plain C (simd.h): no direct convolution, conv2d takes im2col or Winograd */
+
+static inline int dc_has_tile(int FB, int V) { return 0; }
+static inline int dc_has_grad_weight(void) { return 0; }
+static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW,
+                                        int V) {
+    return 0;
+}
+/* Never called: nothing passes dc_has_tile or dc_has_grad_weight. */
+static void dc_band_float(const float* x, int C, int H, int W, const float* w,
+                          const float* bias, int F, int KH, int KW, int ph, int pw, int oh0,
+                          int R, int OH, int OW, int FB, int V, float* buf, float* y) {}
+static void dc_band_double(const double* x, int C, int H, int W, const double* w,
+                           const double* bias, int F, int KH, int KW, int ph, int pw, int oh0,
+                           int R, int OH, int OW, int FB, int V, double* buf, double* y) {}
+static void dc_dw_band_float(
+        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
+        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {}
+
+#endif /* CNNF_VECTOR_EXTENSIONS */
 
 #endif /* CNNFRAME_DIRECT_H */

@@ -17,13 +17,30 @@
 
 #include <stddef.h>
 
-#if defined(__GNUC__) || defined(__clang__)
+/* CNNF_VECTOR_EXTENSIONS: 1 where the compiler has GCC/clang vector extensions.  Without
+   them (MSVC, or a build with -DCNNF_NO_VECTOR_EXTENSIONS, which is how the tests check
+   this path) the kernels compile as plain C at the generic level only: no vector types,
+   no per-instruction-set versions, no direct convolution (direct.h: dc_has_tile is 0, so
+   conv2d takes im2col or Winograd); batch norm sums one element at a time (batchnorm.h).
+   cnnframe.show_config() says which. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CNNF_NO_VECTOR_EXTENSIONS)
 #define CNNF_VECTOR_EXTENSIONS 1
 #else
 #define CNNF_VECTOR_EXTENSIONS 0
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
 #define CNNF_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define CNNF_INLINE static __forceinline
+#else
+#define CNNF_INLINE static inline
+#endif
+
+#if CNNF_VECTOR_EXTENSIONS
+/* Vectors wider than the baseline target only cross always-inline helpers, never a real
+   call: the ABI notes GCC and clang print for them (-Wpsabi) do not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 /* GCC vector extensions: f32xN holds N floats, f64xN N doubles.  The ...u types are
    unaligned, may-alias views, for loads and stores anywhere in a row. */
@@ -39,13 +56,14 @@ typedef float cnnf_f32x16u __attribute__((vector_size(64), aligned(4), may_alias
 typedef double cnnf_f64x2u __attribute__((vector_size(16), aligned(8), may_alias));
 typedef double cnnf_f64x4u __attribute__((vector_size(32), aligned(8), may_alias));
 typedef double cnnf_f64x8u __attribute__((vector_size(64), aligned(8), may_alias));
+#endif /* CNNF_VECTOR_EXTENSIONS */
 
 enum { CNNF_ISA_GENERIC = 0, CNNF_ISA_AVX2 = 1, CNNF_ISA_AVX512 = 2 };
 
-/* Target attributes of the x86-64 versions.  CNNF_AVX2 (no FMA) is what the pooling,
+/* Target attributes of the x86-64 versions (GCC and clang; a plain-C build has none).  CNNF_AVX2 (no FMA) is what the pooling,
    batch-norm and Winograd kernels were always built with for AVX2 CPUs: their results
    stay as they were.  The direct convolution's AVX2 kernels fuse multiply-adds. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && CNNF_VECTOR_EXTENSIONS
 #define CNNF_X86 1
 #define CNNF_AVX512 __attribute__((target("avx512f")))
 #define CNNF_AVX2 __attribute__((target("avx2")))
