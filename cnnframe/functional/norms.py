@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import FLOAT_DTYPES, contiguous, output_array
+from cnnframe.functional._args import contiguous, float_ndarray, output_array, same_dtype
 from cnnframe_ext import norm as _kernels
 
 # The rows' weight and bias gradients are summed in this many fixed partitions, then
@@ -25,13 +25,10 @@ _FORWARD_WORK, _BACKWARD_WORK = 3, 4
 
 
 def _array(a, name, fn, dtype=None):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy ndarray, got {type(a).__name__}")
-    if a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
-        raise TypeError(f"{fn}: {name} must be float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype.newbyteorder("=") != dtype:
-        raise TypeError(f"{fn}: {name} has dtype {a.dtype} but x has dtype {dtype}; "
-                        "convert one so both match")
+    """`a` checked as a float array (of x's dtype, if given)."""
+    float_ndarray(a, name, fn)
+    if dtype is not None:
+        same_dtype(a, name, dtype, fn, other="x")
     return a
 
 
