@@ -21,7 +21,7 @@ $(VENV)/.setup-done: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.26" "scipy>=1.11"
-	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot,mpi]"
+	$(PY) -m pip install --no-build-isolation -e ".[test,images,plot,mpi,onnx,onnxruntime,docs]"
 	if [ -f $(PLUGIN)/pyproject.toml ]; then $(PY) -m pip install --no-build-isolation -e $(PLUGIN); fi
 	touch $@
 
