@@ -129,7 +129,7 @@ class ArithConst(Layer):
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"arith_const: trainable must be true or false, got {trainable!r}")
         self.trainable = bool(trainable)
-        value = np.ones(self.shape)
+        value = np.ones(self.shape or [1])  # a scalar is kept as (1,): arrays stay 1-D+
         if self.trainable:
             self.add_param("value", value)
         else:
@@ -188,7 +188,8 @@ class ArithConst(Layer):
             gx = -grad_y * c / (x * x)
             gc = grad_y / x
         if self.trainable:
-            np.copyto(self.grads["value"], _reduce_to(gc, tuple(self.shape)))
+            np.copyto(self.grads["value"], _reduce_to(gc, tuple(self.shape)).reshape(
+                self.grads["value"].shape))
         if not self.needs_input_grad:
             return None
         out = self._buffer("gx", x.shape, x.dtype)

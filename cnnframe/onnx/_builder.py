@@ -128,6 +128,8 @@ class GraphBuilder:
             store = getattr(layer, store_name)
             for key, value in (values or {}).items():
                 value = np.asarray(value, self.dtype)
+                if value.ndim == 0 and store[key].size == 1:  # layers keep scalars as (1,)
+                    value = value.reshape(store[key].shape)
                 if store[key].shape != value.shape:
                     raise self.error(node, f"{type_name} {key} has shape {value.shape}, "
                                      f"expected {store[key].shape}")

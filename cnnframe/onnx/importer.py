@@ -274,6 +274,7 @@ def _import_node(builder, node, values, limits):
         raise ImportError_(f"{limits.path}: {where}: op {node.op!r} is not supported by "
                            f"cnnframe's ONNX import (opset {opset}); supported ops: "
                            f"{', '.join(supported_ops())}")
+    outs = [np.asarray(v) if isinstance(v, np.generic) else v for v in outs]
     for k, name in enumerate(node.outputs):
         if name:
             values[name] = outs[k] if k < len(outs) else _Missing(node, k)
