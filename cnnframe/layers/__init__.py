@@ -31,11 +31,11 @@ __all__ += [
 ]
 
 # Layers for the operations of imported ONNX graphs (cnnframe.onnx).
-from cnnframe.layers.elementwise import Arith, ArithConst, Clip  # noqa: E402
+from cnnframe.layers.elementwise import Elementwise, ElementwiseConst, Clip  # noqa: E402
 from cnnframe.layers.local_response_norm import LRN  # noqa: E402
 from cnnframe.layers.matmul import MatMulConst  # noqa: E402
 from cnnframe.layers.pooling_general import Pool2d  # noqa: E402
 from cnnframe.layers.shape_ops import Pad, Reshape, Transpose  # noqa: E402
 
-__all__ += ["Arith", "ArithConst", "Clip", "LRN", "MatMulConst", "Pool2d", "Pad", "Reshape",
+__all__ += ["Elementwise", "ElementwiseConst", "Clip", "LRN", "MatMulConst", "Pool2d", "Pad", "Reshape",
             "Transpose"]

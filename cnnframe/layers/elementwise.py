@@ -12,8 +12,8 @@ import numpy as np
 from cnnframe.layers.base import Layer, as_shape, check_float
 from cnnframe.registry import register_layer
 
-ARITH_OPS = ("add", "sub", "mul", "div")
-ARITH_CONST_OPS = ARITH_OPS + ("rsub", "rdiv")
+ELEMENTWISE_OPS = ("add", "sub", "mul", "div")
+ELEMENTWISE_CONST_OPS = ELEMENTWISE_OPS + ("rsub", "rdiv")
 
 
 def _reduce_to(grad, shape):
@@ -32,8 +32,8 @@ def _check_op(op, valid, name):
     return op
 
 
-@register_layer("arith")
-class Arith(Layer):
+@register_layer("elementwise")
+class Elementwise(Layer):
     """Element-wise add, sub, mul or div of two inputs, with numpy broadcasting.
 
     Both inputs have the batch axis first and the same number of dimensions; any
@@ -51,30 +51,30 @@ class Arith(Layer):
 
     def __init__(self, op="mul"):
         super().__init__()
-        self.op = _check_op(op, ARITH_OPS, "arith")
+        self.op = _check_op(op, ELEMENTWISE_OPS, "elementwise")
         self._xs = None
 
     def output_shape(self, input_shapes):
         if not isinstance(input_shapes, (list, tuple)) or len(input_shapes) != 2:
-            raise ValueError(f"arith: takes exactly 2 inputs, got {input_shapes!r}")
-        a, b = (as_shape(s, layer="arith") for s in input_shapes)
+            raise ValueError(f"elementwise: takes exactly 2 inputs, got {input_shapes!r}")
+        a, b = (as_shape(s, layer="elementwise") for s in input_shapes)
         if len(a) != len(b):
-            raise ValueError(f"arith: inputs must have the same number of dimensions, got "
+            raise ValueError(f"elementwise: inputs must have the same number of dimensions, got "
                              f"{list(a)} and {list(b)}")
         try:
             return tuple(np.broadcast_shapes(a, b))
         except ValueError:
-            raise ValueError(f"arith: input shapes {list(a)} and {list(b)} do not "
+            raise ValueError(f"elementwise: input shapes {list(a)} and {list(b)} do not "
                              "broadcast") from None
 
     def forward(self, xs, training=True):
         if not isinstance(xs, (list, tuple)) or len(xs) != 2:
-            raise ValueError("arith: takes a list of exactly 2 arrays")
+            raise ValueError("elementwise: takes a list of exactly 2 arrays")
         a, b = (self._check_input(x, what=f"input {i}") for i, x in enumerate(xs))
         if a.dtype != b.dtype:
-            raise TypeError(f"arith: inputs have different dtypes {a.dtype} and {b.dtype}")
+            raise TypeError(f"elementwise: inputs have different dtypes {a.dtype} and {b.dtype}")
         if a.shape[0] != b.shape[0]:
-            raise ValueError(f"arith: inputs must have the same batch size, got {a.shape} "
+            raise ValueError(f"elementwise: inputs must have the same batch size, got {a.shape} "
                              f"and {b.shape}")
         shape = (a.shape[0], *self.output_shape([a.shape[1:], b.shape[1:]]))
         self._xs = (a, b)
@@ -99,8 +99,8 @@ class Arith(Layer):
         return math.prod(self.output_shape(input_shapes))
 
 
-@register_layer("arith_const")
-class ArithConst(Layer):
+@register_layer("elementwise_const")
+class ElementwiseConst(Layer):
     """Element-wise arithmetic of the input with a stored constant array.
 
     y = x + c, x - c, x * c, x / c, c - x ("rsub") or c / x ("rdiv"); `c` broadcasts
@@ -120,14 +120,14 @@ class ArithConst(Layer):
 
     def __init__(self, op="mul", shape=(), trainable=False):
         super().__init__()
-        self.op = _check_op(op, ARITH_CONST_OPS, "arith_const")
+        self.op = _check_op(op, ELEMENTWISE_CONST_OPS, "elementwise_const")
         if not isinstance(shape, (list, tuple)) or not all(
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
                 for s in shape):
-            raise ValueError(f"arith_const: shape must be a list of ints >= 1, got {shape!r}")
+            raise ValueError(f"elementwise_const: shape must be a list of ints >= 1, got {shape!r}")
         self.shape = [int(s) for s in shape]
         if not isinstance(trainable, (bool, np.bool_)):
-            raise TypeError(f"arith_const: trainable must be true or false, got {trainable!r}")
+            raise TypeError(f"elementwise_const: trainable must be true or false, got {trainable!r}")
         self.trainable = bool(trainable)
         value = np.ones(self.shape or [1])  # a scalar is kept as (1,): arrays stay 1-D+
         if self.trainable:
@@ -145,10 +145,10 @@ class ArithConst(Layer):
             self.params["value"].fill(1)
 
     def output_shape(self, input_shape):
-        shape = as_shape(input_shape, layer="arith_const")
+        shape = as_shape(input_shape, layer="elementwise_const")
         if (len(self.shape) > len(shape) or not _broadcasts(shape, self.shape)
                 or tuple(np.broadcast_shapes(shape, tuple(self.shape))) != shape):
-            raise ValueError(f"arith_const: the constant of shape {self.shape} does not "
+            raise ValueError(f"elementwise_const: the constant of shape {self.shape} does not "
                              f"broadcast to the input shape {list(shape)}")
         return shape
 

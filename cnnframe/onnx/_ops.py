@@ -329,9 +329,9 @@ def convert_prelu(b, node, ins):
 def convert_hard_sigmoid(b, node, ins):
     x = b.tensor(node, ins[0])
     alpha, beta = node.attrs.get("alpha", 0.2), node.attrs.get("beta", 0.5)
-    y = b.layer(node, "arith_const", {"op": "mul"}, [x], buffers={"value": np.array(alpha)},
+    y = b.layer(node, "elementwise_const", {"op": "mul"}, [x], buffers={"value": np.array(alpha)},
                 suffix="scale")
-    y = b.layer(node, "arith_const", {"op": "add"}, [y], buffers={"value": np.array(beta)},
+    y = b.layer(node, "elementwise_const", {"op": "add"}, [y], buffers={"value": np.array(beta)},
                 suffix="shift")
     return [b.layer(node, "clip", {"min": 0.0, "max": 1.0}, [y])]
 
@@ -399,7 +399,7 @@ def _const_operand(b, node, const, x):
     return const.reshape(shape)
 
 
-def _arith(op):
+def _elementwise(op):
     def convert(b, node, ins):
         left, right = ins[0], ins[1]
         if isinstance(left, Tensor) and isinstance(right, Tensor):
@@ -408,11 +408,11 @@ def _arith(op):
                               f"{list(right.shape)} must have the same rank and batch axis")
             if op == "add" and left.shape == right.shape:
                 return [b.layer(node, "add", {}, [left, right])]
-            return [b.layer(node, "arith", {"op": op}, [left, right])]
+            return [b.layer(node, "elementwise", {"op": op}, [left, right])]
         x, const, kind = (left, right, op) if isinstance(left, Tensor) else \
             (right, left, _REVERSED[op])
         value = _const_operand(b, node, const, x)
-        y = b.layer(node, "arith_const", {"op": kind, "shape": list(value.shape)}, [x],
+        y = b.layer(node, "elementwise_const", {"op": kind, "shape": list(value.shape)}, [x],
                     buffers={"value": value})
         if y.shape != x.shape:
             raise b.error(node, f"the constant of shape {list(const.shape)} changes the "
@@ -432,7 +432,7 @@ def convert_sum(b, node, ins):
     for k, v in enumerate(values):
         if v is tensors[0]:
             continue
-        step = _arith("add")
+        step = _elementwise("add")
         sub = type(node)(f"{node.name}_{k}", node.op, node.domain, [], [], {})
         total = step(b, sub, [total, v])[0]
     return [total]
@@ -661,7 +661,7 @@ CONVERTERS = {
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
     "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
     "Gemm": convert_gemm, "MatMul": convert_matmul,
-    "Add": _arith("add"), "Sub": _arith("sub"), "Mul": _arith("mul"), "Div": _arith("div"),
+    "Add": _elementwise("add"), "Sub": _elementwise("sub"), "Mul": _elementwise("mul"), "Div": _elementwise("div"),
     "Sum": convert_sum, "Concat": convert_concat,
     "Flatten": convert_flatten, "Reshape": convert_reshape, "Transpose": convert_transpose,
     "Squeeze": convert_squeeze, "Unsqueeze": convert_unsqueeze, "Pad": convert_pad,

@@ -6,9 +6,9 @@ from cnnframe.registry import get_layer
 from cnnframe.testing import parametrize_layer_checks
 
 CASES = [
-    ("arith", [({"op": op}, [(2, 3, 4, 4), (2, 3, 1, 4)]) for op in ("add", "sub", "mul")]
+    ("elementwise", [({"op": op}, [(2, 3, 4, 4), (2, 3, 1, 4)]) for op in ("add", "sub", "mul")]
      + [({"op": "div"}, [(2, 3, 4, 4), (2, 1, 4, 1)])]),
-    ("arith_const", [({"op": op, "shape": [3, 1, 1]}, (2, 3, 4, 4))
+    ("elementwise_const", [({"op": op, "shape": [3, 1, 1]}, (2, 3, 4, 4))
                      for op in ("add", "sub", "mul", "div", "rsub")]
      + [({"op": "rdiv", "shape": []}, (2, 5)),
         ({"op": "mul", "shape": [4], "trainable": True}, (2, 3, 4))]),
@@ -57,13 +57,13 @@ def test_pad_modes_match_numpy():
         assert np.array_equal(y, np.pad(x, [(0, 0)] + [tuple(p) for p in pads], mode=np_mode))
 
 
-def test_arith_const_ops_match_numpy():
+def test_elementwise_const_ops_match_numpy():
     x = RNG.uniform(0.5, 2.0, (2, 3, 4))
     c = RNG.uniform(0.5, 2.0, (3, 1))
     expected = {"add": x + c, "sub": x - c, "mul": x * c, "div": x / c, "rsub": c - x,
                 "rdiv": c / x}
     for op, want in expected.items():
-        layer = get_layer("arith_const").from_config({"op": op, "shape": [3, 1]})
+        layer = get_layer("elementwise_const").from_config({"op": op, "shape": [3, 1]})
         layer.astype(np.float64).buffers["value"][...] = c
         assert np.allclose(layer.forward(x, training=False), want, rtol=1e-12)
 
@@ -83,16 +83,16 @@ def test_lrn_matches_a_direct_sum():
 @pytest.mark.parametrize("cfg, msg", [
     ({"op": "pow"}, "op must be one of"),
 ])
-def test_arith_refuses_unknown_ops(cfg, msg):
+def test_elementwise_refuses_unknown_ops(cfg, msg):
     with pytest.raises(ValueError, match=msg):
-        get_layer("arith").from_config(cfg)
+        get_layer("elementwise").from_config(cfg)
 
 
 @pytest.mark.parametrize("name, cfg, shape, msg", [
     ("transpose", {"perm": [1, 0, 2]}, None, "perm\\[0\\] must be 0"),
     ("reshape", {"shape": [5]}, (4,), "cannot reshape"),
     ("pad", {"pads": [[3, 0]], "mode": "reflect"}, (3,), "smaller than its axis"),
-    ("arith_const", {"op": "mul", "shape": [4]}, (3, 5), "does not broadcast"),
+    ("elementwise_const", {"op": "mul", "shape": [4]}, (3, 5), "does not broadcast"),
     ("pool2d", {"mode": "max", "kernel_size": 5}, (1, 3, 3), "too small"),
     ("clip", {"min": 2.0, "max": 1.0}, None, "must not exceed"),
 ])
