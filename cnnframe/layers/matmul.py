@@ -49,7 +49,7 @@ class MatMulConst(Layer):
 
     def output_shape(self, input_shape):
         shape = as_shape(input_shape, layer="matmul_const")
-        if shape[-1] != self.in_features:
+        if not shape or shape[-1] != self.in_features:
             raise ValueError(f"matmul_const: expects input shape (..., in_features="
                              f"{self.in_features}), got {list(shape)}")
         return (*shape[:-1], self.out_features)
