@@ -129,7 +129,7 @@ class ElementwiseConst(Layer):
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"elementwise_const: trainable must be true or false, got {trainable!r}")
         self.trainable = bool(trainable)
-        value = np.ones(self.shape or [1])  # a scalar is kept as (1,): arrays stay 1-D+
+        value = np.ones(self.shape or [1])  # a scalar is kept as (1,)
         if self.trainable:
             self.add_param("value", value)
         else:

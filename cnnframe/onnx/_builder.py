@@ -43,7 +43,7 @@ class Node:
         return f"Node({self.name!r}, {self.op}, {self.inputs} -> {self.outputs})"
 
 
-class ImportError_(ValueError):
+class OnnxImportError(ValueError):
     """A node that cannot be imported (a ValueError naming the file, node, op and opset)."""
 
 
@@ -87,7 +87,7 @@ class GraphBuilder:
         return name
 
     def error(self, node, msg):
-        return ImportError_(f"{self.path}: node {node.name!r} ({node.op}, opset {self.opset}): "
+        return OnnxImportError(f"{self.path}: node {node.name!r} ({node.op}, opset {self.opset}): "
                             f"{msg}")
 
     # --- values ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from cnnframe.onnx._builder import GraphBuilder, ImportError_, Node, Tensor, sanitize
+from cnnframe.onnx._builder import GraphBuilder, OnnxImportError, Node, Tensor, sanitize
 from cnnframe.onnx._fold import FOLDERS, FoldContext
 from cnnframe.onnx._ops import CONVERTERS
 from cnnframe.onnx._patterns import fuse_gelu
@@ -230,7 +230,7 @@ def _import_node(builder, node, values, limits):
     opset = builder.opset
     where = f"node {node.name!r} ({node.op}, opset {opset})"
     if node.domain not in DEFAULT_DOMAINS:
-        raise ImportError_(f"{limits.path}: {where}: op {node.domain}.{node.op} of domain "
+        raise OnnxImportError(f"{limits.path}: {where}: op {node.domain}.{node.op} of domain "
                            f"{node.domain!r} is not supported (only the default ONNX domain)")
     ins = []
     for name in node.inputs:
@@ -238,11 +238,11 @@ def _import_node(builder, node, values, limits):
             ins.append(None)
             continue
         if name not in values:
-            raise ImportError_(f"{limits.path}: {where}: input {name!r} is not produced by "
+            raise OnnxImportError(f"{limits.path}: {where}: input {name!r} is not produced by "
                                "any earlier node, initializer or graph input")
         v = values[name]
         if isinstance(v, _Missing):
-            raise ImportError_(f"{limits.path}: {where}: uses output {v.index} of node "
+            raise OnnxImportError(f"{limits.path}: {where}: uses output {v.index} of node "
                                f"{v.node.name!r} ({v.node.op}), which cnnframe does not "
                                "compute")
         ins.append(v)
@@ -259,19 +259,19 @@ def _import_node(builder, node, values, limits):
         except ValueError as exc:
             if str(exc).startswith(limits.path):
                 raise
-            raise ImportError_(f"{limits.path}: {where}: cannot fold it: {exc}") from None
+            raise OnnxImportError(f"{limits.path}: {where}: cannot fold it: {exc}") from None
         except (KeyError, IndexError, TypeError) as exc:
-            raise ImportError_(f"{limits.path}: {where}: cannot fold it ({type(exc).__name__}: "
+            raise OnnxImportError(f"{limits.path}: {where}: cannot fold it ({type(exc).__name__}: "
                                f"{exc})") from None
     elif node.op in CONVERTERS:
         try:
             outs = CONVERTERS[node.op](builder, node, ins)
-        except ImportError_:
+        except OnnxImportError:
             raise
         except KeyError as exc:
-            raise ImportError_(f"{limits.path}: {where}: missing attribute {exc}") from None
+            raise OnnxImportError(f"{limits.path}: {where}: missing attribute {exc}") from None
     else:
-        raise ImportError_(f"{limits.path}: {where}: op {node.op!r} is not supported by "
+        raise OnnxImportError(f"{limits.path}: {where}: op {node.op!r} is not supported by "
                            f"cnnframe's ONNX import (opset {opset}); supported ops: "
                            f"{', '.join(supported_ops())}")
     outs = [np.asarray(v) if isinstance(v, np.generic) else v for v in outs]
