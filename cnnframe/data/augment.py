@@ -282,13 +282,13 @@ _GRAY = (np.float32(0.2989), np.float32(0.587), np.float32(0.114))  # torchvisio
 
 
 def gray_uint8(x):
-    """torchvision's ``rgb_to_grayscale`` of integer-valued float32 images (N, 3, H, W):
-    ``0.2989 R + 0.587 G + 0.114 B`` in float32, truncated as the uint8 cast does; (N, 1, H, W).
+    """torchvision's ``rgb_to_grayscale`` of integer-valued float32 images (N, 3, ...):
+    ``0.2989 R + 0.587 G + 0.114 B`` in float32, truncated as the uint8 cast does; (N, 1, ...).
     """
-    g = x[:, 0:1] * _GRAY[0]
-    g += x[:, 1:2] * _GRAY[1]
-    g += x[:, 2:3] * _GRAY[2]
-    return np.trunc(g, out=g)
+    g = x[:, 0] * _GRAY[0]
+    g += x[:, 1] * _GRAY[1]
+    g += x[:, 2] * _GRAY[2]
+    return np.trunc(g, out=g)[:, None]
 
 
 class ColorJitter(Transform):
@@ -315,6 +315,7 @@ class ColorJitter(Transform):
     """
     type_name = "color_jitter"
     OPS = ("brightness", "contrast", "saturation")
+    BLOCK = 32  # images per block of the float32 computation
 
     def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0):
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
@@ -371,32 +372,33 @@ class ColorJitter(Transform):
             return x if inplace else x.copy()
         # Each image's enabled operations, by increasing key (disabled ones sort last).
         order = np.argsort(np.where(enabled, keys, np.inf), axis=1, kind="stable")
-        factors = factors.astype(np.float32)
-        y = x.astype(np.float32)
-        rows = np.arange(n)
-        for slot in range(sum(enabled)):
-            op = order[:, slot]
-            self._blend(y, op, factors[rows, op][:, None, None, None], c)
+        op_factors = np.take_along_axis(factors, order, axis=1).astype(np.float32)
         out = x if inplace else np.empty_like(x)
-        np.copyto(out, y, casting="unsafe")  # integer-valued floats in [0, 255]
+        # Blocks of images small enough to stay in the L2 cache through all the passes.
+        for lo in range(0, n, self.BLOCK):
+            hi = min(lo + self.BLOCK, n)
+            # (images, channels, pixels): long contiguous inner loops for the broadcasts
+            y = x[lo:hi].reshape(hi - lo, c, -1).astype(np.float32)
+            for slot in range(sum(enabled)):
+                self._blend(y, order[lo:hi, slot], op_factors[lo:hi, slot], c)
+            np.copyto(out[lo:hi], y.reshape(x[lo:hi].shape), casting="unsafe")  # integer-valued floats in [0, 255]
         return out
 
     @staticmethod
     def _blend(y, op, f, c):
-        """One slot, in place: ``y = trunc(clip(f * y + (1 - f) * ref, 0, 255))`` with each
-        image's ref chosen by its operation `op` (0: 0, 1: gray mean, 2: gray)."""
-        use_gray = op == 2
-        use_mean = op == 1
+        """One operation per image on y (N, C, H*W), in place: ``y = trunc(clip(f * y + (1 - f)
+        * ref, 0, 255))``, ref chosen by the image's `op` (0: 0, 1: mean gray, 2: grayscale)."""
+        one_minus_f = np.float32(1) - f
+        gray_coef = np.where(op == 2, one_minus_f, np.float32(0))  # (1 - f) or an exact 0
+        mean_coef = np.where(op == 1, one_minus_f, np.float32(0))
         ref = None
-        if use_gray.any() or use_mean.any():
+        if gray_coef.any() or mean_coef.any():
             gray = gray_uint8(y) if c == 3 else y
-            # integer sums are exact in float64, so the mean does not depend on the summation order
-            mean = (gray.sum(axis=(1, 2, 3), dtype=np.float64)
-                    / gray[0].size).astype(np.float32)[:, None, None, None]
-            ref = np.where(use_mean[:, None, None, None], mean, np.float32(0))
-            ref = ref + np.where(use_gray[:, None, None, None], gray, np.float32(0))
-            ref *= np.float32(1) - f
-        y *= f
+            # integer sums are exact in float64: the mean does not depend on the summing order
+            mean = (gray.sum(axis=(1, 2), dtype=np.float64) / gray[0].size).astype(np.float32)
+            ref = gray * gray_coef[:, None, None]
+            ref += (mean_coef * mean)[:, None, None]
+        y *= f[:, None, None]
         if ref is not None:
             y += ref
         np.clip(y, 0, 255, out=y)
