@@ -82,3 +82,21 @@ def test_mixup_cutmix_weighted_soft_ce_trains_and_resumes_exactly(tmp_path, monk
         assert np.array_equal(want[k], got[k]), k
     again = History.from_csv(run / "metrics.csv")
     assert again["loss"] == hist["loss"] and again["accuracy"] == hist["accuracy"]
+
+
+def test_accuracy_with_probability_targets_counts_their_top_class(tiny):
+    from cnnframe.optim import SGD
+    from cnnframe.train import Trainer
+    from cnnframe.train.metrics import MetricTracker
+    x, labels = tiny.data(12, n_classes=3)
+    rng = np.random.default_rng(0)
+    targets = 0.3 * rng.dirichlet(np.ones(3), 12)       # mass 0.7 on the label, 0.3 spread
+    targets[np.arange(12), labels] += 0.7
+    model = tiny.Model(16, 3, p=0.0)
+    trainer = Trainer(model, "cross_entropy", SGD(model, lr=0.0),
+                      progress=False, log=lambda *a: None)
+    tracker = MetricTracker(["accuracy", "top2_accuracy"])
+    _, logits = trainer.train_step(x, targets.astype(np.float32), tracker)
+    top1 = np.count_nonzero(logits.argmax(axis=1) == labels)
+    top2 = np.count_nonzero((logits > logits[np.arange(12), labels][:, None]).sum(axis=1) < 2)
+    assert tracker.correct == [top1, top2] and tracker.seen == 12
