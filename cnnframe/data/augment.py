@@ -381,7 +381,8 @@ class ColorJitter(Transform):
             y = x[lo:hi].reshape(hi - lo, c, -1).astype(np.float32)
             for slot in range(sum(enabled)):
                 self._blend(y, order[lo:hi, slot], op_factors[lo:hi, slot], c)
-            np.copyto(out[lo:hi], y.reshape(x[lo:hi].shape), casting="unsafe")  # integer-valued floats in [0, 255]
+            # y holds integer-valued floats in [0, 255]: the cast is exact
+            np.copyto(out[lo:hi], y.reshape(x[lo:hi].shape), casting="unsafe")
         return out
 
     @staticmethod

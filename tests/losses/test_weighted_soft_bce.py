@@ -17,7 +17,8 @@ def naive_log_softmax(z):
 
 
 def naive_ce_labels(z, labels, weight=None, eps=0.0):
-    """PyTorch's weighted mean: sum_i [(1-eps) w_y nll_i + eps/K sum_k w_k (-log p_ik)] / sum_i w_y."""
+    """PyTorch's weighted mean: sum_i [(1-eps) w_y nll_i + eps/K sum_k w_k (-log p_ik)] / W,
+    W = sum_i w_y."""
     n, k = z.shape
     w = np.ones(k) if weight is None else np.asarray(weight, np.float64)
     logp = naive_log_softmax(z)
