@@ -1,4 +1,5 @@
-"""Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip.
+"""Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip
+(and, registered here, the augmentations of `cnnframe.data.augment`).
 
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
@@ -220,6 +221,11 @@ class Compose(Transform):
 TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip)}
 ALIASES = {"random_flip": "random_horizontal_flip", "hflip": "random_horizontal_flip",
            "crop": "random_crop"}
+
+# The augmentations of cnnframe.data.augment (erasing, cutout, colour jitter, translation,
+# alternating flip, mixup, cutmix) add themselves to TRANSFORMS and ALIASES when imported;
+# imported last because they build on the classes above (either module may come first).
+import cnnframe.data.augment  # noqa: E402,F401
 
 
 def build_transform(cfg):
