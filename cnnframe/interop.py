@@ -262,6 +262,11 @@ def read_torch(path, max_bytes=None):
     return {k: as_array(v, k) for k, v in _torch_state(obj, path, torch).items()}
 
 
+def natural_key(key):
+    """Sort key putting ``layer.2.conv`` before ``layer.10.conv`` (numbers compared as numbers)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
+
+
 def read_weights(path, max_bytes=None):
     """A weights file as ``{key: ndarray}``, for :meth:`cnnframe.graph.Model.load_state_dict`.
 
@@ -278,6 +283,11 @@ def read_weights(path, max_bytes=None):
     -------
     dict of str -> ndarray
         The file's keys and arrays (PyTorch's names, e.g. ``layer1.0.conv1.weight``).
+        A .pt file's keys keep their order (PyTorch's module order, which
+        ``load_state_dict`` can match to graph order); a .safetensors file does not
+        record one, so its keys come in natural order (``2`` before ``10``): modules
+        numbered as in ``nn.Sequential`` still match by order, named ones match by node
+        name or a `mapping`.
 
     Raises
     ------
@@ -292,7 +302,8 @@ def read_weights(path, max_bytes=None):
         raise FileNotFoundError(f"weights file {path} does not exist")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == SAFETENSORS_SUFFIX:
-        return read_safetensors(path, max_bytes=max_bytes)
+        tensors = read_safetensors(path, max_bytes=max_bytes)
+        return {k: tensors[k] for k in sorted(tensors, key=natural_key)}
     if suffix in TORCH_SUFFIXES:
         return read_torch(path, max_bytes=max_bytes)
     raise ValueError(f"{path}: read_weights reads .safetensors, .pt and .pth files, not "
