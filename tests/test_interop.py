@@ -1,6 +1,7 @@
 """cnnframe.interop: .safetensors and PyTorch .pt weights as numpy dicts, and models saved as
 .safetensors (config in the metadata); hostile files are refused before allocation."""
 import builtins
+import importlib.util
 import json
 import os
 import struct
@@ -10,6 +11,12 @@ import pytest
 
 from cnnframe import interop
 from cnnframe.graph import Model
+
+# PyTorch is never a dependency of cnnframe (nor in the `test` extra): the tests reading
+# real PyTorch objects run where it is installed and are skipped elsewhere.
+# (found without importing it: torch's import is slow and brings its own OpenMP runtime)
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="needs torch (optional; never a dependency of cnnframe)")
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -190,8 +197,9 @@ def test_missing_torch_gives_a_clear_message(tmp_path, monkeypatch):
         interop.read_weights(path)
 
 
+@needs_torch
 def test_pt_state_dict_loads_into_cnnframe_and_matches_pytorch(tmp_path, rng):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3),
                               torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(48, 4))
@@ -212,8 +220,9 @@ def test_pt_state_dict_loads_into_cnnframe_and_matches_pytorch(tmp_path, rng):
                                atol=1e-5)
 
 
+@needs_torch
 def test_pt_files_that_are_not_weights_are_refused(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     whole = tmp_path / "model.pt"
     torch.save(torch.nn.Linear(2, 2), whole)  # a pickled module: weights_only refuses it
     with pytest.raises(ValueError, match=r"model.pt: torch.load\(weights_only=True\) failed"):
@@ -232,8 +241,9 @@ def test_pt_files_that_are_not_weights_are_refused(tmp_path):
         interop.read_weights(legacy)
 
 
+@needs_torch
 def test_pt_size_limit_is_checked_from_the_zip_directory(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     path = tmp_path / "w.pt"
     torch.save({"w": torch.zeros(10000)}, path)
     with pytest.raises(ValueError, match="more than the limit of 1,000 bytes"):

@@ -9,8 +9,9 @@ so loading never unpickles anything):
 
 The suggested extension is ``.cnnf`` (any name works; ``.npz`` lets numpy tools
 open the file).  A name ending in ``.safetensors`` is written and read as a safetensors
-file instead (see :func:`save_model`), which other frameworks' tools read too.  Writes are atomic: a temporary file in the same directory is
-renamed over the target, so a crash never leaves a half-written model.
+file instead (see :func:`save_model`), which other frameworks' tools read too.  Writes
+are atomic: a temporary file in the same directory is renamed over the target, so a
+crash never leaves a half-written model.
 
 Loading checks before it reads: the zip directory and every member's ``.npy`` header
 (name, shape, dtype) are read first; the config (at most ``MAX_CONFIG_BYTES``) is read

@@ -25,8 +25,12 @@ CONFIG_METADATA_KEY = "cnnframe_config"
 _MAX_PROTO_BYTES = 2**31 - 1   # protobuf's limit on one message
 
 
-class ExportError(NotImplementedError):
-    """A model part that cannot be written as ONNX (the message names the node and its type)."""
+class ExportError(NotImplementedError, ValueError):
+    """A model part that cannot be written as ONNX (the message names the node and its type).
+
+    A NotImplementedError (what ``Layer.to_onnx`` raises by default) and a ValueError (the
+    model given cannot be exported as it is).
+    """
 
 
 class ExportContext:

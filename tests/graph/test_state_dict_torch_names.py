@@ -1,11 +1,18 @@
 """Model.load_state_dict with PyTorch-style keys: nested module paths, num_batches_tracked,
 matching by mapping, name, node name and graph order, and the table shown on mismatches."""
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 
 from cnnframe.graph import Model
+
+# PyTorch is never a dependency of cnnframe (nor in the `test` extra): the tests reading
+# real PyTorch objects run where it is installed and are skipped elsewhere.
+# (found without importing it: torch's import is slow and brings its own OpenMP runtime)
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="needs torch (optional; never a dependency of cnnframe)")
 
 # A ResNet-style net: stem, one basic block with a 1x1 projection shortcut, head.
 RESNET = {
@@ -219,8 +226,9 @@ def test_cnnframe_names_still_load_and_ignore_num_batches_tracked(rng):
     assert_loaded(model, {k: v for k, v in state.items() if "num_batches" not in k})
 
 
+@needs_torch
 def test_torch_tensors_are_accepted(rng):
-    torch = pytest.importorskip("torch")
+    import torch
     model = Model.from_config(PLAIN)
     state, expected = torch_style_state(model, PLAIN_TORCH_NAMES, rng)
     tensors = {k: torch.from_numpy(v).requires_grad_(v.dtype.kind == "f") for k, v in
