@@ -22,6 +22,9 @@ A layer is a small object with
 - ``output_shape(input_shape)``: shapes *without* the batch dimension.
 - ``get_config()`` / ``from_config(cfg)``: plain JSON values mirroring ``__init__``.
 - ``astype(dtype)``: float32 by default; float64 for gradient checks.
+- ``to_onnx(ctx, inputs, name)``: optional, the layer's ONNX form for
+  :func:`cnnframe.onnx.export` (built-in layers are mapped by the exporter; see
+  :meth:`Layer.to_onnx`).
 
 Layers never modify their inputs (``x`` or ``grad_y``) in place.  Outputs are
 fresh arrays unless ``reuse_buffers`` is True (a Model sets it for internal

@@ -323,7 +323,7 @@ def _upsample(layer, ctx, inputs, name):
                 f"arithmetic but {math.floor(np.float32(s) * np.float32(n))} in ONNX Resize's "
                 "float32 arithmetic; use size= (or recompute_scale_factor=true) instead")
         eff.append(s)
-    scales_t = ctx.constant(np.array([1.0, 1.0, *eff], np.float32))
+    scales_t = ctx.constant(np.array([1.0, 1.0, *eff]), dtype=np.float32)  # float in any model
     return ctx.node("Resize", [inputs[0], "", scales_t], outputs=name, **attrs)
 
 

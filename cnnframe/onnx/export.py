@@ -44,11 +44,11 @@ class ExportContext:
         The model's float dtype (float32 or float64): the dtype of every float tensor.
     """
 
-    def __init__(self, onnx, model, opset):
+    def __init__(self, onnx, model, opset, dtype):
         self._onnx = onnx
         self._model = model
         self.opset = opset
-        self.dtype = np.dtype(model.dtype)
+        self.dtype = np.dtype(dtype)
         self.nodes = []
         self.initializers = []
         self._names = set(model.inputs) | set(model.nodes)
@@ -167,7 +167,20 @@ def _value_info(onnx, name, dtype, shape):
     return onnx.helper.make_tensor_value_info(name, elem, [BATCH_DIM, *shape])
 
 
-def to_onnx_model(model, opset=DEFAULT_OPSET):
+def _check_dtype(dtype, model):
+    if dtype is None:
+        return np.dtype(model.dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"export: dtype must be float32, float64 or None (the model's), "
+                         f"got {dtype!r}")
+    return dt
+
+
+def to_onnx_model(model, opset=DEFAULT_OPSET, dtype=None):
     """The ONNX ModelProto of `model` in inference mode (see the module docstring).
 
     Parameters
@@ -175,6 +188,8 @@ def to_onnx_model(model, opset=DEFAULT_OPSET):
     model : cnnframe.graph.Model
     opset : int
         From cnnframe.onnx._opsets.MIN_OPSET (13) to MAX_OPSET (21).
+    dtype : "float32", "float64" or None
+        The float type of the graph's tensors (default: the model's).
 
     Returns
     -------
@@ -193,7 +208,7 @@ def to_onnx_model(model, opset=DEFAULT_OPSET):
     if not isinstance(model, Model):
         raise TypeError(f"export: model must be a cnnframe Model, got {type(model).__name__}")
     opset = check_opset(opset)
-    ctx = ExportContext(onnx, model, opset)
+    ctx = ExportContext(onnx, model, opset, _check_dtype(dtype, model))
     tensors = {name: name for name in model.inputs}
     for name in model._order:
         layer = model.nodes[name]
@@ -203,8 +218,8 @@ def to_onnx_model(model, opset=DEFAULT_OPSET):
     for name in model.outputs:
         if tensors[name] != name:  # a converter that did not name its output after the node
             ctx.node("Identity", [tensors[name]], outputs=[name])
-        outputs.append(_value_info(onnx, name, model.dtype, model.shapes[name]))
-    inputs = [_value_info(onnx, name, model.dtype, shape) for name, shape in model.inputs.items()]
+        outputs.append(_value_info(onnx, name, ctx.dtype, model.shapes[name]))
+    inputs = [_value_info(onnx, name, ctx.dtype, shape) for name, shape in model.inputs.items()]
     graph = onnx.helper.make_graph(ctx.nodes, "cnnframe_model", inputs, outputs,
                                    initializer=ctx.initializers)
     import cnnframe
@@ -221,7 +236,7 @@ def to_onnx_model(model, opset=DEFAULT_OPSET):
     return proto
 
 
-def export(model, path, opset=DEFAULT_OPSET):
+def export(model, path, opset=DEFAULT_OPSET, dtype=None):
     """Write `model` as an ONNX file (inference mode), atomically; return the path.
 
     The file passes ``onnx.checker.check_model(full_check=True)``; its graph is described
@@ -235,6 +250,11 @@ def export(model, path, opset=DEFAULT_OPSET):
         The .onnx file to write (replaced atomically; its folder is created).
     opset : int
         The ONNX opset, 13 to 21 (default 17).
+    dtype : "float32", "float64" or None
+        The float type of the graph's inputs, outputs and weights (default: the model's).
+        onnxruntime's CPU kernels are float32 for most ops (Conv, pooling, Erf, ...), so
+        export float64 models with dtype="float32" to run them there.  (ONNX stores
+        float attributes, e.g. leaky_relu's slope, as float32 in any case.)
 
     Returns
     -------
@@ -251,7 +271,7 @@ def export(model, path, opset=DEFAULT_OPSET):
         For a bad `model` or `opset`, or a model over protobuf's 2 GiB limit.
     """
     path = os.fspath(path)
-    proto = to_onnx_model(model, opset)
+    proto = to_onnx_model(model, opset, dtype)
     onnx = require_onnx()
     size = proto.ByteSize()
     if size > _MAX_PROTO_BYTES:

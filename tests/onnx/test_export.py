@@ -274,3 +274,33 @@ def test_missing_onnx_gives_the_install_hint(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(ImportError, match=r"pip install cnnframe\[onnx\]"):
         connx.export(layer_model("relu", {}, (2,)), tmp_path / "m.onnx")
+
+
+def test_float64_model_exports_as_double_or_as_float32(tmp_path):
+    rng = np.random.default_rng(5)
+    resize = layer_model("upsample", {"scale_factor": 1.5}, (2, 3, 4)).astype("float64")
+    connx.export(resize, tmp_path / "r.onnx")  # Resize's scales stay float32: a valid graph
+    onnx.checker.check_model(onnx.load(tmp_path / "r.onnx"), full_check=True)
+    model = randomize(layer_model("linear", {"in_features": 6, "out_features": 3}, (6,)), rng)
+    model.astype("float64")
+    connx.export(model, tmp_path / "d.onnx")
+    proto = onnx.load(tmp_path / "d.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    x = rng.standard_normal((2, 6))
+    session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x0": x})[0], model.forward(x, False),
+                               rtol=1e-12)
+
+    conv = randomize(layer_model("conv2d", CASES["conv2d"][0][0], CASES["conv2d"][0][1]), rng)
+    conv.astype("float64")
+    connx.export(conv, tmp_path / "f.onnx", dtype="float32")
+    proto = onnx.load(tmp_path / "f.onnx")
+    assert {i.data_type for i in proto.graph.initializer} == {onnx.TensorProto.FLOAT}
+    assert conv.dtype == np.float64  # the model itself is untouched
+    x = rng.standard_normal((2, *conv.inputs["x0"]))
+    session = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    ours = conv.forward(x, training=False)
+    theirs = session.run(None, {"x0": x.astype(np.float32)})[0]
+    assert np.abs(theirs - ours).max() <= 1e-5 * np.abs(ours).max()
+    with pytest.raises(ValueError, match="dtype must be float32, float64 or None"):
+        connx.export(conv, tmp_path / "g.onnx", dtype="float16")
