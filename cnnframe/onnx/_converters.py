@@ -269,17 +269,16 @@ def _adaptive_pool(layer, ctx, inputs, name, pool_op, reduce_op):
     # the mean (or max) over it is the mean (max) over rows of the mean (max) over
     # columns): slice each output's rows, reduce them, concatenate.
     y = inputs[0]
-    for axis, (n, o) in ((2, (h, oh)), (3, (w, ow))):
-        if n == o:
-            continue
+    uneven = [(axis, n, o) for axis, n, o in ((2, h, oh), (3, w, ow)) if n != o]
+    for k, (axis, n, o) in enumerate(uneven):
         parts = []
         for start, end in zip(*FP.windows(n, o)):
             part = ctx.node("Slice", [y, ctx.constant(np.array([start], np.int64)),
                                       ctx.constant(np.array([end], np.int64)),
                                       ctx.constant(np.array([axis], np.int64))])
             parts.append(_reduce(ctx, reduce_op, part, [axis]))
-        y = ctx.node("Concat", parts, axis=axis)
-    return ctx.node("Identity", [y], outputs=name)
+        y = ctx.node("Concat", parts, axis=axis, outputs=name if k == len(uneven) - 1 else None)
+    return y
 
 
 @converts(resample.AdaptiveAvgPool2d)
@@ -304,6 +303,10 @@ def _upsample(layer, ctx, inputs, name):
         attrs["coordinate_transformation_mode"] = ("align_corners" if align_corners
                                                    else "half_pixel")
     if scales is None or align_corners:  # the coordinates follow from the output size
+        if ctx.opset >= 18:  # sizes of the resized axes only
+            sizes = ctx.constant(np.array(out_hw, np.int64))
+            return ctx.node("Resize", [inputs[0], "", "", sizes], outputs=name, axes=[2, 3],
+                            **attrs)
         shape = ctx.node("Shape", [inputs[0]])
         # (N, C, OH, OW) with the batch size of the input
         batch = ctx.node("Slice", [shape, ctx.constant(np.array([0], np.int64)),

@@ -6,7 +6,8 @@ range are written per opset by the converters (cnnframe.onnx._converters):
 - opset 13: Softmax normalises along one axis; Resize takes (X, roi, scales, sizes).
 - opset 14: HardSwish exists (before: x * HardSigmoid(x, 1/6, 1/2)).
 - opset 17: LayerNormalization exists (before: ReduceMean/Sub/Mul/Sqrt/Div).
-- opset 18: ReduceMean/ReduceMax take their axes as an input (before: an attribute).
+- opset 18: ReduceMean/ReduceMax take their axes as an input (before: an attribute);
+  Resize takes ``axes`` (before: sizes for every axis, the batch size read with Shape).
 - opset 20: Gelu exists (before: the Erf or Tanh formula).
 """
 import numbers
