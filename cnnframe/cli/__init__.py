@@ -15,6 +15,7 @@ COMMANDS = [
     "datasets",
     "gradcheck",
     "import_onnx",
+    "export",
 ]
 
 

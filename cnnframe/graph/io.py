@@ -8,8 +8,10 @@ so loading never unpickles anything):
 - ``"<node>.<name>"``: one array per parameter and buffer (``model.state_dict()``)
 
 The suggested extension is ``.cnnf`` (any name works; ``.npz`` lets numpy tools
-open the file).  Writes are atomic: a temporary file in the same directory is
-renamed over the target, so a crash never leaves a half-written model.
+open the file).  A name ending in ``.safetensors`` is written and read as a safetensors
+file instead (see :func:`save_model`), which other frameworks' tools read too.  Writes
+are atomic: a temporary file in the same directory is renamed over the target, so a
+crash never leaves a half-written model.
 
 Loading checks before it reads: the zip directory and every member's ``.npy`` header
 (name, shape, dtype) are read first; the config (at most ``MAX_CONFIG_BYTES``) is read
@@ -33,15 +35,31 @@ FORMAT_VERSION = 1
 FORMAT_KEY = "__cnnframe_format__"
 CONFIG_KEY = "__cnnframe_config__"
 SUFFIX = ".cnnf"
+SAFETENSORS_SUFFIX = ".safetensors"  # save_model/load_model's other format
 RUN_MODEL_FILE = "model.cnnf"      # the final model inside a run folder (cnnframe train --out)
 MAX_CONFIG_BYTES = 16 << 20        # a config's JSON; real ones are a few KB
 _WEIGHT_KINDS = "fiu"              # dtypes Model.load_state_dict converts
 _MAX_WEIGHT_ITEMSIZE = 8           # float64 / int64: caps a weight at 8 bytes per element
 
 
+def _is_safetensors(path):
+    return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
+
+
 def save_model(model, path):
-    """Write `model` (config, parameters, buffers) to `path` atomically; return the path."""
+    """Write `model` (config, parameters, buffers) to `path` atomically; return the path.
+
+    A path ending in ``.safetensors`` gets a safetensors file: the parameters and buffers
+    as tensors named like ``Model.state_dict`` keys, and the config (JSON) and format
+    version in its metadata under the same keys as in the npz format (needs the
+    safetensors package).  Any other path gets the npz format described above.
+    """
     path = os.fspath(path)
+    if _is_safetensors(path):
+        from cnnframe.interop import write_safetensors
+        metadata = {FORMAT_KEY: str(FORMAT_VERSION),
+                    CONFIG_KEY: json.dumps(model.to_config(), sort_keys=False)}
+        return write_safetensors({**model.params, **model.buffers}, path, metadata)
     config = json.dumps(model.to_config(), sort_keys=False).encode("utf-8")
     arrays = {FORMAT_KEY: np.array([FORMAT_VERSION], np.int64),
               CONFIG_KEY: np.frombuffer(config, np.uint8)}
@@ -140,7 +158,8 @@ def load_model(path, cls=None):
     Parameters
     ----------
     path : str or os.PathLike
-        A model file, or a run folder holding ``model.cnnf``.
+        A model file (``.safetensors`` files are read as such), or a run folder holding
+        ``model.cnnf``.
     cls : type, optional
         The Model class to build (default :class:`cnnframe.graph.Model`).
 
@@ -159,6 +178,8 @@ def load_model(path, cls=None):
         from cnnframe.graph.model import Model as cls
     path, _ = find_model_file(path)
     path = str(path)
+    if _is_safetensors(path):
+        return _load_safetensors(path, cls)
     try:
         with NpzReader(path) as npz:
             return _load(path, npz, cls)
@@ -167,6 +188,56 @@ def load_model(path, cls=None):
     except NpzError as exc:
         raise ValueError(f"{path}: not a cnnframe model file or it is truncated/corrupted "
                          f"({exc})") from None
+
+
+def _load_safetensors(path, cls):
+    """A model from a .safetensors file written by :func:`save_model`: the header and its
+    metadata are checked, and the model built, before any tensor is read."""
+    from cnnframe.interop import read_safetensors, read_safetensors_header
+    metadata, tensors = read_safetensors_header(path)
+    if CONFIG_KEY not in metadata:
+        raise ValueError(f"{path}: not a cnnframe model file (a .safetensors file without "
+                         f"the {CONFIG_KEY} metadata); to load its weights into a model use "
+                         "model.load_state_dict(cnnframe.interop.read_weights(path))")
+    if metadata.get(FORMAT_KEY) != str(FORMAT_VERSION):
+        raise ValueError(f"{path}: cnnframe model format version "
+                         f"{metadata.get(FORMAT_KEY)!r} is not supported by this cnnframe "
+                         f"(it reads version {FORMAT_VERSION})")
+    try:
+        config = json.loads(metadata[CONFIG_KEY])
+        missing_types = _missing_layer_types(config)
+    except Exception as exc:  # a damaged config must not surface as some other error
+        raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
+    if missing_types:
+        raise ValueError(_plugin_message(path, missing_types))
+    try:
+        model = cls.from_config(config)
+    except ModelTooLargeError as exc:
+        raise ModelTooLargeError(f"{path}: {exc}") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: corrupted or incompatible model config: {exc}") from None
+    members = {k: _SafetensorsMember(dtype, shape) for k, (dtype, shape, _) in tensors.items()}
+    _check_weights(path, model, members)
+    arrays = read_safetensors(path)
+    try:
+        model.load_state_dict(arrays)
+    except Exception as exc:
+        raise ValueError(f"{path}: the stored weights do not match the stored config: "
+                         f"{exc}") from None
+    return model
+
+
+class _SafetensorsMember:
+    """A safetensors header entry with the npz member attributes _check_weights reads."""
+
+    def __init__(self, dtype, shape):
+        from cnnframe.interop import SAFETENSORS_DTYPES
+        self.safetensors_dtype = dtype
+        self.dtype = np.dtype(SAFETENSORS_DTYPES[dtype])
+        self.shape = shape
+
+    def describe(self):
+        return f"{self.safetensors_dtype} {self.shape}"
 
 
 def _load(path, npz, cls):

@@ -692,27 +692,67 @@ class Model:
         state.update({k: v.copy() for k, v in self.buffers.items()})
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, mapping=None, strict=True):
         """Copy params and buffers from `state` in place (converted to the model dtype).
 
-        Raises ValueError listing missing keys, unexpected keys and shape mismatches.
+        `state` may use cnnframe's keys (``node.param``, as :meth:`state_dict` gives) or
+        PyTorch's nested module paths (``layer1.0.conv1.weight``, ``bn1.running_var``):
+        keys are matched by `mapping`, then by name, then by node name (the module path
+        with ``_`` for ``.``), then the remaining modules in the state dict's order to the
+        remaining nodes in graph order, each pair holding the same kinds of parameters
+        with the same shapes (:mod:`cnnframe.graph.state_names`).  ``num_batches_tracked``
+        entries are dropped.  Values may be numpy arrays or PyTorch tensors.
+
+        Parameters
+        ----------
+        state : dict
+            Key -> array.  Read it from a file with :func:`cnnframe.interop.read_weights`.
+        mapping : dict or callable, optional
+            State key (or module path) -> model key (or node name), or a function of the
+            state key returning the model key; None drops that key.
+        strict : bool
+            False loads what matches and leaves model params that nothing matched as
+            they are, ignoring unmatched keys of `state` (wrong shapes, wrong kinds of
+            parameters and two keys for one parameter are still errors).
+
+        Returns
+        -------
+        dict
+            State key -> the model key it was loaded into.
+
+        Raises
+        ------
+        ValueError
+            Nothing is loaded: the first line lists the missing keys, unexpected keys and
+            shape mismatches; a table follows with every state key, its shape, the model
+            key it matched (and how) or what is wrong.
+        TypeError
+            For a non-numeric value, or a bad `mapping`.
         """
+        from cnnframe.graph import state_names
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict: state must be a dict key -> array, got "
+                            f"{type(state).__name__}")
+        state = {k: state_names.as_array(v, k) for k, v in state.items()}
+        plan = state_names.plan(self, state, mapping)
         targets = self.params
         targets.update(self.buffers)
-        missing = [k for k in targets if k not in state]
-        extra = [k for k in state if k not in targets]
-        bad = [f"{k}: expected {targets[k].shape}, got {np.shape(state[k])}"
-               for k in targets if k in state and np.shape(state[k]) != targets[k].shape]
-        if missing or extra or bad:
-            parts = ([f"missing keys {missing}"] if missing else []) + (
-                [f"unexpected keys {extra}"] if extra else []) + (
-                [f"shape mismatch ({'; '.join(bad)})"] if bad else [])
-            raise ValueError("load_state_dict: " + ", ".join(parts))
-        for k, v in state.items():
-            arr = np.asarray(v)
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {k!r} has dtype {arr.dtype}, expected floats")
-            np.copyto(targets[k], arr, casting="unsafe")
+        shapes = [f"{k}: expected {targets[t].shape}, got {np.shape(state[k])}"
+                  for k, t in plan.pairs.items() if plan.bad.get(k) == "shape mismatch"]
+        others = [f"{k}: {why}" for k, why in plan.bad.items() if why != "shape mismatch"
+                  and why != "kind mismatch"]
+        if plan.bad or (strict and (plan.missing or plan.unexpected)):
+            parts = ([f"missing keys {plan.missing}"] if plan.missing else []) + (
+                [f"unexpected keys {plan.unexpected}"] if plan.unexpected else []) + (
+                [f"shape mismatch ({'; '.join(shapes)})"] if shapes else []) + others
+            hint = ("" if mapping is not None else "\nPass mapping={state key or module path: "
+                    "model key or node name} (or a function) for the keys matched wrongly "
+                    "or not at all.")
+            raise ValueError("load_state_dict: " + ", ".join(parts) + "\n"
+                             + state_names.table(self, state, plan) + hint)
+        for k, target in plan.pairs.items():
+            np.copyto(targets[target], state[k], casting="unsafe")
+        return dict(plan.pairs)
 
     def astype(self, dtype):
         """Convert every layer to `dtype` (float32 or float64) in place; return self.
@@ -732,13 +772,18 @@ class Model:
 
     # --- persistence and reporting ---------------------------------------------------------------
     def save(self, path):
-        """Write config, weights and buffers to one file (:func:`cnnframe.graph.io.save_model`)."""
+        """Write config, weights and buffers to one file (:func:`cnnframe.graph.io.save_model`).
+
+        A path ending in ``.safetensors`` gets a safetensors file (the config in its
+        metadata); any other path cnnframe's own format (``.cnnf``).
+        """
         from cnnframe.graph.io import save_model
         return save_model(self, path)
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save` (see :func:`cnnframe.graph.io.load_model`)."""
+        """Load a model written by :meth:`save`, .cnnf or .safetensors
+        (see :func:`cnnframe.graph.io.load_model`)."""
         from cnnframe.graph.io import load_model
         return load_model(path, cls)
 

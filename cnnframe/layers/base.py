@@ -22,6 +22,9 @@ A layer is a small object with
 - ``output_shape(input_shape)``: shapes *without* the batch dimension.
 - ``get_config()`` / ``from_config(cfg)``: plain JSON values mirroring ``__init__``.
 - ``astype(dtype)``: float32 by default; float64 for gradient checks.
+- ``to_onnx(ctx, inputs, name)``: optional, the layer's ONNX form for
+  :func:`cnnframe.onnx.export` (built-in layers are mapped by the exporter; see
+  :meth:`Layer.to_onnx`).
 
 Layers never modify their inputs (``x`` or ``grad_y``) in place.  Outputs are
 fresh arrays unless ``reuse_buffers`` is True (a Model sets it for internal
@@ -321,6 +324,37 @@ class Layer:
         extent and stride, or None if each output sees the whole input (global pooling,
         linear).  Element-wise layers keep the default ((1, 1), (1, 1))."""
         return (1, 1), (1, 1)
+
+    def to_onnx(self, ctx, inputs, name):
+        """Write this layer (in inference mode) into an ONNX graph; return its output name.
+
+        :func:`cnnframe.onnx.export` maps the built-in layers itself; a plugin layer
+        overrides this method to be exportable.  `inputs` are the names of the tensors
+        feeding the node (one per node input) and `name` is the node's name.  `ctx`
+        (:class:`cnnframe.onnx.export.ExportContext`) adds to the graph:
+
+        - ``ctx.node(op_type, inputs, outputs=None, **attributes)``: an ONNX node; returns
+          its output name (a list for ``outputs=k`` outputs);
+        - ``ctx.constant(array, name=None)``: an initializer (float arrays in the model
+          dtype, integer arrays as int64); returns its name;
+        - ``ctx.opset`` (the target opset), ``ctx.dtype``, ``ctx.shape(tensor)`` (the
+          shape of an input tensor, batch dimension None).
+
+        For example a layer computing ``x * sigmoid(x)``::
+
+            def to_onnx(self, ctx, inputs, name):
+                return ctx.node("Mul", [inputs[0], ctx.node("Sigmoid", inputs)], outputs=[name])
+
+        Raises
+        ------
+        NotImplementedError
+            Naming the node and the layer type (this default).
+        """
+        raise NotImplementedError(
+            f"node {name!r} ({self.type_name or type(self).__name__}, class "
+            f"{type(self).__module__}.{type(self).__qualname__}): this layer type has no ONNX "
+            "export; give its class a to_onnx(ctx, inputs, name) method (see "
+            "cnnframe.layers.Layer.to_onnx)")
 
     # --- configuration ----------------------------------------------------------------------
     @classmethod

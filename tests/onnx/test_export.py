@@ -1,0 +1,306 @@
+"""cnnframe -> ONNX: every built-in layer and example model gives onnxruntime's outputs equal
+to cnnframe's (eval mode, float32, <= 1e-5 relative), in every exported opset."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import cnnframe.onnx as connx  # noqa: E402
+from cnnframe.graph import Model  # noqa: E402
+from cnnframe.layers import Layer  # noqa: E402
+from cnnframe.onnx.export import CONFIG_METADATA_KEY, ExportError  # noqa: E402
+from cnnframe.registry import available_layers, get_layer, layer_origin  # noqa: E402
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs")
+OPSETS = list(range(connx.MIN_OPSET, connx.MAX_OPSET + 1))
+
+# layer type -> [(config, input shape without the batch, or a list of them for merges)]
+CASES = {
+    "conv2d": [({"in_channels": 4, "out_channels": 6, "kernel_size": [3, 2], "stride": [2, 1],
+                 "padding": [1, 0], "dilation": [1, 2], "groups": 2}, (4, 9, 8)),
+               ({"in_channels": 3, "out_channels": 3, "kernel_size": 3, "padding": "same",
+                 "groups": 3, "bias": False}, (3, 6, 5))],
+    "conv_transpose2d": [({"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 2,
+                           "padding": 1, "output_padding": 1}, (3, 4, 5)),
+                         ({"in_channels": 4, "out_channels": 6, "kernel_size": [2, 3],
+                           "stride": [1, 2], "dilation": 2, "groups": 2, "bias": False},
+                          (4, 3, 3))],
+    "linear": [({"in_features": 6, "out_features": 3}, (6,)),
+               ({"in_features": 5, "out_features": 2, "bias": False}, (5,))],
+    "relu": [({}, (3, 4, 4))],
+    "leaky_relu": [({"negative_slope": 0.2}, (3, 4))],
+    "sigmoid": [({}, (5,))],
+    "tanh": [({}, (2, 3, 3))],
+    "softmax": [({}, (4, 3, 3)), ({"axis": -1}, (2, 5))],
+    "gelu": [({}, (3, 4, 4)), ({"approximate": "tanh"}, (7,))],
+    "silu": [({}, (3, 4))],
+    "hardswish": [({}, (2, 5, 5))],
+    "elu": [({"alpha": 0.5}, (2, 3, 3))],
+    "prelu": [({}, (3, 4)), ({"num_parameters": 3}, (3, 4, 4)), ({"num_parameters": 5}, (5,))],
+    "batch_norm2d": [({"num_features": 3, "eps": 1e-3}, (3, 4, 4))],
+    "batch_norm1d": [({"num_features": 4}, (4,)), ({"num_features": 2}, (2, 5))],
+    "group_norm": [({"num_groups": 2, "num_channels": 4}, (4, 3, 3)),
+                   ({"num_groups": 3, "num_channels": 3, "affine": False}, (3, 5))],
+    "layer_norm": [({"normalized_shape": [3, 4, 4]}, (3, 4, 4)),
+                   ({"normalized_shape": 5, "bias": False}, (2, 5)),
+                   ({"normalized_shape": [2, 3], "elementwise_affine": False}, (4, 2, 3))],
+    "instance_norm2d": [({"num_features": 2, "affine": True}, (2, 4, 5)),
+                        ({"num_features": 3, "affine": True, "track_running_stats": True},
+                         (3, 3, 3))],
+    "max_pool2d": [({"kernel_size": 3, "stride": 2, "padding": 1}, (2, 7, 6))],
+    "avg_pool2d": [({"kernel_size": 3, "stride": 1, "padding": 1}, (2, 5, 5)),
+                   ({"kernel_size": [2, 3]}, (1, 6, 7))],
+    "global_avg_pool2d": [({}, (3, 4, 5))],
+    "adaptive_avg_pool2d": [({"output_size": [2, 3]}, (2, 4, 6)),
+                            ({"output_size": [2, 3]}, (2, 5, 7)),
+                            ({"output_size": 1}, (3, 5, 4)),
+                            ({"output_size": [None, 2]}, (1, 3, 5))],
+    "adaptive_max_pool2d": [({"output_size": 3}, (2, 5, 4)), ({"output_size": 2}, (2, 4, 4))],
+    "upsample": [({"scale_factor": 2}, (2, 3, 4)),
+                 ({"size": [5, 7]}, (2, 3, 4)),
+                 ({"size": [3, 2]}, (1, 7, 5)),
+                 ({"scale_factor": 0.5}, (1, 6, 7)),
+                 ({"scale_factor": [1.5, 2.5]}, (1, 4, 3)),
+                 ({"scale_factor": [2.2, 1.2]}, (1, 3, 2)),  # PyTorch: rows doubled, copied
+                 ({"scale_factor": [1.2, 2.2], "mode": "bilinear"}, (1, 2, 3)),
+                 ({"scale_factor": 2, "mode": "bilinear"}, (2, 3, 4)),
+                 ({"scale_factor": 1.7, "mode": "bilinear"}, (1, 5, 4)),
+                 ({"size": [7, 3], "mode": "bilinear", "align_corners": True}, (1, 4, 5)),
+                 ({"size": [1, 6], "mode": "bilinear"}, (1, 4, 3)),
+                 ({"scale_factor": 1.7, "mode": "bilinear", "recompute_scale_factor": True},
+                  (1, 5, 4))],
+    "flatten": [({}, (2, 3, 4))],
+    "identity": [({}, (3,))],
+    "dropout": [({"p": 0.5}, (3, 4))],
+    "dropout2d": [({"p": 0.5}, (3, 2, 2))],
+    "add": [({}, [(2, 3, 3), (2, 3, 3)]), ({}, [(4,), (4,), (4,)])],
+    "concat": [({}, [(2, 3, 3), (1, 3, 3)]), ({"axis": -1}, [(2, 3), (2, 1), (2, 2)])],
+}
+
+BUILTIN = sorted(n for n in available_layers() if layer_origin(n) == "built-in")
+
+
+def randomize(model, rng):
+    """Random parameters and buffers (variances positive): ones and zeros hide mistakes."""
+    for key, arr in {**model.params, **model.buffers}.items():
+        if key.endswith("running_var"):
+            arr[...] = rng.uniform(0.5, 2.0, arr.shape)
+        else:
+            arr[...] = rng.standard_normal(arr.shape)
+    return model
+
+
+def layer_model(name, cfg, shape):
+    layer = get_layer(name).from_config(cfg)
+    shapes = shape if isinstance(shape, list) else [shape]
+    inputs = {f"x{i}": s for i, s in enumerate(shapes)}
+    return Model(inputs, [("node", layer, list(inputs))])
+
+
+def run_both(model, path, opset, rng, batch=2):
+    """cnnframe's eval outputs and onnxruntime's for one random batch (dict name -> array)."""
+    connx.export(model, path, opset=opset)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    feeds = {k: rng.standard_normal((batch, *s)).astype(np.float32)
+             for k, s in model.inputs.items()}
+    ours = model.forward(feeds if len(feeds) > 1 else next(iter(feeds.values())),
+                         training=False)
+    ours = ours if isinstance(ours, dict) else {model.outputs[0]: ours}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    return ours, theirs
+
+
+def assert_close(ours, theirs, rtol=1e-5):
+    assert set(ours) == set(theirs)
+    for k in ours:
+        assert theirs[k].shape == ours[k].shape, k
+        scale = max(float(np.abs(ours[k]).max()), 1e-3)
+        err = float(np.abs(theirs[k] - ours[k]).max())
+        assert err <= rtol * scale, f"{k}: max error {err:.3g} for outputs up to {scale:.3g}"
+
+
+def test_every_builtin_layer_has_export_cases():
+    assert set(CASES) == set(BUILTIN), "add export cases for the new layer types"
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_layer_exports_and_matches_onnxruntime(name, opset, tmp_path):
+    assert name in CASES, f"no export case for the built-in layer {name!r}: add one to CASES"
+    rng = np.random.default_rng(opset * 101 + len(name))
+    for k, (cfg, shape) in enumerate(CASES[name]):
+        model = randomize(layer_model(name, cfg, shape), rng)
+        ours, theirs = run_both(model, tmp_path / f"{name}_{k}.onnx", opset, rng)
+        assert_close(ours, theirs)
+
+
+def _model_part(path):
+    from cnnframe.cli.summary import model_from_path
+    return model_from_path(path)
+
+
+@pytest.mark.parametrize("config", sorted(glob.glob(os.path.join(EXAMPLES, "*.toml"))),
+                         ids=os.path.basename)
+def test_example_configs_export_and_match_onnxruntime(config, tmp_path):
+    rng = np.random.default_rng(0)
+    model = randomize(_model_part(config), rng)
+    for opset in (connx.MIN_OPSET, connx.DEFAULT_OPSET, connx.MAX_OPSET):
+        ours, theirs = run_both(model, tmp_path / f"m{opset}.onnx", opset, rng)
+        assert_close(ours, theirs)
+
+
+def test_graph_keeps_names_dynamic_batch_and_the_config(tmp_path):
+    cfg = {"inputs": {"image": [3, 8, 8], "extra": [4]},
+           "nodes": [{"name": "conv", "type": "conv2d", "inputs": ["image"],
+                      "config": {"in_channels": 3, "out_channels": 2, "kernel_size": 3}},
+                     {"name": "flat", "type": "flatten"},
+                     {"name": "fc", "type": "linear", "config": {"in_features": 72,
+                                                                 "out_features": 4}},
+                     {"name": "sum", "type": "add", "inputs": ["fc", "extra"]},
+                     {"name": "probs", "type": "softmax", "inputs": ["sum"]}],
+           "outputs": ["probs", "flat"]}
+    model = randomize(Model.from_config(cfg), np.random.default_rng(1))
+    path = tmp_path / "m.onnx"
+    connx.export(model, path)
+    proto = onnx.load(path)
+    assert [i.name for i in proto.graph.input] == ["image", "extra"]
+    assert [o.name for o in proto.graph.output] == ["probs", "flat"]
+    for vi in [*proto.graph.input, *proto.graph.output]:
+        assert vi.type.tensor_type.shape.dim[0].dim_param == "N"
+    assert {i.name for i in proto.graph.initializer} == set(model.params)
+    assert proto.opset_import[0].version == connx.DEFAULT_OPSET
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta[CONFIG_METADATA_KEY]) == model.to_config()
+    for batch in (1, 5):  # the batch dimension is free
+        ours, theirs = run_both(model, path, connx.DEFAULT_OPSET, np.random.default_rng(batch),
+                                batch=batch)
+        assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("bn_is_output", [False, True])
+def test_batch_norm_fused_with_relu_exports_both(bn_is_output, tmp_path):
+    layers = [{"type": "conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3},
+              {"type": "batch_norm2d", "num_features": 3}]
+    if not bn_is_output:
+        layers.append({"type": "relu"})
+    model = randomize(Model.from_config({"input_shape": [2, 6, 6], "layers": layers}),
+                      np.random.default_rng(2))
+    assert model.nodes["batch_norm2d_1"].fused_relu is not bn_is_output
+    ours, theirs = run_both(model, tmp_path / "m.onnx", 17, np.random.default_rng(3))
+    assert_close(ours, theirs)
+    assert (ours[model.outputs[0]] < 0).any() == bn_is_output  # the ReLU is applied
+    ops = [n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node]
+    assert ops == ["Conv", "BatchNormalization"] + ([] if bn_is_output else ["Relu"])
+
+
+@pytest.mark.parametrize("opset,ops", [(13, {"Erf"}), (19, {"Erf"}), (20, {"Gelu"})])
+def test_gelu_op_form_follows_the_opset(opset, ops, tmp_path):
+    model = layer_model("gelu", {}, (4,))
+    connx.export(model, tmp_path / "g.onnx", opset=opset)
+    assert ops <= {n.op_type for n in onnx.load(tmp_path / "g.onnx").graph.node}
+
+
+class Cube(Layer):
+    """An unregistered plugin-style layer without an ONNX mapping."""
+
+    def forward(self, x, training=True):
+        return x ** 3
+
+    def backward(self, grad_y):
+        return grad_y
+
+
+class CubeWithOnnx(Cube):
+    def to_onnx(self, ctx, inputs, name):
+        square = ctx.node("Mul", [inputs[0], inputs[0]])
+        return ctx.node("Mul", [square, inputs[0]], outputs=name)
+
+
+def test_layer_without_mapping_raises_naming_node_and_type(tmp_path):
+    model = Model({"x": (3,)}, [("first", get_layer("relu")(), ["x"]),
+                                ("cube_node", Cube(), ["first"])])
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"node 'cube_node' \(Cube.*to_onnx"):
+        connx.export(model, path)
+    assert not path.exists() and os.listdir(tmp_path) == []  # nothing written
+
+
+def test_plugin_layer_with_to_onnx_exports(tmp_path):
+    model = Model({"x": (3, 2)}, [("cube", CubeWithOnnx(), ["x"])])
+    ours, theirs = run_both(model, tmp_path / "m.onnx", 13, np.random.default_rng(4))
+    assert_close(ours, theirs)
+
+
+def test_subclass_of_builtin_layer_needs_its_own_mapping(tmp_path):
+    class ShiftedReLU(get_layer("relu")):
+        def forward(self, x, training=True):
+            return super().forward(x + 1, training)
+
+    model = Model({"x": (3,)}, [("shifted", ShiftedReLU(), ["x"])])
+    with pytest.raises(ExportError, match="'shifted'"):
+        connx.export(model, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("opset,error", [(12, ValueError), (22, ValueError), ("17", TypeError),
+                                         (True, TypeError)])
+def test_bad_opset_is_refused(opset, error, tmp_path):
+    with pytest.raises(error, match="opset"):
+        connx.export(layer_model("relu", {}, (2,)), tmp_path / "m.onnx", opset=opset)
+
+
+def test_export_replaces_a_file_atomically(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+    connx.export(layer_model("relu", {}, (2,)), path)
+    assert onnx.load(path).graph.node[0].op_type == "Relu"
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_missing_onnx_gives_the_install_hint(monkeypatch, tmp_path):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kw):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(ImportError, match=r"pip install cnnframe\[onnx\]"):
+        connx.export(layer_model("relu", {}, (2,)), tmp_path / "m.onnx")
+
+
+def test_float64_model_exports_as_double_or_as_float32(tmp_path):
+    rng = np.random.default_rng(5)
+    resize = layer_model("upsample", {"scale_factor": 1.5}, (2, 3, 4)).astype("float64")
+    connx.export(resize, tmp_path / "r.onnx")  # Resize's scales stay float32: a valid graph
+    onnx.checker.check_model(onnx.load(tmp_path / "r.onnx"), full_check=True)
+    model = randomize(layer_model("linear", {"in_features": 6, "out_features": 3}, (6,)), rng)
+    model.astype("float64")
+    connx.export(model, tmp_path / "d.onnx")
+    proto = onnx.load(tmp_path / "d.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    x = rng.standard_normal((2, 6))
+    session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x0": x})[0], model.forward(x, False),
+                               rtol=1e-12)
+
+    conv = randomize(layer_model("conv2d", CASES["conv2d"][0][0], CASES["conv2d"][0][1]), rng)
+    conv.astype("float64")
+    connx.export(conv, tmp_path / "f.onnx", dtype="float32")
+    proto = onnx.load(tmp_path / "f.onnx")
+    assert {i.data_type for i in proto.graph.initializer} == {onnx.TensorProto.FLOAT}
+    assert conv.dtype == np.float64  # the model itself is untouched
+    x = rng.standard_normal((2, *conv.inputs["x0"]))
+    session = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    ours = conv.forward(x, training=False)
+    theirs = session.run(None, {"x0": x.astype(np.float32)})[0]
+    assert np.abs(theirs - ours).max() <= 1e-5 * np.abs(ours).max()
+    with pytest.raises(ValueError, match="dtype must be float32, float64 or None"):
+        connx.export(conv, tmp_path / "g.onnx", dtype="float16")
