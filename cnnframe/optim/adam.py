@@ -26,7 +26,8 @@ class Adam(Optimizer):
         eps: added to the denominator, > 0, default 1e-8.
         weight_decay: L2 coefficient >= 0 added to the gradient, default 0.
         amsgrad: use the running maximum of ``v`` (Reddi et al.), default False.
-        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see :class:`~cnnframe.optim.base.Optimizer`.
+        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see
+            :class:`~cnnframe.optim.base.Optimizer`.
 
     Updates are in place; per step nothing is allocated after the first (``exp_avg``,
     ``exp_avg_sq`` and one shared scratch array are reused).

@@ -26,7 +26,8 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0), default False.
         weight_decay: L2 coefficient >= 0 added to the gradient, default 0.
         dampening: in [0, 1), default 0.
-        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see :class:`~cnnframe.optim.base.Optimizer`.
+        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see
+            :class:`~cnnframe.optim.base.Optimizer`.
 
     The update writes into ``p`` in place and allocates nothing per step after the
     first (the momentum buffer and one shared scratch array are reused).

@@ -10,7 +10,8 @@ from cnnframe.train.history import History
 from cnnframe.train.metrics import accuracy, confusion_matrix, per_class_accuracy
 from cnnframe.train.trainer import Callback, NonFiniteLossError, Trainer
 
-__all__ = ["Trainer", "Callback", "EarlyStopping", "build_controls", "NonFiniteLossError", "History", "CheckpointManager",
+__all__ = ["Trainer", "Callback", "EarlyStopping", "build_controls", "NonFiniteLossError",
+           "History", "CheckpointManager",
            "CheckpointError", "save_state", "load_state", "latest_checkpoint", "list_checkpoints",
            "load_config", "save_config", "validate_config", "accuracy", "confusion_matrix",
            "per_class_accuracy", "evaluate", "predict", "evaluate_run"]
