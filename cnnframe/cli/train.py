@@ -59,6 +59,7 @@ def _run(args, dist):
     from cnnframe.optim import build_optimizer, build_schedule
     from cnnframe.train import NonFiniteLossError, Trainer, load_config, save_config
     from cnnframe.train.config import RESUME_FREE, resume_differences, validate_config
+    from cnnframe.train.controls import build_controls
     from cnnframe.train.evaluation import check_num_classes
     from cnnframe.train.runs import (CONFIG_FILE, MODEL_FILE, build_loaders, build_loss,
                                      build_model, eval_transform_config, load_datasets,
@@ -113,6 +114,7 @@ def _run(args, dist):
     check_num_classes(model, train_loader, f"{cfg['data']['dataset']}")
     loss = build_loss(cfg)
     optimizer = build_optimizer(cfg["optimizer"], model)
+    controls = build_controls(cfg, model)  # freeze, [ema], [early_stopping], keep_best
     total_steps = cfg["epochs"] * len(train_loader)
     schedule = (build_schedule(cfg["schedule"], optimizer, total_steps)
                 if cfg["schedule"] is not None else None)
@@ -135,7 +137,7 @@ def _run(args, dist):
     trainer = make_trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,
                       keep_checkpoints=cfg["checkpoint"]["keep"],
                       checkpoint_every=cfg["checkpoint"]["every_steps"] or None,
-                      progress=not args.no_progress, extra_state={"config": cfg})
+                      progress=not args.no_progress, extra_state={"config": cfg}, **controls)
     resume_cmd = (f"{'mpiexec -n ' + str(dist.size) + ' ' if dist else ''}cnnframe train "
                   f"{args.config} --out {out} --resume{' --distributed' if dist else ''}")
     t_train = time.perf_counter()

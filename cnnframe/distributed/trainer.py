@@ -258,9 +258,7 @@ class DistributedTrainer(Trainer):
             tracker.seen += int(stats[1])
             for i in range(len(names)):
                 tracker.correct[i] += int(stats[3 + i])
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()
+        self._optimizer_step()  # hooks, (clipping and) optimizer step, EMA, schedule
         return total, logits
 
     # ------------------------------------------------------------------ checkpoints

@@ -11,7 +11,8 @@ Graph form (what ``Model.to_config()`` returns)::
      "seed": 0}               # optional: seeds every layer whose own seed is unset
 
 A node's ``inputs`` defaults to the previous node (the graph input for the
-first node) and ``outputs`` to the last node.
+first node) and ``outputs`` to the last node.  ``"trainable": false`` on a node
+freezes its parameters (optimizers leave them alone; see ``Model.freeze``).
 
 A training config (what ``cnnframe train`` runs: ``epochs``, ``[data]``, ...) holds
 its model in a ``[model]`` table; :func:`training_model_config` picks that out, so
@@ -33,7 +34,7 @@ import sys
 
 GRAPH_KEYS = ("inputs", "nodes", "outputs", "dtype", "seed")
 SEQUENTIAL_KEYS = ("input_shape", "layers", "dtype", "seed")
-NODE_KEYS = ("name", "type", "inputs", "config")
+NODE_KEYS = ("name", "type", "inputs", "config", "trainable")
 DTYPES = ("float32", "float64")
 SEQUENTIAL_INPUT = "input"
 
@@ -204,8 +205,11 @@ def _sequential_to_graph(cfg):
                     break
         else:
             _check_name(name, f"{where}: 'name'")
-        layer_cfg = {k: v for k, v in entry.items() if k not in ("type", "name")}
-        nodes.append({"name": name, "type": ltype, "inputs": [prev], "config": layer_cfg})
+        layer_cfg = {k: v for k, v in entry.items() if k not in ("type", "name", "trainable")}
+        node = {"name": name, "type": ltype, "inputs": [prev], "config": layer_cfg}
+        if "trainable" in entry:
+            node["trainable"] = entry["trainable"]
+        nodes.append(node)
         prev = name
     return _graph({"inputs": {SEQUENTIAL_INPUT: shape}, "nodes": nodes, "outputs": [prev]})
 
@@ -253,8 +257,14 @@ def _graph(cfg):
         if not isinstance(layer_cfg, dict):
             raise ValueError(f"{where}: 'config' must be an object of layer arguments, got "
                              f"{layer_cfg!r}")
-        out_nodes.append({"name": name, "type": node["type"], "inputs": list(node_inputs),
-                          "config": dict(layer_cfg)})
+        out_node = {"name": name, "type": node["type"], "inputs": list(node_inputs),
+                    "config": dict(layer_cfg)}
+        trainable = node.get("trainable", True)
+        if not isinstance(trainable, bool):
+            raise ValueError(f"{where}: 'trainable' must be true or false, got {trainable!r}")
+        if not trainable:
+            out_node["trainable"] = False
+        out_nodes.append(out_node)
         prev = name
     outputs = cfg.get("outputs", [prev])
     if isinstance(outputs, str):

@@ -227,6 +227,8 @@ class Model:
             else:
                 out_shape = estimate[2]
             shapes[name] = out_shape
+            if node.get("trainable") is False:
+                layer.trainable = False
             nodes.append((name, layer, node["inputs"]))
         return cls(cfg["inputs"], nodes, cfg["outputs"], cfg.get("dtype", "float32"),
                    cfg.get("seed"))
@@ -256,8 +258,15 @@ class Model:
             if layer.type_name is None:
                 raise ValueError(f"node {name!r}: {type(layer).__name__} is not registered "
                                  "(use @register_layer), so it cannot be written to a config")
-            nodes.append({"name": name, "type": layer.type_name,
-                          "inputs": list(self.node_inputs[name]), "config": layer.get_config()})
+            try:
+                layer_cfg = layer.get_config()
+            except TypeError as exc:  # e.g. an unregistered Python initialiser
+                raise TypeError(f"node {name!r}: {exc}") from None
+            node = {"name": name, "type": layer.type_name,
+                    "inputs": list(self.node_inputs[name]), "config": layer_cfg}
+            if not layer.trainable:
+                node["trainable"] = False
+            nodes.append(node)
         cfg = {"inputs": {k: list(v) for k, v in self.inputs.items()}, "nodes": nodes,
                "outputs": list(self.outputs), "dtype": self.dtype.name}
         if self.seed is not None:
@@ -629,10 +638,19 @@ class Model:
             if g.dtype != self.dtype:
                 grads[name] = g.astype(self.dtype)
         owned = set()
+        plan = None if need_input_grad else self._frozen_plan()
         for name in reversed(self._order):
             layer = runner.layers[name]
-            g = grads.pop(name)
-            layer.needs_input_grad = need_input_grad or name not in self._only_graph_inputs
+            if plan is None:
+                g = grads.pop(name)
+                layer.needs_input_grad = need_input_grad or name not in self._only_graph_inputs
+            else:
+                g = grads.pop(name, None)
+                if name not in plan:  # frozen, and nothing upstream trains: no work at all
+                    if layer_done is not None:
+                        layer_done(name)
+                    continue
+                layer.needs_input_grad = plan[name]
             gx = layer.backward(g)
             if layer_done is not None:
                 layer_done(name)
@@ -659,7 +677,63 @@ class Model:
             return grads[next(iter(self.inputs))]
         return {k: grads[k] for k in self.inputs}
 
+    def _frozen_plan(self):
+        """With frozen parameters: node -> whether it needs its input gradient, for the nodes
+        whose backward must run (None when nothing is frozen: every node runs).
+
+        A node's input gradient is needed only when a node upstream of it has trainable
+        parameters; a node needing neither that nor its own weight gradients is skipped.
+        """
+        if not any(getattr(layer, "frozen_params", None) for layer in self.nodes.values()):
+            return None
+        upstream = {}  # node -> a node upstream of it has trainable parameters
+        plan = {}
+        for name in self._order:
+            upstream[name] = any(i in self.nodes and (upstream[i] or self.nodes[i].trainable
+                                                      and bool(self.nodes[i].params))
+                                 for i in self.node_inputs[name])
+            layer = self.nodes[name]
+            if upstream[name] or (layer.params and layer.trainable):
+                plan[name] = upstream[name]
+        return plan
+
     # --- parameters and state ----------------------------------------------------------------
+    @property
+    def frozen_params(self):
+        """The "node.param" keys of frozen parameters (optimizers skip them; see `freeze`)."""
+        return {f"{n}.{k}" for n, layer in self.nodes.items()
+                for k in getattr(layer, "frozen_params", ())}
+
+    def freeze(self, *patterns):
+        """Freeze the parameters the patterns select; returns their keys.
+
+        Patterns as `cnnframe.optim.groups` ("conv1" for a node's parameters, "*.bias",
+        "bn*", "conv1.weight").  Frozen parameters get no update and no weight decay from
+        the optimizers, and backward skips the work only they would need (the whole
+        backward of frozen nodes with nothing trainable upstream).  Batch-norm running
+        statistics still update in training mode, as in PyTorch.
+
+        Raises
+        ------
+        ValueError
+            A pattern that selects no parameter (naming the parameters).
+        """
+        from cnnframe.optim.groups import select
+        keys = select(self.params, patterns, "Model.freeze")
+        for key in keys:
+            node, _, name = key.partition(".")
+            self.nodes[node].frozen_params.add(name)
+        return keys
+
+    def unfreeze(self, *patterns):
+        """Unfreeze the parameters the patterns select (all without patterns); returns them."""
+        from cnnframe.optim.groups import select
+        keys = select(self.params, patterns, "Model.unfreeze") if patterns else list(self.params)
+        for key in keys:
+            node, _, name = key.partition(".")
+            self.nodes[node].frozen_params.discard(name)
+        return keys
+
     def _collect(self, attr):
         return {f"{n}.{k}": v for n, layer in self.nodes.items()
                 for k, v in getattr(layer, attr).items()}

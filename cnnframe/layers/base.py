@@ -43,48 +43,189 @@ from cnnframe.functional._args import (FLOAT_DTYPES, as_shape, check_float,  # n
                                        check_int, check_pair, check_seed)
 
 INITIALIZERS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
-                "lecun_uniform", "zeros", "ones")
+                "lecun_uniform", "zeros", "ones", "dirac", "orthogonal", "constant")
+# Options of the initialisers that take some (given as {type = "constant", value = 0.1}).
+_INIT_OPTIONS = {"constant": {"value": None}, "orthogonal": {"gain": 1.0}}
+_REGISTERED_INITIALIZERS = {}   # name -> callable(shape, rng, fan_in, fan_out)
+
+
+def register_initializer(name, fn):
+    """Make a Python initialiser usable by name in layer configs (``init = "name"``).
+
+    Parameters
+    ----------
+    name : str
+        Not one of `INITIALIZERS`.
+    fn : callable
+        ``fn(shape, rng, fan_in, fan_out) -> array of shape`` (float values; `rng` is a
+        numpy Generator seeded from the layer's seed).
+
+    A layer given `fn` itself (or its name) stores the name in its config, so models
+    using it save and load -- in processes that registered the same name.  A function
+    that was never registered still initialises a layer, but such a layer has no config:
+    ``get_config`` (and so ``Model.save`` and ``cnnframe train``'s model file) raises a
+    TypeError saying to register it.
+
+    Returns
+    -------
+    fn (so it can be used as a decorator: ``register_initializer("mine", fn)``).
+    """
+    if not isinstance(name, str) or not name or name in INITIALIZERS:
+        raise ValueError(f"register_initializer: name must be a new string (not one of "
+                         f"{', '.join(INITIALIZERS)}), got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"register_initializer: fn must be callable, got {type(fn).__name__}")
+    _REGISTERED_INITIALIZERS[name] = fn
+    return fn
+
+
+def _init_names():
+    return (*(n for n in INITIALIZERS if n != "constant"), *_REGISTERED_INITIALIZERS)
 
 
 def check_init(init, name="init"):
-    if init not in INITIALIZERS:
-        raise ValueError(f"{name} must be one of {', '.join(INITIALIZERS)}; got {init!r}")
-    return init
+    """Validate an initialiser; returns what the layer stores (and its config holds).
+
+    `init` is a name (`INITIALIZERS` or a registered one), a table ``{"type": name,
+    **options}`` (``{"type": "constant", "value": 0.1}``, ``{"type": "orthogonal",
+    "gain": 2.0}``), or a callable ``fn(shape, rng, fan_in, fan_out)``: a registered
+    function becomes its name; another one is kept as it is (see `register_initializer`).
+    """
+    if callable(init) and not isinstance(init, (str, dict)):
+        for reg_name, fn in _REGISTERED_INITIALIZERS.items():
+            if fn is init:
+                return reg_name
+        return init
+    if isinstance(init, str):
+        if init == "constant":
+            raise ValueError(f"{name}: \"constant\" needs a value: {name} = {{type = "
+                             f"\"constant\", value = 0.1}}")
+        if init not in _init_names():
+            raise ValueError(f"{name} must be one of {', '.join(_init_names())}, a table "
+                             f"{{type = \"constant\", value = ...}} or a callable; got {init!r}")
+        return init
+    if isinstance(init, dict):
+        kind = init.get("type")
+        if kind not in INITIALIZERS and kind not in _REGISTERED_INITIALIZERS:
+            raise ValueError(f"{name}: a table needs 'type', one of "
+                             f"{', '.join((*INITIALIZERS, *_REGISTERED_INITIALIZERS))}; "
+                             f"got {init!r}")
+        options = _INIT_OPTIONS.get(kind, {})
+        unknown = [k for k in init if k != "type" and k not in options]
+        if unknown:
+            raise ValueError(f"{name}: unknown key(s) {', '.join(map(repr, unknown))} for "
+                             f"{kind!r}; valid keys: {', '.join(['type', *options])}")
+        for key, default in options.items():
+            value = init.get(key, default)
+            if value is None:
+                raise ValueError(f"{name}: {kind!r} needs {key!r}, e.g. {{type = {kind!r}, "
+                                 f"{key} = 0.1}}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ValueError(f"{name}: {key} must be a finite number, got {value!r}")
+        return dict(init)
+    raise ValueError(f"{name} must be an initialiser name ({', '.join(_init_names())}), a "
+                     f"table {{type = ..., ...}} or a callable; got {init!r}")
 
 
-def init_array(shape, init, rng, fan_in, fan_out, dtype=np.float32):
+def _dirac(shape, groups):
+    """Identity weights: channel d of each group passes to channel d (PyTorch's dirac_)."""
+    if len(shape) < 2:
+        raise ValueError(f"init \"dirac\" needs a weight of 2 or more dimensions, got shape "
+                         f"{tuple(shape)} (use it for conv or linear weights, not biases)")
+    w = np.zeros(shape)
+    if shape[0] % groups:
+        raise ValueError(f"init \"dirac\": groups={groups} must divide {shape[0]}")
+    per_group = shape[0] // groups
+    center = tuple(k // 2 for k in shape[2:])
+    for g in range(groups):
+        for d in range(min(per_group, shape[1])):
+            w[(g * per_group + d, d, *center)] = 1.0
+    return w
+
+
+def _orthogonal(shape, rng, gain):
+    """A (semi-)orthogonal matrix over (shape[0], prod(shape[1:])), as PyTorch's orthogonal_."""
+    if len(shape) < 2:
+        raise ValueError(f"init \"orthogonal\" needs a weight of 2 or more dimensions, got "
+                         f"shape {tuple(shape)}")
+    rows, cols = shape[0], math.prod(shape[1:])
+    a = rng.standard_normal((rows, cols))
+    if rows < cols:
+        a = a.T
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return gain * q.reshape(shape)
+
+
+def init_array(shape, init, rng, fan_in, fan_out, dtype=np.float32, groups=1):
     """A freshly initialised array of `shape`.
 
     Parameters
     ----------
     shape : tuple of int
-    init : str
+    init : str, dict or callable (see `check_init`)
         "he_normal" (std sqrt(2 / fan_in)), "he_uniform" (bound sqrt(6 / fan_in)),
         "xavier_normal" (std sqrt(2 / (fan_in + fan_out))), "xavier_uniform"
         (bound sqrt(6 / (fan_in + fan_out))), "lecun_normal" (std sqrt(1 / fan_in)),
         "lecun_uniform" (bound sqrt(1 / fan_in), PyTorch's default for conv/linear
-        weights), "zeros" or "ones".
+        weights and, with the weight's fans, biases), "zeros", "ones",
+        {"type": "constant", "value": v}, "dirac" (identity: channel d of each group
+        to channel d at the kernel centre; 2-D: the identity matrix),
+        "orthogonal" / {"type": "orthogonal", "gain": g} (a semi-orthogonal matrix over
+        (shape[0], the rest), times g), a registered name, or a callable
+        ``fn(shape, rng, fan_in, fan_out)``.
     rng : numpy.random.Generator
     fan_in, fan_out : int
         For a conv weight (Cout, Cin/groups, KH, KW): Cin/groups*KH*KW and Cout*KH*KW.
     dtype : float dtype
+    groups : int
+        Channel groups of a conv weight (for "dirac").
 
     Returns
     -------
     ndarray of `shape` and `dtype` (drawn in float64, so float32 and float64
     layers built from the same seed hold the same values up to rounding).
+
+    Raises
+    ------
+    ValueError
+        An unknown initialiser, "dirac"/"orthogonal" for a 1-D shape, or a callable
+        returning an array of another shape or non-finite values.
     """
-    check_init(init)
+    init = check_init(init)
+    shape = tuple(int(s) for s in shape)
     fan_in, fan_out = max(int(fan_in), 1), max(int(fan_out), 1)
-    if init == "zeros":
+    options = init if isinstance(init, dict) else {}
+    kind = init["type"] if isinstance(init, dict) else init
+    if isinstance(kind, str) and kind in _REGISTERED_INITIALIZERS:
+        kind = _REGISTERED_INITIALIZERS[kind]
+    if callable(kind):
+        out = np.asarray(kind(shape, rng, fan_in, fan_out))
+        what = getattr(kind, "__qualname__", repr(kind))
+        if out.shape != shape or out.dtype.kind not in "fiub":
+            raise ValueError(f"initialiser {what} returned {out.dtype} shape {out.shape}, "
+                             f"expected numbers of shape {shape}")
+        if not np.isfinite(out).all():
+            raise ValueError(f"initialiser {what} returned non-finite values")
+        return out.astype(dtype)
+    if kind == "zeros":
         return np.zeros(shape, dtype)
-    if init == "ones":
+    if kind == "ones":
         return np.ones(shape, dtype)
-    if init.endswith("_normal"):
+    if kind == "constant":
+        return np.full(shape, options["value"], dtype)
+    if kind == "dirac":
+        return _dirac(shape, groups).astype(dtype)
+    if kind == "orthogonal":
+        return _orthogonal(shape, rng, float(options.get("gain", 1.0))).astype(dtype)
+    if kind.endswith("_normal"):
         var = {"he": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out), "lecun": 1.0 / fan_in}
-        return (rng.standard_normal(shape) * math.sqrt(var[init[:-7]])).astype(dtype)
+        return (rng.standard_normal(shape) * math.sqrt(var[kind[:-7]])).astype(dtype)
     bound = {"he": 6.0 / fan_in, "xavier": 6.0 / (fan_in + fan_out), "lecun": 1.0 / fan_in}
-    b = math.sqrt(bound[init[:-8]])
+    b = math.sqrt(bound[kind[:-8]])
     return rng.uniform(-b, b, shape).astype(dtype)
 
 
@@ -220,6 +361,7 @@ class Layer:
         self.dtype = np.dtype(np.float32)
         self.needs_input_grad = True
         self.reuse_buffers = False
+        self.frozen_params = set()  # names of params the optimizers leave alone
         self._scratch = {}
 
     # --- parameters and state ------------------------------------------------------------------
@@ -262,6 +404,24 @@ class Layer:
     def zero_grad(self):
         for g in self.grads.values():
             g.fill(0)
+
+    @property
+    def trainable(self):
+        """False when every parameter is frozen (see ``frozen_params``); True without params.
+
+        Setting it freezes or unfreezes all the layer's parameters: optimizers skip
+        frozen ones (no update, no weight decay) and a Model skips backward work that
+        only frozen parameters would need.  Buffers (batch-norm running statistics)
+        still update in training-mode forward passes, as in PyTorch.
+        """
+        return not self.params or not set(self.params) <= set(self.frozen_params)
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{self.type_name or type(self).__name__}: trainable must be True "
+                            f"or False, got {value!r}")
+        self.frozen_params = set() if value else set(self.params)
 
     def num_params(self):
         return int(sum(p.size for p in self.params.values()))
@@ -372,7 +532,15 @@ class Layer:
                 raise NotImplementedError(
                     f"{type(self).__name__}: store the __init__ argument {key!r} as self.{key} "
                     "or override get_config()")
-            cfg[key] = to_json(getattr(self, key))
+            value = getattr(self, key)
+            if callable(value) and not isinstance(value, type):
+                what = getattr(value, "__qualname__", repr(value))
+                raise TypeError(
+                    f"{self.type_name or type(self).__name__}: {key} is the Python function "
+                    f"{what}, which a config cannot hold; register it with "
+                    f"cnnframe.layers.register_initializer(\"name\", {what}) and pass it (or "
+                    "the name), so that the config stores the name")
+            cfg[key] = to_json(value)
         return cfg
 
     @classmethod
@@ -399,7 +567,7 @@ class Layer:
     def __repr__(self):
         try:
             args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        except NotImplementedError:
+        except (NotImplementedError, TypeError):
             args = "..."
         return f"{type(self).__name__}({args})"
 

@@ -21,8 +21,12 @@ class Conv2d(Layer):
         dilation: int or [dh, dw] (default 1).
         groups: split channels into independent groups (groups == in_channels is depthwise).
         bias: whether to add a learned bias per filter.
-        init: weight initialiser (see cnnframe.layers.INITIALIZERS), default "he_normal";
-            the bias starts at zero.
+        init: weight initialiser, default "he_normal": a name of
+            cnnframe.layers.INITIALIZERS ("dirac" makes the identity convolution), a table
+            such as {type = "orthogonal", gain = 1.4} or {type = "constant", value = 0.1},
+            or a callable (see cnnframe.layers.init_array and register_initializer).
+        bias_init: bias initialiser, default "zeros"; the same choices (with the
+            weight's fans: "lecun_uniform" is PyTorch's default bias).
         seed: int seed of the initialisation (None: fresh entropy).
 
     Params: weight (F, C / groups, KH, KW), bias (F,) — PyTorch's layout.
@@ -32,7 +36,7 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, init="he_normal", seed=None):
+                 groups=1, bias=True, init="he_normal", bias_init="zeros", seed=None):
         super().__init__()
         name = "conv2d"
         self.in_channels = check_int(in_channels, "in_channels", 1, name)
@@ -64,6 +68,7 @@ class Conv2d(Layer):
             raise TypeError(f"conv2d: bias must be true or false, got {bias!r}")
         self.bias = bool(bias)
         self.init = check_init(init)
+        self.bias_init = check_init(bias_init, "bias_init")
         self.seed = check_seed(seed, name)
         kh, kw = self._k
         self.add_param("weight", np.zeros((self.out_channels, self.in_channels // self.groups,
@@ -78,9 +83,10 @@ class Conv2d(Layer):
         w = self.params["weight"]
         fan_in = w.shape[1] * w.shape[2] * w.shape[3]
         fan_out = w.shape[0] * w.shape[2] * w.shape[3]
-        w[...] = init_array(w.shape, self.init, rng, fan_in, fan_out, w.dtype)
+        w[...] = init_array(w.shape, self.init, rng, fan_in, fan_out, w.dtype, self.groups)
         if self.bias:
-            self.params["bias"].fill(0)
+            b = self.params["bias"]
+            b[...] = init_array(b.shape, self.bias_init, rng, fan_in, fan_out, b.dtype)
 
     def forward(self, x, training=True):
         self._check_input(x, 4)
@@ -94,7 +100,8 @@ class Conv2d(Layer):
         gx, gw, gb = F.conv2d_backward(self._x, self.params["weight"], grad_y, self._s, self._p,
                                        self._d, self.groups, need_grad_x=self.needs_input_grad,
                                        out=out)
-        np.copyto(self.grads["weight"], gw)
+        if "weight" not in self.frozen_params:
+            np.copyto(self.grads["weight"], gw)
         if self.bias:
             np.copyto(self.grads["bias"], gb)
         return gx

@@ -27,9 +27,11 @@ class ConvTranspose2d(Layer):
         groups: independent channel groups; divides in_channels and out_channels.
         bias: whether to add a learned bias per output channel.
         dilation: int or [dh, dw] (default 1).
-        init: weight initialiser (see cnnframe.layers.INITIALIZERS), default "he_normal",
-            with PyTorch's fans for this layout: fan_in = F / groups * kh * kw,
-            fan_out = C * kh * kw; the bias starts at zero.
+        init: weight initialiser (a name of cnnframe.layers.INITIALIZERS, a table such as
+            {type = "constant", value = 0.1}, or a callable; see cnnframe.layers.init_array),
+            default "he_normal", with PyTorch's fans for this layout: fan_in =
+            F / groups * kh * kw, fan_out = C * kh * kw; "dirac" makes the identity.
+        bias_init: bias initialiser, default "zeros"; the same choices and fans.
         seed: int seed of the initialisation (None: fresh entropy).
 
     Params: weight (C, F / groups, KH, KW), bias (F,) — PyTorch's layout.
@@ -39,7 +41,8 @@ class ConvTranspose2d(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups=1, bias=True, dilation=1, init="he_normal", seed=None):
+                 output_padding=0, groups=1, bias=True, dilation=1, init="he_normal",
+                 bias_init="zeros", seed=None):
         super().__init__()
         name = "conv_transpose2d"
         self.in_channels = check_int(in_channels, "in_channels", 1, name)
@@ -62,6 +65,7 @@ class ConvTranspose2d(Layer):
             raise TypeError(f"conv_transpose2d: bias must be true or false, got {bias!r}")
         self.bias = bool(bias)
         self.init = check_init(init)
+        self.bias_init = check_init(bias_init, "bias_init")
         self.seed = check_seed(seed, name)
         kh, kw = self._k
         self.add_param("weight", np.zeros((self.in_channels, self.out_channels // self.groups,
@@ -75,9 +79,11 @@ class ConvTranspose2d(Layer):
         rng = np.random.default_rng(seed)
         w = self.params["weight"]
         taps = w.shape[2] * w.shape[3]
-        w[...] = init_array(w.shape, self.init, rng, w.shape[1] * taps, w.shape[0] * taps, w.dtype)
+        fan_in, fan_out = w.shape[1] * taps, w.shape[0] * taps
+        w[...] = init_array(w.shape, self.init, rng, fan_in, fan_out, w.dtype, self.groups)
         if self.bias:
-            self.params["bias"].fill(0)
+            b = self.params["bias"]
+            b[...] = init_array(b.shape, self.bias_init, rng, fan_in, fan_out, b.dtype)
 
     def _geometry(self):
         return dict(stride=self._s, padding=self._p, output_padding=self._op, groups=self.groups,
@@ -98,7 +104,8 @@ class ConvTranspose2d(Layer):
         gx, gw, gb = FT.conv_transpose2d_backward(self._x, self.params["weight"], grad_y,
                                                   need_grad_x=self.needs_input_grad, out=out,
                                                   **self._geometry())
-        np.copyto(self.grads["weight"], gw)
+        if "weight" not in self.frozen_params:
+            np.copyto(self.grads["weight"], gw)
         if self.bias:
             np.copyto(self.grads["bias"], gb)
         return gx

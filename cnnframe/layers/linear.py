@@ -13,8 +13,12 @@ class Linear(Layer):
         in_features: size of each input sample.
         out_features: size of each output sample.
         bias: whether to add a learned bias.
-        init: weight initialiser (see cnnframe.layers.INITIALIZERS), default "he_normal";
-            the bias starts at zero.
+        init: weight initialiser, default "he_normal": a name of
+            cnnframe.layers.INITIALIZERS ("dirac": the identity matrix, "orthogonal"), a
+            table such as {type = "constant", value = 0.1}, or a callable (see
+            cnnframe.layers.init_array and register_initializer).
+        bias_init: bias initialiser, default "zeros"; the same choices (with the
+            weight's fans: "lecun_uniform" is PyTorch's default bias).
         seed: int seed of the initialisation (None: fresh entropy).
 
     Params: weight (out_features, in_features), bias (out_features,).
@@ -23,7 +27,8 @@ class Linear(Layer):
     Output shape: (N, out_features).
     """
 
-    def __init__(self, in_features, out_features, bias=True, init="he_normal", seed=None):
+    def __init__(self, in_features, out_features, bias=True, init="he_normal",
+                 bias_init="zeros", seed=None):
         super().__init__()
         self.in_features = check_int(in_features, "in_features", 1, "linear")
         self.out_features = check_int(out_features, "out_features", 1, "linear")
@@ -31,6 +36,7 @@ class Linear(Layer):
             raise TypeError(f"linear: bias must be true or false, got {bias!r}")
         self.bias = bool(bias)
         self.init = check_init(init)
+        self.bias_init = check_init(bias_init, "bias_init")
         self.seed = check_seed(seed, "linear")
         self.add_param("weight", np.zeros((self.out_features, self.in_features)))
         if self.bias:
@@ -43,7 +49,9 @@ class Linear(Layer):
         w = self.params["weight"]
         w[...] = init_array(w.shape, self.init, rng, self.in_features, self.out_features, w.dtype)
         if self.bias:
-            self.params["bias"].fill(0)
+            b = self.params["bias"]
+            b[...] = init_array(b.shape, self.bias_init, rng, self.in_features,
+                                self.out_features, b.dtype)
 
     def forward(self, x, training=True):
         self._check_input(x, 2)
@@ -59,7 +67,8 @@ class Linear(Layer):
 
     def backward(self, grad_y):
         x = self._x
-        np.matmul(grad_y.T, x, out=self.grads["weight"])
+        if "weight" not in self.frozen_params:  # a frozen weight needs no gradient
+            np.matmul(grad_y.T, x, out=self.grads["weight"])
         if self.bias:
             np.sum(grad_y, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:

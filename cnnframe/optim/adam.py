@@ -26,7 +26,8 @@ class Adam(Optimizer):
         eps: added to the denominator, > 0, default 1e-8.
         weight_decay: L2 coefficient >= 0 added to the gradient, default 0.
         amsgrad: use the running maximum of ``v`` (Reddi et al.), default False.
-        no_decay, skip_missing: see :class:`~cnnframe.optim.base.Optimizer`.
+        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see
+            :class:`~cnnframe.optim.base.Optimizer`.
 
     Updates are in place; per step nothing is allocated after the first (``exp_avg``,
     ``exp_avg_sq`` and one shared scratch array are reused).
@@ -36,9 +37,11 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, source, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, no_decay=(), skip_missing=False):
+                 amsgrad=False, no_decay=(), skip_missing=False, groups=(), clip_grad_norm=None,
+                 clip_grad_value=None):
         super().__init__(source, lr, weight_decay=weight_decay, no_decay=no_decay,
-                         skip_missing=skip_missing)
+                         skip_missing=skip_missing, groups=groups, clip_grad_norm=clip_grad_norm,
+                         clip_grad_value=clip_grad_value)
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
@@ -57,8 +60,8 @@ class Adam(Optimizer):
             return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
         return ("exp_avg", "exp_avg_sq")
 
-    def _update(self, p, g, state, wd, s):
-        b1, b2, lr, t = self.beta1, self.beta2, self.lr, state["step"]
+    def _update(self, p, g, state, lr, wd, s):
+        b1, b2, t = self.beta1, self.beta2, state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
         if wd:
             if self._decoupled:
@@ -102,6 +105,9 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, source, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, no_decay=(), skip_missing=False):
+                 amsgrad=False, no_decay=(), skip_missing=False, groups=(), clip_grad_norm=None,
+                 clip_grad_value=None):
         super().__init__(source, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, no_decay=no_decay, skip_missing=skip_missing)
+                         amsgrad=amsgrad, no_decay=no_decay, skip_missing=skip_missing,
+                         groups=groups, clip_grad_norm=clip_grad_norm,
+                         clip_grad_value=clip_grad_value)

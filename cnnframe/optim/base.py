@@ -7,6 +7,9 @@ import math
 
 import numpy as np
 
+from cnnframe.optim.clipping import clip_grad_norm, clip_grad_value
+from cnnframe.optim.groups import ParamGroups
+
 __all__ = ["Optimizer"]
 
 
@@ -35,8 +38,22 @@ class Optimizer:
             ``("bn*.weight",)`` matches ``"bn1.weight"``.  Default ``()``: every parameter
             is decayed (as in PyTorch).  A common choice is ``("bias", "bn*.weight")``.
         skip_missing: a parameter without a gradient (key missing from ``source.grads`` or
-            mapped to None, e.g. a frozen parameter) raises ``KeyError`` by default; with
-            ``skip_missing=True`` it is left unchanged and its state does not advance.
+            mapped to None) raises ``KeyError`` by default; with ``skip_missing=True`` it
+            is left unchanged and its state does not advance.
+        groups: parameter groups with their own lr and weight decay, a list of
+            ``{"params": pattern(s), "lr": ..., "weight_decay": ...}``; patterns as
+            :mod:`cnnframe.optim.groups` (``"*.bias"``, ``"bn*"``); the first group selecting
+            a parameter applies.  A group's lr is its lr now; schedules scale it with
+            ``optimizer.lr`` (it steps with ``optimizer.lr * group lr / initial lr``).
+        clip_grad_norm: scale the gradients so their global L2 norm is at most this,
+            before each step (:func:`cnnframe.optim.clipping.clip_grad_norm`); None: off.
+        clip_grad_value: clip every gradient element into [-v, v] before each step
+            (before the norm clipping when both are set); None: off.
+
+    Frozen parameters (those in ``source.frozen_params``, see
+    :meth:`cnnframe.graph.Model.freeze`) are skipped: no update, no weight decay, no
+    clipping, and their state does not advance.  Clipping changes ``source.grads`` in
+    place; ``last_grad_norm`` holds the global norm before the latest norm clipping.
     """
 
     #: Hyper-parameters saved in ``state_dict`` (besides lr).
@@ -50,7 +67,8 @@ class Optimizer:
     def _buffer_names(self):
         return self._buffers_for({h: getattr(self, h) for h in self._hparam_names})
 
-    def __init__(self, source, lr, weight_decay=0.0, no_decay=(), skip_missing=False):
+    def __init__(self, source, lr, weight_decay=0.0, no_decay=(), skip_missing=False, groups=(),
+                 clip_grad_norm=None, clip_grad_value=None):
         if not (hasattr(source, "params") and hasattr(source, "grads")):
             raise TypeError("source must have .params and .grads dicts (a Model or a Layer), "
                             f"got {type(source).__name__}")
@@ -61,6 +79,15 @@ class Optimizer:
             no_decay = (no_decay,)
         self.no_decay = tuple(no_decay)
         self.skip_missing = bool(skip_missing)
+        self.initial_lr = self.lr
+        self.groups = ParamGroups(groups, source.params, self.initial_lr) if groups else None
+        self.clip_grad_norm = (None if clip_grad_norm is None else
+                               _check_range("clip_grad_norm", clip_grad_norm, 0.0, math.inf,
+                                            lo_open=True))
+        self.clip_grad_value = (None if clip_grad_value is None else
+                                _check_range("clip_grad_value", clip_grad_value, 0.0, math.inf,
+                                             lo_open=True))
+        self.last_grad_norm = None
         self.step_count = 0           # calls to step()
         self.state = {}               # param name -> {buffer name: ndarray, "step": int}
         self._scratch = {}            # dtype -> flat scratch buffer shared by all params
@@ -91,8 +118,11 @@ class Optimizer:
     def _pairs(self):
         """(name, param, grad) for every parameter that has a gradient, validated."""
         params, grads = self.source.params, self.source.grads
+        frozen = getattr(self.source, "frozen_params", ())
         out = []
         for name, p in params.items():
+            if name in frozen:
+                continue
             g = grads.get(name)
             if g is None:
                 if self.skip_missing:
@@ -136,16 +166,24 @@ class Optimizer:
 
     # -- stepping ----------------------------------------------------------------------
     def step(self):
-        """Update every parameter in place from its current gradient."""
+        """Clip the gradients (when asked), then update every parameter in place from its
+        gradient, with its group's lr and weight decay."""
         buffer_names = self._buffer_names
-        for name, p, g in self._pairs():
+        pairs = self._pairs()
+        if self.clip_grad_value is not None:
+            clip_grad_value([g for _, _, g in pairs], self.clip_grad_value)
+        if self.clip_grad_norm is not None:
+            self.last_grad_norm = clip_grad_norm([g for _, _, g in pairs], self.clip_grad_norm)
+        for name, p, g in pairs:
             st = self._state_for(name, p, buffer_names)
             st["step"] += 1
-            wd = self.weight_decay if (self.weight_decay and self.decays(name)) else 0.0
-            self._update(p, g, st, wd, self._scratch_like(p))
+            lr_factor, wd = (1.0, None) if self.groups is None else self.groups.settings(name)
+            if wd is None:
+                wd = self.weight_decay if (self.weight_decay and self.decays(name)) else 0.0
+            self._update(p, g, st, self.lr * lr_factor, wd, self._scratch_like(p))
         self.step_count += 1
 
-    def _update(self, p, g, state, weight_decay, scratch):  # pragma: no cover - abstract
+    def _update(self, p, g, state, lr, weight_decay, scratch):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def zero_grad(self):

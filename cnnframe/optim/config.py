@@ -8,7 +8,8 @@ import inspect
 from collections.abc import Mapping
 
 from cnnframe.optim.adam import Adam, AdamW
-from cnnframe.optim.schedules import ConstantLR, CosineWarmup, OneCycle, StepLR
+from cnnframe.optim.lookahead import Lookahead
+from cnnframe.optim.schedules import ConstantLR, CosineWarmup, OneCycle, ReduceLROnPlateau, StepLR
 from cnnframe.optim.sgd import SGD
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule"]
@@ -21,9 +22,11 @@ SCHEDULES = {
     "step": StepLR,
     "cosine": CosineWarmup,
     "onecycle": OneCycle,
+    "plateau": ReduceLROnPlateau,
 }
 _SCHEDULE_ALIASES = {"none": "constant", "steplr": "step", "cosine_warmup": "cosine",
-                     "one_cycle": "onecycle"}
+                     "one_cycle": "onecycle", "reduce_lr_on_plateau": "plateau"}
+LOOKAHEAD_KEYS = ("k", "alpha")
 
 
 def _config_keys(cls, exclude):
@@ -60,7 +63,10 @@ def build_optimizer(cfg, source):
     """Build an optimizer from ``cfg = {"type": name, **constructor keyword arguments}``.
 
     Types: ``"sgd"``, ``"adam"``, ``"adamw"``; keys are the constructor's arguments
-    (``lr``, ``momentum``, ``betas`` as a 2-list, ``no_decay`` as a list, ...).
+    (``lr``, ``momentum``, ``betas`` as a 2-list, ``no_decay`` as a list,
+    ``clip_grad_norm``, ``clip_grad_value``, ``groups`` as a list of tables
+    ``{params = "*.bias", lr = ..., weight_decay = ...}``), plus ``lookahead = {k = 5,
+    alpha = 0.5}``, which wraps the optimizer in :class:`~cnnframe.optim.Lookahead`.
 
     Raises
     ------
@@ -71,12 +77,20 @@ def build_optimizer(cfg, source):
     if kind not in OPTIMIZERS:
         raise _unknown_type("optimizer", kind, list(OPTIMIZERS))
     cls = OPTIMIZERS[kind]
-    _check_keys("optimizer", kind, kwargs, _config_keys(cls, {"source"}))
+    _check_keys("optimizer", kind, kwargs, _config_keys(cls, {"source"}) + ["lookahead"])
+    lookahead = kwargs.pop("lookahead", None)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     if "no_decay" in kwargs and not isinstance(kwargs["no_decay"], str):
         kwargs["no_decay"] = tuple(kwargs["no_decay"])
-    return cls(source, **kwargs)
+    optimizer = cls(source, **kwargs)
+    if lookahead is None:
+        return optimizer
+    if not isinstance(lookahead, Mapping):
+        raise TypeError(f"optimizer lookahead must be a table {{k = 5, alpha = 0.5}}, got "
+                        f"{lookahead!r}")
+    _check_keys("optimizer", "lookahead", lookahead, LOOKAHEAD_KEYS)
+    return Lookahead(optimizer, **lookahead)
 
 
 def build_schedule(cfg, optimizer, total_steps):
@@ -89,6 +103,9 @@ def build_schedule(cfg, optimizer, total_steps):
     - ``"cosine"`` (alias ``"cosine_warmup"``): ``warmup_steps``, ``min_lr``.
     - ``"onecycle"`` (alias ``"one_cycle"``): ``max_lr`` (default: the optimizer's
       current lr), ``pct_start``, ``div_factor``, ``final_div_factor``.
+    - ``"plateau"`` (alias ``"reduce_lr_on_plateau"``): ``monitor``, ``mode``, ``factor``,
+      ``patience``, ``min_delta``, ``cooldown``, ``min_lr``
+      (:class:`~cnnframe.optim.ReduceLROnPlateau`; the Trainer feeds it each epoch's results).
 
     ``total_steps`` comes from the argument, not from the config.
 
@@ -110,6 +127,6 @@ def build_schedule(cfg, optimizer, total_steps):
         return ConstantLR(optimizer)
     if cls is OneCycle:
         kwargs.setdefault("max_lr", optimizer.lr)
-    if cls is StepLR:
-        return StepLR(optimizer, **kwargs)
+    if cls in (StepLR, ReduceLROnPlateau):
+        return cls(optimizer, **kwargs)
     return cls(optimizer, total_steps=total_steps, **kwargs)

@@ -14,7 +14,7 @@ import math
 
 from cnnframe.optim.base import _as_number, _check_range
 
-__all__ = ["LRSchedule", "ConstantLR", "StepLR", "CosineWarmup", "OneCycle"]
+__all__ = ["LRSchedule", "ConstantLR", "StepLR", "CosineWarmup", "OneCycle", "ReduceLROnPlateau"]
 
 
 def _check_int(name, value, minimum):
@@ -193,3 +193,89 @@ class OneCycle(LRSchedule):
         if t <= peak_step:
             return self._anneal(initial, self.max_lr, t / peak_step) if peak_step > 0 else self.max_lr
         return self._anneal(self.max_lr, final, (t - peak_step) / (last_step - peak_step))
+
+
+class ReduceLROnPlateau(LRSchedule):
+    """Multiply the lr by `factor` when a metric has stopped improving, as Keras's callback.
+
+    At the end of every epoch the `cnnframe.train.Trainer` passes the epoch's results to
+    :meth:`epoch_end`.  When the monitored value has not improved (by more than
+    `min_delta`) for `patience` epochs in a row, ``lr = max(lr * factor, min_lr)`` and
+    `cooldown` epochs pass before waiting starts again.  Between epochs the lr stays.
+
+    Args:
+        optimizer: its current lr is the starting lr.
+        monitor: the metric, e.g. "val_loss" (default) or "val_accuracy".
+        mode: "min", "max" or "auto" ("max" for names containing "acc").
+        factor: in (0, 1), default 0.1.
+        patience: epochs without improvement before a reduction (int >= 1), default 10.
+        min_delta: the least change that counts as an improvement (absolute), default 1e-4.
+        cooldown: epochs after a reduction before counting again (int >= 0), default 0.
+        min_lr: the lr never goes below this, default 0.
+
+    ``state_dict`` holds the current lr, the best value and the counters, so a resumed
+    run reduces at the same epochs.
+    """
+
+    _state_names = ("base_lr", "lr")
+
+    def __init__(self, optimizer, monitor="val_loss", mode="auto", factor=0.1, patience=10,
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        from cnnframe.optim.monitor import Monitor
+        super().__init__(optimizer)
+        self.tracker = Monitor(monitor, mode, min_delta, owner="ReduceLROnPlateau")
+        self.monitor = monitor
+        self.factor = _check_range("factor", factor, 0.0, 1.0, lo_open=True, hi_open=True)
+        self.patience = _check_int("patience", patience, 1)
+        self.cooldown = _check_int("cooldown", cooldown, 0)
+        self.min_lr = _check_range("min_lr", min_lr, 0.0, math.inf)
+        self.lr = self.base_lr
+        self.wait = 0
+        self.cooldown_left = 0
+        self._apply()
+
+    def lr_at(self, t):
+        return self.lr
+
+    def epoch_end(self, logs):
+        """Take one epoch's results (a dict holding the monitored metric); returns the lr.
+
+        Raises
+        ------
+        KeyError
+            When `logs` lacks the monitored metric (naming the ones it has).
+        """
+        value = self.tracker.value(logs)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self.tracker.improves(value):
+            self.tracker.best = value
+            self.wait = 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                if self.lr > self.min_lr:
+                    self.lr = max(self.lr * self.factor, self.min_lr)
+                self.cooldown_left = self.cooldown
+                self.wait = 0
+        self._apply()
+        return self.lr
+
+    def state_dict(self):
+        d = super().state_dict()
+        d.update({"best": self.tracker.best, "wait": self.wait,
+                  "cooldown_left": self.cooldown_left})
+        return d
+
+    def load_state_dict(self, d):
+        d = dict(d)
+        extra = {k: d.pop(k) for k in ("best", "wait", "cooldown_left") if k in d}
+        if len(extra) != 3:
+            raise ValueError("ReduceLROnPlateau state_dict needs best, wait and cooldown_left")
+        best = extra["best"]
+        self.tracker.best = None if best is None else float(_as_number("best", best))
+        self.wait = _check_int("wait", _as_number("wait", extra["wait"]), 0)
+        self.cooldown_left = _check_int("cooldown_left",
+                                        _as_number("cooldown_left", extra["cooldown_left"]), 0)
+        super().load_state_dict(d)

@@ -26,7 +26,8 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0), default False.
         weight_decay: L2 coefficient >= 0 added to the gradient, default 0.
         dampening: in [0, 1), default 0.
-        no_decay, skip_missing: see :class:`~cnnframe.optim.base.Optimizer`.
+        no_decay, skip_missing, groups, clip_grad_norm, clip_grad_value: see
+            :class:`~cnnframe.optim.base.Optimizer`.
 
     The update writes into ``p`` in place and allocates nothing per step after the
     first (the momentum buffer and one shared scratch array are reused).
@@ -35,9 +36,11 @@ class SGD(Optimizer):
     _hparam_names = ("momentum", "nesterov", "weight_decay", "dampening")
 
     def __init__(self, source, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
-                 dampening=0.0, no_decay=(), skip_missing=False):
+                 dampening=0.0, no_decay=(), skip_missing=False, groups=(), clip_grad_norm=None,
+                 clip_grad_value=None):
         super().__init__(source, lr, weight_decay=weight_decay, no_decay=no_decay,
-                         skip_missing=skip_missing)
+                         skip_missing=skip_missing, groups=groups, clip_grad_norm=clip_grad_norm,
+                         clip_grad_value=clip_grad_value)
         self.momentum = _check_range("momentum", momentum, 0.0, 1.0, hi_open=True)
         self.dampening = _check_range("dampening", dampening, 0.0, 1.0, hi_open=True)
         self.nesterov = bool(nesterov)
@@ -48,8 +51,8 @@ class SGD(Optimizer):
     def _buffers_for(self, hparams):
         return ("momentum_buffer",) if hparams["momentum"] else ()
 
-    def _update(self, p, g, state, wd, s):
-        lr, mom = self.lr, self.momentum
+    def _update(self, p, g, state, lr, wd, s):
+        mom = self.momentum
         d = g
         if wd:
             np.multiply(p, wd, out=s)

@@ -22,7 +22,8 @@ exactly its declared size, and a compressed stream that would inflate beyond it 
 refused.  Any failure to read a file is a :class:`CheckpointError` naming the file and
 the cause, and :func:`latest_checkpoint` falls back to the newest readable one.
 
-Files are named ``ckpt-e{epoch}-s{step}.npz`` and ordered by the global step.
+Files are named ``ckpt-e{epoch}-s{step}.npz`` and ordered by the global step; a
+Trainer with ``keep_best`` also keeps the best epoch's checkpoint as ``best.npz``.
 Writes go to a temporary file in the same folder, are flushed to disk and then
 renamed over the final name (``os.replace``), so a crash never leaves a
 half-written checkpoint under a checkpoint name.  The temporary files of writes
@@ -45,6 +46,8 @@ _META_KEY = "__meta__"
 _MAX_META_BYTES = 64 << 20  # the JSON structure; real ones are a few KB plus a row per epoch
 _MAX_DEPTH = 100            # nesting of the state; real ones are about 6 deep
 _NAME_RE = re.compile(r"^ckpt-e(\d+)-s(\d+)(?:-([a-z]+))?\.npz$")
+BEST_NAME = "best.npz"  # the best epoch's checkpoint (Trainer keep_best): never pruned
+_FILE_RE = re.compile(r"^(?:ckpt-e\d+-s\d+(?:-[a-z]+)?|best)\.npz$")  # files the folder holds
 
 
 class CheckpointError(ValueError):
@@ -305,7 +308,7 @@ class CheckpointManager:
         self.keep = keep
         self.last_saved = None
         # Temporary files of writes killed mid-way by an earlier run (see cnnframe._files).
-        self.removed_temp_files = remove_stale_temp_files(self.folder, _NAME_RE)
+        self.removed_temp_files = remove_stale_temp_files(self.folder, _FILE_RE)
 
     def save(self, state, epoch, step, tag=None):
         """Write `state` as the checkpoint of (`epoch`, `step`); return its path."""
@@ -314,6 +317,21 @@ class CheckpointManager:
         self.last_saved = path
         self._prune()
         return path
+
+    def save_best(self, state):
+        """Write `state` as ``best.npz`` in the folder (replacing it); return its path.
+
+        It is not one of the numbered checkpoints: never pruned, never the one resumed
+        by default (``Trainer.fit(resume="…/best.npz")`` resumes from it).
+        """
+        path = os.path.join(self.folder, BEST_NAME)
+        save_state(path, state)
+        return path
+
+    @property
+    def best_path(self):
+        """The path of ``best.npz`` (whether or not it exists yet)."""
+        return os.path.join(self.folder, BEST_NAME)
 
     def _prune(self):
         paths = list_checkpoints(self.folder)

@@ -8,6 +8,9 @@
     threads = 2                      # optional; default: every core (per rank: cores / ranks)
     sync_batch_norm = false          # optional; distributed runs: batch statistics over all ranks
     metrics = ["accuracy"]           # optional
+    freeze = ["conv1", "bn1"]        # optional: parameters that are not trained (patterns as
+                                     # in [[optimizer.groups]]); or `trainable = false` on a
+                                     # node of the model
 
     [model]                          # a Model config (Model.from_config), or
     # file = "my_model.toml"         # ... a model file, relative to this config
@@ -33,15 +36,43 @@
     weight = [1.0, 2.0, ...]         # optional, cross-entropy: one weight per class
 
     [optimizer]                      # cnnframe.optim.build_optimizer
-    type = "sgd"
-    lr = 0.05
+    type = "sgd"                     # sgd | adam | adamw; other keys: the constructor's
+    lr = 0.05                        # (momentum, nesterov, weight_decay, betas, no_decay...)
+    clip_grad_norm = 1.0             # optional: global L2 norm of the gradients at most this
+    clip_grad_value = 5.0            # optional: every gradient element into [-v, v] (first)
+    lookahead = {k = 5, alpha = 0.5} # optional: wrap in cnnframe.optim.Lookahead
+    [[optimizer.groups]]             # optional, any number: per-group lr / weight_decay for
+    params = ["*.bias", "bn*"]       # the parameters these patterns select ("node.param"
+    weight_decay = 0.0               # keys: "conv1", "*.bias", "bn*"); the first group that
+    # lr = 0.01                      # selects a parameter applies; a group lr follows the
+                                     # schedule (scaled like the optimizer's lr)
 
     [schedule]                       # optional; cnnframe.optim.build_schedule
-    type = "onecycle"
+    type = "onecycle"                # constant | step | cosine | onecycle | plateau
+    # type = "plateau"               # ReduceLROnPlateau: monitor = "val_loss", mode = "auto",
+                                     # factor = 0.1, patience = 10, min_delta = 1e-4,
+                                     # cooldown = 0, min_lr = 0.0 (stepped per epoch)
+
+    [ema]                            # optional: moving average of the weights
+    decay = 0.999                    # in [0, 1)
+    every_steps = 1                  # optional: average every N optimizer steps
+    warmup = false                   # optional: decay min(decay, (1 + n) / (10 + n))
+    buffers = true                   # optional: average batch-norm statistics too
+    evaluate = true                  # optional: validate with the averaged weights
+    save = false                     # optional: model.cnnf gets the averaged weights
+
+    [early_stopping]                 # optional: cnnframe.train.EarlyStopping
+    monitor = "val_loss"             # a column of metrics.csv: val_loss, val_accuracy, loss...
+    mode = "auto"                    # min | max | auto ("max" for names with "acc")
+    patience = 5                     # epochs without improvement before stopping
+    min_delta = 0.0                  # the least change that counts as an improvement
+    restore_best = false             # on stopping, go back to the best epoch's weights
 
     [checkpoint]                     # optional
     keep = 3                         # checkpoint files kept
     every_steps = 0                  # also checkpoint every N steps (0: only per epoch)
+    keep_best = {monitor = "val_accuracy", mode = "max"}   # optional: checkpoints/best.npz
+                                     # holds the best epoch (also just keep_best = "val_loss")
 
 Unknown keys anywhere in this schema raise ValueError naming the valid ones.
 """
@@ -59,10 +90,14 @@ except ImportError:  # pragma: no cover - Python < 3.11
 from cnnframe.train.checkpoint import atomic_write
 
 TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
-            "threads", "metrics", "checkpoint", "sync_batch_norm")
+            "threads", "metrics", "checkpoint", "sync_batch_norm", "ema", "early_stopping",
+            "freeze")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
 DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation")
-CHECKPOINT_KEYS = ("keep", "every_steps")
+CHECKPOINT_KEYS = ("keep", "every_steps", "keep_best")
+KEEP_BEST_KEYS = ("monitor", "mode", "min_delta")
+EMA_KEYS = ("decay", "every_steps", "warmup", "buffers", "evaluate", "save")
+EARLY_STOPPING_KEYS = ("monitor", "mode", "patience", "min_delta", "restore_best")
 DEFAULTS = {"seed": 0, "threads": None, "metrics": ["accuracy"], "schedule": None,
             "loss": {"type": "softmax_cross_entropy"},
             "checkpoint": {"keep": 3, "every_steps": 0}}
@@ -144,11 +179,43 @@ def validate_config(cfg):
     _unknown(ck, CHECKPOINT_KEYS, "[checkpoint]")
     _int(ck, "keep", 1, "[checkpoint]")
     _int(ck, "every_steps", 0, "[checkpoint]")
+    if "keep_best" in ck:
+        kb = ck["keep_best"]
+        if isinstance(kb, str):
+            kb = {"monitor": kb}
+        if not isinstance(kb, dict) or "monitor" not in kb:
+            raise ValueError(f"checkpoint.keep_best must be a metric name or a table "
+                             f"{{monitor = \"val_accuracy\", mode = \"max\"}}, got {kb!r}")
+        _unknown(kb, KEEP_BEST_KEYS, "checkpoint.keep_best")
+        ck["keep_best"] = kb
     out["checkpoint"] = ck
+    _check_controls(out)
 
     if "type" not in out["optimizer"]:
         raise ValueError("[optimizer] needs a 'type' (sgd, adam, adamw)")
     return out
+
+
+def _check_controls(cfg):
+    """The tables of the training controls: known keys and plain types (values are checked
+    where they are used: Model.freeze, ExponentialMovingAverage, EarlyStopping)."""
+    for section, keys in (("ema", EMA_KEYS), ("early_stopping", EARLY_STOPPING_KEYS)):
+        if section in cfg:
+            if not isinstance(cfg[section], dict):
+                raise TypeError(f"[{section}] must be a table, got {type(cfg[section]).__name__}")
+            _unknown(cfg[section], keys, f"[{section}]")
+    if "ema" in cfg and "decay" not in cfg["ema"]:
+        raise ValueError("[ema] needs 'decay' (e.g. 0.999)")
+    for key in ("evaluate", "save", "warmup", "buffers"):
+        if key in cfg.get("ema", {}) and not isinstance(cfg["ema"][key], bool):
+            raise ValueError(f"ema.{key} must be true or false, got {cfg['ema'][key]!r}")
+    if "freeze" in cfg:
+        frz = cfg["freeze"]
+        if isinstance(frz, str):
+            frz = cfg["freeze"] = [frz]
+        if not isinstance(frz, list) or not all(isinstance(p, str) and p for p in frz):
+            raise ValueError(f"freeze must be a list of parameter patterns such as "
+                             f"[\"conv1\", \"*.bias\"], got {frz!r}")
 
 
 # What may change between a run and its resumption without changing the run itself: how

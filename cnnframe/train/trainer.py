@@ -5,7 +5,14 @@ One training step is::
     logits = model.forward(x, training=True)
     loss = loss_fn.forward(logits, y)          # checked for NaN/inf before anything changes
     model.backward(loss_fn.backward())
-    optimizer.step(); schedule.step()
+    callback.on_after_backward(...)            # every callback; may read or change the grads
+    optimizer.step()                           # clips the gradients first when asked
+    ema.update(); schedule.step()
+
+After each epoch: validation (with the EMA weights when asked), the schedule's
+``epoch_end`` (ReduceLROnPlateau), the callbacks' ``on_epoch_end`` (EarlyStopping), then
+the checkpoint (and ``best.npz`` when the monitored metric improved).  A callback stops
+the run cleanly by setting ``trainer.stop_training = True``.
 
 Checkpoints are taken only between steps, where model, optimizer, schedule,
 data loader and RNGs are mutually consistent; a Ctrl-C is deferred to the end
@@ -13,6 +20,7 @@ of the current step (a second Ctrl-C stops at once), so that a run interrupted
 and resumed ends with bit-identical weights to an uninterrupted one.  A run
 stopped by ``fit(max_steps=N)`` resumes the same way.
 """
+import contextlib
 import inspect
 import math
 import os
@@ -24,6 +32,7 @@ import time
 
 import numpy as np
 
+from cnnframe.optim.monitor import Monitor
 from cnnframe.train.checkpoint import CheckpointManager, load_state
 from cnnframe.train.evaluation import _resolve_loss, check_num_classes, evaluate, predict
 from cnnframe.train.history import History
@@ -45,8 +54,16 @@ class Callback:
     """Hooks called by `Trainer.fit`; override the ones you need.
 
     ``step`` counts finished optimizer steps over the whole run (1 after the
-    first step); ``epoch`` is 0-based.  Raising KeyboardInterrupt from
-    `on_step_end` stops training exactly like Ctrl-C: a checkpoint is saved.
+    first step); ``epoch`` is 0-based.  To stop the run, set
+    ``trainer.stop_training = True`` (from any hook): it stops at the end of the
+    current step, or before the next epoch, with a checkpoint, and ``fit``
+    returns normally; resuming continues the run.  (Raising KeyboardInterrupt
+    stops like Ctrl-C: a checkpoint is saved and the exception propagates.)
+
+    A callback with state that must survive a resume (counters, best values)
+    returns it from `state_dict` (plain values and arrays) and takes it back in
+    `load_state_dict`; the Trainer stores it in every checkpoint under the
+    callback's ``state_key`` (default: its class name).
     """
 
     def on_train_begin(self, trainer):
@@ -54,6 +71,14 @@ class Callback:
 
     def on_epoch_begin(self, trainer, epoch):
         pass
+
+    def on_after_backward(self, trainer, step):
+        """After backward, before the optimizer step: ``trainer.model.grads`` are final.
+
+        ``step`` is the number the step will have when finished (1 for the first).
+        Changes to the gradients (in place) reach the optimizer, which then clips them
+        when asked.
+        """
 
     def on_step_end(self, trainer, step, logs):
         pass
@@ -63,6 +88,13 @@ class Callback:
 
     def on_train_end(self, trainer, history):
         pass
+
+    def state_dict(self):
+        """State to checkpoint (plain values and arrays), or None for a stateless callback."""
+        return None
+
+    def load_state_dict(self, state):
+        """Restore what `state_dict` returned."""
 
 
 class _DeferredInterrupt:
@@ -152,11 +184,26 @@ class Trainer:
         Receives the per-epoch summary lines and notices (default: print).
     extra_state : dict, optional
         Plain values stored in every checkpoint under "extra" (e.g. the config).
+    ema : cnnframe.optim.ExponentialMovingAverage, optional
+        A moving average of the weights, updated after every optimizer step and
+        checkpointed.
+    evaluate_ema : bool
+        With `ema`, validate each epoch with the averaged weights (default True).
+    save_ema : bool
+        With `ema`, write the averaged weights (not the raw ones) to ``model.cnnf``
+        at the end of `fit` (default False).  The model in memory keeps the raw weights;
+        ``with trainer.ema.applied(): ...`` uses the averaged ones.
+    keep_best : str or dict, optional
+        Keep the checkpoint of the best epoch as ``out_dir/checkpoints/best.npz`` (never
+        pruned): a metric name ("val_accuracy", "val_loss", "loss", ...) or
+        ``{"monitor": ..., "mode": "min" | "max" | "auto", "min_delta": ...}``.
+        ``trainer.best_epoch`` and ``trainer.keep_best.best`` tell which and how good.
     """
 
     def __init__(self, model, loss, optimizer, schedule=None, metrics=("accuracy",), *,
                  out_dir=None, keep_checkpoints=3, checkpoint_every=None, callbacks=(),
-                 progress=True, log=print, extra_state=None, curves=True):
+                 progress=True, log=print, extra_state=None, curves=True, ema=None,
+                 evaluate_ema=True, save_ema=False, keep_best=None):
         self.model = model
         self.loss = _resolve_loss(loss)
         self.optimizer = optimizer
@@ -183,6 +230,23 @@ class Trainer:
         self.progress_interval = None
         self.log = log
         self.extra_state = dict(extra_state or {})
+        self.ema = ema
+        self.evaluate_ema = bool(evaluate_ema)
+        self.save_ema = bool(save_ema)
+        if isinstance(keep_best, str):
+            keep_best = {"monitor": keep_best}
+        if keep_best is not None and not isinstance(keep_best, dict):
+            raise TypeError(f"Trainer: keep_best must be a metric name or a dict with "
+                            f"'monitor', 'mode', 'min_delta', got {keep_best!r}")
+        if keep_best is not None:
+            unknown = sorted(set(keep_best) - {"monitor", "mode", "min_delta"})
+            if unknown:
+                raise ValueError(f"Trainer: unknown keep_best key(s) {unknown}; valid keys: "
+                                 "monitor, mode, min_delta")
+        self.keep_best = (None if keep_best is None else
+                          Monitor(owner="keep_best", **keep_best))
+        self.best_epoch = None
+        self.stop_training = False  # set by a callback: stop the run between steps
         # Progress of the run.
         self.epoch = 0            # finished epochs
         self.step = 0             # finished optimizer steps, whole run
@@ -192,6 +256,7 @@ class Trainer:
         self.last_checkpoint = None
         self._consistent = True   # False while a step is half done
         self._saved_step = None   # self.step at the last checkpoint written
+        self._fit_loaders = (None, None)  # the loaders of the fit call running
         # The tracker's sums when the current point of the per-step curve began.
         self._point_start = self.tracker.state_dict()
 
@@ -217,10 +282,31 @@ class Trainer:
                         "metrics": list(self.metric_names),
                         "history": [dict(r) for r in self.history.rows],
                         "step_points": [dict(p) for p in self.history.steps],
-                        "point_start": dict(self._point_start)},
+                        "point_start": dict(self._point_start),
+                        "best": (None if self.keep_best is None else
+                                 {**self.keep_best.state_dict(), "epoch": self.best_epoch})},
             "extra": self.extra_state,
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "callbacks": self._callback_states(),
         }
         return state
+
+    def _stateful_callbacks(self):
+        """state key -> callback, for callbacks whose state_dict is not None."""
+        out = {}
+        for cb in self.callbacks:
+            if not hasattr(cb, "state_dict") or cb.state_dict() is None:
+                continue
+            key = getattr(cb, "state_key", None) or type(cb).__name__
+            k, n = key, 1
+            while k in out:
+                n += 1
+                k = f"{key}#{n}"
+            out[k] = cb
+        return out
+
+    def _callback_states(self):
+        return {k: cb.state_dict() for k, cb in self._stateful_callbacks().items()}
 
     def load_state_dict(self, state, train_loader=None, val_loader=None):
         """Restore a `state_dict` (e.g. a loaded checkpoint) into this trainer and loaders."""
@@ -234,6 +320,26 @@ class Trainer:
             raise ValueError("checkpoint and Trainer disagree on whether there is an LR schedule")
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
+        if (state.get("ema") is None) != (self.ema is None):
+            raise ValueError("checkpoint and Trainer disagree on whether there is a weight EMA "
+                             f"(checkpoint: {'yes' if state.get('ema') is not None else 'no'}, "
+                             f"Trainer: {'yes' if self.ema is not None else 'no'})")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        saved_cbs, mine = state.get("callbacks") or {}, self._stateful_callbacks()
+        if set(saved_cbs) != set(mine):
+            raise ValueError(f"checkpoint has state for the callbacks {sorted(saved_cbs)}, this "
+                             f"Trainer's callbacks with state are {sorted(mine)}")
+        for key, cb in mine.items():
+            cb.load_state_dict(saved_cbs[key])
+        best = t.get("best")
+        if (best is None) != (self.keep_best is None):
+            raise ValueError("checkpoint and Trainer disagree on keep_best (checkpoint: "
+                             f"{best and best.get('monitor')!r}, Trainer: "
+                             f"{self.keep_best and self.keep_best.monitor!r})")
+        if best is not None:
+            self.keep_best.load_state_dict(best)
+            self.best_epoch = best.get("epoch")
         if train_loader is not None and state["train_loader"] is not None:
             train_loader.load_state_dict(state["train_loader"])
         if val_loader is not None and state["val_loader"] is not None:
@@ -257,14 +363,22 @@ class Trainer:
         self._point_start = dict(t.get("point_start") or self.tracker.state_dict())
         self._consistent = True
 
-    def save_checkpoint(self, train_loader=None, val_loader=None, tag=None):
-        """Write a checkpoint of the current state into ``out_dir/checkpoints``; return its path."""
+    def save_checkpoint(self, train_loader=None, val_loader=None, tag=None, best=False):
+        """Write a checkpoint of the current state into ``out_dir/checkpoints``; return its path.
+
+        Without loaders, inside `fit` the loaders of the run are saved.  ``best=True``
+        also writes the same state to ``checkpoints/best.npz``.
+        """
         if self.checkpoints is None:
             raise ValueError("Trainer.save_checkpoint: this Trainer has no out_dir")
         if not self._consistent:
             raise RuntimeError("Trainer.save_checkpoint: a training step is half done")
-        path = self.checkpoints.save(self.state_dict(train_loader, val_loader),
-                                     self.epoch, self.step, tag)
+        if train_loader is None and val_loader is None:
+            train_loader, val_loader = self.__dict__.get("_fit_loaders", (None, None))
+        state = self.state_dict(train_loader, val_loader)
+        path = self.checkpoints.save(state, self.epoch, self.step, tag)
+        if best:
+            self.checkpoints.save_best(state)
         self.last_checkpoint = path
         self._saved_step = self.step
         return path
@@ -334,6 +448,8 @@ class Trainer:
         -----
         With ``out_dir``, the end of `fit` (also after `max_steps`) writes
         ``model.cnnf`` and ``curves.png`` there, next to metrics.csv and checkpoints/.
+        A callback setting ``trainer.stop_training = True`` stops the run as `max_steps`
+        does (EarlyStopping does so; a resumed early-stopped run stays stopped).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 1, got {epochs!r}")
@@ -348,26 +464,34 @@ class Trainer:
                              "one batch with drop_last?)")
         check_num_classes(self.model, train_loader, "the training data")
         check_num_classes(self.model, val_loader, "the validation data")
+        self._check_controls(val_loader)
         if resume:
             path = self.resume(resume, train_loader, val_loader)
             if path is None:
                 self.log("resume: no checkpoint found; starting from scratch")
             else:
                 self.log(f"resumed from {path} (epoch {self.epoch}, step {self.step})")
+        self.stop_training = False
+        self._fit_loaders = (train_loader, val_loader)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         with _DeferredInterrupt(self.log) as interrupt:
             try:
                 while self.epoch < epochs:
+                    if self.stop_training:
+                        self._stop(train_loader, val_loader, steps_per_epoch, "a callback")
+                        break
                     if max_steps is not None and self.step >= max_steps:
-                        self._stop_at_max_steps(train_loader, val_loader, max_steps,
-                                                steps_per_epoch)
+                        self._stop(train_loader, val_loader, steps_per_epoch,
+                                   f"max_steps = {max_steps}")
                         break
                     self._train_epoch(train_loader, val_loader, epochs, steps_per_epoch,
                                       interrupt, max_steps)
             except KeyboardInterrupt:
                 self._on_interrupt(train_loader, val_loader)
                 raise
+            finally:
+                self._fit_loaders = (None, None)
         if self.out_dir is not None:
             self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
             self._write_model_and_curves()
@@ -375,8 +499,26 @@ class Trainer:
             cb.on_train_end(self, self.history)
         return self.history
 
-    def _stop_at_max_steps(self, train_loader, val_loader, max_steps, steps_per_epoch):
-        """Say where a run stopped by max_steps is, with a checkpoint to continue from."""
+    def _check_controls(self, val_loader):
+        """Before training: the monitored metrics exist and the model can be saved."""
+        known = {"loss", "lr", *self.metric_names}
+        if val_loader is not None:
+            known |= {f"val_{k}" for k in ("loss", *self.metric_names)}
+        monitors = [("keep_best", self.keep_best)]
+        monitors += [(type(cb).__name__, getattr(cb, "tracker", None)) for cb in self.callbacks]
+        monitors.append((type(self.schedule).__name__, getattr(self.schedule, "tracker", None)))
+        for who, monitor in monitors:
+            if isinstance(monitor, Monitor) and monitor.monitor not in known:
+                hint = (" (val_ metrics need a validation loader)"
+                        if monitor.monitor.startswith("val_") and val_loader is None else "")
+                raise ValueError(f"{who} monitors {monitor.monitor!r}, which the epoch results "
+                                 f"will not have{hint}; they have: {', '.join(sorted(known))}")
+        if self.out_dir is not None and hasattr(self.model, "save") \
+                and hasattr(self.model, "to_config"):
+            self.model.to_config()  # fails now, not after training, if it cannot be saved
+
+    def _stop(self, train_loader, val_loader, steps_per_epoch, why):
+        """Say where a stopped run is, with a checkpoint to continue from."""
         if self.step_in_epoch == 0:
             where = f"after epoch {self.epoch}"
         else:
@@ -384,7 +526,7 @@ class Trainer:
             res = self.tracker.result()
             where = (f"in epoch {self.epoch + 1} after batch {self.step_in_epoch} of "
                      f"{steps_per_epoch} (loss {res['loss']:.4f} over its batches so far)")
-        line = f"stopped after {self.step} steps (max_steps = {max_steps}) {where}"
+        line = f"stopped after {self.step} steps ({why}) {where}"
         if self.checkpoints is not None:
             if self._saved_step != self.step:
                 self.save_checkpoint(train_loader, val_loader, tag="stop")
@@ -397,7 +539,12 @@ class Trainer:
         from cnnframe.train.plots import plot_curves
         from cnnframe.train.runs import MODEL_FILE
         if hasattr(self.model, "save"):
-            self.model.save(os.path.join(self.out_dir, MODEL_FILE))
+            path = os.path.join(self.out_dir, MODEL_FILE)
+            if self.ema is not None and self.save_ema:
+                with self.ema.applied():
+                    self.model.save(path)
+            else:
+                self.model.save(path)
         if self.curves:
             metric = self.metric_names[0] if self.metric_names else None
             plot_curves(self.history, os.path.join(self.out_dir, "curves.png"), metric=metric)
@@ -467,8 +614,8 @@ class Trainer:
                         cb.on_step_end(self, self.step, logs)
                 if interrupt.requested:
                     raise KeyboardInterrupt
-                if max_steps is not None and self.step >= max_steps \
-                        and self.step_in_epoch < steps_per_epoch:
+                if ((self.stop_training or (max_steps is not None and self.step >= max_steps))
+                        and self.step_in_epoch < steps_per_epoch):
                     return  # fit stops the run (with a checkpoint) between steps
                 if (self.checkpoint_every and self.checkpoints is not None
                         and self.step % self.checkpoint_every == 0
@@ -484,20 +631,30 @@ class Trainer:
         row = {"epoch": epoch + 1, "step": self.step, "lr": float(optimizer.lr)}
         row.update(tracker.result())
         if val_loader is not None:
-            for k, v in self.evaluate(val_loader).items():
-                row[f"val_{k}"] = v
+            use_ema = self.ema is not None and self.evaluate_ema
+            with (self.ema.applied() if use_ema else contextlib.nullcontext()):
+                for k, v in self.evaluate(val_loader).items():
+                    row[f"val_{k}"] = v
         row["images_per_s"] = tracker.seen / max(self.epoch_train_time, 1e-9)
         row["time_s"] = self.epoch_train_time
         self.history.append(row)
         self.epoch += 1
         self.step_in_epoch = 0
         self.log(self._summary(row, epochs))
-        if self.checkpoints is not None:
-            self.save_checkpoint(train_loader, val_loader)
-        if self.out_dir is not None:
-            self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
+        # Everything that reacts to the epoch's results, before the checkpoint holds it.
+        if hasattr(self.schedule, "epoch_end"):
+            self.schedule.epoch_end(row)
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)
+        improved = False
+        if self.keep_best is not None:
+            value = self.keep_best.value(row)
+            if self.keep_best.improves(value):
+                self.keep_best.best, self.best_epoch, improved = value, epoch + 1, True
+        if self.checkpoints is not None:
+            self.save_checkpoint(train_loader, val_loader, best=improved)
+        if self.out_dir is not None:
+            self.history.to_csv(os.path.join(self.out_dir, "metrics.csv"))
         if interrupt.requested:
             raise KeyboardInterrupt
 
@@ -526,10 +683,21 @@ class Trainer:
         if tracker is not None:  # probability targets (mixup, cutmix): their top class
             tracker.update(loss, logits, y if np.ndim(y) == 1 else np.argmax(y, axis=1))
         self.model.backward(self.loss.backward(), **self._backward_kw())
+        self._optimizer_step()
+        return loss, logits
+
+    def _optimizer_step(self):
+        """What follows backward: the callbacks' on_after_backward, the optimizer step (which
+        clips the gradients when asked), the EMA update and the schedule step."""
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_after_backward", None)
+            if hook is not None:
+                hook(self, self.step + 1)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         if self.schedule is not None:
             self.schedule.step()
-        return loss, logits
 
     def _backward_kw(self):
         # The gradient with respect to the images is never needed: skip computing it.

@@ -54,7 +54,7 @@ BAD = {
     "unknown config key": (
         lambda c: node(c, "conv1")["config"].update(kernal_size=3),
         r"node 'conv1' \(conv2d\): unknown config key 'kernal_size'; valid keys: in_channels, "
-        r"out_channels, kernel_size, stride, padding, dilation, groups, bias, init, seed"),
+        r"out_channels, kernel_size, stride, padding, dilation, groups, bias, init, bias_init, seed"),
     "missing config key": (
         lambda c: node(c, "conv1")["config"].pop("kernel_size"),
         r"node 'conv1' \(conv2d\): missing required config key 'kernel_size'"),

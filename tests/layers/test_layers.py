@@ -128,7 +128,10 @@ def test_padding_same_keeps_the_size(rng):
         get_layer("conv2d")(2, 3, 4, padding="same")
 
 
-@pytest.mark.parametrize("init", INITIALIZERS)
+SCALED_INITIALIZERS = [i for i in INITIALIZERS if i not in ("dirac", "orthogonal", "constant")]
+
+
+@pytest.mark.parametrize("init", SCALED_INITIALIZERS)
 def test_initialisers_have_the_documented_scale(init):
     rng = np.random.default_rng(0)
     fan_in, fan_out = 300, 200
