@@ -1,4 +1,5 @@
-"""Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip.
+"""Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip
+(and, from cnnframe.data.resize, random_resized_crop and resize).
 
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
@@ -217,7 +218,12 @@ class Compose(Transform):
         return f"Compose({self.transforms!r})"
 
 
-TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip)}
+# resize.py subclasses Transform, so it is imported once Transform exists (the package's
+# __init__ imports this module first).
+from cnnframe.data.resize import RandomResizedCrop, Resize  # noqa: E402
+
+TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip,
+                                             RandomResizedCrop, Resize)}
 ALIASES = {"random_flip": "random_horizontal_flip", "hflip": "random_horizontal_flip",
            "crop": "random_crop"}
 

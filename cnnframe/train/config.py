@@ -20,6 +20,14 @@
     normalize = {mean = [0.49, 0.48, 0.45], std = [0.25, 0.24, 0.26]}   # optional, after
                                      # scaling to [0, 1]; used for training and evaluation
     validation = "test"              # "test" split, "none", or a held-out fraction like 0.1
+                                     # (image_folder: of each class; a folder without train/
+                                     # and test/ needs a fraction or "none")
+    image_size = [64, 64]            # image_folder only, optional: decode every image to this
+                                     # (height, width); an int n means [n, n]
+    resize = "shorter_side_then_center_crop"   # with image_size: or "stretch", "pad"
+    eval_transforms = [{type = "resize", size = 56}]   # optional: transforms of evaluation
+                                     # batches before to_float/normalize (e.g. after a
+                                     # random_resized_crop to a size other than image_size)
     options = {}                     # keyword arguments of the dataset class; sub-tables
                                      # options.train / options.test apply to one split only
 
@@ -55,7 +63,9 @@ from cnnframe.train.checkpoint import atomic_write
 TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
             "threads", "metrics", "checkpoint", "sync_batch_norm")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
-DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation")
+DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation",
+             "image_size", "resize", "eval_transforms")
+IMAGE_FOLDER_NAMES = ("image_folder", "cifar10_jpeg")  # datasets that take image_size
 CHECKPOINT_KEYS = ("keep", "every_steps")
 DEFAULTS = {"seed": 0, "threads": None, "metrics": ["accuracy"], "schedule": None,
             "loss": {"type": "softmax_cross_entropy"},
@@ -133,6 +143,7 @@ def validate_config(cfg):
     if not (val in ("test", "none") or (isinstance(val, float) and 0.0 < val < 1.0)):
         raise ValueError(f"data.validation must be \"test\", \"none\" or a fraction in (0, 1) of "
                          f"the training set held out, got {val!r}")
+    _check_image_keys(data)
 
     ck = {**DEFAULTS["checkpoint"], **out["checkpoint"]}
     _unknown(ck, CHECKPOINT_KEYS, "[checkpoint]")
@@ -143,6 +154,36 @@ def validate_config(cfg):
     if "type" not in out["optimizer"]:
         raise ValueError("[optimizer] needs a 'type' (sgd, adam, adamw)")
     return out
+
+
+def _check_image_keys(data):
+    """Check (and normalise) [data] image_size, resize and eval_transforms in place."""
+    from cnnframe.data.image_folder import check_image_size, check_resize
+    if "image_size" in data:
+        name = str(data["dataset"]).lower().replace("-", "_")
+        if name not in IMAGE_FOLDER_NAMES:
+            raise ValueError(f"data.image_size applies to the image_folder dataset, not "
+                             f"{data['dataset']!r}")
+        data["image_size"] = list(check_image_size(data["image_size"], "data.image_size"))
+        data.setdefault("resize", "shorter_side_then_center_crop")
+    if "resize" in data:
+        if "image_size" not in data:
+            raise ValueError("data.resize needs data.image_size (the size images are resized "
+                             "to), e.g. image_size = [64, 64]")
+        try:
+            check_resize(data["resize"])
+        except ValueError as exc:
+            raise ValueError(f"data.{exc}") from None
+    if "eval_transforms" in data:
+        from cnnframe.data import build_transforms
+        evt = data["eval_transforms"]
+        if not isinstance(evt, list):
+            raise ValueError(f"data.eval_transforms must be a list of transform tables, got "
+                             f"{evt!r}")
+        try:
+            build_transforms(evt)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"data.eval_transforms: {exc}") from None
 
 
 # What may change between a run and its resumption without changing the run itself: how
