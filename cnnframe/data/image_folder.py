@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -406,13 +407,13 @@ def default_workers():
 
 
 def _process_context():
-    """Worker processes start from a fork server that has imported this module once (fork
-    from a process with threads is unsafe; spawn would import cnnframe in every worker)."""
+    """Worker processes are forked on Linux, as PyTorch's DataLoader does: they start at once
+    and do not re-run the main script (a fork server or spawn would, so a script without an
+    ``if __name__ == "__main__":`` guard would start over in every worker). The workers run
+    only Pillow and numpy code, none of the parent's threads. Elsewhere they are spawned."""
     import multiprocessing
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 
 
@@ -553,7 +554,7 @@ class ImageFolder(ArrayDataset):
     orientation; grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images are converted
     to `mode` (16-bit grayscale: value * 255 / 65535 rounded, not clipped).
 
-    Decoding runs in `workers` processes. With the cache on (the default) the decoded uint8
+    Decoding runs in `workers` processes (forked on Linux). With the cache on (the default) the decoded uint8
     array is written to a ``.npy`` file in `cache_dir`, a chunk at a time, and always
     memory-mapped from there (``np.load(mmap_mode="r")``), so neither decoding nor training
     holds the whole set in RAM: the OS page cache keeps what fits, and a DataLoader gathers each
