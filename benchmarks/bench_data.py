@@ -5,7 +5,9 @@
 
 Loader rows time full epochs over 50,000 CIFAR-sized uint8 images, batch 128, on one core
 (pinned with sched_setaffinity unless --all-cores). Target: >= 20,000 images/s with crop + flip +
-normalise. Dataset rows time loading CIFAR-10 written in both official formats to a temporary
+normalise. The augmentation table times each augmentation of cnnframe.data.augment on its own
+(followed by to_float + normalize) at batches of 128 and 512, without prefetch, on one core (same
+target). Dataset rows time loading CIFAR-10 written in both official formats to a temporary
 directory, Shapes, Fashion-MNIST (if installed) and, with --image-folder (default: the shared
 CIFAR-10 JPEG copy when present), ImageFolder's first (decoding) and second (cached) loads.
 Decode rows (`bench_decode`) time ImageFolder decoding a folder of generated photo-like 500x375
@@ -41,6 +43,56 @@ def time_loader(images, labels, transform, prefetch, epochs):
         for x, _ in loader:
             seen += x.shape[0]
     return seen / (time.perf_counter() - start)
+
+
+# The augmentations of issue 18, each timed followed by to_float + normalize.
+AUGMENTATIONS = [
+    ("(to_float + normalize only)", []),
+    ("random_crop + flip (baseline)", [{"type": "random_crop", "padding": 4},
+                                       {"type": "random_horizontal_flip"}]),
+    ("random_erasing", [{"type": "random_erasing"}]),
+    ("random_erasing value=random", [{"type": "random_erasing", "value": "random"}]),
+    ("cutout size=8", [{"type": "cutout", "size": 8}]),
+    ("color_jitter b=c=s=0.4", [{"type": "color_jitter", "brightness": 0.4, "contrast": 0.4,
+                                 "saturation": 0.4}]),
+    ("color_jitter brightness=0.4", [{"type": "color_jitter", "brightness": 0.4}]),
+    ("random_translate 2", [{"type": "random_translate", "max_shift": 2}]),
+    ("random_translate 2 reflect", [{"type": "random_translate", "max_shift": 2,
+                                     "padding_mode": "reflect"}]),
+    ("alternating_flip", [{"type": "alternating_flip"}]),
+    ("mixup", [{"type": "mixup", "alpha": 0.2}]),
+    ("cutmix", [{"type": "cutmix"}]),
+    ("translate+altflip+cutout+mixup/cutmix", [
+        {"type": "random_translate", "max_shift": 2, "padding_mode": "reflect"},
+        {"type": "alternating_flip"}, {"type": "cutout", "size": 8},
+        {"type": "mixup", "alpha": 0.2}, {"type": "cutmix"}]),
+]
+
+
+def augmentation_table(images, labels, epochs=1, batch_sizes=(128, 512)):
+    """Print the loader's images per CPU-second for each augmentation (prefetch off, so all
+    the work is on this thread; CPU time, not wall time, so that other processes sharing
+    the core do not count)."""
+    n = len(images)
+    print(f"\nAugmentations (cnnframe.data.augment), each + to_float + normalize, "
+          f"{n:,} x 3x32x32 uint8, no prefetch;\nimages per CPU-second of the loading thread "
+          "(target >= 20,000 per core)")
+    print(f"{'augmentation':<40}" + "".join(f" {f'batch {b}':>11}" for b in batch_sizes))
+    for name, augs in AUGMENTATIONS:
+        transform = augs + [{"type": "to_float"}, {"type": "normalize"}]
+        rates = []
+        for b in batch_sizes:
+            loader = DataLoader((images, labels), b, shuffle=True, seed=0, transform=transform,
+                                prefetch=False)
+            for _ in zip(range(2), loader):  # warm up
+                pass
+            loader.set_epoch(0)
+            start, seen = time.thread_time(), 0
+            for _ in range(epochs):
+                for x, _ in loader:
+                    seen += x.shape[0]
+            rates.append(seen / (time.thread_time() - start))
+        print(f"{name:<40}" + "".join(f" {r:>11,.0f}" for r in rates))
 
 
 def write_cifar(root, n_per_batch=10000, seed=0):
@@ -139,6 +191,7 @@ def main():
         for prefetch in (False, True):
             rate = time_loader(images, labels, transform, prefetch, args.epochs)
             print(f"{name:<34} {str(prefetch):>8} {rate:>10,.0f}")
+    augmentation_table(images[:20000], labels[:20000])
 
     print(f"\n{'dataset load':<44} {'seconds':>8} {'images':>8}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ COMMANDS = [
     # module name (in cnnframe.cli) for each subcommand; add yours here
     "datasets",
     "gradcheck",
+    "import_onnx",
 ]
 
 

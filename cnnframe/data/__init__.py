@@ -2,6 +2,8 @@
 
 Every dataset holds `.images` (uint8, (N, C, H, W)), `.labels` (int64, (N,)) and `.classes`.
 """
+from cnnframe.data.augment import (AlternatingFlip, ColorJitter, CutMix, Cutout, Mixup,
+                                   RandomErasing, RandomTranslate)
 from cnnframe.data.base import ArrayDataset, DatasetError, default_cache_dir, default_data_root
 from cnnframe.data.cifar import CIFAR10, fetch_cifar10
 from cnnframe.data.download import ChecksumError, DownloadError
@@ -19,4 +21,5 @@ __all__ = ["ArrayDataset", "DatasetError", "DownloadError", "ChecksumError", "CI
            "DataLoader",
            "get_dataset", "available_datasets", "Compose", "ToFloat", "Normalize", "RandomCrop",
            "RandomHorizontalFlip", "build_transform", "build_transforms", "CIFAR10_MEAN",
-           "CIFAR10_STD", "default_cache_dir", "default_data_root"]
+           "CIFAR10_STD", "default_cache_dir", "default_data_root", "RandomErasing", "Cutout",
+           "ColorJitter", "RandomTranslate", "AlternatingFlip", "Mixup", "CutMix"]

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+from cnnframe.data.augment import BatchContext, BatchPipeline
 from cnnframe.data.transforms import ToFloat, Transform, build_transforms
 
 _END = object()
@@ -38,13 +39,17 @@ class DataLoader:
     transform : callable (batch, rng) -> batch, or a list of transform configs, optional
         Applied to the uint8 batch (see cnnframe.data.transforms). A result that is still an
         integer array is scaled to float32 in [0, 1]; with no transform, batches are just scaled.
+        Transforms needing the epoch and the images' dataset indices (alternating_flip) get
+        them; batch mixers (mixup, cutmix; see cnnframe.data.augment) run last, on the float32
+        batch, and make the labels (N, K) float32 class probabilities.
     prefetch : bool
         Prepare the next batch in a background thread while the current one is in use.
 
     Yields
     ------
     x : ndarray, float32 (B, C, H, W), C-contiguous
-    y : ndarray, int64 (B,)
+    y : ndarray, int64 (B,); with a batch mixer, float32 (B, K) class probabilities, K the
+        number of the dataset's classes (``len(dataset.classes)``, else the largest label + 1)
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, seed=0, drop_last=False,
@@ -73,6 +78,17 @@ class DataLoader:
         self.drop_last, self.transform, self.prefetch = bool(drop_last), transform, bool(prefetch)
         self.epoch, self.position = 0, 0
         self._to_float = ToFloat()
+        self._pipeline = (BatchPipeline(transform, self._num_classes())
+                          if BatchPipeline.needed(transform) else None)
+
+    def _num_classes(self):
+        """The dataset's class count: its `classes`, else the largest integer label + 1."""
+        classes = getattr(self.dataset, "classes", None)
+        if classes is not None:
+            return len(classes)
+        if np.issubdtype(self.labels.dtype, np.integer) and self.labels.size:
+            return int(self.labels.max()) + 1
+        return None
 
     @property
     def num_samples(self):
@@ -100,6 +116,9 @@ class DataLoader:
         order = self.order(epoch) if order is None else order
         idx = order[index * self.batch_size:(index + 1) * self.batch_size]
         x, y = self.images[idx], self.labels[idx]
+        if self._pipeline is not None:  # x is a fresh gather: the pipeline may overwrite it
+            return self._pipeline(x, y, self.batch_rng(epoch, index),
+                                  BatchContext(self.seed, int(epoch), idx))
         if isinstance(self.transform, Transform):  # x is a fresh gather: let it be overwritten
             x = self.transform(x, self.batch_rng(epoch, index), inplace=True)
         elif self.transform is not None:

@@ -1,5 +1,6 @@
 """Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip
-(and, from cnnframe.data.resize, random_resized_crop and resize).
+(and, registered here, random_resized_crop and resize from `cnnframe.data.resize` and the
+augmentations of `cnnframe.data.augment`).
 
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
@@ -226,6 +227,11 @@ TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, Ran
                                              RandomResizedCrop, Resize)}
 ALIASES = {"random_flip": "random_horizontal_flip", "hflip": "random_horizontal_flip",
            "crop": "random_crop"}
+
+# The augmentations of cnnframe.data.augment (erasing, cutout, colour jitter, translation,
+# alternating flip, mixup, cutmix) add themselves to TRANSFORMS and ALIASES when imported;
+# imported last because they build on the classes above (either module may come first).
+import cnnframe.data.augment  # noqa: E402,F401
 
 
 def build_transform(cfg):

@@ -29,3 +29,13 @@ __all__ += [
     "GroupNorm", "LayerNorm", "InstanceNorm2d", "GELU", "SiLU", "Hardswish", "ELU", "PReLU",
     "ConvTranspose2d", "Upsample", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Dropout2d",
 ]
+
+# Layers for the operations of imported ONNX graphs (cnnframe.onnx).
+from cnnframe.layers.elementwise import Elementwise, ElementwiseConst, Clip  # noqa: E402
+from cnnframe.layers.local_response_norm import LRN  # noqa: E402
+from cnnframe.layers.matmul import MatMulConst  # noqa: E402
+from cnnframe.layers.pooling_general import Pool2d  # noqa: E402
+from cnnframe.layers.shape_ops import Pad, Reshape, Transpose  # noqa: E402
+
+__all__ += ["Elementwise", "ElementwiseConst", "Clip", "LRN", "MatMulConst", "Pool2d", "Pad", "Reshape",
+            "Transpose"]

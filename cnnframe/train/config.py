@@ -16,7 +16,12 @@
     dataset = "cifar10"              # shapes | cifar10 | fashion_mnist | mnist | image_folder
     root = "/data/cifar10"           # optional: else --data-dir, else $CNNFRAME_DATA
     augmentation = [{type = "random_crop", padding = 4}, {type = "random_horizontal_flip"}]
-                                     # train-time transforms on uint8 batches (cnnframe.data)
+                                     # train-time transforms on uint8 batches (cnnframe.data):
+                                     # random_crop, random_horizontal_flip, random_translate,
+                                     # random_resized_crop, resize, alternating_flip,
+                                     # random_erasing, cutout, color_jitter,
+                                     # and the batch mixers mixup / cutmix (applied last, to the
+                                     # float batch; labels become (N, K) probabilities)
     normalize = {mean = [0.49, 0.48, 0.45], std = [0.25, 0.24, 0.26]}   # optional, after
                                      # scaling to [0, 1]; used for training and evaluation
     validation = "test"              # "test" split, "none", or a held-out fraction like 0.1
@@ -32,7 +37,9 @@
                                      # options.train / options.test apply to one split only
 
     [loss]                           # optional; default softmax cross-entropy
-    type = "softmax_cross_entropy"
+    type = "softmax_cross_entropy"   # or "bce_with_logits" (key pos_weight), "mse"
+    label_smoothing = 0.0            # optional, cross-entropy
+    weight = [1.0, 2.0, ...]         # optional, cross-entropy: one weight per class
 
     [optimizer]                      # cnnframe.optim.build_optimizer
     type = "sgd"

@@ -523,8 +523,8 @@ class Trainer:
         loss = self.loss.forward(logits, y)
         if not math.isfinite(loss):
             return None, loss
-        if tracker is not None:
-            tracker.update(loss, logits, y)
+        if tracker is not None:  # probability targets (mixup, cutmix): their top class
+            tracker.update(loss, logits, y if np.ndim(y) == 1 else np.argmax(y, axis=1))
         self.model.backward(self.loss.backward(), **self._backward_kw())
         self.optimizer.step()
         if self.schedule is not None:

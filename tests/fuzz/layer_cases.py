@@ -95,6 +95,31 @@ def _config_issue18(c, name, chan, k):
         return {"output_size": c.choice((1, 2, [3, None]))}
     if name == "dropout2d":
         return {"p": c.choice((0.0, 0.5)), "seed": 0}
+    return _config_onnx_ops(c, name, chan, k)
+
+
+def _config_onnx_ops(c, name, chan, k):
+    """Configs of the layers added for imported ONNX graphs (None: no arguments)."""
+    if name == "elementwise":
+        return {"op": c.choice(("add", "sub", "mul", "div"))}
+    if name == "elementwise_const":
+        return {"op": c.choice(("add", "sub", "mul", "div", "rsub")), "shape": c.choice(([], [1]))}
+    if name == "clip":
+        return {"min": c.choice((None, -0.5)), "max": c.choice((None, 0.5))}
+    if name == "reshape":
+        return {"shape": c.choice(([chan], [1, chan]))}
+    if name == "transpose":
+        return {"perm": c.choice(([0, 2, 1], [0, 1, 3, 2]))}
+    if name == "pad":
+        return {"pads": [[0, 0], [1, 0], [0, 1]],
+                "mode": c.choice(("constant", "reflect", "edge"))}
+    if name == "pool2d":
+        return {"mode": c.choice(("max", "avg")), "kernel_size": k, "stride": c.int(1, 2),
+                "ceil_mode": c.bool(), "count_include_pad": c.bool()}
+    if name == "lrn":
+        return {"size": c.choice((1, 3))}
+    if name == "matmul_const":
+        return {"in_features": chan, "out_features": c.int(1, 3), "seed": 0}
     return {}
 
 
