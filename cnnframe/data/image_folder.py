@@ -554,9 +554,9 @@ class ImageFolder(ArrayDataset):
     orientation; grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images are converted
     to `mode` (16-bit grayscale: value * 255 / 65535 rounded, not clipped).
 
-    Decoding runs in `workers` processes (forked on Linux). With the cache on (the default) the decoded uint8
-    array is written to a ``.npy`` file in `cache_dir`, a chunk at a time, and always
-    memory-mapped from there (``np.load(mmap_mode="r")``), so neither decoding nor training
+    Decoding runs in `workers` processes (forked on Linux). With the cache on (the default)
+    the decoded uint8 array is written to a ``.npy`` file in `cache_dir`, a chunk at a time,
+    and always memory-mapped from there (``np.load(mmap_mode="r")``), so neither decoding nor training
     holds the whole set in RAM: the OS page cache keeps what fits, and a DataLoader gathers each
     batch from the map. Later loads map the file without decoding. The cache file needs
     N * C * H * W bytes of disk (checked before decoding); it ends with its key, which covers
