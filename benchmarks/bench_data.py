@@ -1,6 +1,7 @@
-"""Data pipeline throughput: loader + augmentation, dataset load times.
+"""Data pipeline throughput: loader + augmentation, dataset load times, image decoding.
 
     python benchmarks/bench_data.py [--epochs 2] [--all-cores] [--image-folder DIR]
+                                    [--decode-images N] [--decode-only]
 
 Loader rows time full epochs over 50,000 CIFAR-sized uint8 images, batch 128, on one core
 (pinned with sched_setaffinity unless --all-cores). Target: >= 20,000 images/s with crop + flip +
@@ -9,6 +10,10 @@ normalise. The augmentation table times each augmentation of cnnframe.data.augme
 target). Dataset rows time loading CIFAR-10 written in both official formats to a temporary
 directory, Shapes, Fashion-MNIST (if installed) and, with --image-folder (default: the shared
 CIFAR-10 JPEG copy when present), ImageFolder's first (decoding) and second (cached) loads.
+Decode rows (`bench_decode`) time ImageFolder decoding a folder of generated photo-like 500x375
+JPEGs (about 30 KB each) to each image_size: per core (one decoding process, pinned; images per
+second of wall time and per CPU-second, the figure that does not depend on other load on the
+machine) and with one worker process per core. Target: >= 400 images/s per core.
 """
 import argparse
 import os
@@ -109,13 +114,71 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
+def write_photo_jpegs(root, n, size=(500, 375), classes=4, seed=0):
+    """`n` photo-like JPEGs (smooth gradients, a few discs, mild noise; quality 85) of
+    `size` (W, H) in `classes` class folders under `root`."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i in range(n):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        a = rng.uniform(-0.4, 0.4, (3, 2)).astype(np.float32)
+        img = a[:, 0, None, None] * xx + a[:, 1, None, None] * yy + rng.uniform(0, 255, (3, 1, 1))
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
+            disc = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+            img = np.where(disc, rng.uniform(0, 255, (3, 1, 1)), img)
+        img += rng.normal(0, 3, img.shape).astype(np.float32)
+        pixels = np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=85)
+
+
+def bench_decode(n=800, sizes=((64, 64), (128, 128), (224, 224)), all_cores=True):
+    """Print ImageFolder's decoding rate for `n` generated 500x375 JPEGs per image_size."""
+    from cnnframe.data.image_folder import default_workers
+    cores = default_workers()
+    print(f"\nImageFolder decoding {n} generated 500x375 JPEGs "
+          f"(resize=shorter_side_then_center_crop, cache on)")
+    print(f"{'image_size':<12} {'per core: images/s':>19} {'images/CPU-s':>13} "
+          f"{f'{cores} processes: images/s':>24}")
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "jpegs"
+        write_photo_jpegs(folder, n)
+        for size in sizes:
+            if affinity:
+                os.sched_setaffinity(0, {sorted(affinity)[0]})
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            ImageFolder(folder, cache_dir=Path(tmp) / "cache1", image_size=size, workers=1,
+                        progress=False)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            if affinity:
+                os.sched_setaffinity(0, affinity)
+            row = f"{f'{size[0]}x{size[1]}':<12} {n / wall:>19,.0f} {n / cpu:>13,.0f}"
+            if all_cores and cores > 1:
+                sec, _ = timed(lambda: ImageFolder(folder, cache_dir=Path(tmp) / "cacheN",
+                                                   image_size=size, workers=cores,
+                                                   progress=False))
+                row += f" {n / sec:>24,.0f}"
+            print(row)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--image-folder", default=str(SHARED_JPEG),
                         help="a folder with train/ and test/ class folders ('' to skip)")
+    parser.add_argument("--decode-images", type=int, default=800, metavar="N",
+                        help="generated JPEGs for the decode rows (0 to skip)")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="only the decode rows")
     args = parser.parse_args()
+    if args.decode_only:
+        bench_decode(args.decode_images)
+        return
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rng = np.random.default_rng(0)
@@ -151,6 +214,10 @@ def main():
                     print(f"{f'ImageFolder {split} ({attempt})':<44} {sec:>8.2f} {len(ds):>8}")
     elif folder:
         print(f"(ImageFolder rows skipped: {folder} has no train/ folder)")
+    if args.decode_images:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        bench_decode(args.decode_images)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,50 @@ def write_data_root(root, cifar_arrays):
                     np.array([0, 1, 1, 9, 9]), gz=True)
     write_idx_split(root / "digits", False, rng.integers(0, 256, (2, 28, 28)), np.array([3, 3]))
     return root
+
+
+def write_mixed_image_folder(root, per_class=10, classes=("cats", "dogs"), seed=0):
+    """root/<class>/ images as users bring them: sizes from 23x17 to 120x90, JPEG and PNG,
+    RGB and grayscale; class 0 also holds one CMYK JPEG, one 16-bit grayscale PNG, one
+    palette PNG with a transparent colour, one RGBA PNG and one JPEG with an EXIF
+    orientation (rotated 90 degrees). Class k's images are brighter than class k-1's.
+    Returns the list of paths. Needs Pillow.
+    """
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    sizes = [(120, 90), (90, 120), (64, 48), (23, 17), (50, 50), (75, 100), (33, 60)]
+    paths = []
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            w, h = sizes[(i + k) % len(sizes)]
+            level = 60 + 120 * k / max(len(classes) - 1, 1)
+            pixels = np.clip(rng.normal(level, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels)
+            if i % 3 == 2:
+                image = image.convert("L")
+            path = folder / f"{i:03d}{'.jpg' if i % 2 else '.png'}"
+            image.save(path)
+            paths.append(path)
+        if k == 0:
+            special = {
+                "cmyk.jpg": lambda p: Image.fromarray(pixels).convert("CMYK").save(p),
+                "wide16.png": lambda p: Image.fromarray(
+                    (pixels[..., 0].astype(np.uint16) * 257)).save(p),
+                "palette.png": lambda p: Image.fromarray(pixels).convert(
+                    "P", palette=Image.ADAPTIVE, colors=16).save(p, transparency=0),
+                "rgba.png": lambda p: Image.fromarray(np.dstack(
+                    [pixels, np.full(pixels.shape[:2], 128, np.uint8)])).save(p),
+                "rotated.jpg": lambda p: _save_rotated(Image.fromarray(pixels), p),
+            }
+            for file_name, save in special.items():
+                save(folder / file_name)
+                paths.append(folder / file_name)
+    return paths
+
+
+def _save_rotated(image, path, orientation=6):
+    exif = image.getexif()
+    exif[0x0112] = orientation  # "rotate 90 degrees clockwise to display"
+    image.save(path, exif=exif)

@@ -81,7 +81,7 @@ def _pillow():
     return Image
 
 
-def load_images(paths, image_shape, max_pixels=MAX_PIXELS):
+def load_images(paths, image_shape, max_pixels=MAX_PIXELS, resize="stretch"):
     """uint8 (N, C, H, W) from image files, with the paths resized and the failures.
 
     Each file is read by `cnnframe.data.load_image`: converted to C channels (RGB or
@@ -94,6 +94,9 @@ def load_images(paths, image_shape, max_pixels=MAX_PIXELS):
         (C, H, W) the model takes; C is 1 or 3.
     max_pixels : int or None
         Files with more pixels are refused before decoding (None: no limit).
+    resize : str
+        How a file of another shape reaches H x W (ImageFolder's resize modes; a run trained
+        with data.image_size records its own in preprocess.json).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def load_images(paths, image_shape, max_pixels=MAX_PIXELS):
     for path in paths:
         try:
             arr, original_size = load_image(path, "RGB" if c == 3 else "L", size=(h, w),
-                                            max_pixels=max_pixels)
+                                            max_pixels=max_pixels, resize=resize)
         except DatasetError as exc:  # names the file and says why
             msg = str(exc)
             failed.append((path, msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg))
@@ -152,7 +155,8 @@ def run(args):
     n_read, n_resized = 0, 0
     for start in range(0, len(files), CHUNK):
         images, read, resized, bad = load_images(files[start:start + CHUNK], image_shape,
-                                                 args.max_pixels or None)
+                                                 args.max_pixels or None,
+                                                 pre.get("resize", "stretch"))
         for path, why in bad:
             print(f"cnnframe predict: {path}: {why}", file=sys.stderr)
         failed += bad

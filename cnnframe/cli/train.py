@@ -131,7 +131,7 @@ def _run(args, dist):
         remove_stale_run_temp_files(out)  # left by an earlier run killed mid-write
         save_config(cfg, out / CONFIG_FILE)
         write_preprocess(out, train_set.classes, train_set.images.shape[1:],
-                         eval_transform_config(cfg))
+                         eval_transform_config(cfg), cfg["data"].get("resize"))
     make_trainer = Trainer if dist is None else functools.partial(
         dist.trainer, sync_batch_norm=cfg.get("sync_batch_norm", False))
     trainer = make_trainer(model, loss, optimizer, schedule, metrics=cfg["metrics"], out_dir=out,

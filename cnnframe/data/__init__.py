@@ -11,6 +11,7 @@ from cnnframe.data.image_folder import ImageFolder, load_image
 from cnnframe.data.loader import DataLoader
 from cnnframe.data.mnist import MNIST, FashionMNIST
 from cnnframe.data.registry import available_datasets, get_dataset
+from cnnframe.data.resize import RandomResizedCrop, Resize
 from cnnframe.data.shapes import Shapes
 from cnnframe.data.transforms import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop,
                                       RandomHorizontalFlip, ToFloat, build_transform,
@@ -22,4 +23,5 @@ __all__ = ["ArrayDataset", "DatasetError", "DownloadError", "ChecksumError", "CI
            "get_dataset", "available_datasets", "Compose", "ToFloat", "Normalize", "RandomCrop",
            "RandomHorizontalFlip", "build_transform", "build_transforms", "CIFAR10_MEAN",
            "CIFAR10_STD", "default_cache_dir", "default_data_root", "RandomErasing", "Cutout",
-           "ColorJitter", "RandomTranslate", "AlternatingFlip", "Mixup", "CutMix"]
+           "ColorJitter", "RandomTranslate", "AlternatingFlip", "Mixup", "CutMix",
+           "RandomResizedCrop", "Resize"]

@@ -19,9 +19,22 @@ def split_root(root, train):
                             f"{'train' if train else 'test'} split")
 
 
+def is_single_folder(root):
+    """Whether an image-folder root is one folder of class folders (no train/ or test/ folder)."""
+    names = SPLIT_DIRS[True] + SPLIT_DIRS[False]
+    return Path(root).is_dir() and not any((Path(root) / d).is_dir() for d in names)
+
+
 def _image_folder(root, train, **kw):
     if root is None:
-        raise ValueError("the image_folder dataset needs a root (with train/ and test/ folders)")
+        raise ValueError("the image_folder dataset needs a root (with train/ and test/ folders, "
+                         "or class folders)")
+    if is_single_folder(root):
+        if not train:
+            raise FileNotFoundError(
+                f"{root}: no train/ and test/ folders, so no test split; hold out part of each "
+                "class for evaluation with validation = 0.1 in [data] (or validation = \"none\")")
+        return ImageFolder(root, **kw)  # one folder of class folders: all of it is training data
     return ImageFolder(split_root(root, train), **kw)
 
 
@@ -52,7 +65,8 @@ def get_dataset(name, root=None, train=True, **kwargs):
     name : str
         Case and "-" versus "_" do not matter.
     root : str or Path, optional
-        The dataset's root (ignored by shapes; image_folder uses root/train and root/test).
+        The dataset's root (ignored by shapes; image_folder uses root/train and root/test, or
+        a root without train/ as the training split).
     train : bool
         Which split.
     **kwargs

@@ -1,5 +1,6 @@
 """Batch transforms: scaling, per-channel normalisation, random crop, random horizontal flip
-(and, registered here, the augmentations of `cnnframe.data.augment`).
+(and, registered here, random_resized_crop and resize from `cnnframe.data.resize` and the
+augmentations of `cnnframe.data.augment`).
 
 Every transform is a callable ``t(batch, rng) -> batch`` over a whole (N, C, H, W) batch (uint8 or
 float), drawing any randomness from the numpy Generator `rng`, so a seeded rng reproduces the
@@ -218,7 +219,12 @@ class Compose(Transform):
         return f"Compose({self.transforms!r})"
 
 
-TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip)}
+# resize.py subclasses Transform, so it is imported once Transform exists (the package's
+# __init__ imports this module first).
+from cnnframe.data.resize import RandomResizedCrop, Resize  # noqa: E402
+
+TRANSFORMS = {cls.type_name: cls for cls in (ToFloat, Normalize, RandomCrop, RandomHorizontalFlip,
+                                             RandomResizedCrop, Resize)}
 ALIASES = {"random_flip": "random_horizontal_flip", "hflip": "random_horizontal_flip",
            "crop": "random_crop"}
 

@@ -21,12 +21,21 @@
     augmentation = [{type = "random_crop", padding = 4}, {type = "random_horizontal_flip"}]
                                      # train-time transforms on uint8 batches (cnnframe.data):
                                      # random_crop, random_horizontal_flip, random_translate,
-                                     # alternating_flip, random_erasing, cutout, color_jitter,
+                                     # random_resized_crop, resize, alternating_flip,
+                                     # random_erasing, cutout, color_jitter,
                                      # and the batch mixers mixup / cutmix (applied last, to the
                                      # float batch; labels become (N, K) probabilities)
     normalize = {mean = [0.49, 0.48, 0.45], std = [0.25, 0.24, 0.26]}   # optional, after
                                      # scaling to [0, 1]; used for training and evaluation
     validation = "test"              # "test" split, "none", or a held-out fraction like 0.1
+                                     # (image_folder: of each class; a folder without train/
+                                     # and test/ needs a fraction or "none")
+    image_size = [64, 64]            # image_folder only, optional: decode every image to this
+                                     # (height, width); an int n means [n, n]
+    resize = "shorter_side_then_center_crop"   # with image_size: or "stretch", "pad"
+    eval_transforms = [{type = "resize", size = 56}]   # optional: transforms of evaluation
+                                     # batches before to_float/normalize (e.g. after a
+                                     # random_resized_crop to a size other than image_size)
     options = {}                     # keyword arguments of the dataset class; sub-tables
                                      # options.train / options.test apply to one split only
 
@@ -93,7 +102,9 @@ TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_s
             "threads", "metrics", "checkpoint", "sync_batch_norm", "ema", "early_stopping",
             "freeze")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
-DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation")
+DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation",
+             "image_size", "resize", "eval_transforms")
+IMAGE_FOLDER_NAMES = ("image_folder", "cifar10_jpeg")  # datasets that take image_size
 CHECKPOINT_KEYS = ("keep", "every_steps", "keep_best")
 KEEP_BEST_KEYS = ("monitor", "mode", "min_delta")
 EMA_KEYS = ("decay", "every_steps", "warmup", "buffers", "evaluate", "save")
@@ -174,6 +185,7 @@ def validate_config(cfg):
     if not (val in ("test", "none") or (isinstance(val, float) and 0.0 < val < 1.0)):
         raise ValueError(f"data.validation must be \"test\", \"none\" or a fraction in (0, 1) of "
                          f"the training set held out, got {val!r}")
+    _check_image_keys(data)
 
     ck = {**DEFAULTS["checkpoint"], **out["checkpoint"]}
     _unknown(ck, CHECKPOINT_KEYS, "[checkpoint]")
@@ -216,6 +228,36 @@ def _check_controls(cfg):
         if not isinstance(frz, list) or not all(isinstance(p, str) and p for p in frz):
             raise ValueError(f"freeze must be a list of parameter patterns such as "
                              f"[\"conv1\", \"*.bias\"], got {frz!r}")
+
+
+def _check_image_keys(data):
+    """Check (and normalise) [data] image_size, resize and eval_transforms in place."""
+    from cnnframe.data.image_folder import check_image_size, check_resize
+    if "image_size" in data:
+        name = str(data["dataset"]).lower().replace("-", "_")
+        if name not in IMAGE_FOLDER_NAMES:
+            raise ValueError(f"data.image_size applies to the image_folder dataset, not "
+                             f"{data['dataset']!r}")
+        data["image_size"] = list(check_image_size(data["image_size"], "data.image_size"))
+        data.setdefault("resize", "shorter_side_then_center_crop")
+    if "resize" in data:
+        if "image_size" not in data:
+            raise ValueError("data.resize needs data.image_size (the size images are resized "
+                             "to), e.g. image_size = [64, 64]")
+        try:
+            check_resize(data["resize"])
+        except ValueError as exc:
+            raise ValueError(f"data.{exc}") from None
+    if "eval_transforms" in data:
+        from cnnframe.data import build_transforms
+        evt = data["eval_transforms"]
+        if not isinstance(evt, list):
+            raise ValueError(f"data.eval_transforms must be a list of transform tables, got "
+                             f"{evt!r}")
+        try:
+            build_transforms(evt)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"data.eval_transforms: {exc}") from None
 
 
 # What may change between a run and its resumption without changing the run itself: how

@@ -163,7 +163,7 @@ config : dict, the training config used for the data
 """
 
 
-def _eval_config(model, config, data, run_dir):
+def _eval_config(model, config, data, run_dir, data_dir=None):
     """The training config that describes the data of an evaluation (see `evaluate_run`)."""
     from cnnframe.train.config import load_config, validate_config
     from cnnframe.train.runs import CONFIG_FILE
@@ -183,7 +183,9 @@ def _eval_config(model, config, data, run_dir):
         if data != cfg["data"]["dataset"]:
             cfg["data"]["options"] = {}
         cfg["data"]["dataset"] = data
-    cfg["data"]["validation"] = "test"
+    from cnnframe.train.runs import holds_out_validation
+    if not holds_out_validation(cfg, data_dir):  # else the "test" split is the held-out part
+        cfg["data"]["validation"] = "test"
     return cfg
 
 
@@ -229,7 +231,7 @@ def evaluate_run(model, data_dir=None, split="test", tta=False, batch_size=256, 
                                      load_datasets, read_preprocess)
 
     model_path, run_dir = find_model(model)
-    cfg = _eval_config(model, config, data, run_dir)
+    cfg = _eval_config(model, config, data, run_dir, data_dir)
     net = Model.load(model_path)
     train_set, test_set = load_datasets(cfg, data_dir, download=download)
     dataset = train_set if split == "train" else test_set

@@ -97,11 +97,32 @@ def _missing_cifar10(root):
         f"the official archive (about 160 MB) into {root}")
 
 
+def is_image_folder(cfg):
+    """Whether the config's dataset is an image folder (image_folder or its alias)."""
+    from cnnframe.train.config import IMAGE_FOLDER_NAMES
+    return dataset_name(cfg) in IMAGE_FOLDER_NAMES
+
+
+def holds_out_validation(cfg, data_dir=None):
+    """Whether evaluation data comes from the run's own held-out part of its training images:
+    an image folder without train/ and test/ folders, with ``validation`` a fraction."""
+    from cnnframe.data.registry import is_single_folder
+    root = resolve_data_root(cfg["data"], data_dir)
+    return (is_image_folder(cfg) and isinstance(cfg["data"].get("validation"), float)
+            and root is not None and is_single_folder(root))
+
+
 def load_datasets(cfg, data_dir=None, download=False):
     """(train_set, eval_set or None) for a validated config's [data] section.
 
     ``dataset = "cifar10"`` reads the official python/binary release under the root, or a
     class-per-folder copy there (as `cnnframe.data.CIFAR10` does).
+
+    ``dataset = "image_folder"`` reads root/train and root/test, or, when the root has no
+    train/ folder, the root itself as one folder of class folders. There ``validation = f``
+    holds out a fraction f of each class (`cnnframe.data.image_folder.stratified_split`,
+    seeded by the config's seed), so the same config always gives the same split; data.image_size
+    and data.resize are passed to `ImageFolder`.
 
     Parameters
     ----------
@@ -144,8 +165,21 @@ def load_datasets(cfg, data_dir=None, download=False):
             fetch_cifar10(where)
         elif not copy_here:
             raise _missing_cifar10(where)
-    train_set = get_dataset(name, root, train=True, **train_opts)
     val = data.get("validation", "test")
+    if is_image_folder(cfg) and "image_size" in data:
+        both = sorted(k for k in ("image_size", "resize") if k in train_opts or k in test_opts)
+        if both:
+            raise ValueError(f"data.options sets {', '.join(both)}, which [data] sets too; "
+                             "give each once, in [data]")
+        sizing = {"image_size": tuple(data["image_size"]), "resize": data["resize"]}
+        train_opts, test_opts = {**train_opts, **sizing}, {**test_opts, **sizing}
+    if is_image_folder(cfg) and isinstance(val, float):
+        # A stratified split of the image files, each part decoded (and cached) by itself: a
+        # memory-mapped set is never copied into memory to split it.
+        split = {"validation": val, "split_seed": cfg["seed"]}
+        return (get_dataset(name, root, train=True, subset="train", **split, **train_opts),
+                get_dataset(name, root, train=True, subset="validation", **split, **train_opts))
+    train_set = get_dataset(name, root, train=True, **train_opts)
     if val == "none":
         return train_set, None
     if val == "test":
@@ -155,9 +189,12 @@ def load_datasets(cfg, data_dir=None, download=False):
 
 
 def eval_transform_config(cfg):
-    """The eval-time transform configs: to_float, then normalize when the config has one."""
+    """The eval-time transform configs: data.eval_transforms (e.g. a resize), to_float, then
+    normalize when the config has one."""
     norm = cfg["data"].get("normalize")
-    out = [{"type": "to_float"}]
+    out = [dict(t) if isinstance(t, dict) else {"type": t}
+           for t in cfg["data"].get("eval_transforms") or []]
+    out.append({"type": "to_float"})
     if norm:
         if not isinstance(norm, dict):
             raise ValueError(f"data.normalize must be a table {{mean = [...], std = [...]}}, "
@@ -206,9 +243,13 @@ def build_loss(cfg):
     return get_loss(kind, **lcfg)
 
 
-def write_preprocess(out_dir, classes, image_shape, transforms):
+def write_preprocess(out_dir, classes, image_shape, transforms, resize=None):
+    """preprocess.json: the classes, the (C, H, W) images are read at, the eval transforms and,
+    for images resized on load, how (`resize`, as ImageFolder's), so predict reads files alike."""
     info = {"classes": list(classes), "image_shape": [int(s) for s in image_shape],
             "transforms": transforms}
+    if resize is not None:
+        info["resize"] = resize
     text = json.dumps(info, indent=2)
     atomic_write(Path(out_dir) / PREPROCESS_FILE, lambda f: f.write(text), mode="w")
 

@@ -113,26 +113,31 @@ def test_changed_file_invalidates_cache(tmp_path):
     assert not third.from_cache and len(third) == 5
 
 
-def overwrite_cache(path, array, header=None, allow_pickle=False):
-    """Replace the cache file at `path` by `header` (default: its own) and `array` as .npy."""
-    if header is None:
+def overwrite_cache(path, array, key=None, allow_pickle=False):
+    """Replace the cache file at `path` (a new file, as the cache's own writes do: the old one
+    may be memory-mapped) by `array` as .npy followed by the trailer of `key` (default: its own
+    key; b"" for none)."""
+    if key is None:
         with open(path, "rb") as f:
-            header = f.readline() + f.readline()  # the magic line and the key line
-    with open(path, "wb") as f:
-        f.write(header)
+            key = f.read()[-65:-1]
+    trailer = b"\ncnnframe image cache\n" + key + b"\n" if key else b""
+    with open(f"{path}.new", "wb") as f:
         np.save(f, array, allow_pickle=allow_pickle)
+        f.write(trailer)
+    os.replace(f"{path}.new", path)
 
 
-@pytest.mark.parametrize("array, header", [
+@pytest.mark.parametrize("array, key", [
     (np.array([{"x": 1}], dtype=object), None),  # would need pickle to load
     (np.zeros((5, 3, 6, 8), np.uint8), None),  # the wrong number of images
     (np.zeros((2, 3, 6, 8), np.uint8), b""),  # a plain .npy: no key to verify
-    (np.zeros((2, 3, 6, 8), np.uint8), b"cnnframe image cache\n" + b"0" * 64 + b"\n"),
-], ids=["object-array", "wrong-shape", "no-key", "other-key"])
-def test_unsafe_or_wrong_cache_is_ignored_and_replaced(tmp_path, array, header):
+    (np.zeros((2, 3, 6, 8), np.uint8), b"0" * 64),  # another key
+    (np.zeros((2, 3, 6, 8), np.float32), None),  # not uint8
+], ids=["object-array", "wrong-shape", "no-key", "other-key", "float"])
+def test_unsafe_or_wrong_cache_is_ignored_and_replaced(tmp_path, array, key):
     write_folder(tmp_path / "d", {"a": 2})
     ds = ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")
-    overwrite_cache(ds.cache_path, array, header, allow_pickle=array.dtype == object)
+    overwrite_cache(ds.cache_path, array, key, allow_pickle=array.dtype == object)
     again = ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")
     assert not again.from_cache
     np.testing.assert_array_equal(again.images, ds.images)
@@ -266,11 +271,28 @@ def test_max_pixels_is_configurable(tmp_path):
 
 
 def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(tmp_path, monkeypatch):
+    # without the cache the decoded array lives in RAM; with it, it is memory-mapped
     write_folder(tmp_path / "d", {"a": 3}, size=(8, 6))
     monkeypatch.setattr(image_folder, "_physical_memory", lambda: 3 * 3 * 6 * 8 - 1)
     with pytest.raises(DatasetError, match=r"3 images of 8x6 pixels .* more than this machine"):
-        ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")
+        ImageFolder(tmp_path / "d", cache=False)
+    cached = ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")
+    assert cached.memory_mapped and len(cached) == 3
     monkeypatch.setattr(image_folder, "_physical_memory", lambda: 3 * 3 * 6 * 8)
+    assert len(ImageFolder(tmp_path / "d", cache=False)) == 3
+
+
+def test_cache_that_would_not_fit_on_its_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    write_folder(tmp_path / "d", {"a": 3}, size=(8, 6))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(image_folder.shutil, "disk_usage",
+                        lambda path: usage._replace(free=3 * 3 * 6 * 8 - 1))
+    with pytest.raises(DatasetError, match=rf"need 0.00 GiB of image cache in {tmp_path / 'cache'}"
+                                           r", which has 0.00 GiB free"):
+        ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")
+    assert cache_files(tmp_path / "cache") == []
+    monkeypatch.setattr(image_folder.shutil, "disk_usage",
+                        lambda path: usage._replace(free=3 * 3 * 6 * 8))
     assert len(ImageFolder(tmp_path / "d", cache_dir=tmp_path / "cache")) == 3
 
 
@@ -334,7 +356,9 @@ def test_second_root_with_same_names_sizes_and_mtimes_gets_its_own_images(tmp_pa
     for path, image in zip(two.files, two.images):
         np.testing.assert_array_equal(image, second[Path(path)].transpose(2, 0, 1))
     # a cache file copied under the other root's name is refused: the key inside is checked
-    shutil.copyfile(one.cache_path, two.cache_path)
+    # (copied to a new file: two.images maps the old one, which must not change under it)
+    shutil.copyfile(one.cache_path, tmp_path / "copy.npy")
+    os.replace(tmp_path / "copy.npy", two.cache_path)
     again = ImageFolder(tmp_path / "r1", cache_dir=tmp_path / "cache")
     assert not again.from_cache
     np.testing.assert_array_equal(again.images, two.images)

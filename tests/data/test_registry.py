@@ -25,5 +25,14 @@ def test_get_dataset_by_name(data_root):
                                          "shapes"}
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid names: cifar10"):
         get_dataset("imagenet")
-    with pytest.raises(FileNotFoundError, match="no test or val or valid folder"):
+    # a root of class folders alone is a training split without a test split
+    single = get_dataset("image_folder", data_root / "pets" / "train", train=True, cache=False)
+    assert len(single) == 7 and single.classes == ["cats", "dogs"]
+    with pytest.raises(FileNotFoundError, match=r"no train/ and test/ folders, so no test split; "
+                                                r"hold out .* with validation = 0.1"):
         get_dataset("image_folder", data_root / "pets" / "train", train=False)
+    (data_root / "pets" / "test").rename(data_root / "pets" / "val")
+    assert len(get_dataset("image_folder", data_root / "pets", train=False, cache=False)) == 3
+    (data_root / "pets" / "train").rename(data_root / "pets" / "training")
+    with pytest.raises(FileNotFoundError, match="no train folder for the train split"):
+        get_dataset("image_folder", data_root / "pets", train=True)
