@@ -159,6 +159,7 @@ def run_page(path, workdir=None, timeout=PAGE_TIMEOUT_S):
                                                         if env.get("PYTHONPATH") else []))
     with tempfile.TemporaryDirectory(prefix="cnnframe-tutorial-") as tmp:
         workdir = Path(workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         try:
             proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(path),
                                    str(workdir)], cwd=workdir, env=env, capture_output=True,
@@ -240,4 +241,11 @@ def draw_figures(docs=DOCS, out=None, log=print):
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: python tutorial_runner.py PAGE.md WORKDIR")
-    execute_page(sys.argv[1], sys.argv[2])
+    try:
+        execute_page(sys.argv[1], sys.argv[2])
+    except BaseException:
+        # the traceback module reads the pages' lines from linecache (the interpreter's own
+        # printer would look for a file named "page.md:LINE")
+        import traceback
+        traceback.print_exc()
+        sys.exit(1)
