@@ -8,9 +8,11 @@ Conventions of a page (docs/tutorials/*.md, docs/ja/tutorials/*.md, docs/ja/quic
 - A block whose fence is preceded by the line ``<!-- docs-test: skip -->`` (blank lines
   between are allowed) does not run: only for commands that need a real dataset or MPI, which
   must still work when run by hand.
-- A block of any other language preceded by ``<!-- docs-test: write PATH -->`` is written to
-  PATH (relative to the working directory) when the page reaches it, as a reader saving the
-  file shown would (a TOML model config, a plugin's pyproject.toml).
+- A block preceded by ``<!-- docs-test: write PATH -->`` is written to PATH (relative to the
+  working directory) when the page reaches it, as a reader saving the file shown would (a TOML
+  model config, a plugin's pyproject.toml, a Python module); a Python block written is not run.
+  The working directory is first on ``sys.path``, as in an interactive session, so a module
+  written there can be imported.
 - Figures: a page shows a picture its own code draws as
   ``![alt](/_generated/figures/STEM/NAME.png)``, where STEM is the page's file name without
   ``.md`` (a page and its translation share the folder) and the code saves ``NAME.png`` in
@@ -49,7 +51,7 @@ class Block:
 
     @property
     def runs(self):
-        return self.lang == "python" and self.marker != SKIP
+        return self.lang == "python" and self.marker == ""
 
     @property
     def write_path(self):
@@ -93,8 +95,6 @@ def code_blocks(path):
             if j == len(lines):
                 raise ValueError(f"{path}:{i + 1}: code block never closed")
             block = Block(lang, "\n".join(body) + "\n", i + 1, marker)
-            if block.write_path is not None and lang == "python":
-                raise ValueError(f"{path}:{marker_line}: 'write' applies to non-python blocks")
             if marker == SKIP and lang != "python":
                 raise ValueError(f"{path}:{marker_line}: 'skip' applies to python blocks only")
             blocks.append(block)
@@ -129,7 +129,8 @@ def execute_page(path, workdir):
     os.environ.setdefault("MPLBACKEND", "Agg")
     random.seed(0)
     np.random.seed(0)
-    namespace = {"__name__": "__main__", "__file__": str(Path(workdir) / "tutorial.py")}
+    sys.path[0] = str(Path(workdir).resolve())   # in place of this script's folder
+    namespace = {"__name__": "__main__"}
     for block in code_blocks(path):
         if block.write_path is not None:
             target = Path(block.write_path)

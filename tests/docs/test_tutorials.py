@@ -2,7 +2,8 @@
 
 Each page runs as docs/_ext/tutorial_runner.py describes: its ```python blocks in order, in one
 fresh interpreter per page, in a temporary working directory, seeded; ``<!-- docs-test: skip
--->`` skips a block and ``<!-- docs-test: write PATH -->`` saves a non-python block as PATH.
+-->`` skips a block and ``<!-- docs-test: write PATH -->`` saves a block as the file PATH (a
+Python one is imported, not run).
 A page must also draw every figure it shows (``/_generated/figures/STEM/NAME.png``), and a
 Japanese page must have the same code as its English original (comments aside).
 The harness itself is tested below on small pages written here.
@@ -83,6 +84,13 @@ def test_write_marker_saves_the_block_in_the_working_directory(tmp_path):
     assert (work / "cfg" / "net.toml").read_text() == "a = 1\n"
 
 
+def test_a_python_block_written_to_a_file_is_importable_and_not_run(tmp_path):
+    page = _page(tmp_path, "<!-- docs-test: write mymod.py -->\n```python\nVALUE = 7\n"
+                           "print('module body ran')\n```\n"
+                           "```python\nimport mymod\nprint(mymod.VALUE)\n```\n")
+    assert tr.run_page(page).split() == ["module", "body", "ran", "7"]
+
+
 def test_pages_start_seeded_and_in_a_temporary_folder(tmp_path):
     page = _page(tmp_path, "```python\nimport os, random, numpy as np\n"
                            "print(np.random.rand(), random.random(), os.getcwd())\n```\n")
@@ -121,7 +129,6 @@ def test_a_failing_block_names_the_page_and_its_line(tmp_path):
     ("<!-- docs-test: run-twice -->\n```python\n```\n", "unknown docs-test marker"),
     ("<!-- docs-test: skip -->\n\nsome text\n\n```python\n```\n", "not followed by a code block"),
     ("<!-- docs-test: skip -->\n```toml\n```\n", "'skip' applies to python blocks only"),
-    ("<!-- docs-test: write a.py -->\n```python\n```\n", "'write' applies to non-python"),
     ("```python\nx = 1\n", "code block never closed"),
 ])
 def test_bad_markup_is_an_error_naming_the_line(tmp_path, text, message):
