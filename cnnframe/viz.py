@@ -122,7 +122,7 @@ def filter_grid(weight, *, rgb=None, ncols=None, max_tiles=256, tile_px=48, titl
     title : str, optional
     cmap : str
         Colormap of the single-channel tiles; one symmetric scale (-m, m), with m the
-        largest |weight| drawn, so colours compare across tiles and show the sign.
+        largest ``|weight|`` drawn, so colours compare across tiles and show the sign.
 
     Returns
     -------

@@ -31,7 +31,7 @@ class Transform:
     type_name = None
 
     def get_config(self):
-        """The transform as a plain dict: {"type": ..., **constructor arguments}."""
+        """The transform as a plain dict: ``{"type": ..., **constructor_arguments}``."""
         return {"type": self.type_name, **self._config()}
 
     def _config(self):

@@ -212,7 +212,7 @@ def prelu(x, weight, *, out=None):
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *) (any shape when weight has one value), float32 or float64
+    x : ndarray, shape ``(N, C, *)`` (any shape when weight has one value), float32 or float64
     weight : ndarray, shape (1,) or (C,), x's dtype
         The slope for x <= 0: one shared, or one per channel (axis 1).
     out : ndarray, optional

@@ -234,10 +234,11 @@ def _plan(x, weight, oh, ow):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
-    """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d.
+    """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d::
 
-    y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
-                    * xpad[n, g*C/groups + c, i*sh + a*dh, j*sw + b*dw]
+        y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
+                        * xpad[n, g*C/groups + c, i*sh + a*dh, j*sw + b*dw]
+
     where xpad is x zero-padded and g is the group of output channel f.  The kernel
     is not flipped: this is cross-correlation, which CNN layers call convolution
     (see `convolve2d` for the flipped, true convolution).

@@ -63,7 +63,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5, *, running_mean=None,
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *), float32 or float64
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
         At least two values per channel (N * prod(*) >= 2).
     weight, bias : ndarray, shape (C,), x's dtype, optional
         Per-channel scale and shift (default 1 and 0).
@@ -137,7 +137,7 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, rel
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *), float32 or float64
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
     weight, bias : ndarray, shape (C,), x's dtype, or None (1 and 0)
     running_mean, running_var : ndarray, shape (C,), x's dtype
     eps : float > 0
@@ -182,8 +182,8 @@ def batch_norm_backward(grad_y, x, weight, mean, invstd, training=True, need_gra
 
     Parameters
     ----------
-    grad_y : ndarray, shape (N, C, *), x's dtype
-    x : ndarray, shape (N, C, *), float32 or float64
+    grad_y : ndarray, shape ``(N, C, *)``, x's dtype
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
         The input of the forward call.
     weight : ndarray, shape (C,), x's dtype, or None (1)
     mean, invstd : ndarray, shape (C,), float32 or float64

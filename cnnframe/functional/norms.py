@@ -124,7 +124,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *), float32 or float64
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
     num_groups : int
         Divides C.
     weight, bias : ndarray, shape (C,), x's dtype, optional
@@ -171,7 +171,7 @@ def group_norm_backward(grad_y, x, num_groups, weight, mean, invstd, need_grad_x
     Parameters
     ----------
     grad_y : ndarray, x's shape and dtype
-    x : ndarray, shape (N, C, *), float32 or float64
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
         The input of the forward call.
     num_groups : int
     weight : ndarray, shape (C,), x's dtype, or None (1)
@@ -232,7 +232,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Parameters
     ----------
-    x : ndarray, shape (N, ..., *normalized_shape), float32 or float64
+    x : ndarray, shape ``(N, ..., *normalized_shape)``, float32 or float64
     normalized_shape : int or list of int
         The trailing axes normalised over.
     weight, bias : ndarray, shape normalized_shape, x's dtype, optional
@@ -273,7 +273,7 @@ def layer_norm_backward(grad_y, x, normalized_shape, weight, mean, invstd, need_
     Parameters
     ----------
     grad_y : ndarray, x's shape and dtype
-    x : ndarray, shape (N, ..., *normalized_shape)
+    x : ndarray, shape ``(N, ..., *normalized_shape)``
         The input of the forward call.
     normalized_shape : int or list of int
     weight : ndarray, shape normalized_shape, x's dtype, or None (1)
@@ -322,7 +322,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5, *, running_mean=None, run
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *), float32 or float64
+    x : ndarray, shape ``(N, C, *)``, float32 or float64
         With use_input_stats, more than one value per plane (prod(*) > 1).
     weight, bias : ndarray, shape (C,), x's dtype, optional
         Per-channel scale and shift (default 1 and 0).
@@ -410,7 +410,7 @@ def instance_norm_backward(grad_y, x, weight, mean, invstd, use_input_stats=True
     Parameters
     ----------
     grad_y : ndarray, x's shape and dtype
-    x : ndarray, shape (N, C, *)
+    x : ndarray, shape ``(N, C, *)``
         The input of the forward call.
     weight : ndarray, shape (C,), x's dtype, or None (1)
     mean, invstd : ndarray

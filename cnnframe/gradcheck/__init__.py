@@ -1,4 +1,4 @@
-"""Gradient checking of layers, built-in or your own.
+"""Gradient checking of layers, built-in or your own::
 
     from cnnframe.gradcheck import check_layer
 

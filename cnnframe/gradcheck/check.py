@@ -353,7 +353,7 @@ def check_layer(layer, inputs=None, *, input_shape=None, config=None, eps=1e-6, 
     eps : float
         Central-difference step.
     atol, rtol : float
-        An element fails when |analytic - numeric| > atol + rtol * |numeric|.
+        An element fails when ``|analytic - numeric| > atol + rtol * |numeric|``.
     seed : int
         Seeds the inputs, the output projections and the moves off kinks.
     training : bool

@@ -512,7 +512,7 @@ class Model:
 
         Parameters
         ----------
-        x : ndarray (N, *input shape), or dict input name -> ndarray
+        x : ndarray ``(N, *input_shape)``, or dict input name -> ndarray
             Inputs of another dtype are converted to the model dtype.
         training : bool
             Training mode (batch statistics, dropout) or eval mode.

@@ -68,7 +68,7 @@ class GroupNorm(_Norm):
 
     Params (when affine): weight (C,) = 1, bias (C,) = 0.
 
-    Input shape: (N, C, *).  Output shape: same.
+    Input shape: ``(N, C, *)``.  Output shape: same.
     """
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
@@ -138,7 +138,7 @@ class LayerNorm(_Norm):
     Params (when elementwise_affine): weight (normalized_shape) = 1, bias
     (normalized_shape) = 0.
 
-    Input shape: (N, ..., *normalized_shape).  Output shape: same.
+    Input shape: ``(N, ..., *normalized_shape)``.  Output shape: same.
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):

@@ -1,5 +1,7 @@
 """Hypothesis strategies for layer tests: geometries, image batches, inputs away from kinks.
 
+For example::
+
     from hypothesis import given
     from cnnframe.testing import strategies as cst
 

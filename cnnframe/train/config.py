@@ -2,20 +2,20 @@
 
 ::
 
-    seed = 0
-    epochs = 10
-    batch_size = 128
+    seed = 0                         # seeds shuffling, augmentation and initialisation
+    epochs = 10                      # passes over the training set
+    batch_size = 128                 # images per optimizer step (over all ranks)
     threads = 2                      # optional; default: every core (per rank: cores / ranks)
     sync_batch_norm = false          # optional; distributed runs: batch statistics over all ranks
-    metrics = ["accuracy"]           # optional
+    metrics = ["accuracy"]           # optional; or "top5_accuracy" (any k)
     freeze = ["conv1", "bn1"]        # optional: parameters that are not trained (patterns as
                                      # in [[optimizer.groups]]); or `trainable = false` on a
                                      # node of the model
 
-    [model]                          # a Model config (Model.from_config), or
-    # file = "my_model.toml"         # ... a model file, relative to this config
+    [model]                          # the network: a Model config (Model.from_config)
+    # file = "my_model.toml"         # or a model file, relative to this config
 
-    [data]
+    [data]                           # the dataset, its augmentation and validation split
     dataset = "cifar10"              # shapes | cifar10 | fashion_mnist | mnist | image_folder
     root = "/data/cifar10"           # optional: else --data-dir, else $CNNFRAME_DATA
     augmentation = [{type = "random_crop", padding = 4}, {type = "random_horizontal_flip"}]
@@ -77,7 +77,7 @@
     min_delta = 0.0                  # the least change that counts as an improvement
     restore_best = false             # on stopping, go back to the best epoch's weights
 
-    [checkpoint]                     # optional
+    [checkpoint]                     # optional; when checkpoints are written and kept
     keep = 3                         # checkpoint files kept
     every_steps = 0                  # also checkpoint every N steps (0: only per epoch)
     keep_best = {monitor = "val_accuracy", mode = "max"}   # optional: checkpoints/best.npz
