@@ -13,7 +13,7 @@ MAIN_CONFIG := examples/configs/shapes_quickstart.toml
 MAIN_OUT    := runs/quickstart
 endif
 
-.PHONY: all setup build test test-thorough test-thorough-slice quickstart bench sanitize sanitize-quick fuzz clean
+.PHONY: all setup build docs test test-thorough test-thorough-slice quickstart bench sanitize sanitize-quick fuzz clean
 
 all: test
 
@@ -58,6 +58,11 @@ test-thorough-slice: build
 	$(PY) -m pytest -q --hypothesis-profile=thorough tests/test_hypothesis_profiles.py \
 	    tests/functional/test_conv_reference.py tests/functional/test_conv_algorithms.py \
 	    "tests/fuzz/test_fuzz_functional.py::test_functional_contract"
+
+# The documentation site (docs/_build/html/index.html), warnings as errors; it runs the
+# tutorials to draw their figures.
+docs: build
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 quickstart: build
 	$(VENV)/bin/cnnframe train $(MAIN_CONFIG) --out $(MAIN_OUT) --resume
