@@ -19,6 +19,7 @@ Placeholders get small stand-ins: DIR is a tiny CIFAR-10 in the official python 
 (cifar-10-batches-py: pickled dicts with bytes keys, protocol 2), my_model.toml a small net,
 MyLayer (also as my_package.layers:MyLayer and my_layer:MyLayer) a learnable per-channel scale and shift.
 """
+import json
 import os
 import pickle
 import re
@@ -35,6 +36,7 @@ import pytest
 import cnnframe
 from cnnframe import Model
 from cnnframe.cli import build_parser
+from cnnframe.train.config import TOP_KEYS
 
 try:
     import tomllib
@@ -259,8 +261,47 @@ def check_toml(block, workdir):
         assert group == declared["project"]["entry-points"]["cnnframe.layers"]
         for module in group.values():
             assert (plugin / "src" / Path(*module.split("."))).with_suffix(".py").is_file()
+    elif set(cfg) & set(TOP_KEYS):
+        check_training_config(cfg, workdir)
     else:
         pytest.fail(f"README.md:{block.line}: no check for this TOML block; add one")
+
+
+# A training config block may leave out model, epochs and batch_size: this stand-in net
+# (whose node names the README's freeze and parameter-group patterns select) fills them in.
+STANDIN_TRAINING = {
+    "model": {
+        "inputs": {"image": [3, 32, 32]},
+        "outputs": ["fc"],
+        "nodes": [
+            {"name": "stem", "type": "conv2d", "inputs": ["image"],
+             "config": {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": 1}},
+            {"name": "bn1", "type": "batch_norm2d", "config": {"num_features": 8}},
+            {"name": "relu1", "type": "relu"},
+            {"name": "conv2", "type": "conv2d",
+             "config": {"in_channels": 8, "out_channels": 8, "kernel_size": 3, "padding": 1}},
+            {"name": "pool", "type": "global_avg_pool2d"},
+            {"name": "fc", "type": "linear", "config": {"in_features": 8, "out_features": 10}},
+        ],
+    },
+    "epochs": 2,
+    "batch_size": 16,
+    "optimizer": {"type": "sgd", "lr": 0.01},
+    "data": {"dataset": "cifar10"},
+}
+
+
+def check_training_config(cfg, workdir):
+    """A training config block: filled in with the stand-in net, pointed at the tiny CIFAR-10
+    and trained with `cnnframe train` for a few steps, then resumed to its end."""
+    full = {**STANDIN_TRAINING, **cfg}
+    full["data"] = {**full["data"], "root": str(workdir / "data")}
+    (workdir / "train.json").write_text(json.dumps(full))
+    run([sys.executable, "-m", "cnnframe", "train", "train.json", "--out", "runs/readme",
+         "--max-steps", "3"], workdir)
+    out = run([sys.executable, "-m", "cnnframe", "train", "train.json", "--out", "runs/readme",
+               "--resume"], workdir)
+    assert (workdir / "runs" / "readme" / "model.cnnf").is_file(), out
 
 
 # ----------------------------------------------------------------------------- bash
