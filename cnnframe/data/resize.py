@@ -131,7 +131,7 @@ class RandomResizedCrop(Transform):
     ratio : (float, float)
         Range of the box's aspect ratio, width / height.
 
-    Input shape: (N, C, H, W), uint8 or float. Output shape: (N, C, *size), same dtype
+    Input shape: (N, C, H, W), uint8 or float. Output shape: (N, C, size[0], size[1]), same dtype
     (float input: float32).
     """
     type_name = "random_resized_crop"
@@ -199,7 +199,7 @@ class Resize(Transform):
     crop_fraction : float in (0, 1]
         Fraction of the height and width kept (centred) before resizing.
 
-    Input shape: (N, C, H, W), uint8 or float. Output shape: (N, C, *size), same dtype
+    Input shape: (N, C, H, W), uint8 or float. Output shape: (N, C, size[0], size[1]), same dtype
     (float input: float32).
     """
     type_name = "resize"

@@ -98,11 +98,8 @@ class ExponentialMovingAverage:
 
     @contextlib.contextmanager
     def applied(self):
-        """A block in which the model holds the averaged weights (restored afterwards)::
-
-            with ema.applied():
-                metrics = trainer.evaluate(test_loader)
-        """
+        """A block in which the model holds the averaged weights (restored afterwards), as
+        in ``with ema.applied(): metrics = trainer.evaluate(test_loader)``."""
         live = self._live()
         saved = {k: v.copy() for k, v in live.items()}
         try:

@@ -17,7 +17,7 @@ DOCS = REPO / "docs"
 TUTORIALS = ["convolution", "cifar10", "distributed"]
 SKIP = "<!-- docs-test: skip -->"
 _FENCE = re.compile(r"^(`{3,})(\S*)\s*$")
-_FIGURE = re.compile(r"!\[[^\]]*\]\(/_generated/(figures/[^)\s]+\.png)\)")
+_FIGURE = re.compile(r"!\[[^\]]*\]\(/_generated/figures/[\w.-]+/([\w.-]+\.png)\)")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 
 
