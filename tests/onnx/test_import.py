@@ -258,3 +258,17 @@ def test_opset_older_than_6_is_refused(tmp_path):
     with pytest.raises(ValueError, match="opset 5 is older"):
         load(save(proto, tmp_path / "m.onnx"))
     assert os.path.exists(tmp_path / "m.onnx")
+
+
+def test_constant_operands_are_buffers_not_parameters(tmp_path):
+    """An imported constant (x - mean) is state, not a weight: optimizers leave it alone."""
+    mean = w(1, 3, 1, 1)
+    proto = make_model([single("Sub", None, ["x", "mean"])], {"x": [2, 3, 4, 4]}, ["y"],
+                       {"mean": mean})
+    model = load(save(proto, tmp_path / "m.onnx"))
+    (layer,) = model.nodes.values()
+    assert layer.params == {} and set(layer.buffers) == {"value"}
+    assert layer.get_config() == {"op": "sub", "shape": [3, 1, 1], "trainable": False}
+    np.testing.assert_array_equal(layer.buffers["value"], mean.reshape(3, 1, 1))
+    learned = type(layer).from_config({**layer.get_config(), "trainable": True})
+    assert set(learned.params) == {"value"} and learned.get_config()["trainable"] is True
