@@ -13,30 +13,14 @@ from onnx import helper, numpy_helper  # noqa: E402
 import cnnframe.onnx  # noqa: E402
 from cnnframe.graph import Model  # noqa: E402
 from cnnframe.onnx.importer import load, supported_ops  # noqa: E402
-from onnx_graphs import assert_close, make_model, run_onnxruntime, save, single  # noqa: E402
+from onnx_graphs import (assert_close, make_model, run_onnxruntime, save, single,  # noqa: E402
+                         small_cnn)
 
 R = np.random.default_rng(5)
 
 
 def w(*shape):
     return (R.standard_normal(shape) * 0.3).astype(np.float32)
-
-
-def small_cnn(opset=13, batch="N", hw=(8, 8), image=8):
-    """Conv -> BN -> Relu -> MaxPool -> Flatten -> Gemm -> Softmax."""
-    nodes = [
-        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
-        helper.make_node("Relu", ["n"], ["r"], name="relu"),
-        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
-                         strides=[2, 2]),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], name="fc", transB=1),
-        helper.make_node("Softmax", ["g"], ["probs"], name="softmax", axis=1)]
-    feat = 4 * (image // 2) ** 2
-    inits = {"cw": w(4, 3, 3, 3), "cb": w(4), "s": w(4) + 1, "b": w(4), "m": w(4),
-             "v": np.abs(w(4)) + 0.5, "fw": w(5, feat), "fb": w(5)}
-    return make_model(nodes, {"x": [batch, 3, *hw]}, ["probs"], inits, opset)
 
 
 def test_package_load_is_the_importer(tmp_path):
