@@ -3,7 +3,8 @@
 - :data:`OP_CASES`: each supported op and attribute variant at the opsets where its
   signature differs (pytest params ``opset, nodes, initializers, inputs, positive``);
 - :func:`small_cnn`: Conv -> BatchNormalization -> Relu -> MaxPool -> Flatten -> Gemm ->
-  Softmax.
+  Softmax;
+- :func:`randomize`: random weights for a cnnframe model.
 
 Import this after ``pytest.importorskip("onnx")``.
 """
@@ -50,6 +51,17 @@ def run_onnxruntime(model, feeds):
 def save(model, path):
     onnx.save_model(model, str(path))
     return str(path)
+
+
+def randomize(model, rng):
+    """Random parameters and buffers of a cnnframe model (variances positive): ones and
+    zeros hide mistakes."""
+    for key, arr in {**model.params, **model.buffers}.items():
+        if key.endswith("running_var"):
+            arr[...] = rng.uniform(0.5, 2.0, arr.shape)
+        else:
+            arr[...] = rng.standard_normal(arr.shape)
+    return model
 
 
 def assert_close(got, want, rtol=1e-5):
@@ -181,6 +193,16 @@ OP_CASES = [
     case("bn-training-mode-0", 15, *bn(15, training_mode=0)),
     case("bn-2d-input", 13, *bn(13, c=5), shape=[3, 5]),
     case("bn-3d-input", 13, *bn(13), shape=[2, 4, 9]),
+    case("instance-norm", 6, single("InstanceNormalization", {"epsilon": 1e-3},
+                                    ["x", "s", "b"]), {"s": w(4), "b": w(4)}),
+    case("instance-norm-1d", 13, single("InstanceNormalization", None, ["x", "s", "b"]),
+         {"s": w(4), "b": w(4)}, shape=[2, 4, 9]),
+    case("layer-norm-last", 17, single("LayerNormalization", {"epsilon": 1e-3},
+                                       ["x", "s", "b"]), {"s": w(6), "b": w(6)}),
+    case("layer-norm-chw-no-bias", 17, single("LayerNormalization", {"axis": 1}, ["x", "s"]),
+         {"s": w(4, 7, 6)}),
+    case("layer-norm-2d", 21, single("LayerNormalization", {"axis": -1}, ["x", "s", "b"]),
+         {"s": w(5), "b": w(5)}, shape=[3, 5]),
     # --- activations -------------------------------------------------------------------------
     case("relu", 6, single("Relu")),
     case("relu", 14, single("Relu")),

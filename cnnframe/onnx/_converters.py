@@ -427,9 +427,14 @@ def _pool2d(layer, ctx, inputs, name):
         attrs["dilations"] = list(layer._d)
     if layer.mode == "max":
         x = inputs[0]
-        if not pads_fit:  # pad explicitly; -inf never wins a max
+        if not pads_fit:  # pad explicitly with a value that never wins a max
+            extents = [d * (k - 1) + 1 for d, k in zip(layer._d, layer._k)]
+            # The lowest finite float unless a window can lie in the pads alone (the layer
+            # gives -inf there); a finite pad also imports back (the pad layer's value).
+            alone = any(p >= e for p, e in zip(pads, 2 * extents))
+            fill = -np.inf if alone else np.finfo(ctx.dtype).min
             x = ctx.node("Pad", [x, ctx.constant(np.array([0, 0, t, l, 0, 0, *ends], np.int64)),
-                                 ctx.constant(np.array(-np.inf))], mode="constant")
+                                 ctx.constant(np.array(fill))], mode="constant")
             pads = [0, 0, 0, 0]
         return ctx.node("MaxPool", [x], outputs=name, pads=pads, **attrs)
     dilation_ok = layer._d == (1, 1) or ctx.opset >= 19  # AveragePool's dilations: opset 19
