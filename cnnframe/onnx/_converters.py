@@ -395,17 +395,14 @@ def _transpose(layer, ctx, inputs, name):
 @converts(shape_ops.Pad)
 def _pad(layer, ctx, inputs, name):
     befores, afters = [p[0] for p in layer.pads], [p[1] for p in layer.pads]
+    value = ctx.constant(np.array(layer.value)) if layer.mode == "constant" else ""
     if ctx.opset >= 18:  # pads of the sample axes only, named by `axes`
         axes = list(range(1, len(layer.pads) + 1))
-        ins = [inputs[0], ctx.constant(np.array(befores + afters, np.int64)), "",
+        ins = [inputs[0], ctx.constant(np.array(befores + afters, np.int64)), value,
                ctx.constant(np.array(axes, np.int64))]
     else:                # pads of every axis, the batch axis's zero
         ins = [inputs[0], ctx.constant(np.array([0, *befores, 0, *afters], np.int64))]
-    if layer.mode == "constant":
-        if len(ins) > 2:
-            ins[2] = ctx.constant(np.array(layer.value))
-        else:
-            ins.append(ctx.constant(np.array(layer.value)))
+        ins += [value] if value else []
     return ctx.node("Pad", ins, outputs=name, mode=layer.mode)
 
 
@@ -467,7 +464,6 @@ def _pool2d_divisor(layer, h, w, oh, ow):
 @converts(local_response_norm.LRN)
 def _lrn(layer, ctx, inputs, name):
     shape = ctx.shape(inputs[0])
-    c, rest = shape[1], math.prod(shape[2:])
     if layer.size % 2 == 0:  # onnxruntime's LRN takes odd sizes only
         return _lrn_formula(layer, ctx, inputs[0], name, shape)
     attrs = {"size": layer.size, "alpha": float(layer.alpha), "beta": float(layer.beta),
@@ -476,6 +472,7 @@ def _lrn(layer, ctx, inputs, name):
         return ctx.node("LRN", inputs, outputs=name, **attrs)
     # onnxruntime's LRN takes (N, C, H, W) only; the window runs over the channels alone,
     # so other ranks go through (N, C, rest, 1).
+    c, rest = shape[1], math.prod(shape[2:])
     x4 = ctx.node("Reshape", [inputs[0], ctx.constant(np.array([0, c, rest, 1], np.int64))])
     y4 = ctx.node("LRN", [x4], **attrs)
     return ctx.node("Reshape", [y4, ctx.constant(np.array([0, *shape[1:]], np.int64))],
