@@ -128,20 +128,27 @@ class ElementwiseConst(Layer):
         self.shape = [int(s) for s in shape]
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"elementwise_const: trainable must be true or false, got {trainable!r}")
-        self.trainable = bool(trainable)
+        # Not self.trainable: that is Layer's freezing switch (True for a layer without params).
         value = np.ones(self.shape or [1])  # a scalar is kept as (1,)
-        if self.trainable:
+        if trainable:
             self.add_param("value", value)
         else:
             self.add_buffer("value", value)
         self._x = None
 
     @property
+    def _learned(self):
+        return "value" in self.params
+
+    @property
     def value(self):
-        return self.params["value"] if self.trainable else self.buffers["value"]
+        return self.params["value"] if self._learned else self.buffers["value"]
+
+    def get_config(self):
+        return {"op": self.op, "shape": list(self.shape), "trainable": self._learned}
 
     def reset_parameters(self, seed=None):
-        if self.trainable:
+        if self._learned:
             self.params["value"].fill(1)
 
     def output_shape(self, input_shape):
@@ -187,7 +194,7 @@ class ElementwiseConst(Layer):
         else:
             gx = -grad_y * c / (x * x)
             gc = grad_y / x
-        if self.trainable:
+        if self._learned:
             np.copyto(self.grads["value"], _reduce_to(gc, tuple(self.shape)).reshape(
                 self.grads["value"].shape))
         if not self.needs_input_grad:

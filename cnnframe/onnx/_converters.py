@@ -13,8 +13,9 @@ from cnnframe.functional import adaptive_pool as FP
 from cnnframe.functional import upsample as FU
 from cnnframe.layers import activations as act
 from cnnframe.layers import activations_extra as act2
-from cnnframe.layers import conv, conv_transpose, dropout, linear, merge, normalization, norms
-from cnnframe.layers import pooling, resample, reshape
+from cnnframe.layers import conv, conv_transpose, dropout, elementwise, linear, local_response_norm
+from cnnframe.layers import matmul, merge, normalization, norms, pooling, pooling_general
+from cnnframe.layers import resample, reshape, shape_ops
 
 CONVERTERS = {}
 
@@ -349,3 +350,154 @@ def _add(layer, ctx, inputs, name):
 @converts(merge.Concat)
 def _concat(layer, ctx, inputs, name):
     return ctx.node("Concat", inputs, outputs=name, axis=layer.axis)
+
+
+# --- layers of the ONNX import: element-wise, clip, shapes, pool2d, lrn, matmul ----------------
+_ARITHMETIC_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
+
+
+@converts(elementwise.Elementwise)
+def _elementwise(layer, ctx, inputs, name):
+    return ctx.node(_ARITHMETIC_OPS[layer.op], inputs, outputs=name)  # ONNX broadcasts alike
+
+
+@converts(elementwise.ElementwiseConst)
+def _elementwise_const(layer, ctx, inputs, name):
+    # The constant keeps its own shape ([] is a scalar): ONNX aligns it at the last axis,
+    # as numpy does.  rsub and rdiv put it first.
+    value = ctx.constant(layer.value.reshape(layer.shape), name=f"{name}.value")
+    op = layer.op[1:] if layer.op in ("rsub", "rdiv") else layer.op
+    ins = [value, inputs[0]] if op != layer.op else [inputs[0], value]
+    return ctx.node(_ARITHMETIC_OPS[op], ins, outputs=name)
+
+
+@converts(elementwise.Clip)
+def _clip(layer, ctx, inputs, name):
+    # Bounds are optional inputs (scalars of the input's type) in every exported opset.
+    ins = [inputs[0]] + ["" if v is None else ctx.constant(np.array(v), name=f"{name}/{what}")
+                         for v, what in ((layer.min, "min"), (layer.max, "max"))]
+    while ins[-1] == "":
+        ins.pop()
+    return ctx.node("Clip", ins, outputs=name)
+
+
+@converts(shape_ops.Reshape)
+def _reshape(layer, ctx, inputs, name):
+    target = ctx.constant(np.array([0, *layer.shape], np.int64))  # 0: keep the batch size
+    return ctx.node("Reshape", [inputs[0], target], outputs=name)
+
+
+@converts(shape_ops.Transpose)
+def _transpose(layer, ctx, inputs, name):
+    return ctx.node("Transpose", inputs, outputs=name, perm=list(layer.perm))
+
+
+@converts(shape_ops.Pad)
+def _pad(layer, ctx, inputs, name):
+    befores, afters = [p[0] for p in layer.pads], [p[1] for p in layer.pads]
+    value = ctx.constant(np.array(layer.value)) if layer.mode == "constant" else ""
+    if ctx.opset >= 18:  # pads of the sample axes only, named by `axes`
+        axes = list(range(1, len(layer.pads) + 1))
+        ins = [inputs[0], ctx.constant(np.array(befores + afters, np.int64)), value,
+               ctx.constant(np.array(axes, np.int64))]
+    else:                # pads of every axis, the batch axis's zero
+        ins = [inputs[0], ctx.constant(np.array([0, *befores, 0, *afters], np.int64))]
+        ins += [value] if value else []
+    return ctx.node("Pad", ins, outputs=name, mode=layer.mode)
+
+
+@converts(pooling_general.Pool2d)
+def _pool2d(layer, ctx, inputs, name):
+    # ceil_mode is written as extra padding at the end (the rows its last windows need):
+    # ONNX's shape inference rounds up without PyTorch's rule that a window must start
+    # inside the input or the leading pads, which the layer (and onnxruntime) follow.
+    _, c, h, w = ctx.shape(inputs[0])
+    oh, ow = layer._out_hw(h, w)
+    t, l, b, r = layer.pads
+    ph, pw = layer._padded_hw(h, w, oh, ow)
+    ends = [ph - h - t, pw - w - l]                 # b, r plus ceil_mode's extra rows
+    pads = [t, l, *ends]
+    # onnxruntime takes pads smaller than the kernel only.
+    pads_fit = all(p < k for p, k in zip(pads, 2 * list(layer._k)))
+    attrs = {"kernel_shape": list(layer._k), "strides": list(layer._s)}
+    if layer._d != (1, 1):
+        attrs["dilations"] = list(layer._d)
+    if layer.mode == "max":
+        x = inputs[0]
+        if not pads_fit:  # pad explicitly with a value that never wins a max
+            extents = [d * (k - 1) + 1 for d, k in zip(layer._d, layer._k)]
+            # The lowest finite float unless a window can lie in the pads alone (the layer
+            # gives -inf there); a finite pad also imports back (the pad layer's value).
+            alone = any(p >= e for p, e in zip(pads, 2 * extents))
+            fill = -np.inf if alone else np.finfo(ctx.dtype).min
+            x = ctx.node("Pad", [x, ctx.constant(np.array([0, 0, t, l, 0, 0, *ends], np.int64)),
+                                 ctx.constant(np.array(fill))], mode="constant")
+            pads = [0, 0, 0, 0]
+        return ctx.node("MaxPool", [x], outputs=name, pads=pads, **attrs)
+    dilation_ok = layer._d == (1, 1) or ctx.opset >= 19  # AveragePool's dilations: opset 19
+    extra = ends != [b, r]
+    if dilation_ok and pads_fit and not (extra and layer.count_include_pad):
+        return ctx.node("AveragePool", inputs, outputs=name, pads=pads,
+                        count_include_pad=int(layer.count_include_pad), **attrs)
+    # Otherwise: the window sums as a depthwise convolution with ones, divided by the count
+    # of taps inside the input (or the input and its pads), as the layer does.
+    weight = ctx.constant(np.ones((c, 1, *layer._k)), name=f"{name}/ones")
+    sums = ctx.node("Conv", [inputs[0], weight], kernel_shape=list(layer._k),
+                    strides=list(layer._s), dilations=list(layer._d), pads=pads, group=c)
+    count = ctx.constant(_pool2d_divisor(layer, h, w, oh, ow), name=f"{name}/count")
+    return ctx.node("Div", [sums, count], outputs=name)
+
+
+def _pool2d_divisor(layer, h, w, oh, ow):
+    """(1, 1, OH, OW): how many taps of each window an average pool2d divides by."""
+    ph, pw = layer._padded_hw(h, w, oh, ow)
+    t, l, b, r = layer.pads
+    inside = np.zeros((1, 1, ph, pw))
+    if layer.count_include_pad:
+        inside[:, :, :h + t + b, :w + l + r] = 1
+    else:
+        inside[:, :, t:t + h, l:l + w] = 1
+    count = sum(inside[sl] for _, sl in layer._taps(oh, ow))
+    return np.maximum(count, 1)
+
+
+@converts(local_response_norm.LRN)
+def _lrn(layer, ctx, inputs, name):
+    shape = ctx.shape(inputs[0])
+    if layer.size % 2 == 0:  # onnxruntime's LRN takes odd sizes only
+        return _lrn_formula(layer, ctx, inputs[0], name, shape)
+    attrs = {"size": layer.size, "alpha": float(layer.alpha), "beta": float(layer.beta),
+             "bias": float(layer.k)}
+    if len(shape) == 4:
+        return ctx.node("LRN", inputs, outputs=name, **attrs)
+    # onnxruntime's LRN takes (N, C, H, W) only; the window runs over the channels alone,
+    # so other ranks go through (N, C, rest, 1).
+    c, rest = shape[1], math.prod(shape[2:])
+    x4 = ctx.node("Reshape", [inputs[0], ctx.constant(np.array([0, c, rest, 1], np.int64))])
+    y4 = ctx.node("LRN", [x4], **attrs)
+    return ctx.node("Reshape", [y4, ctx.constant(np.array([0, *shape[1:]], np.int64))],
+                    outputs=name)
+
+
+def _lrn_formula(layer, ctx, x, name, shape):
+    """x * (k + alpha / size * window sum of x^2) ^ -beta, the window sum a convolution
+    with ones over the channels of x^2 seen as (N, 1, C, rest)."""
+    c, rest = shape[1], math.prod(shape[2:])
+    sq = ctx.node("Reshape", [ctx.node("Mul", [x, x]),
+                              ctx.constant(np.array([0, 1, c, rest], np.int64))])
+    window = ctx.node("Conv", [sq, ctx.constant(np.ones((1, 1, layer.size, 1)))],
+                      kernel_shape=[layer.size, 1], pads=[layer._before, 0, layer._after, 0])
+    window = ctx.node("Reshape", [window, ctx.constant(np.array([0, *shape[1:]], np.int64))])
+    scale = ctx.node("Add", [ctx.node("Mul", [window, ctx.constant(layer.alpha / layer.size)]),
+                             ctx.constant(layer.k)])
+    return ctx.node("Mul", [x, ctx.node("Pow", [scale, ctx.constant(-layer.beta)])],
+                    outputs=name)
+
+
+@converts(matmul.MatMulConst)
+def _matmul_const(layer, ctx, inputs, name):
+    weight = _param(ctx, layer, name, "weight")  # (in_features, out_features): MatMul's B
+    if not layer.bias:
+        return ctx.node("MatMul", [inputs[0], weight], outputs=name)
+    y = ctx.node("MatMul", [inputs[0], weight])
+    return ctx.node("Add", [y, _param(ctx, layer, name, "bias")], outputs=name)

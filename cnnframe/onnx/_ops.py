@@ -265,6 +265,43 @@ def convert_batch_norm(b, node, ins):
     return [y]
 
 
+def convert_instance_norm(b, node, ins):
+    x = b.tensor(node, ins[0])
+    scale, bias = (b.weight(node, v, what).reshape(-1) for v, what in zip(
+        ins[1:3], ("the scale (input 1)", "the bias (input 2)")))
+    if x.ndim < 3:
+        raise b.error(node, f"input shape {list(x.shape)} has no spatial axes to normalise "
+                      "over; expected (N, C, ...)")
+    c = x.shape[1]
+    if scale.size != c or bias.size != c:
+        raise b.error(node, f"scale and bias must have {c} values (the channels of input "
+                      f"shape {list(x.shape)}), got {scale.size} and {bias.size}")
+    # Instance norm is group norm with one channel per group, for inputs of any rank.
+    cfg = {"num_groups": int(c), "num_channels": int(c),
+           "eps": float(node.attrs.get("epsilon", 1e-5)), "affine": True}
+    return [b.layer(node, "group_norm", cfg, [x], params={"weight": scale, "bias": bias})]
+
+
+def convert_layer_norm(b, node, ins):
+    x = b.tensor(node, ins[0])
+    axis = _not_batch(b, node, _axis(b, node, node.attrs.get("axis", -1), x.ndim))
+    shape = tuple(x.shape[axis:])
+    params = {}
+    for key, value, what in (("weight", ins[1], "the scale (input 1)"),
+                             ("bias", ins[2] if len(ins) > 2 else None, "the bias (input 2)")):
+        if value is None:
+            continue
+        value = b.weight(node, value, what)
+        try:
+            params[key] = np.broadcast_to(value, shape)
+        except ValueError:
+            raise b.error(node, f"{what} of shape {list(value.shape)} does not broadcast to "
+                          f"the normalised axes {list(shape)}") from None
+    cfg = {"normalized_shape": list(shape), "eps": float(node.attrs.get("epsilon", 1e-5)),
+           "elementwise_affine": True, "bias": "bias" in params}
+    return [b.layer(node, "layer_norm", cfg, [x], params=params)]
+
+
 def convert_lrn(b, node, ins):
     x = b.tensor(node, ins[0])
     a = node.attrs
@@ -651,6 +688,7 @@ def convert_unsupported_erf(b, node, ins):
 CONVERTERS = {
     "Conv": convert_conv, "ConvTranspose": convert_conv_transpose,
     "BatchNormalization": convert_batch_norm, "LRN": convert_lrn,
+    "InstanceNormalization": convert_instance_norm, "LayerNormalization": convert_layer_norm,
     "Relu": _activation("relu"), "Sigmoid": _activation("sigmoid"), "Tanh": _activation("tanh"),
     "LeakyRelu": _activation("leaky_relu",
                              lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),

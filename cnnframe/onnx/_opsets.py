@@ -7,7 +7,10 @@ range are written per opset by the converters (cnnframe.onnx._converters):
 - opset 14: HardSwish exists (before: x * HardSigmoid(x, 1/6, 1/2)).
 - opset 17: LayerNormalization exists (before: ReduceMean/Sub/Mul/Sqrt/Div).
 - opset 18: ReduceMean/ReduceMax take their axes as an input (before: an attribute);
-  Resize takes ``axes`` (before: sizes for every axis, the batch size read with Shape).
+  Resize takes ``axes`` (before: sizes for every axis, the batch size read with Shape);
+  Pad takes ``axes`` (before: pads for every axis, the batch axis's zero).
+- opset 19: AveragePool takes dilations (before: a dilated average pool2d is a depthwise
+  Conv with ones divided by the window counts).
 - opset 20: Gelu exists (before: the Erf or Tanh formula).
 """
 import numbers

@@ -116,7 +116,7 @@ class ExportContext:
         arr = np.asarray(value)
         if dtype is None:
             dtype = np.int64 if arr.dtype.kind in "iub" else self.dtype
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr = np.asarray(arr, dtype=dtype, order="C")  # a scalar stays 0-d (Clip's bounds)
         name = self.fresh(name or self._default_base("const"))
         self.initializers.append(self._onnx.numpy_helper.from_array(arr, name))
         return name

@@ -3,6 +3,7 @@ to cnnframe's (eval mode, float32, <= 1e-5 relative), in every exported opset.""
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cnnframe.graph import Model  # noqa: E402
 from cnnframe.layers import Layer  # noqa: E402
 from cnnframe.onnx.export import CONFIG_METADATA_KEY, ExportError  # noqa: E402
 from cnnframe.registry import available_layers, get_layer, layer_origin  # noqa: E402
+from onnx_graphs import randomize  # noqa: E402
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs")
 OPSETS = list(range(connx.MIN_OPSET, connx.MAX_OPSET + 1))
@@ -80,19 +82,52 @@ CASES = {
     "dropout2d": [({"p": 0.5}, (3, 2, 2))],
     "add": [({}, [(2, 3, 3), (2, 3, 3)]), ({}, [(4,), (4,), (4,)])],
     "concat": [({}, [(2, 3, 3), (1, 3, 3)]), ({"axis": -1}, [(2, 3), (2, 1), (2, 2)])],
+    # the layers of the ONNX import
+    "elementwise": [({"op": "add"}, [(2, 3, 3), (2, 1, 3)]),
+                    ({"op": "sub"}, [(2, 1, 1), (2, 3, 4)]),
+                    ({"op": "mul"}, [(4,), (4,)]),
+                    ({"op": "div"}, [(3, 2), (1, 2)])],
+    "elementwise_const": [({"op": "add", "shape": [3, 1, 1]}, (3, 2, 4)),
+                          ({"op": "sub", "shape": [4]}, (2, 4)),
+                          ({"op": "mul"}, (5,)),
+                          ({"op": "div", "shape": [1, 3]}, (2, 2, 3)),
+                          ({"op": "rsub", "shape": [2, 1]}, (2, 3)),
+                          ({"op": "rdiv", "shape": [], "trainable": True}, (3, 3))],
+    "clip": [({"min": -0.5, "max": 0.7}, (3, 4)), ({"min": 0.0, "max": 6.0}, (2, 3, 3)),
+             ({"max": 0.2}, (5,)), ({"min": -0.1}, (2, 3)), ({}, (4,))],
+    "reshape": [({"shape": [4, 6]}, (2, 3, 4)), ({"shape": [6]}, (2, 3)),
+                ({"shape": [2, 1, 3, 2]}, (12,))],
+    "transpose": [({"perm": [0, 2, 3, 1]}, (2, 3, 4)), ({"perm": [0, 2, 1]}, (5, 3))],
+    "pad": [({"pads": [[0, 0], [1, 2], [2, 0]]}, (2, 3, 4)),
+            ({"pads": [[1, 1], [0, 3]], "value": -1.5}, (2, 5)),
+            ({"pads": [[0, 0], [2, 1], [1, 2]], "mode": "reflect"}, (2, 4, 3)),
+            ({"pads": [[1, 0], [0, 2], [3, 1]], "mode": "edge"}, (2, 3, 2))],
+    "pool2d": [({"mode": "max", "kernel_size": 3, "stride": 2, "pads": [1, 0, 0, 1]},
+                (2, 7, 6)),
+               ({"mode": "max", "kernel_size": 3, "stride": 2, "ceil_mode": True}, (2, 8, 7)),
+               # ceil_mode where a last window would start in the end pads (dropped)
+               ({"mode": "max", "kernel_size": 2, "stride": 3, "ceil_mode": True}, (1, 7, 6)),
+               ({"mode": "avg", "kernel_size": 2, "stride": 3, "ceil_mode": True}, (1, 7, 6)),
+               ({"mode": "max", "kernel_size": 2, "stride": 3, "dilation": 2,
+                 "pads": [1, 1, 1, 1], "ceil_mode": True}, (1, 8, 9)),   # explicit Pad
+               ({"mode": "avg", "kernel_size": [2, 3], "pads": [1, 0, 0, 2]}, (2, 5, 6)),
+               ({"mode": "avg", "kernel_size": 3, "stride": 2, "pads": [1, 1, 1, 1],
+                 "ceil_mode": True}, (2, 6, 8)),
+               ({"mode": "avg", "kernel_size": 3, "stride": 2, "pads": [1, 1, 1, 1],
+                 "count_include_pad": True}, (1, 7, 6)),
+               ({"mode": "avg", "kernel_size": 3, "stride": 2, "pads": [1, 1, 1, 1],
+                 "ceil_mode": True, "count_include_pad": True}, (2, 6, 8)),  # as a Conv
+               ({"mode": "avg", "kernel_size": 2, "dilation": 2, "pads": [0, 1, 1, 0]},
+                (2, 6, 5))],   # a Conv before opset 19
+    "lrn": [({"size": 3, "alpha": 0.01, "beta": 0.75, "k": 2.0}, (5, 3, 4)),
+            ({"size": 5, "beta": 0.5}, (6, 3)), ({"size": 3}, (4, 2, 2, 3)),
+            ({"size": 4}, (6,)), ({"size": 2, "alpha": 0.5}, (4, 5))],
+    "matmul_const": [({"in_features": 4, "out_features": 3}, (2, 4)),
+                     ({"in_features": 5, "out_features": 2, "bias": True}, (5,)),
+                     ({"in_features": 3, "out_features": 4, "bias": True}, (2, 2, 3))],
 }
 
 BUILTIN = sorted(n for n in available_layers() if layer_origin(n) == "built-in")
-
-
-def randomize(model, rng):
-    """Random parameters and buffers (variances positive): ones and zeros hide mistakes."""
-    for key, arr in {**model.params, **model.buffers}.items():
-        if key.endswith("running_var"):
-            arr[...] = rng.uniform(0.5, 2.0, arr.shape)
-        else:
-            arr[...] = rng.standard_normal(arr.shape)
-    return model
 
 
 def layer_model(name, cfg, shape):
@@ -138,6 +173,35 @@ def test_builtin_layer_exports_and_matches_onnxruntime(name, opset, tmp_path):
         model = randomize(layer_model(name, cfg, shape), rng)
         ours, theirs = run_both(model, tmp_path / f"{name}_{k}.onnx", opset, rng)
         assert_close(ours, theirs)
+
+
+# Ops the export writes that the import does not read on tensors (no cnnframe layer slices,
+# reduces or powers a tensor): uneven adaptive pools, layer_norm before opset 17 and lrn of an
+# even size are written with them.
+NOT_IMPORTED = {"Slice", "ReduceMean", "ReduceMax", "Pow"}
+
+
+@pytest.mark.parametrize("opset", [connx.MIN_OPSET, connx.DEFAULT_OPSET, connx.MAX_OPSET])
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_layer_imports_back(name, opset, tmp_path):
+    """cnnframe -> ONNX -> cnnframe gives the layer's outputs, or an error naming the op."""
+    rng = np.random.default_rng(opset * 7 + len(name))
+    for k, (cfg, shape) in enumerate(CASES[name]):
+        model = randomize(layer_model(name, cfg, shape), rng)
+        path = tmp_path / f"{name}_{k}.onnx"
+        connx.export(model, path, opset=opset)
+        try:
+            back = connx.load(path)
+        except ValueError as exc:  # only for a node of those ops, on a tensor
+            assert re.search(rf"\(({'|'.join(NOT_IMPORTED)}), opset {opset}\): op .* is not "
+                             "supported", str(exc)), exc
+            continue
+        assert list(back.inputs) == list(model.inputs) and back.outputs == model.outputs
+        feeds = {k: rng.standard_normal((3, *s)).astype(np.float32)
+                 for k, s in model.inputs.items()}
+        x = feeds if len(feeds) > 1 else next(iter(feeds.values()))
+        want = model.forward(x, training=False)
+        assert_close({"y": back.forward(x, training=False)}, {"y": want})
 
 
 def _model_part(path):
@@ -204,6 +268,53 @@ def test_gelu_op_form_follows_the_opset(opset, ops, tmp_path):
     model = layer_model("gelu", {}, (4,))
     connx.export(model, tmp_path / "g.onnx", opset=opset)
     assert ops <= {n.op_type for n in onnx.load(tmp_path / "g.onnx").graph.node}
+
+
+@pytest.mark.parametrize("name,cfg,shape,opset,ops", [
+    ("pad", {"pads": [[0, 0], [1, 2]]}, (2, 3), 17, ["Pad"]),
+    ("pool2d", {"mode": "avg", "kernel_size": 2, "dilation": 2}, (1, 5, 5), 18,
+     ["Conv", "Div"]),
+    ("pool2d", {"mode": "avg", "kernel_size": 2, "dilation": 2}, (1, 5, 5), 19,
+     ["AveragePool"]),
+    ("pool2d", {"mode": "max", "kernel_size": 2, "stride": 3, "ceil_mode": True}, (1, 7, 6), 17,
+     ["MaxPool"]),
+    ("lrn", {"size": 3}, (4, 2, 2), 13, ["LRN"]),
+    ("lrn", {"size": 3}, (4, 5), 13, ["Reshape", "LRN", "Reshape"]),
+    ("lrn", {"size": 2}, (4, 5, 5), 13, ["Mul", "Reshape", "Conv", "Reshape", "Mul", "Add",
+                                         "Pow", "Mul"]),
+])
+def test_op_forms_of_the_import_layers(name, cfg, shape, opset, ops, tmp_path):
+    connx.export(layer_model(name, cfg, shape), tmp_path / "m.onnx", opset=opset)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert [n.op_type for n in graph.node] == ops
+    pool = [n for n in graph.node if n.op_type in ("MaxPool", "AveragePool")]
+    # ceil_mode is never written: its extra windows are end pads (ONNX's shape inference
+    # and onnxruntime disagree on ceil_mode's output size when a window starts in the pads)
+    assert all(a.name != "ceil_mode" for n in pool for a in n.attribute)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+def test_pad_names_the_sample_axes_from_opset_18(opset, tmp_path):
+    model = layer_model("pad", {"pads": [[0, 0], [1, 2], [3, 0]], "value": 2.0}, (2, 3, 4))
+    connx.export(model, tmp_path / "m.onnx", opset=opset)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    pad = graph.node[0]
+    if opset >= 18:
+        assert inits[pad.input[1]].tolist() == [0, 1, 3, 0, 2, 0]
+        assert inits[pad.input[3]].tolist() == [1, 2, 3]
+    else:
+        assert len(pad.input) == 3
+        assert inits[pad.input[1]].tolist() == [0, 0, 1, 3, 0, 0, 2, 0]
+    assert inits[pad.input[2]].shape == () and inits[pad.input[2]] == 2.0  # a scalar
+
+
+def test_clip_bounds_are_scalars(tmp_path):
+    connx.export(layer_model("clip", {"max": 0.5}, (3,)), tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert list(graph.node[0].input) == ["x0", "", "node/max"]
+    (bound,) = graph.initializer
+    assert onnx.numpy_helper.to_array(bound).shape == ()
 
 
 class Cube(Layer):

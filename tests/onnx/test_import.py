@@ -13,30 +13,14 @@ from onnx import helper, numpy_helper  # noqa: E402
 import cnnframe.onnx  # noqa: E402
 from cnnframe.graph import Model  # noqa: E402
 from cnnframe.onnx.importer import load, supported_ops  # noqa: E402
-from onnx_graphs import assert_close, make_model, run_onnxruntime, save, single  # noqa: E402
+from onnx_graphs import (assert_close, make_model, run_onnxruntime, save, single,  # noqa: E402
+                         small_cnn)
 
 R = np.random.default_rng(5)
 
 
 def w(*shape):
     return (R.standard_normal(shape) * 0.3).astype(np.float32)
-
-
-def small_cnn(opset=13, batch="N", hw=(8, 8), image=8):
-    """Conv -> BN -> Relu -> MaxPool -> Flatten -> Gemm -> Softmax."""
-    nodes = [
-        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
-        helper.make_node("Relu", ["n"], ["r"], name="relu"),
-        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
-                         strides=[2, 2]),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], name="fc", transB=1),
-        helper.make_node("Softmax", ["g"], ["probs"], name="softmax", axis=1)]
-    feat = 4 * (image // 2) ** 2
-    inits = {"cw": w(4, 3, 3, 3), "cb": w(4), "s": w(4) + 1, "b": w(4), "m": w(4),
-             "v": np.abs(w(4)) + 0.5, "fw": w(5, feat), "fb": w(5)}
-    return make_model(nodes, {"x": [batch, 3, *hw]}, ["probs"], inits, opset)
 
 
 def test_package_load_is_the_importer(tmp_path):
@@ -258,3 +242,17 @@ def test_opset_older_than_6_is_refused(tmp_path):
     with pytest.raises(ValueError, match="opset 5 is older"):
         load(save(proto, tmp_path / "m.onnx"))
     assert os.path.exists(tmp_path / "m.onnx")
+
+
+def test_constant_operands_are_buffers_not_parameters(tmp_path):
+    """An imported constant (x - mean) is state, not a weight: optimizers leave it alone."""
+    mean = w(1, 3, 1, 1)
+    proto = make_model([single("Sub", None, ["x", "mean"])], {"x": [2, 3, 4, 4]}, ["y"],
+                       {"mean": mean})
+    model = load(save(proto, tmp_path / "m.onnx"))
+    (layer,) = model.nodes.values()
+    assert layer.params == {} and set(layer.buffers) == {"value"}
+    assert layer.get_config() == {"op": "sub", "shape": [3, 1, 1], "trainable": False}
+    np.testing.assert_array_equal(layer.buffers["value"], mean.reshape(3, 1, 1))
+    learned = type(layer).from_config({**layer.get_config(), "trainable": True})
+    assert set(learned.params) == {"value"} and learned.get_config()["trainable"] is True
