@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
-TUTORIALS = ["convolution", "cifar10", "distributed"]
+TUTORIALS = ["convolution", "cifar10", "distributed", "onnx"]
 SKIP = "<!-- docs-test: skip -->"
 _FENCE = re.compile(r"^(`{3,})(\S*)\s*$")
 _FIGURE = re.compile(r"!\[[^\]]*\]\(/_generated/figures/[\w.-]+/([\w.-]+\.png)\)")
