@@ -6,14 +6,46 @@
 Importing this package does not import onnx; each function does when called, and raises
 ImportError naming the extra to install when it is missing.
 """
+from cnnframe.onnx._builder import OnnxImportError
 from cnnframe.onnx._opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from cnnframe.onnx.export import ExportContext, ExportError, export
 
-__all__ = ["export", "load", "ExportError", "ExportContext", "DEFAULT_OPSET", "MIN_OPSET",
+__all__ = ["export", "load", "supported_ops", "OnnxImportError", "ExportError", "ExportContext", "DEFAULT_OPSET", "MIN_OPSET",
            "MAX_OPSET"]
 
 
-def load(path, **kw):
-    """Read an ONNX model file into a cnnframe Model (see :func:`cnnframe.onnx.importer.load`)."""
+def load(path, input_shape=None, max_tensor_bytes=None):
+    """Read an ONNX model file into a cnnframe Model.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.onnx`` file; external data files must lie in its folder (or below).
+    input_shape : tuple of int, or dict name -> tuple, optional
+        Each input's sample shape without the batch axis, e.g. ``(3, 224, 224)``, for inputs
+        with dynamic axes besides the batch axis.
+    max_tensor_bytes : int, optional
+        The largest tensor accepted, checked from its declared shape before anything is
+        allocated (default: the model size limit).
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    OnnxImportError
+        (a ValueError) for an op, attribute or shape the import cannot take, naming the
+        node, the op and the opset; see :func:`supported_ops`.
+
+    See :func:`cnnframe.onnx.importer.load` for the details.
+    """
     from cnnframe.onnx.importer import load as _load
-    return _load(path, **kw)
+    return _load(path, input_shape=input_shape, max_tensor_bytes=max_tensor_bytes)
+
+
+def supported_ops():
+    """The ONNX ops the import reads (see :func:`cnnframe.onnx.importer.supported_ops`)."""
+    from cnnframe.onnx.importer import supported_ops as _supported_ops
+    return _supported_ops()
+
