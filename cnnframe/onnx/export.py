@@ -52,6 +52,7 @@ class ExportContext:
         self.nodes = []
         self.initializers = []
         self._names = set(model.inputs) | set(model.nodes)
+        self._node_labels = set()   # names of the ONNX nodes written
         self._shapes = {k: (None, *v) for k, v in model.shapes.items()}
         self._current = None   # (node name, layer type) being converted
 
@@ -97,7 +98,13 @@ class ExportContext:
                 if n in self._names and n != (self._current[0] if self._current else None):
                     raise ValueError(f"ExportContext.node: tensor name {n!r} is already used")
                 self._names.add(n)
-        label = self.fresh(self._default_base(op_type) + "_node")
+        # The node that computes a cnnframe node's output takes that node's name, so an
+        # import names its layer alike (ONNX keeps node and tensor names apart).
+        current = self._current[0] if self._current else None
+        label = (current if current is not None and names[0] == current
+                 and current not in self._node_labels
+                 else self.fresh(self._default_base(op_type) + "_node"))
+        self._node_labels.add(label)
         self.nodes.append(self._onnx.helper.make_node(op_type, list(inputs), names, name=label,
                                                       **attributes))
         return names[0] if len(names) == 1 else names
