@@ -17,11 +17,13 @@ CNNFRAME_ISA=avx2|generic measures another instruction set's table.
 
     python benchmarks/bench_conv_algos.py [--threads 2] [--kernel 3] [--sizes 4,8,12,16,28,32]
                                           [--channels 32:64,64:128] [--repeats 7]
+                                          [--statistic median|min]
 """
 import argparse
+import statistics
 
 import numpy as np
-from _timing import median_ms
+from _timing import interleaved_ms
 
 import cnnframe
 import cnnframe.functional as F
@@ -39,7 +41,15 @@ COLUMNS = ("direct", "winograd2", "winograd4", "im2col")
 AGREES = 1.2
 
 
-def case(c, f, size, k, repeats, rng):
+def timed(fns, repeats, statistic):
+    """{name: ms}: the median (or the minimum, steadier on a loaded machine: waits for a core
+    only ever add time) of `repeats` interleaved calls of each function."""
+    reduce = statistics.median if statistic == "median" else min
+    return {name: reduce(ms) for name, ms in
+            interleaved_ms(fns, repeats, settle_s=SETTLE_S).items()}
+
+
+def case(c, f, size, k, repeats, statistic, rng):
     """(N, {pass: {algorithm: ms}}, {pass: auto's algorithm}) for one (C, F, size, K)."""
     n = int(min(128, max(16, 2.5e9 / (2 * c * f * k * k * size * size))))
     p = k // 2
@@ -62,10 +72,10 @@ def case(c, f, size, k, repeats, rng):
               for a in COLUMNS if can(a, "grad_weight")}
     both = {"im2col both": lambda: F.conv2d_backward(x, w, gy, padding=p, out=gx,
                                                      algorithm="im2col")}
-    result = {"forward": median_ms(fwd, repeats, settle_s=SETTLE_S),
-              "grad_x": median_ms(grad_x, repeats, settle_s=SETTLE_S),
-              "grad_w": median_ms(grad_w, repeats, settle_s=SETTLE_S)}
-    result["grad_x"]["im2col"] = (median_ms(both, repeats, settle_s=SETTLE_S)["im2col both"]
+    result = {"forward": timed(fwd, repeats, statistic),
+              "grad_x": timed(grad_x, repeats, statistic),
+              "grad_w": timed(grad_w, repeats, statistic)}
+    result["grad_x"]["im2col"] = (timed(both, repeats, statistic)["im2col both"]
                                   - result["grad_w"]["im2col"])
     auto_x, auto_w = conv_dispatch.backward_algorithms("auto", g, np.float32, True)
     auto = {"forward": conv_dispatch.choose_algorithm("forward", g, np.float32),
@@ -89,6 +99,8 @@ def main(argv=None):
     ap.add_argument("--channels", default=None,
                     help="C:F pairs, e.g. 32:64,64:128 (default: a grid of 16 to 256)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--statistic", choices=("median", "min"), default="median",
+                    help="of the repeats (min: on a loaded machine)")
     args = ap.parse_args(argv)
     cnnframe.set_num_threads(args.threads)
     channels = (CHANNELS if args.channels is None else
@@ -96,7 +108,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     k = args.kernel
     print(f"{k}x{k} stride-1 conv, padding {k // 2}, float32, {args.threads} threads, "
-          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); median ms of "
+          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); {args.statistic} ms of "
           f"{args.repeats}; * fastest; grad_x by im2col = whole im2col backward - its grad_w; "
           f"auto: what conv2d's table takes, ok if within {AGREES}x the fastest")
     print(f"{'case':<22} {'pass':<8} {'direct':>8} {'wino2':>8} {'wino4':>8} {'im2col':>8}  "
@@ -104,7 +116,7 @@ def main(argv=None):
     disagree = 0
     for size in (int(s) for s in args.sizes.split(",")):
         for c, f in channels:
-            n, result, auto = case(c, f, size, k, args.repeats, rng)
+            n, result, auto = case(c, f, size, k, args.repeats, args.statistic, rng)
             for what, times in result.items():
                 best = min(times, key=times.get)
                 cells = [f"{times[a]:.2f}{'*' if a == best else ' '}" if a in times else "-"

@@ -22,6 +22,7 @@ That benchmark prints each algorithm's time next to what "auto" picks on the mac
 runs on; re-measure with it on a new CPU (crossovers move with the CPU).  Rows may hold
 a batch condition (``min_batch``, ``max_batch``); none uses one yet.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,9 +280,15 @@ def choose_algorithm(pass_, g, dtype, isa=None):
     isa : {"avx512", "avx2", "generic"}, optional
         Whose table to read; default the active instruction set (cnnframe.use_isa).
     """
-    table = TABLES[isa or _runtime.active_isa()][pass_]
+    return _choose(pass_, g, np.dtype(dtype), isa or _runtime.active_isa())
+
+
+# A layer calls conv2d with the same few geometries step after step: reading the table
+# costs tens of microseconds, a cached answer one.
+@functools.lru_cache(maxsize=4096)
+def _choose(pass_, g, dtype, isa):
     rows_g = g.grad_x_conv() if pass_ == "grad_x" and g.has_grad_x_conv() else g
-    for rule in table:
+    for rule in TABLES[isa][pass_]:
         if rule.holds(rows_g, dtype) and unsupported(rule.algorithm, pass_, g, dtype) is None:
             return rule.algorithm
     return "im2col"
