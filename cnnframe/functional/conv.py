@@ -1,4 +1,8 @@
-"""2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution)."""
+"""2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution).
+
+Three algorithms: the direct kernel (_direct.py), Winograd F(2x2, 3x3) / F(4x4, 3x3)
+and im2col + GEMM (here); conv_dispatch.py says which one each pass runs.
+"""
 import numpy as np
 
 from cnnframe._threads import threads_for

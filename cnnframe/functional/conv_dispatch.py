@@ -172,7 +172,15 @@ AVX512_GRAD_WEIGHT = (
                   "16->16 7x7 56x56 37/72 (3x3 64->128 8x8 23/12: no)"),
 )
 AVX2_GRAD_WEIGHT = (
-    *GRAD_WEIGHT_WINOGRAD,
+    GRAD_WEIGHT_WINOGRAD[0],
+    Rule("winograd4", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=784,
+         max_pairs=4096,
+         measured="AVX2, 28x28 up to 64->64 (AVX-512: F(4x4) from 32x32): ms F(2x2) / F(4x4), "
+                  "min of 7 | 11 on the shared 2-core machine (loaded: absolute times 2-5x "
+                  "too high): 32->32 47.6/30.6 | 128.8/117.1, 32->64 55.3/46.0 | 109.2/96.8, "
+                  "64->32 84.6/65.7 | 189.0/151.4, 64->64 48.0/46.6; wider unclear "
+                  "(128->128 79.8/71.2 | 164.6/198.1)"),
+    *GRAD_WEIGHT_WINOGRAD[1:],
     Rule("direct", max_in_channels=4, dtype="float32",
          measured="ms direct / conv2d_backward's other choice: 3->32 3x3 32x32 1.5/3.9"),
     Rule("direct", min_taps=25, max_pairs=4096, dtype="float32",

@@ -125,6 +125,19 @@ MEASURED = {"avx512": (MEASURED_WINS, MEASURED_LOSSES),
             "generic": ([], MEASURED_WINS + MEASURED_WINS_AVX2)}
 
 
+def test_avx2_takes_the_weight_gradients_f4_from_28x28():
+    """Measured on AVX2 (conv_dispatch.py): F(4x4, 3x3) is the faster weight gradient on 28x28
+    maps already, up to 64 -> 64 channels; the other tables keep F(2x2) there (AVX-512: F(4x4)
+    0.91-1.24x its time), and so does AVX2 for wider layers and smaller maps."""
+    g = geometry((2, 32, 28, 28), (32, 32, 3, 3), padding=1)
+    for isa, want in (("avx2", "winograd4"), ("avx512", "winograd2"), ("generic", "winograd2")):
+        assert D.choose_algorithm("grad_weight", g, np.float32, isa) == want, isa
+    small = geometry((2, 32, 24, 24), (32, 32, 3, 3), padding=1)
+    wide = geometry((2, 128, 28, 28), (128, 128, 3, 3), padding=1)
+    for other in (small, wide):
+        assert D.choose_algorithm("grad_weight", other, np.float32, "avx2") == "winograd2"
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_direct_rows_follow_the_measurements(isa):
     """The forward pass goes direct where it measured faster on that instruction set, not
