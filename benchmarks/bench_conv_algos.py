@@ -1,128 +1,132 @@
-"""Which algorithm is fastest for a 3x3 stride-1 convolution: the evidence for conv2d's dispatch.
+"""Which algorithm is fastest for a stride-1 convolution: the evidence for conv2d's dispatch.
 
-For a grid of channel counts and map sizes, times every algorithm cnnframe has for each
-pass, interleaved round by round in one process (float32, padding 1):
+For a grid of channel counts and map sizes (KxK kernels, padding K // 2, float32), times
+every algorithm that can compute each pass, interleaved round by round in one process,
+through conv2d's and conv2d_backward's ``algorithm`` argument:
 
-- forward and grad_x: the direct kernel, Winograd F(2x2, 3x3) and F(4x4, 3x3), im2col + GEMM
-  (grad_x by im2col is the whole im2col backward minus its weight-gradient-only run);
-- grad_weight: Winograd F(2x2) and F(4x4), im2col + GEMM, the direct weight gradient.
+- forward: conv2d(x, w);
+- grad_x: conv2d of grad_y with the flipped, transposed kernel, the conv conv2d_backward
+  runs for it (by im2col: the whole im2col backward minus its weight-gradient-only run);
+- grad_w: conv2d_backward(need_grad_x=False), the weight gradient alone.
 
-Each case runs as many images (16..128) as make about 2.5 GFLOP of direct forward work.
-The fastest entry of each pass is starred.  `direct_applies` (functional/_direct.py) and
-the weight-gradient constants in functional/conv.py quote these tables.
+Each case runs as many images (16..128) as make about 2.5 GFLOP of forward work.  The
+fastest entry of each pass is starred; then what ``algorithm="auto"`` takes there (the
+table of the active instruction set, cnnframe/functional/conv_dispatch.py, whose rows
+quote these figures) and whether that is within 20% of the fastest ("ok") or not.
+CNNFRAME_ISA=avx2|generic measures another instruction set's table.
 
-    python benchmarks/bench_conv_algos.py [--threads 2] [--sizes 4,8,12,16,28,32] [--repeats 7]
+    python benchmarks/bench_conv_algos.py [--threads 2] [--kernel 3] [--sizes 4,8,12,16,28,32]
+                                          [--channels 32:64,64:128] [--repeats 7]
+                                          [--statistic median|min]
 """
 import argparse
+import statistics
 
 import numpy as np
-from _timing import median_ms
+from _timing import interleaved_ms
 
 import cnnframe
-import cnnframe.functional.conv as conv
+import cnnframe.functional as F
 from cnnframe._alloc import keep_freed_memory
-from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weight,
-                                         direct_conv2d_grad_x)
+from cnnframe.functional import conv_dispatch
+from cnnframe.functional._args import conv_geometry
+from cnnframe.functional.conv import _transposed_kernel
 from cnnframe_ext import runtime
 
 CHANNELS = [(16, 16), (16, 32), (32, 32), (32, 64), (64, 32), (64, 64), (64, 128), (128, 64),
             (128, 128), (128, 256), (256, 256)]
 SETTLE_S = 0.005   # one OpenMP runtime here (no PyTorch): a shorter pause than _timing's
+COLUMNS = ("direct", "winograd2", "winograd4", "im2col")
+# "auto" within this factor of the fastest agrees with the measurement (the machine is noisy)
+AGREES = 1.2
 
 
-def interleaved(fns, repeats):
-    """Median ms of each named function, called in turn so that all see the same load."""
-    return median_ms(fns, repeats, settle_s=SETTLE_S)
+def timed(fns, repeats, statistic):
+    """{name: ms}: the median (or the minimum, steadier on a loaded machine: waits for a core
+    only ever add time) of `repeats` interleaved calls of each function."""
+    reduce = statistics.median if statistic == "median" else min
+    return {name: reduce(ms) for name, ms in
+            interleaved_ms(fns, repeats, settle_s=SETTLE_S).items()}
 
 
-def case(c, f, size, repeats, rng):
-    """{pass: {algorithm: ms}} for one (C, F, size)."""
-    n = int(min(128, max(16, 2.5e9 / (2 * c * f * 9 * size * size))))
+def case(c, f, size, k, repeats, statistic, rng):
+    """(N, {pass: {algorithm: ms}}, {pass: auto's algorithm}) for one (C, F, size, K)."""
+    n = int(min(128, max(16, 2.5e9 / (2 * c * f * k * k * size * size))))
+    p = k // 2
     x = rng.standard_normal((n, c, size, size), dtype=np.float32)
-    w = rng.standard_normal((f, c, 3, 3), dtype=np.float32) * 0.1
-    gy = rng.standard_normal((n, f, size, size), dtype=np.float32)
+    w = rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1
+    g = conv_geometry(x.shape, w.shape, padding=p)
+    gy = rng.standard_normal(g.out_shape, dtype=np.float32)
     y, gx = np.empty_like(gy), np.empty_like(x)
-    no_bias = np.empty(0, np.float32)
-    w_t = conv._transposed_kernel(w, 1)
-    hw = (size, size)
-    fwd = {"direct": lambda: direct_conv2d(x, w, no_bias, (1, 1), out=y),
-           "im2col": lambda: im2col_conv2d(x, w, y)}
-    grad_x = {"direct": lambda: direct_conv2d_grad_x(gy, w, (1, 1), out=gx)}
-    grad_w = {"im2col": lambda: conv._im2col_backward(x, w, gy, (1, 1), (1, 1), (1, 1), 1, hw,
-                                                      False, None),
-              "direct": lambda: direct_conv2d_grad_weight(x, gy, w.shape, (1, 1), conv.PARTS)}
-    for tile in (2, 4):
-        if size % tile == 0:
-            name = f"wino{tile}"
-            fwd[name] = lambda t=tile: conv._winograd_conv3x3(x, w, no_bias, (1, 1), 1, out=y,
-                                                              tile=t)
-            grad_x[name] = lambda t=tile: conv._winograd_conv3x3(gy, w_t, no_bias, (1, 1), 1,
-                                                                 out=gx, tile=t)
-            grad_w[name] = lambda t=tile: conv._winograd_grad_weight3x3(x, gy, w.shape, (1, 1),
-                                                                        1, tile=t)
-    both = {"im2col both": lambda: conv._im2col_backward(x, w, gy, (1, 1), (1, 1), (1, 1), 1,
-                                                         hw, True, gx)}
-    result = {"forward": interleaved(fwd, repeats), "grad_x": interleaved(grad_x, repeats),
-              "grad_w": interleaved(grad_w, repeats)}
-    result["grad_x"]["im2col"] = (interleaved(both, repeats)["im2col both"]
+    w_t = _transposed_kernel(w, 1)
+
+    def can(algorithm, pass_):
+        return conv_dispatch.supports(algorithm, pass_, g, np.float32)
+
+    fwd = {a: (lambda a=a: F.conv2d(x, w, padding=p, out=y, algorithm=a))
+           for a in COLUMNS if can(a, "forward")}
+    grad_x = {a: (lambda a=a: F.conv2d(gy, w_t, padding=k - 1 - p, out=gx, algorithm=a))
+              for a in COLUMNS if a != "im2col" and can(a, "grad_x")}
+    grad_w = {a: (lambda a=a: F.conv2d_backward(x, w, gy, padding=p, need_grad_x=False,
+                                                algorithm={"grad_weight": a}))
+              for a in COLUMNS if can(a, "grad_weight")}
+    both = {"im2col both": lambda: F.conv2d_backward(x, w, gy, padding=p, out=gx,
+                                                     algorithm="im2col")}
+    result = {"forward": timed(fwd, repeats, statistic),
+              "grad_x": timed(grad_x, repeats, statistic),
+              "grad_w": timed(grad_w, repeats, statistic)}
+    result["grad_x"]["im2col"] = (timed(both, repeats, statistic)["im2col both"]
                                   - result["grad_w"]["im2col"])
-    return n, result
+    auto_x, auto_w = conv_dispatch.backward_algorithms("auto", g, np.float32, True)
+    auto = {"forward": conv_dispatch.choose_algorithm("forward", g, np.float32),
+            "grad_x": auto_x, "grad_w": auto_w}
+    return n, result, auto
 
 
-def im2col_conv2d(x, w, y):
-    """conv2d by im2col + GEMM whatever the dispatch rule would pick."""
-    saved = conv.DIRECT, conv.WINOGRAD_MIN_CHANNELS
-    conv.DIRECT, conv.WINOGRAD_MIN_CHANNELS = False, 10**9
-    try:
-        conv.conv2d(x, w, None, padding=1, out=y)
-    finally:
-        conv.DIRECT, conv.WINOGRAD_MIN_CHANNELS = saved
+def verdict(times, taken):
+    """"ok" if auto's algorithm is within AGREES of the fastest, else how far it is off."""
+    best = min(times, key=times.get)
+    ratio = times[taken] / times[best]
+    return "ok" if ratio <= AGREES else f"NO: {ratio:.2f}x {best}'s time"
 
 
 def main(argv=None):
     keep_freed_memory()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernel", type=int, default=3, help="K of the KxK kernels (odd)")
     ap.add_argument("--sizes", default="4,8,12,16,28,32")
     ap.add_argument("--channels", default=None,
                     help="C:F pairs, e.g. 32:64,64:128 (default: a grid of 16 to 256)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--statistic", choices=("median", "min"), default="median",
+                    help="of the repeats (min: on a loaded machine)")
     args = ap.parse_args(argv)
     cnnframe.set_num_threads(args.threads)
     channels = (CHANNELS if args.channels is None else
                 [tuple(int(v) for v in pair.split(":")) for pair in args.channels.split(",")])
     rng = np.random.default_rng(0)
-    print(f"3x3 stride-1 conv, padding 1, float32, {args.threads} threads, "
-          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); median ms of "
-          f"{args.repeats}; * fastest; grad_x by im2col = whole im2col backward - its grad_w")
+    k = args.kernel
+    print(f"{k}x{k} stride-1 conv, padding {k // 2}, float32, {args.threads} threads, "
+          f"{runtime.active_isa()} kernels (CNNFRAME_ISA caps them); {args.statistic} ms of "
+          f"{args.repeats}; * fastest; grad_x by im2col = whole im2col backward - its grad_w; "
+          f"auto: what conv2d's table takes, ok if within {AGREES}x the fastest")
     print(f"{'case':<22} {'pass':<8} {'direct':>8} {'wino2':>8} {'wino4':>8} {'im2col':>8}  "
-          "conv2d takes")
+          f"{'auto':<10} table")
+    disagree = 0
     for size in (int(s) for s in args.sizes.split(",")):
         for c, f in channels:
-            n, result = case(c, f, size, args.repeats, rng)
-            taken = dispatch(c, f, size, n)
+            n, result, auto = case(c, f, size, k, args.repeats, args.statistic, rng)
             for what, times in result.items():
                 best = min(times, key=times.get)
-                cells = [f"{times[k]:.2f}{'*' if k == best else ' '}" if k in times else "-"
-                         for k in ("direct", "wino2", "wino4", "im2col")]
+                cells = [f"{times[a]:.2f}{'*' if a == best else ' '}" if a in times else "-"
+                         for a in COLUMNS]
                 label = f"{c}->{f} {size}x{size} n{n}" if what == "forward" else ""
+                agree = verdict(times, auto[what])
+                disagree += agree != "ok"
                 print(f"{label:<22} {what:<8} " + " ".join(f"{cell:>8}" for cell in cells)
-                      + f"  {taken[what]}", flush=True)
-
-
-def dispatch(c, f, size, n):
-    """What conv2d / conv2d_backward choose for this case, per pass (for the last column)."""
-    w = np.empty((f, c, 3, 3), np.float32)
-    tile = conv._winograd_applies(w, (1, 1), (1, 1), 1, size, size)
-    direct = conv._direct_applies((n, c, size, size), w.shape, (1, 1), (1, 1), (1, 1), 1,
-                                  np.float32, tile)
-    direct_x = conv._direct_applies((n, f, size, size), (c, f, 3, 3), (1, 1), (1, 1), (1, 1), 1,
-                                    np.float32, tile)
-    tile_w = conv._winograd_applies(w, (1, 1), (1, 1), 1, size, size, grad_weight=True)
-    im2col_x = not direct_x and not tile
-    return {"forward": "direct" if direct else f"wino{tile}" if tile else "im2col",
-            "grad_x": "direct" if direct_x else f"wino{tile}" if tile else "im2col",
-            "grad_w": "im2col" if im2col_x or not tile_w else f"wino{tile_w}"}
+                      + f"  {auto[what]:<10} {agree}", flush=True)
+    print(f"{disagree} passes where auto's choice took over {AGREES}x the fastest's time")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from _timing import median_ms
 import cnnframe
 import cnnframe.functional as F
 from cnnframe._alloc import keep_freed_memory
+from cnnframe.functional._args import conv_geometry
 from cnnframe.functional._direct import direct_conv2d, direct_conv2d_grad_x
 
 try:
@@ -40,13 +41,14 @@ def case_functions(cin, cout, k, pad, size, grad_x, batch, rng):
     w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.1
     b = rng.standard_normal(cout, dtype=np.float32)
     gy = rng.standard_normal((batch, cout, size, size), dtype=np.float32)
+    g = conv_geometry(x.shape, w.shape, padding=pad)
     if grad_x:
         out = np.empty_like(x)
-        direct = lambda: direct_conv2d_grad_x(gy, w, pad, out=out)
+        direct = lambda: direct_conv2d_grad_x(gy, w, g, out=out)
         ours = lambda: F.conv2d_backward(x, w, gy, padding=pad, out=out)
     else:
         out = np.empty_like(gy)
-        direct = lambda: direct_conv2d(x, w, b, pad, out=out)
+        direct = lambda: direct_conv2d(x, w, b, g, out=out)
         ours = lambda: F.conv2d(x, w, b, padding=pad, out=out)
     theirs = None
     if torch is not None:

@@ -11,6 +11,7 @@ Messages start with the function or layer name (`fn` / `layer`) when one is give
 import math
 import numbers
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,6 +119,124 @@ def out_size(size, kernel, stride, pad, dilation=1):
     Unchecked (callers have validated every value); may be < 1.
     """
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class ConvGeometry(NamedTuple):
+    """One conv2d call's validated geometry: shapes, normalised arguments and output size.
+
+    Built once at the public entry (`conv_geometry`) and passed down to the dispatch
+    (functional/conv_dispatch.py) and the algorithms, which read it instead of
+    normalising stride, padding and dilation again.  (Not to be confused with
+    cnnframe.testing.strategies.ConvGeometry, a hypothesis strategy's draw.)
+
+    n, c, h, w : the input (N, C, H, W); n may be 0.
+    f, kh, kw : output channels and kernel size; the weight is (F, C / groups, KH, KW).
+    stride, padding, dilation : (int, int) pairs.
+    groups : int.
+    out_h, out_w : the output size (>= 1).
+    """
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    kh: int
+    kw: int
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    out_h: int
+    out_w: int
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def weight_shape(self):
+        return (self.f, self.c // self.groups, self.kh, self.kw)
+
+    @property
+    def out_shape(self):
+        return (self.n, self.f, self.out_h, self.out_w)
+
+    @property
+    def kernel(self):
+        return (self.kh, self.kw)
+
+    @property
+    def out_pixels(self):
+        return self.out_h * self.out_w
+
+    def has_grad_x_conv(self):
+        """True if grad_x is a stride-1 conv of grad_y (`grad_x_conv`): stride 1,
+        dilation 1 and padding at most K - 1 on each axis."""
+        return (self.stride == (1, 1) and self.dilation == (1, 1)
+                and self.padding[0] < self.kh and self.padding[1] < self.kw)
+
+    def grad_x_conv(self):
+        """The geometry of the stride-1 conv that computes grad_x (see `has_grad_x_conv`):
+        grad_y (N, F, OH, OW) with the flipped, transposed kernel (C, F / groups, KH, KW)
+        and padding K - 1 - p, whose output is x's (H, W)."""
+        return ConvGeometry(self.n, self.f, self.out_h, self.out_w, self.c, self.kh, self.kw,
+                            (1, 1), (self.kh - 1 - self.padding[0], self.kw - 1 - self.padding[1]),
+                            (1, 1), self.groups, self.h, self.w)
+
+
+def conv_geometry(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+                  fn="conv2d"):
+    """Validate a conv2d call's shapes and arguments once; return its `ConvGeometry`.
+
+    Parameters
+    ----------
+    x_shape : (N, C, H, W)
+        N >= 0; C, H, W >= 1.
+    weight_shape : (F, C / groups, KH, KW)
+        Every dimension >= 1.
+    stride, padding, dilation : int or (int, int)
+        Stride >= 1, padding >= 0, dilation >= 1.
+    groups : int
+        >= 1, dividing C and F.
+    fn : str
+        The public function's name, which starts the messages.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument, the shapes and what was expected; ValueError too for an
+        output size < 1.
+    """
+    stride = pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    dilation = pair(dilation, "dilation", 1)
+    groups = positive_int(groups, "groups")
+    n, c, h, w = x_shape
+    if c == 0 or h == 0 or w == 0:
+        raise ValueError(f"x has shape {tuple(x_shape)}: channels, height and width must be "
+                         ">= 1 (only the batch may be empty)")
+    f, cg, kh, kw = weight_shape
+    if f == 0 or kh == 0 or kw == 0 or cg == 0:
+        raise ValueError(f"{fn}: weight has shape {tuple(weight_shape)}; every dimension must "
+                         "be >= 1")
+    if c % groups or f % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c}) and the "
+                         f"output channels ({f}); x has shape {tuple(x_shape)}, weight "
+                         f"{tuple(weight_shape)}")
+    if cg * groups != c:
+        raise ValueError(f"{fn}: weight has shape {tuple(weight_shape)}, so it expects "
+                         f"{cg} x groups={groups} = {cg * groups} input channels, "
+                         f"but x has shape {tuple(x_shape)} ({c} channels)")
+    oh = out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = out_size(w, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{fn}: output size would be {oh} x {ow} (< 1) for input {h} x {w}, kernel {kh} x {kw}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}; the dilated kernel "
+            f"({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}) must fit in the "
+            f"padded input ({h + 2 * padding[0]} x {w + 2 * padding[1]})")
+    return ConvGeometry(int(n), int(c), int(h), int(w), int(f), int(kh), int(kw), stride,
+                        padding, dilation, groups, oh, ow)
 
 
 def conv_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1):

@@ -1,12 +1,17 @@
-"""2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution)."""
+"""2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution).
+
+Three algorithms: the direct kernel (_direct.py), Winograd F(2x2, 3x3) / F(4x4, 3x3)
+and im2col + GEMM (here); conv_dispatch.py says which one each pass runs.
+"""
 import numpy as np
 
 from cnnframe._threads import threads_for
-from cnnframe.functional._args import (check_flag, contiguous, float_array, nonempty_planes,
-                                       out_size, output_array, pair, positive_int)
+from cnnframe.functional._args import (check_flag, contiguous, conv_geometry, float_array,
+                                       output_array)
+from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weight,
+                                         direct_conv2d_grad_x)
 from cnnframe.functional._workspace import scratch
-from cnnframe.functional._direct import (direct_applies, direct_conv2d, direct_conv2d_grad_weight,
-                                         direct_conv2d_grad_x, direct_grad_weight_pays)
+from cnnframe.functional.conv_dispatch import backward_algorithms, resolve
 from cnnframe_ext import conv as _kernels
 from cnnframe_ext import winograd as _winograd
 
@@ -19,48 +24,14 @@ MIN_COLS = 256
 PARTS = 8
 
 
-def _geometry(x, weight, stride, padding, dilation, groups, fn):
-    """Validate a conv call; return (x, weight, (sh, sw), (ph, pw), (dh, dw), groups, (OH, OW))."""
+def _checked(x, weight, stride, padding, dilation, groups, fn):
+    """Validate a conv call once; return (x, weight, ConvGeometry), the arrays C-contiguous."""
     x = float_array(x, "x", 4, copy=False)
     weight = float_array(weight, "weight", 4, dtype=x.dtype.newbyteorder("="), copy=False)
-    stride = pair(stride, "stride", 1)
-    padding = pair(padding, "padding", 0)
-    dilation = pair(dilation, "dilation", 1)
-    groups = positive_int(groups, "groups")
-    nonempty_planes(x, "x")
-    n, c, h, w = x.shape
-    f, cg, kh, kw = weight.shape
-    if f == 0 or kh == 0 or kw == 0 or cg == 0:
-        raise ValueError(f"{fn}: weight has shape {weight.shape}; every dimension must be >= 1")
-    if c % groups or f % groups:
-        raise ValueError(f"{fn}: groups={groups} must divide the input channels ({c}) and the "
-                         f"output channels ({f}); x has shape {x.shape}, weight {weight.shape}")
-    if cg * groups != c:
-        raise ValueError(f"{fn}: weight has shape {weight.shape}, so it expects "
-                         f"{cg} x groups={groups} = {cg * groups} input channels, "
-                         f"but x has shape {x.shape} ({c} channels)")
-    oh = out_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = out_size(w, kw, stride[1], padding[1], dilation[1])
-    if oh < 1 or ow < 1:
-        raise ValueError(
-            f"{fn}: output size would be {oh} x {ow} (< 1) for input {h} x {w}, kernel {kh} x {kw}, "
-            f"stride {stride}, padding {padding}, dilation {dilation}; the dilated kernel "
-            f"({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}) must fit in the "
-            f"padded input ({h + 2 * padding[0]} x {w + 2 * padding[1]})")
-    x, weight = contiguous(x), contiguous(weight)  # only now: the shapes are consistent
-    return x, weight, stride, padding, dilation, groups, (oh, ow)
+    g = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, fn)
+    return contiguous(x), contiguous(weight), g  # only now: the shapes are consistent
 
 
-# 3x3 stride-1 convolutions with even output sizes, at least this many channels per
-# group (in and out) and output maps of at least this many pixels use Winograd
-# F(2x2, 3x3) in the forward pass: 2.25x fewer multiplies than im2col + GEMM.  Measured
-# (batch 128, 2 threads): 32->32 on 32x32 forward 23.2 -> 13.1 ms, 64->64 on 16x16
-# 17.8 -> 11.9 ms; thinner layers (an RGB input) leave its GEMMs too narrow.  Where the
-# direct kernel runs (float32, AVX-512) it takes most of these convs instead
-# (`direct_applies`); Winograd's forward is left the float64 convs, CPUs without
-# AVX-512 and wide layers on large maps.
-WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_PIXELS = 256
 # Tiles per Winograd block (small images side by side): enough rows for the GEMMs.
 WINOGRAD_TILES = 128
 # The kernels space the 16 transformed planes of a block this many elements further
@@ -73,65 +44,6 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 _G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 WINOGRAD43_TILES = 64
-WINOGRAD43_MIN_PIXELS = 64
-# The weight gradient has its own rule: Winograd is the fastest weight gradient for every
-# 3x3 layer wide enough for it, except very wide layers on small maps.  Measured (2
-# threads, float32, batch 128 or as many images as make ~2.5 GFLOP; ms F(2x2) / F(4x4) /
-# im2col + GEMM / direct, benchmarks/bench_conv_algos.py):
-#   8x8:   32->64 2.2/2.4/2.7/4.9, 64->128 6.2/7.1/7.4/20.6, 128->128 11.0/13.6/14.0/30.0
-#   16x16: 32->64 6.0/6.2/8.1/11.2, 64->64 9.7/9.9/14.7/31.0
-#   32x32: 32->32 26.9/21.5/40.7/42.6, 64->64 14.6/9.6/18.2/33.6 (33 images)
-#   wide on maps <= 16x16: 128->256 8x8 13.9/18.5/12.5, 256->256 16x16 26.0/41.5/21.5
-# so F(2x2) on maps up to 28x28 (F(4x4) takes 0.91-1.24x its time there), F(4x4) from
-# 32x32 up, and im2col + GEMM for C*F >= 32768 on maps of up to 256 pixels.
-GRAD_WEIGHT_WINOGRAD_MIN_PIXELS = 16
-GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS = 1024
-GRAD_WEIGHT_IM2COL_MIN_PAIRS = 32768
-# Stride-1, undilated, ungrouped float32 convs go to the direct kernel (functional/_direct.py)
-# where `direct_applies` says it is faster: 5x5 32->32 on 32x32 forward 62 -> 32 ms, 3->32
-# 3x3 on 32x32 4.3 -> 2.0 ms (batch 128, 2 threads).  Tests switch it off to reach the others.
-DIRECT = True
-
-
-def _direct_applies(x_shape, weight_shape, stride, padding, dilation, groups, dtype, winograd):
-    return (DIRECT and stride == (1, 1) and dilation == (1, 1) and groups == 1
-            and direct_applies(x_shape, weight_shape, padding, dtype, bool(winograd)))
-
-
-def _direct_grad_weight_applies(x_shape, weight_shape, stride, dilation, groups, dtype):
-    """The direct weight gradient where it measured faster (batch 64-128, 2 threads, ms direct /
-    im2col + GEMM): few input channels (3->32 3x3 32x32 3.5/7.0, 5x5 2.2/6.5) and kernels of
-    25+ taps on up to 4096 channel pairs (32->32 5x5 32x32 41/95, 64->64 5x5 16x16 26/29,
-    16->16 7x7 56x56 37/72); not 3x3 with 32+ channels (64->128 8x8 23/12).  AVX2 alike
-    (ms direct / conv2d_backward's other choice: 3->32 3x3 32x32 1.5/3.9, 32->32 5x5 32x32 13.0/18.5, 64->64 5x5 16x16 13.6/14.3,
-    16->16 7x7 28x28 12.8/30.0; 64->128 3x3 8x8 12.6/7.6); not generic."""
-    f, c, kh, kw = weight_shape
-    return (DIRECT and stride == (1, 1) and dilation == (1, 1) and groups == 1
-            and np.dtype(dtype) == np.float32 and direct_grad_weight_pays()
-            and (c <= 4 or (kh * kw >= 25 and c * f <= 4096)))
-
-
-def _winograd_applies(weight, stride, dilation, groups, oh, ow, grad_weight=False):
-    """The Winograd tile for this conv: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3), 0 for none.
-
-    ``grad_weight=True`` asks for the weight gradient, which has its own measured rule.
-    """
-    f, cg, kh, kw = weight.shape
-    if not ((kh, kw) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-            and min(cg, f // groups) >= WINOGRAD_MIN_CHANNELS):
-        return 0
-    pixels = oh * ow
-    if grad_weight:
-        if pixels <= 256 and cg * (f // groups) >= GRAD_WEIGHT_IM2COL_MIN_PAIRS:
-            return 0
-        min4, min2 = GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS, GRAD_WEIGHT_WINOGRAD_MIN_PIXELS
-    else:
-        min4, min2 = WINOGRAD43_MIN_PIXELS, WINOGRAD_MIN_PIXELS
-    if oh % 4 == 0 and ow % 4 == 0 and pixels >= min4:
-        return 4
-    if oh % 2 == 0 and ow % 2 == 0 and pixels >= min2:
-        return 2
-    return 0
 
 
 def _padded_size(c, oh, ow, tile):
@@ -139,59 +51,56 @@ def _padded_size(c, oh, ow, tile):
     return c * (oh + 2) * (ow + 2 if tile == 2 else 4 * (ow // 4 + 1))
 
 
-def _winograd_conv3x3(x, weight, bias, padding, groups, out=None, fn="conv2d", what="output",
-                      tile=2):
-    """conv2d(x, weight, bias, stride=1, padding, groups) of a 3x3 weight by Winograd F(m x m, 3x3).
+def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="output"):
+    """conv2d of a 3x3 stride-1 conv of geometry `g` by Winograd F(m x m, 3x3), m = tile.
 
     tile m = 2 (output sizes even) or 4 (multiples of 4).
     """
-    n, c, h, w = x.shape
-    f, cg = weight.shape[:2]
-    oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    g = (_G if tile == 2 else _G43).astype(x.dtype)
+    transform = (_G if tile == 2 else _G43).astype(x.dtype)
     p = (tile + 2) ** 2
+    cg = g.c // g.groups
     # U = G g G^T per (f, c) as two small matmuls (a plain einsum loops over every index)
-    u = np.ascontiguousarray((g @ weight @ g.T).reshape(f, cg, p).transpose(2, 0, 1))
-    tiles = (oh // tile) * (ow // tile)
-    b = max(1, min(-(-n // PARTS), (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
-    threads = min(threads_for(n * tiles * p * c * f // groups, n), PARTS, max(1, -(-n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads, _padded_size(c, oh, ow, tile))
-    v = scratch("winograd inputs", x.dtype, threads, p * (c * b * tiles + PLANE_SKEW))
-    m = scratch("winograd products", x.dtype, threads, p * (f * b * tiles + PLANE_SKEW))
-    y = output_array((n, f, oh, ow), x.dtype, fn, what, out=out, inputs=(x, weight, bias))
-    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *padding, groups, b, threads)
+    u = np.ascontiguousarray((transform @ weight @ transform.T).reshape(g.f, cg, p)
+                             .transpose(2, 0, 1))
+    tiles = (g.out_h // tile) * (g.out_w // tile)
+    b = max(1, min(-(-g.n // PARTS),
+                   (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
+    threads = min(threads_for(g.n * tiles * p * g.c * g.f // g.groups, g.n), PARTS,
+                  max(1, -(-g.n // b)))
+    padded = scratch("winograd padded image", x.dtype, threads,
+                     _padded_size(g.c, g.out_h, g.out_w, tile))
+    v = scratch("winograd inputs", x.dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
+    m = scratch("winograd products", x.dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
+    y = output_array(g.out_shape, x.dtype, fn, what, out=out, inputs=(x, weight, bias))
+    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *g.padding, g.groups, b, threads)
     return y
 
 
-def _winograd_grad_weight3x3(x, grad_y, weight_shape, padding, groups, tile=2):
+def _winograd_grad_weight3x3(x, grad_y, g, tile):
     """(grad_weight, grad_bias) of a 3x3 stride-1 conv2d by Winograd F(m x m, 3x3), m = tile.
 
     The kernel sums dL/dU = sum over tiles of (A dY A^T) * (B^T d B) per partition;
     dW = G^T (dL/dU) G is the transpose of the forward's weight transform.
     """
-    n, c, h, w = x.shape
-    f, cg = weight_shape[:2]
-    oh, ow = grad_y.shape[2:]
     p = (tile + 2) ** 2
-    tiles = (oh // tile) * (ow // tile)
-    b = max(1, min(-(-n // PARTS), (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
-    threads = min(threads_for(n * tiles * p * c * f // groups, n), PARTS, max(1, -(-n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads, _padded_size(c, oh, ow, tile))
-    v = scratch("winograd inputs", x.dtype, threads, p * (c * b * tiles + PLANE_SKEW))
-    z = scratch("winograd products", x.dtype, threads, p * (f * b * tiles + PLANE_SKEW))
-    grad_m = scratch("winograd grad_weight", x.dtype, PARTS, p * f * cg)
-    grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, f)
-    _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *padding, groups,
-                                      b, tile, threads)
-    g = (_G if tile == 2 else _G43).astype(x.dtype)
-    grad_u = grad_m.sum(axis=0).reshape(tile + 2, tile + 2, f, cg)
-    grad_weight = np.ascontiguousarray(g.T @ grad_u.transpose(2, 3, 0, 1) @ g)
+    cg = g.c // g.groups
+    tiles = (g.out_h // tile) * (g.out_w // tile)
+    b = max(1, min(-(-g.n // PARTS),
+                   (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
+    threads = min(threads_for(g.n * tiles * p * g.c * g.f // g.groups, g.n), PARTS,
+                  max(1, -(-g.n // b)))
+    padded = scratch("winograd padded image", x.dtype, threads,
+                     _padded_size(g.c, g.out_h, g.out_w, tile))
+    v = scratch("winograd inputs", x.dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
+    z = scratch("winograd products", x.dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
+    grad_m = scratch("winograd grad_weight", x.dtype, PARTS, p * g.f * cg)
+    grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, g.f)
+    _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *g.padding,
+                                      g.groups, b, tile, threads)
+    transform = (_G if tile == 2 else _G43).astype(x.dtype)
+    grad_u = grad_m.sum(axis=0).reshape(tile + 2, tile + 2, g.f, cg)
+    grad_weight = np.ascontiguousarray(transform.T @ grad_u.transpose(2, 3, 0, 1) @ transform)
     return grad_weight, grad_b.sum(axis=0)
-
-
-def _transposed_shape(weight_shape, groups):
-    f, cg, kh, kw = weight_shape
-    return (groups * cg, f // groups, kh, kw)
 
 
 def _transposed_kernel(weight, groups):
@@ -220,20 +129,19 @@ def _blocking(n, c, kh, kw, oh, ow, itemsize):
     return max(1, min(cols // (oh * ow), per_part)), oh
 
 
-def _plan(x, weight, oh, ow):
+def _plan(x, g):
     """Threads, blocking (B, R) and per-thread scratch buffers (column matrix, product block)."""
-    n, c = x.shape[:2]
-    f, cg, kh, kw = weight.shape
-    threads = threads_for(n * f * oh * ow * cg * kh * kw, n)
-    b, r = _blocking(n, c, kh, kw, oh, ow, x.itemsize)
-    threads = min(threads, PARTS, max(1, -(-n // b)))
-    cols = b * r * ow
-    col = scratch("conv2d im2col", x.dtype, threads, c * kh * kw * cols)
-    tmp = scratch("conv2d block", x.dtype, threads, f * cols if b > 1 else 1)
+    threads = threads_for(g.n * g.f * g.out_h * g.out_w * (g.c // g.groups) * g.kh * g.kw, g.n)
+    b, r = _blocking(g.n, g.c, g.kh, g.kw, g.out_h, g.out_w, x.itemsize)
+    threads = min(threads, PARTS, max(1, -(-g.n // b)))
+    cols = b * r * g.out_w
+    col = scratch("conv2d im2col", x.dtype, threads, g.c * g.kh * g.kw * cols)
+    tmp = scratch("conv2d block", x.dtype, threads, g.f * cols if b > 1 else 1)
     return threads, b, r, col, tmp
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None,
+           algorithm="auto"):
     """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d::
 
         y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
@@ -256,6 +164,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
     out : ndarray, optional
         C-contiguous array of the output's shape and dtype to write y into
         (a layer reuses one between steps: fresh memory costs page faults).
+    algorithm : {"auto", "direct", "winograd", "winograd2", "winograd4", "im2col"}
+        "auto" (default) takes the fastest measured for this conv on this CPU's
+        instruction set (cnnframe.functional.conv_dispatch).  The others force one:
+        the direct kernel (stride 1, dilation 1, groups 1), Winograd for 3x3 stride-1
+        undilated convs with even output sizes (F(4x4, 3x3) where they are multiples
+        of 4, else F(2x2, 3x3); "winograd2" / "winograd4" force the tile), or im2col +
+        GEMM (any conv).  Every algorithm gives the same result up to rounding.
 
     Returns
     -------
@@ -268,33 +183,31 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
         For a non-float dtype, or x, weight and bias of different dtypes.
     ValueError
         For wrong dimensions, channel counts, groups, strides, paddings, or an
-        output size < 1; the message names the argument and the shapes.
+        output size < 1, the message naming the argument and the shapes; for an
+        unknown `algorithm` or one that cannot compute this conv, saying why.
     """
-    x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
-        x, weight, stride, padding, dilation, groups, "conv2d")
-    f = weight.shape[0]
+    x, weight, g = _checked(x, weight, stride, padding, dilation, groups, "conv2d")
     if bias is None:
         bias = np.empty(0, x.dtype)
     else:
         bias = float_array(bias, "bias", 1, dtype=x.dtype)
-        if bias.shape != (f,):
-            raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
+        if bias.shape != (g.f,):
+            raise ValueError(f"conv2d: bias must have shape ({g.f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
-    tile = _winograd_applies(weight, stride, dilation, groups, oh, ow)
-    if _direct_applies(x.shape, weight.shape, stride, padding, dilation, groups, x.dtype, tile):
-        return direct_conv2d(x, weight, bias, padding, out=out)
-    if tile:
-        return _winograd_conv3x3(x, weight, bias, padding, groups, out=out, tile=tile)
-    threads, b, r, col, tmp = _plan(x, weight, oh, ow)
-    y = output_array((x.shape[0], f, oh, ow), x.dtype, "conv2d", out=out,
-                     inputs=(x, weight, bias))
-    _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *stride, *padding, *dilation, groups,
-                            b, r, threads)
+    chosen = resolve(algorithm, "forward", g, x.dtype, "conv2d")
+    if chosen == "direct":
+        return direct_conv2d(x, weight, bias, g, out=out)
+    if chosen.startswith("winograd"):
+        return _winograd_conv3x3(x, weight, bias, g, int(chosen[-1]), out=out)
+    threads, b, r, col, tmp = _plan(x, g)
+    y = output_array(g.out_shape, x.dtype, "conv2d", out=out, inputs=(x, weight, bias))
+    _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *g.stride, *g.padding, *g.dilation,
+                            g.groups, b, r, threads)
     return y
 
 
 def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1,
-                    need_grad_x=True, *, out=None):
+                    need_grad_x=True, *, out=None, algorithm="auto"):
     """Gradients of `conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -310,6 +223,13 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         False skips grad_x (a first layer needs none) and returns None for it.
     out : ndarray, optional
         C-contiguous array of x's shape and dtype to write grad_x into.
+    algorithm : str or dict
+        As for `conv2d`, for both gradients, or a dict {"grad_x": name,
+        "grad_weight": name} per gradient (a missing key is "auto").  grad_x by
+        the direct kernel or Winograd is a stride-1 conv of grad_y with the flipped
+        kernel: it needs stride 1, dilation 1 and padding <= KH - 1, KW - 1 too, and
+        Winograd's output sizes are x's.  With "auto", grad_weight takes im2col
+        whenever grad_x does (one column matrix serves both).
 
     Returns
     -------
@@ -318,55 +238,42 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     grad_bias : ndarray, shape (F,)
         All with the dtype of x.  The bias gradient is returned whether or not
         the forward call used a bias.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `conv2d`, and for a grad_y not of the output's shape.
     """
-    need_grad_x = check_flag(need_grad_x, "need_grad_x", "conv2d_backward")
-    x, weight, stride, padding, dilation, groups, (oh, ow) = _geometry(
-        x, weight, stride, padding, dilation, groups, "conv2d_backward")
+    fn = "conv2d_backward"
+    need_grad_x = check_flag(need_grad_x, "need_grad_x", fn)
+    x, weight, g = _checked(x, weight, stride, padding, dilation, groups, fn)
     grad_y = float_array(grad_y, "grad_y", 4, dtype=x.dtype)
-    n, c = x.shape[:2]
-    f, _, kh, kw = weight.shape
-    if grad_y.shape != (n, f, oh, ow):
-        raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
+    if grad_y.shape != g.out_shape:
+        raise ValueError(f"conv2d_backward: grad_y must have the output shape {g.out_shape} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
-    # grad_x is conv2d of grad_y with the flipped, transposed kernel and padding K - 1 - p:
-    # the direct kernel where it is faster, else Winograd where it applies, else im2col.
-    tile_x = (_winograd_applies(weight, stride, dilation, groups, *x.shape[2:])
-              if max(padding) <= 2 else 0)
-    direct_x = (need_grad_x and padding[0] < kh and padding[1] < kw
-                and _direct_applies(grad_y.shape, _transposed_shape(weight.shape, groups),
-                                    stride, (kh - 1 - padding[0], kw - 1 - padding[1]),
-                                    dilation, groups, x.dtype, tile_x))
-    winograd_x = need_grad_x and not direct_x and bool(tile_x)
-    im2col_x = need_grad_x and not (direct_x or winograd_x)
-    # The weight gradient: Winograd or the direct kernel where measured faster, else
-    # im2col + GEMM, which with an im2col grad_x computes both from one column matrix.
-    tile_w = 0 if im2col_x else _winograd_applies(weight, stride, dilation, groups, oh, ow,
-                                                  grad_weight=True)
+    algo_x, algo_w = backward_algorithms(algorithm, g, x.dtype, need_grad_x, fn)
     grad_x = None
-    if tile_w:
-        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, weight.shape, padding, groups,
-                                                          tile=tile_w)
-    elif not im2col_x and _direct_grad_weight_applies(x.shape, weight.shape, stride, dilation,
-                                                      groups, x.dtype):
-        grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, weight.shape, padding,
-                                                            PARTS)
+    if algo_w == "im2col":  # with an im2col grad_x, both from one column matrix
+        grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, g,
+                                                          algo_x == "im2col", out)
+    elif algo_w == "direct":
+        grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, g, PARTS)
     else:
-        grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, stride, padding,
-                                                          dilation, groups, (oh, ow), im2col_x,
-                                                          out)
-    if direct_x:
-        grad_x = direct_conv2d_grad_x(grad_y, weight, padding, out=out)
-    if winograd_x:
-        grad_x = _winograd_conv3x3(grad_y, _transposed_kernel(weight, groups),
-                                   np.empty(0, x.dtype), (2 - padding[0], 2 - padding[1]), groups,
-                                   out=out, fn="conv2d_backward", what="grad_x", tile=tile_x)
+        grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, g, int(algo_w[-1]))
+    if algo_x == "im2col" and algo_w != "im2col":
+        grad_x = _im2col_backward(x, weight, grad_y, g, True, out)[0]
+    elif algo_x == "direct":
+        grad_x = direct_conv2d_grad_x(grad_y, weight, g, out=out)
+    elif algo_x is not None and algo_x.startswith("winograd"):
+        grad_x = _winograd_conv3x3(grad_y, _transposed_kernel(weight, g.groups),
+                                   np.empty(0, x.dtype), g.grad_x_conv(), int(algo_x[-1]),
+                                   out=out, fn=fn, what="grad_x")
     return grad_x, grad_weight, grad_bias
 
 
-def _im2col_backward(x, weight, grad_y, stride, padding, dilation, groups, out_hw, want_x,
-                     out):
+def _im2col_backward(x, weight, grad_y, g, want_x, out):
     """(grad_x or None, grad_weight, grad_bias) by im2col + GEMM; grad_x only if want_x."""
-    threads, b, r, col, tmp = _plan(x, weight, *out_hw)
+    threads, b, r, col, tmp = _plan(x, g)
     if want_x:
         grad_x = output_array(x.shape, x.dtype, "conv2d_backward", "grad_x", out=out,
                               inputs=(x, weight, grad_y))
@@ -375,6 +282,6 @@ def _im2col_backward(x, weight, grad_y, stride, padding, dilation, groups, out_h
     grad_w = scratch("conv2d grad_weight", x.dtype, PARTS, weight.size)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, weight.shape[0])
     _kernels.conv2d_backward(x, weight, grad_y, grad_x, grad_w, grad_b, col, tmp,
-                             *stride, *padding, *dilation, groups, b, r, threads)
+                             *g.stride, *g.padding, *g.dilation, g.groups, b, r, threads)
     grad_weight = grad_w.sum(axis=0).reshape(weight.shape)
     return (grad_x if want_x else None), grad_weight, grad_b.sum(axis=0)

@@ -161,9 +161,9 @@ def winograd_geometries(draw, tile=2, padding=None, max_batch=2, max_channels=24
     (16) input and output channels, and output sizes that are multiples of `tile`
     with at least ``WINOGRAD_MIN_PIXELS`` (256) pixels for ``tile=2`` (never both
     multiples of 4: those go to F(4x4)) or ``WINOGRAD43_MIN_PIXELS`` (64) for
-    ``tile=4`` (thresholds read from ``cnnframe.functional.conv`` when drawn).  Where
-    the direct kernel runs (float32, AVX-512) conv2d prefers it for many of these;
-    set ``cnnframe.functional.conv.DIRECT = False`` to reach Winograd.
+    ``tile=4`` (thresholds read from ``cnnframe.functional.conv_dispatch`` when drawn).
+    Where the direct kernel runs (float32, AVX-512 or AVX2) conv2d's "auto" prefers it
+    for many of these; pass ``algorithm="winograd"`` to reach Winograd.
 
     Parameters
     ----------
@@ -183,7 +183,7 @@ def winograd_geometries(draw, tile=2, padding=None, max_batch=2, max_channels=24
     -------
     ConvGeometry
     """
-    from cnnframe.functional import conv  # the thresholds, as conv2d reads them
+    from cnnframe.functional import conv_dispatch as conv  # the thresholds of the tables
     if tile not in (2, 4):
         raise ValueError(f"winograd_geometries: tile must be 2 or 4, got {tile!r}")
     least = conv.WINOGRAD_MIN_PIXELS if tile == 2 else conv.WINOGRAD43_MIN_PIXELS
@@ -199,18 +199,18 @@ def winograd_geometries(draw, tile=2, padding=None, max_batch=2, max_channels=24
     return ConvGeometry(shape, cout, (3, 3), (1, 1), (ph, pw), (1, 1), 1)
 
 
-# Kernel shapes of the direct kernel's measured domain (functional/_direct.py: direct_applies)
+# Kernel shapes of the direct kernel's measured domain (functional/conv_dispatch.py)
 DIRECT_KERNELS = ((3, 3), (5, 5), (7, 7), (1, 1), (1, 3), (3, 1), (3, 5), (5, 3), (1, 7), (7, 1))
 
 
 def _fills_vectors(pixels):
-    """direct_applies' rule: the output pixels fill at least 3/4 of their 16-lane vectors."""
+    """The direct rows' rule: the output pixels fill at least 3/4 of their 16-lane vectors."""
     return pixels >= 0.75 * -(-pixels // 16) * 16
 
 
 @st.composite
 def direct_geometries(draw, max_batch=2, max_channels=16, max_size=20):
-    """float32 conv2d geometries in the direct kernel's domain (``direct_applies``).
+    """float32 conv2d geometries in the direct kernel's domain (conv_dispatch's tables).
 
     Stride 1, dilation 1, groups 1; kernels of ``DIRECT_KERNELS``; padding at most
     K - 1 per axis (so the input gradient is a direct conv too); output maps whose

@@ -2,25 +2,23 @@
 
 Random geometries (cnnframe.testing.strategies.conv_geometries) reach Winograd in
 about 1 of 2,000 examples and the direct kernel rarely, so every algorithm gets
-strategies of its own (`winograd_geometries`, `direct_geometries`) and each test
-checks, by recording the kernels conv2d and conv2d_backward call, that the
-algorithm it names was the one taken:
+strategies of its own (`winograd_geometries`, `direct_geometries`).  Each test
+passes conv2d's and conv2d_backward's ``algorithm`` argument, or "auto", and checks,
+by recording the kernels they call, that the algorithm it names was the one taken:
 
-- ``winograd-f2`` / ``winograd-f4``: F(2x2, 3x3) / F(4x4, 3x3) in the forward pass and
-  for the input gradient (padding 1 keeps the sizes), and the weight gradient's
-  F(2x2) (maps under 1024 pixels); ``winograd-f4-grad-weight``: maps of 1024+ pixels,
-  where the weight gradient takes F(4x4); ``winograd-any-padding``: paddings 0..2 per
-  axis (the forward pass is Winograd; the backward takes what conv2d chooses).
-  The direct kernel is switched off (conv.DIRECT = False): where it runs it takes
-  many of these convs.
+- ``winograd-f2`` / ``winograd-f4``: algorithm="winograd", F(2x2, 3x3) / F(4x4, 3x3) in
+  the forward pass and for the input gradient (padding 1 keeps the sizes), and the
+  weight gradient's F(2x2) ("winograd2", as "auto" takes it on maps under 1024 pixels);
+  ``winograd-f4-grad-weight``: maps of 1024+ pixels, the weight gradient's F(4x4);
+  ``winograd-any-padding``: paddings 0..2 per axis (the forward pass is Winograd; the
+  backward takes what "auto" chooses).
 - ``direct-dispatch-<isa>`` / ``direct-dispatch-fallback``: float32 direct-domain
-  geometries with conv2d's own choice.  With the AVX-512 or AVX2 micro-kernels the
+  geometries with conv2d's own choice ("auto").  With the AVX-512 or AVX2 micro-kernels the
   forward pass must be direct; without them (the generic path, ``tiles() == ((2, 1),)``)
   it must fall back to im2col + GEMM or Winograd.  Only the one for this CPU is
   collected, so the test id says which path was checked.
-- ``direct-kernel``: the same geometries with conv2d's direct rule forced on, so the
-  direct forward pass and the direct input gradient run on every CPU (with the
-  micro-kernels this CPU has).
+- ``direct-kernel``: the same geometries with algorithm="direct" for the forward pass and
+  the input gradient, which run on every CPU (with the micro-kernels this CPU has).
 """
 import collections
 import contextlib
@@ -34,11 +32,11 @@ import cnnframe
 import cnnframe.functional as F
 import cnnframe.functional.conv as conv_module
 import cnnframe.reference as R
-from cnnframe.functional import _direct
+from cnnframe.functional import conv_dispatch
 from cnnframe.testing import strategies as cst
 from hypothesis_budget import scaled
 
-FAST_TILES = _direct.tiles() != ((2, 1),)  # the fast micro-kernels (AVX-512, AVX2) run here
+FAST_TILES = conv_dispatch.tiles() != ((2, 1),)  # the fast micro-kernels (AVX-512, AVX2) run
 
 
 @contextlib.contextmanager
@@ -58,12 +56,10 @@ def recorded_algorithms():
             return original(*args, **kwargs)
         return mock.patch.object(conv_module, name, spy)
 
-    def winograd(x, weight, bias, padding, groups, out=None, fn="conv2d", what="output",
-                 tile=2):
+    def winograd(x, weight, bias, geometry, tile, out=None, fn="conv2d", what="output"):
         taken["forward" if fn == "conv2d" else "grad_x"].append(f"winograd{tile}")
 
-    def im2col_backward(x, weight, grad_y, stride, padding, dilation, groups, out_hw, want_x,
-                        out):
+    def im2col_backward(x, weight, grad_y, geometry, want_x, out):
         taken["grad_weight"].append("im2col")
         if want_x:
             taken["grad_x"].append("im2col")
@@ -84,7 +80,7 @@ def recorded_algorithms():
         wrap("direct_conv2d_grad_x", lambda *a, **k: taken["grad_x"].append("direct")),
         wrap("direct_conv2d_grad_weight", lambda *a, **k: taken["grad_weight"].append("direct")),
         wrap("_winograd_conv3x3", winograd),
-        wrap("_winograd_grad_weight3x3", lambda *a, tile=2, **k: taken["grad_weight"].append(
+        wrap("_winograd_grad_weight3x3", lambda x, grad_y, g, tile: taken["grad_weight"].append(
             f"winograd{tile}")),
         wrap("_im2col_backward", im2col_backward),
         mock.patch.object(conv_module, "_kernels", ForwardKernels()),
@@ -95,17 +91,18 @@ def recorded_algorithms():
         yield taken
 
 
-def run_against_reference(geom, dtype, seed):
-    """conv2d and conv2d_backward of `geom` vs the float64 reference; {phase: algorithm}."""
+def run_against_reference(geom, dtype, seed, forward="auto", backward="auto"):
+    """conv2d and conv2d_backward of `geom`, with algorithm=`forward` and `backward`, vs the
+    float64 reference; {phase: algorithm}."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(geom.input_shape).astype(dtype)
     weight = rng.standard_normal(geom.weight_shape).astype(dtype)
     bias = rng.standard_normal(geom.out_channels).astype(dtype)
     kw = geom.functional_kwargs()
     with recorded_algorithms() as taken:
-        y = F.conv2d(x, weight, bias, **kw)
+        y = F.conv2d(x, weight, bias, algorithm=forward, **kw)
         grad_y = rng.standard_normal(y.shape).astype(dtype)
-        grads = F.conv2d_backward(x, weight, grad_y, **kw)
+        grads = F.conv2d_backward(x, weight, grad_y, algorithm=backward, **kw)
     x64, w64, b64, gy64 = (a.astype(np.float64) for a in (x, weight, bias, grad_y))
     wants = (R.conv2d(x64, w64, b64, **kw),) + R.conv2d_backward(x64, w64, gy64, **kw)
     # float32: a few ulp of the sums' magnitude (F(4x4)'s transforms lose a little more)
@@ -126,30 +123,23 @@ def report(taken):
         event(f"{phase}: {algorithm}")
 
 
-@contextlib.contextmanager
-def direct_kernel(mode):
-    """conv2d's direct rule: "off", as conv.py has it ("dispatch"), or forced on ("forced")."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(conv_module, "DIRECT", mode != "off"))
-        if mode == "forced":
-            stack.enter_context(mock.patch.object(conv_module, "direct_applies",
-                                                  lambda *args: True))
-        yield
-
-
 # ------------------------------------------------------------------ Winograd
-# path -> (strategy, the algorithm each phase must take; None: conv2d's choice, recorded)
+# path -> (strategy, (forward, backward) algorithm arguments, the algorithm each phase
+# must take; None: "auto"'s choice, recorded)
+WINOGRAD = ("winograd", "winograd")
 WINOGRAD_PATHS = {
-    "winograd-f2": (cst.winograd_geometries(tile=2, padding=1),
+    "winograd-f2": (cst.winograd_geometries(tile=2, padding=1), WINOGRAD,
                     dict(forward="winograd2", grad_x="winograd2", grad_weight="winograd2")),
     "winograd-f4": (cst.winograd_geometries(tile=4, padding=1),
+                    ("winograd", {"grad_x": "winograd", "grad_weight": "winograd2"}),
                     dict(forward="winograd4", grad_x="winograd4", grad_weight="winograd2")),
     "winograd-f4-grad-weight": (
         cst.winograd_geometries(tile=4, padding=1, max_batch=1, max_channels=16,
-                                min_pixels=1024),
+                                min_pixels=1024), WINOGRAD,
         dict(forward="winograd4", grad_x="winograd4", grad_weight="winograd4")),
     "winograd-any-padding": (st.sampled_from([2, 4]).flatmap(
-        lambda tile: cst.winograd_geometries(tile=tile)), dict(forward=("winograd2", "winograd4"))),
+        lambda tile: cst.winograd_geometries(tile=tile)), ("winograd", "auto"),
+        dict(forward=("winograd2", "winograd4"))),
 }
 
 
@@ -158,10 +148,9 @@ WINOGRAD_PATHS = {
 @settings(max_examples=scaled(10))
 @given(data=st.data(), seed=st.integers(0, 2**31 - 1))
 def test_winograd_paths_match_reference(path, dtype, data, seed):
-    strategy, expected = WINOGRAD_PATHS[path]
+    strategy, (forward, backward), expected = WINOGRAD_PATHS[path]
     geom = data.draw(strategy, label="geometry")
-    with direct_kernel("off"):
-        taken = run_against_reference(geom, dtype, seed)
+    taken = run_against_reference(geom, dtype, seed, forward, backward)
     report(taken)
     for phase, want in expected.items():
         assert taken[phase] in (want if isinstance(want, tuple) else (want,)), (
@@ -175,9 +164,10 @@ DIRECT_PATHS = {
     # only the dispatch path this CPU can take is collected (the id says which)
     (f"direct-dispatch-{cnnframe.available_isas()[0]}" if FAST_TILES
      else "direct-dispatch-fallback"): (
-        "dispatch", dict(forward=("direct",) if FAST_TILES else ("im2col", "winograd2",
-                                                                 "winograd4"))),
-    "direct-kernel": ("forced", dict(forward=("direct",), grad_x=("direct",))),
+        ("auto", "auto"), dict(forward=("direct",) if FAST_TILES else ("im2col", "winograd2",
+                                                                       "winograd4"))),
+    "direct-kernel": (("direct", {"grad_x": "direct"}),
+                      dict(forward=("direct",), grad_x=("direct",))),
 }
 
 
@@ -185,21 +175,19 @@ DIRECT_PATHS = {
 @settings(max_examples=scaled(25))
 @given(geom=cst.direct_geometries(), seed=st.integers(0, 2**31 - 1))
 def test_direct_paths_match_reference(path, geom, seed):
-    mode, expected = DIRECT_PATHS[path]
-    with direct_kernel(mode):
-        taken = run_against_reference(geom, np.float32, seed)
+    (forward, backward), expected = DIRECT_PATHS[path]
+    taken = run_against_reference(geom, np.float32, seed, forward, backward)
     report(taken)
     for phase, want in expected.items():
         if path == "direct-dispatch-avx2" and geom.kernel_size == (1, 1):
-            want = ("im2col",)  # GEMM beats the AVX2 direct kernel on 1x1 (_direct.py)
+            want = ("im2col",)  # GEMM beats the AVX2 direct kernel on 1x1 (conv_dispatch.py)
         assert taken[phase] in want, f"{path}: {phase} took {taken[phase]}, expected {want}"
 
 
 def test_direct_kernel_in_float64_matches_reference():
-    """The forced direct path in float64 too (conv2d's rule keeps it to float32)."""
+    """algorithm="direct" in float64 too ("auto" keeps it to float32)."""
     geom = cst.ConvGeometry((2, 3, 9, 11), 5, (5, 3), (1, 1), (2, 1), (1, 1), 1)
-    with direct_kernel("forced"):
-        taken = run_against_reference(geom, np.float64, 0)
+    taken = run_against_reference(geom, np.float64, 0, "direct", {"grad_x": "direct"})
     assert taken["forward"] == "direct" and taken["grad_x"] == "direct"
 
 

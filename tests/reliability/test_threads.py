@@ -8,7 +8,8 @@ import pytest
 import cnnframe
 import cnnframe.functional as F
 import cnnframe.functional.conv as conv_module
-from cnnframe.functional import _direct
+from cnnframe.functional import _direct, conv_dispatch
+from cnnframe.functional._args import conv_geometry
 from cnnframe.graph import Model
 
 
@@ -19,9 +20,10 @@ def restore_threads():
     cnnframe.set_num_threads(n)
 
 
-def _conv(x, w, b, gy, **kw):
-    y = F.conv2d(x, w, b, **kw)
-    return {"y": y, **dict(zip(("gx", "gw", "gb"), F.conv2d_backward(x, w, gy, **kw)))}
+def _conv(x, w, b, gy, algorithm, **kw):
+    y = F.conv2d(x, w, b, algorithm=algorithm, **kw)
+    return {"y": y, **dict(zip(("gx", "gw", "gb"),
+                               F.conv2d_backward(x, w, gy, algorithm=algorithm, **kw)))}
 
 
 def _conv_case(rng, dtype, x_shape=(19, 16, 16, 16), w_shape=(16, 16, 3, 3)):
@@ -32,35 +34,21 @@ def _conv_case(rng, dtype, x_shape=(19, 16, 16, 16), w_shape=(16, 16, 3, 3)):
 
 
 def _im2col(dtype, rng, monkeypatch):
-    monkeypatch.setattr(conv_module, "DIRECT", False)
-    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 10**9)
     x, w, b, gy = _conv_case(rng, dtype)
-    out = _conv(x, w, b, gy, padding=1)
+    out = _conv(x, w, b, gy, "im2col", padding=1)
     x, w, b, gy = _conv_case(rng, dtype, (16, 8, 24, 24), (16, 4, 3, 3))
-    out.update({"grouped " + k: v for k, v in _conv(x, w, b, gy, padding=1, groups=2).items()})
-    y = F.conv2d(x, w, b, stride=2, padding=1, groups=2)
+    out.update({"grouped " + k: v
+                for k, v in _conv(x, w, b, gy, "im2col", padding=1, groups=2).items()})
+    y = F.conv2d(x, w, b, stride=2, padding=1, groups=2, algorithm="im2col")
     out["strided"] = F.conv2d_backward(x, w, rng.standard_normal(y.shape).astype(dtype),
-                                       stride=2, padding=1, groups=2)
+                                       stride=2, padding=1, groups=2, algorithm="im2col")
     return out
 
 
 def _winograd(tile):
     def run(dtype, rng, monkeypatch):
-        """Every 3x3 stride-1 conv through F(tile x tile, 3x3), forward and weight gradient."""
-        f43 = 0 if tile == 4 else 10**9
-        for name, value in (("DIRECT", False), ("WINOGRAD_MIN_CHANNELS", 1),
-                            ("WINOGRAD_MIN_PIXELS", 0), ("WINOGRAD43_MIN_PIXELS", f43),
-                            ("GRAD_WEIGHT_WINOGRAD_MIN_PIXELS", 0),
-                            ("GRAD_WEIGHT_WINOGRAD43_MIN_PIXELS", f43),
-                            ("GRAD_WEIGHT_IM2COL_MIN_PAIRS", 10**9)):
-            monkeypatch.setattr(conv_module, name, value)
-        calls = []
-        real = conv_module._winograd_conv3x3
-        monkeypatch.setattr(conv_module, "_winograd_conv3x3",
-                            lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
-        out = _conv(*_conv_case(rng, dtype), padding=1)
-        assert calls and set(calls) == {tile}  # the path under test ran
-        return out
+        """A 3x3 stride-1 conv through F(tile x tile, 3x3): forward and both gradients."""
+        return _conv(*_conv_case(rng, dtype), f"winograd{tile}", padding=1)
     return run
 
 
@@ -68,13 +56,13 @@ def _direct_kernel(dtype, rng, monkeypatch):
     """The direct kernel with every micro-kernel of the active instruction set, and its
     weight gradient (float32); bands of 4 rows so images are split too."""
     x, w, b, gy = _conv_case(rng, dtype)
-    out = {"default plan": _direct.direct_conv2d(x, w, b, 1),
-           "grad_x": _direct.direct_conv2d_grad_x(gy, w, 1)}
-    for tile in _direct.tiles():
-        out[f"y {tile}"] = _direct.direct_conv2d(x, w, b, 1, plan=(4, *tile))
+    g = conv_geometry(x.shape, w.shape, padding=1)
+    out = {"default plan": _direct.direct_conv2d(x, w, b, g),
+           "grad_x": _direct.direct_conv2d_grad_x(gy, w, g)}
+    for tile in conv_dispatch.tiles():
+        out[f"y {tile}"] = _direct.direct_conv2d(x, w, b, g, plan=(4, *tile))
     if dtype == np.float32:
-        out["grad_weight"] = _direct.direct_conv2d_grad_weight(x, gy, w.shape, 1,
-                                                               conv_module.PARTS)
+        out["grad_weight"] = _direct.direct_conv2d_grad_weight(x, gy, g, conv_module.PARTS)
     return out
 
 

@@ -72,40 +72,39 @@ def test_near_kink_inputs_are_moved():
 
 @given(tile=st.sampled_from([2, 4]), data=st.data())
 def test_winograd_geometries_are_in_winograds_domain(tile, data):
-    from cnnframe.functional import conv
+    """Every table's Winograd rows take them in float64 (no direct rows there)."""
+    from cnnframe.functional import conv_dispatch
+    from cnnframe.functional._args import conv_geometry
     g = data.draw(cst.winograd_geometries(tile=tile))
-    weight = np.empty(g.weight_shape)
-    assert conv._winograd_applies(weight, g.stride, g.dilation, g.groups,
-                                  *g.output_shape[2:]) == tile
+    geom = conv_geometry(g.input_shape, g.weight_shape, **g.functional_kwargs())
+    for isa in conv_dispatch.TABLES:
+        assert conv_dispatch.choose_algorithm("forward", geom, np.float64,
+                                              isa) == f"winograd{tile}"
     assert g.kernel_size == (3, 3) and g.groups == 1 and max(g.padding) <= 2
-    assert min(g.input_shape[1], g.out_channels) >= conv.WINOGRAD_MIN_CHANNELS
+    assert min(g.input_shape[1], g.out_channels) >= conv_dispatch.WINOGRAD_MIN_CHANNELS
 
 
 @given(cst.winograd_geometries(tile=4, padding=1, min_pixels=1024, max_batch=1))
 def test_winograd_geometries_min_pixels(g):
-    from cnnframe.functional import conv
+    from cnnframe.functional import conv_dispatch
+    from cnnframe.functional._args import conv_geometry
     oh, ow = g.output_shape[2:]
     assert oh * ow >= 1024 and g.padding == (1, 1) and g.input_shape[2:] == (oh, ow)
-    assert conv._winograd_applies(np.empty(g.weight_shape), (1, 1), (1, 1), 1, oh, ow,
-                                  grad_weight=True) == 4
+    geom = conv_geometry(g.input_shape, g.weight_shape, **g.functional_kwargs())
+    _, grad_weight = conv_dispatch.backward_algorithms("auto", geom, np.float64, False)
+    assert grad_weight == "winograd4"
 
 
 @given(cst.direct_geometries())
 def test_direct_geometries_are_in_the_direct_domain(g):
-    """direct_applies accepts them as it does on a CPU with the AVX-512 micro-kernels (its
-    rule is a pure function of the shapes once the tiles are there)."""
-    import types
-    from unittest import mock
-
-    from cnnframe.functional import _direct, conv
+    """The AVX-512 table takes them direct in float32, forward and grad_x (whatever this CPU
+    has: the table is a pure function of the geometry)."""
+    from cnnframe.functional import conv_dispatch
+    from cnnframe.functional._args import conv_geometry
     assert g.stride == (1, 1) and g.dilation == (1, 1) and g.groups == 1
     assert all(p < k for p, k in zip(g.padding, g.kernel_size))  # a direct grad_x too
-    tile = conv._winograd_applies(np.empty(g.weight_shape), (1, 1), (1, 1), 1,
-                                  *g.output_shape[2:])
-    avx512 = types.SimpleNamespace(active_isa=lambda: "avx512")  # whatever this CPU has
-    with mock.patch.object(_direct, "_runtime", avx512):
-        assert _direct.direct_applies(g.input_shape, g.weight_shape, g.padding, np.float32,
-                                      bool(tile))
+    geom = conv_geometry(g.input_shape, g.weight_shape, **g.functional_kwargs())
+    assert conv_dispatch.choose_algorithm("forward", geom, np.float32, "avx512") == "direct"
     y = F.conv2d(np.zeros(g.input_shape, np.float32), np.zeros(g.weight_shape, np.float32),
                  **g.functional_kwargs())
     assert y.shape == g.output_shape
