@@ -556,7 +556,8 @@ class ImageFolder(ArrayDataset):
 
     Decoding runs in `workers` processes (forked on Linux). With the cache on (the default)
     the decoded uint8 array is written to a ``.npy`` file in `cache_dir`, a chunk at a time,
-    and always memory-mapped from there (``np.load(mmap_mode="r")``), so neither decoding nor training
+    and always memory-mapped from there
+    (``np.load(path, mmap_mode="r", allow_pickle=False)``), so neither decoding nor training
     holds the whole set in RAM: the OS page cache keeps what fits, and a DataLoader gathers each
     batch from the map. Later loads map the file without decoding. The cache file needs
     N * C * H * W bytes of disk (checked before decoding); it ends with its key, which covers

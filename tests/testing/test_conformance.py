@@ -217,6 +217,17 @@ BUILTIN_CASES = {
     "adaptive_avg_pool2d": ({"output_size": 2}, X4),
     "adaptive_max_pool2d": ({"output_size": 2}, X4),
     "dropout2d": ({"p": 0.3}, X4),
+    # the layers of imported ONNX graphs (more cases: tests/layers/test_onnx_op_layers.py)
+    "elementwise": ({"op": "mul"}, [X4, (2, 3, 1, 5)]),
+    "elementwise_const": ({"op": "sub", "shape": [3, 1, 1]}, X4),
+    "clip": ({"min": -0.5, "max": 0.5}, X4),
+    "reshape": ({"shape": [15, 5]}, X4),
+    "transpose": ({"perm": [0, 2, 3, 1]}, X4),
+    "pad": ({"pads": [[0, 0], [1, 2], [2, 1]], "mode": "reflect"}, X4),
+    "pool2d": ({"mode": "max", "kernel_size": 3, "stride": 2, "pads": [1, 0, 1, 1],
+                "ceil_mode": True}, X4),
+    "lrn": ({"size": 3, "alpha": 0.1, "beta": 0.75, "k": 2.0}, X4),
+    "matmul_const": ({"in_features": 5, "out_features": 3, "bias": True}, X4),
 }
 
 
