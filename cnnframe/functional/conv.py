@@ -7,6 +7,8 @@ from cnnframe.functional._args import (check_flag, contiguous, float_array, none
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional._direct import (direct_applies, direct_conv2d, direct_conv2d_grad_weight,
                                          direct_conv2d_grad_x, direct_grad_weight_pays)
+from cnnframe.functional.depthwise import (depthwise_applies, depthwise_conv2d,
+                                          depthwise_conv2d_backward)
 from cnnframe_ext import conv as _kernels
 from cnnframe_ext import winograd as _winograd
 
@@ -279,6 +281,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
         if bias.shape != (f,):
             raise ValueError(f"conv2d: bias must have shape ({f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
+    if depthwise_applies(x.shape, weight.shape, groups):
+        return depthwise_conv2d(x, weight, bias, stride, padding, dilation, (oh, ow), out=out)
     tile = _winograd_applies(weight, stride, dilation, groups, oh, ow)
     if _direct_applies(x.shape, weight.shape, stride, padding, dilation, groups, x.dtype, tile):
         return direct_conv2d(x, weight, bias, padding, out=out)
@@ -327,6 +331,9 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     if grad_y.shape != (n, f, oh, ow):
         raise ValueError(f"conv2d_backward: grad_y must have the output shape {(n, f, oh, ow)} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
+    if depthwise_applies(x.shape, weight.shape, groups):
+        return depthwise_conv2d_backward(x, weight, grad_y, stride, padding, dilation,
+                                         need_grad_x, out=out)
     # grad_x is conv2d of grad_y with the flipped, transposed kernel and padding K - 1 - p:
     # the direct kernel where it is faster, else Winograd where it applies, else im2col.
     tile_x = (_winograd_applies(weight, stride, dilation, groups, *x.shape[2:])
