@@ -31,18 +31,20 @@ from cnnframe_ext import runtime as _runtime
 
 cdef extern from "src/direct.h":
     void dc_band_float(const float* x, int C, int H, int W, const float* w, const float* bias,
-                       int F, int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW,
-                       int FB, int V, float* buf, float* y) noexcept nogil
+                       int F, int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw,
+                       int oh0, int R, int OH, int OW, int FB, int V, float* buf,
+                       float* y) noexcept nogil
     void dc_band_double(const double* x, int C, int H, int W, const double* w,
-                        const double* bias, int F, int KH, int KW, int ph, int pw, int oh0,
-                        int R, int OH, int OW, int FB, int V, double* buf,
-                        double* y) noexcept nogil
+                        const double* bias, int F, int KH, int KW, int ph, int pw, int sh,
+                        int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
+                        double* buf, double* y) noexcept nogil
     int dc_has_tile(int FB, int V) noexcept nogil
     void dc_dw_band_float(const float* x, int C, int H, int W, const float* gy, Py_ssize_t gys,
-                          int F, int KH, int KW, int ph, int pw, int oh0, int R, int OW,
-                          float* buf, float* gw, float* gb) noexcept nogil
+                          int F, int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw,
+                          int oh0, int R, int OW, float* buf, float* gw, float* gb) noexcept nogil
     int dc_has_grad_weight() noexcept nogil
     Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
+    Py_ssize_t dc_band_scratch_taps(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
 
 
 def _set_isa(int level):
@@ -60,8 +62,11 @@ def has_tile(int fb, int v):
     return dc_has_tile(fb, v) != 0
 
 
-def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V):
-    """Scratch elements one thread needs for bands of R rows with V-vector strips."""
+def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V, bint taps=False):
+    """Scratch elements one thread needs for bands of R rows with V-vector strips (taps:
+    of a strided or dilated conv, whose bands hold one copy per tap)."""
+    if taps:
+        return dc_band_scratch_taps(itemsize, C, KH, KW, R, OW, V)
     return dc_band_scratch(itemsize, C, KH, KW, R, OW, V)
 
 
@@ -98,8 +103,10 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
                   const floating[::1] bias,               # IN  (F/FB * FB,) zero-padded (zeros: no bias)
                   floating[:, :, :, ::1] y,               # OUT (N, F, OH, OW)
                   floating[:, ::1] buf,                   # scratch (threads, band_scratch(...))
-                  int ph, int pw, int R, int V, int num_threads):
-    """y = conv2d(x, weight, bias, stride=1, padding=(ph, pw)) in bands of R output rows."""
+                  int ph, int pw, int R, int V, int num_threads, int sh=1, int sw=1, int dh=1,
+                  int dw=1):
+    """y = conv2d(x, weight, bias, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw)) in
+    bands of R output rows."""
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef int FB = w.shape[4], KW = w.shape[2], KH = w.shape[3]
@@ -120,10 +127,12 @@ def direct_conv2d(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
             oh0 = (item % nbands) * R
             if floating is float:
                 dc_band_float(&x[n, 0, 0, 0], C, H, W, &w[0, 0, 0, 0, 0], &bias[0], F, KH, KW,
-                              ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0])
+                              ph, pw, sh, sw, dh, dw, oh0, min(R, OH - oh0), OH, OW, FB, V, b,
+                              &y[n, 0, 0, 0])
             else:
                 dc_band_double(&x[n, 0, 0, 0], C, H, W, &w[0, 0, 0, 0, 0], &bias[0], F, KH, KW,
-                               ph, pw, oh0, min(R, OH - oh0), OH, OW, FB, V, b, &y[n, 0, 0, 0])
+                               ph, pw, sh, sw, dh, dw, oh0, min(R, OH - oh0), OH, OW, FB, V, b,
+                               &y[n, 0, 0, 0])
 
 
 def has_grad_weight():
@@ -136,8 +145,10 @@ def direct_conv2d_grad_weight(const float[:, :, :, ::1] x,       # IN  (N, C, H,
                               float[:, ::1] grad_w,              # OUT (parts, F*C*KH*KW) partial sums
                               float[:, ::1] grad_b,              # OUT (parts, F) partial sums
                               float[:, ::1] buf,                 # scratch (threads, band_scratch(...))
-                              int KH, int KW, int ph, int pw, int R, int num_threads):
-    """Partial sums of grad_weight and grad_bias of a stride-1 conv, in bands of R rows.
+                              int KH, int KW, int ph, int pw, int R, int num_threads,
+                              int sh=1, int sw=1, int dh=1, int dw=1):
+    """Partial sums of grad_weight and grad_bias of a conv with stride (sh, sw) and
+    dilation (dh, dw), in bands of R rows.
 
     The images are cut into grad_w.shape[0] fixed partitions, each summed in image and
     band order into its own row, so the result does not depend on the thread count.
@@ -164,6 +175,6 @@ def direct_conv2d_grad_weight(const float[:, :, :, ::1] x,       # IN  (N, C, H,
                 oh0 = 0
                 while oh0 < OH:
                     dc_dw_band_float(&x[n, 0, 0, 0], C, H, W, &grad_y[n, 0, oh0, 0], P, F,
-                                     KH, KW, ph, pw, oh0, min(R, OH - oh0), OW, b,
+                                     KH, KW, ph, pw, sh, sw, dh, dw, oh0, min(R, OH - oh0), OW, b,
                                      &grad_w[part, 0], &grad_b[part, 0])
                     oh0 = oh0 + R

@@ -1,7 +1,8 @@
 """2-D convolution of NCHW batches (the cross-correlation CNN layers call convolution).
 
-Three algorithms: the direct kernel (_direct.py), Winograd F(2x2, 3x3) / F(4x4, 3x3)
-and im2col + GEMM (here); conv_dispatch.py says which one each pass runs.
+Four algorithms: the direct kernel (_direct.py), Winograd F(2x2, 3x3) / F(4x4, 3x3),
+im2col + GEMM (here) and, for depthwise convs, a per-plane kernel (depthwise.py);
+conv_dispatch.py says which one each pass runs.
 """
 import numpy as np
 
@@ -12,6 +13,7 @@ from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weigh
                                          direct_conv2d_grad_x)
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional.conv_dispatch import backward_algorithms, resolve
+from cnnframe.functional.depthwise import depthwise_conv2d, depthwise_conv2d_backward
 from cnnframe_ext import conv as _kernels
 from cnnframe_ext import winograd as _winograd
 
@@ -195,6 +197,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
             raise ValueError(f"conv2d: bias must have shape ({g.f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
     chosen = resolve(algorithm, "forward", g, x.dtype, "conv2d")
+    if chosen == "depthwise":
+        return depthwise_conv2d(x, weight, bias, g.stride, g.padding, g.dilation,
+                                (g.out_h, g.out_w), out=out)
     if chosen == "direct":
         return direct_conv2d(x, weight, bias, g, out=out)
     if chosen.startswith("winograd"):
@@ -253,14 +258,20 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
     algo_x, algo_w = backward_algorithms(algorithm, g, x.dtype, need_grad_x, fn)
     grad_x = None
-    if algo_w == "im2col":  # with an im2col grad_x, both from one column matrix
+    if algo_w == "depthwise":  # with a depthwise grad_x, both in one call
+        grad_x, grad_weight, grad_bias = depthwise_conv2d_backward(
+            x, weight, grad_y, g.stride, g.padding, g.dilation, algo_x == "depthwise", out=out)
+    elif algo_w == "im2col":  # with an im2col grad_x, both from one column matrix
         grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, g,
                                                           algo_x == "im2col", out)
     elif algo_w == "direct":
         grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, g, PARTS)
     else:
         grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, g, int(algo_w[-1]))
-    if algo_x == "im2col" and algo_w != "im2col":
+    if algo_x == "depthwise" and algo_w != "depthwise":
+        grad_x = depthwise_conv2d_backward(x, weight, grad_y, g.stride, g.padding, g.dilation,
+                                           True, out=out)[0]
+    elif algo_x == "im2col" and algo_w != "im2col":
         grad_x = _im2col_backward(x, weight, grad_y, g, True, out)[0]
     elif algo_x == "direct":
         grad_x = direct_conv2d_grad_x(grad_y, weight, g, out=out)

@@ -1,7 +1,8 @@
 """Which algorithm conv2d and conv2d_backward run, per pass and per instruction set.
 
 conv2d has three algorithms: the direct kernel (functional/_direct.py), Winograd
-F(2x2, 3x3) or F(4x4, 3x3) ("winograd2", "winograd4") and im2col + GEMM.  Each pass
+F(2x2, 3x3) or F(4x4, 3x3) ("winograd2", "winograd4") and im2col + GEMM; depthwise convs
+(groups == C > 1) a fourth, the per-plane "depthwise" kernel (functional/depthwise.py).  Each pass
 ("forward", "grad_x", "grad_weight") picks one:
 
 - explicitly, with conv2d's and conv2d_backward's ``algorithm`` argument, which
@@ -32,7 +33,8 @@ from cnnframe_ext import runtime as _runtime
 PASSES = ("forward", "grad_x", "grad_weight")
 # What ``algorithm=`` accepts: "winograd" is F(4x4, 3x3) where the output sizes are
 # multiples of 4, else F(2x2, 3x3); "winograd2" / "winograd4" force one of them.
-ALGORITHMS = ("auto", "direct", "winograd", "winograd2", "winograd4", "im2col")
+# "depthwise" is the per-plane kernel of depthwise convs (groups == C > 1, any multiplier).
+ALGORITHMS = ("auto", "direct", "winograd", "winograd2", "winograd4", "im2col", "depthwise")
 
 
 @dataclass(frozen=True)
@@ -192,17 +194,26 @@ AVX2_GRAD_WEIGHT = (
 
 # One table per instruction set: {pass: rows}.  grad_x reads the forward rows on its
 # own conv's geometry (the measurements quote forward | grad_x).
+# Depthwise convs (groups == C > 1) first, on every instruction set: im2col runs them as C
+# tiny GEMMs over KH*KW copies of each plane; the per-plane kernel makes one pass over
+# memory, which is what bounds a depthwise layer (AVX2, 2 threads, loaded machine, ms
+# depthwise / im2col: 64 ch 3x3 32x32 batch 64 forward 33.2/139.8, 128 ch 3x3 stride 2
+# 16x16 29.1/43.9, 32 ch 5x5 32x32 60.0/266.1, batch 1 64 ch 0.15/0.71).
+DEPTHWISE = (Rule("depthwise", measured="forward 64 ch 3x3 32x32 batch 64: 33.2 ms vs "
+                                        "im2col 139.8 ms (AVX2, 2 threads)"),)
+
 TABLES = {
-    "avx512": {"forward": AVX512_FORWARD, "grad_x": AVX512_FORWARD,
-               "grad_weight": AVX512_GRAD_WEIGHT},
-    "avx2": {"forward": AVX2_FORWARD, "grad_x": AVX2_FORWARD, "grad_weight": AVX2_GRAD_WEIGHT},
+    "avx512": {"forward": DEPTHWISE + AVX512_FORWARD, "grad_x": DEPTHWISE + AVX512_FORWARD,
+               "grad_weight": DEPTHWISE + AVX512_GRAD_WEIGHT},
+    "avx2": {"forward": DEPTHWISE + AVX2_FORWARD, "grad_x": DEPTHWISE + AVX2_FORWARD,
+             "grad_weight": DEPTHWISE + AVX2_GRAD_WEIGHT},
     # The generic path's one (2, 1) micro-kernel never beat BLAS (no FMA on x86-64): ms
     # direct / im2col 32->32 5x5 32x32 25.6/18.9, 64->64 5x5 16x16 28.5/14.5 weight
     # gradient; 3x3, ms direct / best other (min of 7, loaded machine): forward 32->64
     # 16x16 120.0/50.7, 64->128 32x32 349.7/62.7, weight gradient 32->64 32x32
     # 251.3/81.5; so no direct rows.
-    "generic": {"forward": WINOGRAD_FORWARD, "grad_x": WINOGRAD_FORWARD,
-                "grad_weight": GRAD_WEIGHT_WINOGRAD},
+    "generic": {"forward": DEPTHWISE + WINOGRAD_FORWARD, "grad_x": DEPTHWISE + WINOGRAD_FORWARD,
+                "grad_weight": DEPTHWISE + GRAD_WEIGHT_WINOGRAD},
 }
 
 
@@ -243,6 +254,11 @@ def unsupported(algorithm, pass_, g, dtype):
     """
     if algorithm == "im2col":
         return None
+    if algorithm == "depthwise":
+        if g.groups > 1 and g.groups == g.c and g.weight_shape[1] == 1:
+            return None
+        return (f"the depthwise kernel needs one input channel per group (groups == C > 1), "
+                f"got groups {g.groups} for {g.c} input channels")
     if pass_ == "grad_x":
         if not g.has_grad_x_conv():
             return (f"{algorithm} computes grad_x as a stride-1 conv of grad_y, which needs "

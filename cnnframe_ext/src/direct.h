@@ -142,12 +142,89 @@ CNNF_INLINE const void* dc_copy(const void* restrict x_, int isz, int C, int H, 
     return xs;
 }
 
+/* The band's tap copies for a strided or dilated conv, elements of `isz` bytes:
+       xs[c, kw * KH + kh, r, j] = xpad[c, (oh0 + r) * sh + kh * dh, j * sw + kw * dw]
+   for r < R, j < OW, at buf; then V * 64 bytes of zeros.  One run per tap, so the
+   stride-1 micro-kernels take a strided conv as one of kernel 1 x (KH * KW) whose
+   taps (c, t) read xs[c, t, p] for the band's pixels p: a band-sized im2col that stays
+   in L2.  The tap order t = kw * KH + kh is that of the packed weights (C, KW, KH), so
+   the same packing serves both.  Returns xs. */
+CNNF_INLINE const void* dc_copy_taps(const void* restrict x_, int isz, int C, int H, int W,
+                                     int KH, int KW, int ph, int pw, int sh, int sw, int dh,
+                                     int dw, int oh0, int R, int OW, int V,
+                                     void* restrict buf) {
+    const char* x = (const char*) x_;
+    char* xs = (char*) buf;
+    ptrdiff_t ks = (ptrdiff_t) R * OW;   /* elements per tap */
+    for (int c = 0; c < C; c++) {
+        for (int kw = 0; kw < KW; kw++) {
+            /* output columns [j0, j1) read input columns inside the plane */
+            int off = kw * dw - pw;
+            int j0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+            int j1 = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+            if (j1 > OW) j1 = OW;
+            if (j0 > j1) j0 = j1;
+            for (int kh = 0; kh < KH; kh++) {
+                char* d = xs + (((ptrdiff_t) c * KW + kw) * KH + kh) * ks * isz;
+                for (int r = 0; r < R; r++, d += (ptrdiff_t) OW * isz) {
+                    int ih = (oh0 + r) * sh + kh * dh - ph;
+                    if (ih < 0 || ih >= H) {
+                        dc_run(d, NULL, (ptrdiff_t) OW * isz);
+                        continue;
+                    }
+                    const char* src = x + (((ptrdiff_t) c * H + ih) * W + off) * isz;
+                    dc_run(d, NULL, (ptrdiff_t) j0 * isz);
+                    dc_run(d + (ptrdiff_t) j1 * isz, NULL, (ptrdiff_t) (OW - j1) * isz);
+                    if (sw == 1) {
+                        dc_run(d + (ptrdiff_t) j0 * isz, src + (ptrdiff_t) j0 * isz,
+                               (ptrdiff_t) (j1 - j0) * isz);
+                    } else if (isz == 4) {
+                        for (ptrdiff_t j = j0; j < j1; j++)
+                            ((dc_word*) d)[j] = ((const dc_word*) src)[j * sw];
+                    } else {
+                        for (ptrdiff_t j = j0; j < j1; j++) {
+                            ((dc_word*) d)[2 * j] = ((const dc_word*) src)[2 * j * sw];
+                            ((dc_word*) d)[2 * j + 1] = ((const dc_word*) src)[2 * j * sw + 1];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dc_run(xs + (ptrdiff_t) C * KW * KH * ks * isz, NULL, (ptrdiff_t) V * 64);
+    return xs;
+}
+
+/* Scratch elements one band of a strided or dilated conv needs (see dc_copy_taps). */
+static inline ptrdiff_t dc_band_scratch_taps(int itemsize, int C, int KH, int KW, int R,
+                                             int OW, int V) {
+    return (ptrdiff_t) C * KH * KW * R * OW + (ptrdiff_t) V * 64 / itemsize;
+}
+
 /* Scratch elements one band needs (see dc_copy). */
 static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW,
                                         int V) {
     return dc_row_elements(itemsize, OW, KW) + (ptrdiff_t) C * KW * (R + KH - 1) * OW
            + (ptrdiff_t) V * 64 / itemsize;
 }
+
+/* The weight-gradient band kernels' parameters (all levels alike), and their copies:
+   xs, with the tap (c, kh, kw) of the band's pixels at xs + c * cs + kw * kws + kh * rows
+   (stride-1 band copies: rows OW apart; strided or dilated: one run per tap). */
+#define DC_DW_BAND_PARAMS                                                                   \
+    const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,      \
+    int KW, int ph, int pw, int sh, int sw, int dh, int dw, int oh0, int R, int OW,          \
+    float* buf, float* gw, float* gb
+#define DC_DW_BAND_ARGS x, C, H, W, gy, gys, F, KH, KW, ph, pw, sh, sw, dh, dw, oh0, R, OW, buf, gw, gb
+#define DC_DW_BAND_COPIES(T)                                                                \
+    const int taps_ = sh != 1 || sw != 1 || dh != 1 || dw != 1;                             \
+    const T* xs = (const T*) (taps_ ? dc_copy_taps(x, sizeof(T), C, H, W, KH, KW, ph, pw, sh, \
+                                                   sw, dh, dw, oh0, R, OW, 1, buf)          \
+                                    : dc_copy(x, sizeof(T), C, H, W, KH, KW, ph, pw, oh0, R, \
+                                              OW, 1, buf));                                  \
+    const int rows = taps_ ? R * OW : OW;                                                    \
+    const ptrdiff_t kws = taps_ ? (ptrdiff_t) KH * R * OW : (ptrdiff_t) (R + KH - 1) * OW;   \
+    const ptrdiff_t cs = KW * kws
 
 /* The weight gradient's tiles hold up to 4 channels x 3 kernel rows of sums. */
 enum { DC_DW_MAX_NF = 4, DC_DW_MAX_NK = 3 };
@@ -229,18 +306,14 @@ enum { DC_DW_MAX_NF = 4, DC_DW_MAX_NK = 3 };
 /* The band kernels' parameters and arguments, alike for every micro-kernel. */
 #define DC_BAND_PARAMS(T)                                                                   \
     const T* restrict x, int C, int H, int W, const T* restrict w, const T* restrict bias,   \
-    int F, int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW, T* restrict buf,  \
-    T* restrict y
-#define DC_BAND_ARGS x, C, H, W, w, bias, F, KH, KW, ph, pw, oh0, R, OH, OW, buf, y
+    int F, int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw, int oh0, int R,    \
+    int OH, int OW, T* restrict buf, T* restrict y
+#define DC_BAND_ARGS x, C, H, W, w, bias, F, KH, KW, ph, pw, sh, sw, dh, dw, oh0, R, OH, OW, buf, y
 
 /* ---- generic: 16-byte vectors, the baseline target ---- */
 static void dc_band_float_generic_2x1(DC_BAND_PARAMS(float)) { dc_band_float_v16(2, 1, 0, DC_BAND_ARGS); }
 static void dc_band_double_generic_2x1(DC_BAND_PARAMS(double)) { dc_band_double_v16(2, 1, 0, DC_BAND_ARGS); }
-static void dc_dw_band_float_generic(
-        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
-        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
-    dc_dw_band_float_v16(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw, gb);
-}
+static void dc_dw_band_float_generic(DC_DW_BAND_PARAMS) { dc_dw_band_float_v16(DC_DW_BAND_ARGS); }
 
 #if CNNF_X86
 /* GCC 12 reports "acc may be used uninitialized" in the AVX-512 and AVX2 tiles, at the
@@ -265,11 +338,7 @@ CNNF_AVX2_FMA static void dc_band_float_avx2_4x1_k3(DC_BAND_PARAMS(float)) { dc_
 CNNF_AVX2_FMA static void dc_band_float_avx2_4x1_k5(DC_BAND_PARAMS(float)) { dc_band_float_v32(4, 1, 5, DC_BAND_ARGS); }
 CNNF_AVX2_FMA static void dc_band_double_avx2_6x1(DC_BAND_PARAMS(double)) { dc_band_double_v32(6, 1, 0, DC_BAND_ARGS); }
 CNNF_AVX2_FMA static void dc_band_double_avx2_4x1(DC_BAND_PARAMS(double)) { dc_band_double_v32(4, 1, 0, DC_BAND_ARGS); }
-CNNF_AVX2_FMA static void dc_dw_band_float_avx2(
-        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
-        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
-    dc_dw_band_float_v32(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw, gb);
-}
+CNNF_AVX2_FMA static void dc_dw_band_float_avx2(DC_DW_BAND_PARAMS) { dc_dw_band_float_v32(DC_DW_BAND_ARGS); }
 
 /* ---- avx512: 64-byte vectors; float64 only needs to be right: no unrolled sizes ---- */
 CNNF_AVX512 static void dc_band_float_avx512_6x4(DC_BAND_PARAMS(float)) { dc_band_float_v64(6, 4, 0, DC_BAND_ARGS); }
@@ -335,12 +404,9 @@ CNNF_INLINE CNNF_AVX512 void dc_dw_tile_avx512(const int NF, const int NK,
 
 /* grad_w (F, C, KH, KW) and grad_b (F,) += the sums over one band of R output rows; gy
    points at grad_y[n, 0, oh0, 0], gys = OH * OW apart per channel. */
-CNNF_AVX512 static void dc_dw_band_float_avx512(
-        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
-        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
-    const float* xs = (const float*) dc_copy(x, sizeof(float), C, H, W, KH, KW, ph, pw, oh0,
-                                             R, OW, 1, buf);
-    ptrdiff_t ks = (ptrdiff_t) (R + KH - 1) * OW, cs = KW * ks, P = (ptrdiff_t) R * OW;
+CNNF_AVX512 static void dc_dw_band_float_avx512(DC_DW_BAND_PARAMS) {
+    DC_DW_BAND_COPIES(float);
+    ptrdiff_t P = (ptrdiff_t) R * OW;
     ptrdiff_t gwf = (ptrdiff_t) C * KH * KW;
     for (int c = 0; c < C; c++)
         for (int kw = 0; kw < KW; kw++)
@@ -348,30 +414,30 @@ CNNF_AVX512 static void dc_dw_band_float_avx512(
                 for (int kh0 = 0; kh0 < KH; kh0 += 5) {
                     int nf = F - f0 < 4 ? F - f0 : 4, nk = KH - kh0 < 5 ? KH - kh0 : 5;
                     const float* g = gy + f0 * gys;
-                    const float* xr = xs + c * cs + kw * ks + (ptrdiff_t) kh0 * OW;
+                    const float* xr = xs + c * cs + kw * kws + (ptrdiff_t) kh0 * rows;
                     float* d = gw + f0 * gwf + (ptrdiff_t) c * KH * KW + kh0 * KW + kw;
                     /* one case per tile size, so that each is compiled with its own sizes */
                     switch (nf * 8 + nk) {
-                        case 1 * 8 + 1: dc_dw_tile_avx512(1, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 2: dc_dw_tile_avx512(1, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 3: dc_dw_tile_avx512(1, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 4: dc_dw_tile_avx512(1, 4, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 5: dc_dw_tile_avx512(1, 5, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 1: dc_dw_tile_avx512(2, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 2: dc_dw_tile_avx512(2, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 3: dc_dw_tile_avx512(2, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 4: dc_dw_tile_avx512(2, 4, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 5: dc_dw_tile_avx512(2, 5, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 1: dc_dw_tile_avx512(3, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 2: dc_dw_tile_avx512(3, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 3: dc_dw_tile_avx512(3, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 4: dc_dw_tile_avx512(3, 4, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 5: dc_dw_tile_avx512(3, 5, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 1: dc_dw_tile_avx512(4, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 2: dc_dw_tile_avx512(4, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 3: dc_dw_tile_avx512(4, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 4: dc_dw_tile_avx512(4, 4, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 5: dc_dw_tile_avx512(4, 5, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 1 * 8 + 1: dc_dw_tile_avx512(1, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 2: dc_dw_tile_avx512(1, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 3: dc_dw_tile_avx512(1, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 4: dc_dw_tile_avx512(1, 4, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 5: dc_dw_tile_avx512(1, 5, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 1: dc_dw_tile_avx512(2, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 2: dc_dw_tile_avx512(2, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 3: dc_dw_tile_avx512(2, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 4: dc_dw_tile_avx512(2, 4, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 5: dc_dw_tile_avx512(2, 5, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 1: dc_dw_tile_avx512(3, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 2: dc_dw_tile_avx512(3, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 3: dc_dw_tile_avx512(3, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 4: dc_dw_tile_avx512(3, 4, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 5: dc_dw_tile_avx512(3, 5, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 1: dc_dw_tile_avx512(4, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 2: dc_dw_tile_avx512(4, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 3: dc_dw_tile_avx512(4, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 4: dc_dw_tile_avx512(4, 4, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 5: dc_dw_tile_avx512(4, 5, g, gys, xr, rows, P, d, gwf, KW); break;
                     }
                 }
     for (int f = 0; f < F; f++) {  /* the bias gradient: plain sums of the band */
@@ -420,8 +486,9 @@ static inline int dc_unrolled(int KH, int KW) {
 /* One band with the (FB, V) micro-kernel of the active level; (FB, V) passed
    dc_has_tile (else nothing is written). */
 static void dc_band_float(const float* x, int C, int H, int W, const float* w,
-                          const float* bias, int F, int KH, int KW, int ph, int pw, int oh0,
-                          int R, int OH, int OW, int FB, int V, float* buf, float* y) {
+                          const float* bias, int F, int KH, int KW, int ph, int pw, int sh,
+                          int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
+                          float* buf, float* y) {
     const int key = DC_KEY(FB, V, dc_unrolled(KH, KW));
     (void) key; /* read only by the x86-64 levels */
     switch (cnnf_isa()) {
@@ -468,8 +535,9 @@ static void dc_band_float(const float* x, int C, int H, int W, const float* w,
 }
 
 static void dc_band_double(const double* x, int C, int H, int W, const double* w,
-                           const double* bias, int F, int KH, int KW, int ph, int pw, int oh0,
-                           int R, int OH, int OW, int FB, int V, double* buf, double* y) {
+                           const double* bias, int F, int KH, int KW, int ph, int pw, int sh,
+                           int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
+                           double* buf, double* y) {
     const int key = DC_KEY(FB, V, 0);
     switch (cnnf_isa()) {
 #if CNNF_X86
@@ -501,23 +569,13 @@ static void dc_band_double(const double* x, int C, int H, int W, const double* w
 /* The weight gradient of one band (float32) on the active level; see
    dc_dw_band_float_avx512 for the method (the other levels use DC_DW_MAX_NF x
    DC_DW_MAX_NK tiles and add their last pixels one at a time). */
-static void dc_dw_band_float(
-        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
-        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {
+static void dc_dw_band_float(DC_DW_BAND_PARAMS) {
     switch (cnnf_isa()) {
 #if CNNF_X86
-        case CNNF_ISA_AVX512:
-            dc_dw_band_float_avx512(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf,
-                                    gw, gb);
-            return;
-        case CNNF_ISA_AVX2:
-            dc_dw_band_float_avx2(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf, gw,
-                                  gb);
-            return;
+        case CNNF_ISA_AVX512: dc_dw_band_float_avx512(DC_DW_BAND_ARGS); return;
+        case CNNF_ISA_AVX2: dc_dw_band_float_avx2(DC_DW_BAND_ARGS); return;
 #endif
-        default:
-            dc_dw_band_float_generic(x, C, H, W, gy, gys, F, KH, KW, ph, pw, oh0, R, OW, buf,
-                                     gw, gb);
+        default: dc_dw_band_float_generic(DC_DW_BAND_ARGS);
     }
 }
 
@@ -532,16 +590,23 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
                                         int V) {
     return 0;
 }
+static inline ptrdiff_t dc_band_scratch_taps(int itemsize, int C, int KH, int KW, int R,
+                                             int OW, int V) {
+    return 0;
+}
 /* Never called: nothing passes dc_has_tile or dc_has_grad_weight. */
 static void dc_band_float(const float* x, int C, int H, int W, const float* w,
-                          const float* bias, int F, int KH, int KW, int ph, int pw, int oh0,
-                          int R, int OH, int OW, int FB, int V, float* buf, float* y) {}
+                          const float* bias, int F, int KH, int KW, int ph, int pw, int sh,
+                          int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
+                          float* buf, float* y) {}
 static void dc_band_double(const double* x, int C, int H, int W, const double* w,
-                           const double* bias, int F, int KH, int KW, int ph, int pw, int oh0,
-                           int R, int OH, int OW, int FB, int V, double* buf, double* y) {}
-static void dc_dw_band_float(
-        const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,
-        int KW, int ph, int pw, int oh0, int R, int OW, float* buf, float* gw, float* gb) {}
+                           const double* bias, int F, int KH, int KW, int ph, int pw, int sh,
+                           int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
+                           double* buf, double* y) {}
+static void dc_dw_band_float(const float* x, int C, int H, int W, const float* gy,
+                             ptrdiff_t gys, int F, int KH, int KW, int ph, int pw, int sh,
+                             int sw, int dh, int dw, int oh0, int R, int OW, float* buf,
+                             float* gw, float* gb) {}
 
 #endif /* CNNF_VECTOR_EXTENSIONS */
 

@@ -90,20 +90,37 @@ CNNF_INLINE void DC_TILE(const int FB, const int NV, const int K, const DC_T* re
    channel block.  w: packed (nfb, C, KW, KH, FB) weights, bias: (nfb * FB,) zero-padded. */
 CNNF_INLINE void DC_BAND(const int FB, const int V, const int K, const DC_T* restrict x, int C,
                          int H, int W, const DC_T* restrict w, const DC_T* restrict bias, int F,
-                         int KH, int KW, int ph, int pw, int oh0, int R, int OH, int OW,
-                         DC_T* restrict buf, DC_T* restrict y) {
+                         int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw,
+                         int oh0, int R, int OH, int OW, DC_T* restrict buf,
+                         DC_T* restrict y) {
     const int NV = V * 64 / DC_VB, S = V * 64 / (int) sizeof(DC_T);
-    const DC_T* xs = (const DC_T*) dc_copy(x, sizeof(DC_T), C, H, W, KH, KW, ph, pw, oh0, R,
-                                           OW, V, buf);
-    ptrdiff_t ks = (ptrdiff_t) (R + KH - 1) * OW, cs = KW * ks;
+    const int taps = sh != 1 || sw != 1 || dh != 1 || dw != 1;
     ptrdiff_t plane = (ptrdiff_t) OH * OW, wstride = (ptrdiff_t) C * KW * KH * FB;
     DC_T* yb = y + (ptrdiff_t) oh0 * OW;
     int Pb = R * OW;
+    if (!taps) {
+        const DC_T* xs = (const DC_T*) dc_copy(x, sizeof(DC_T), C, H, W, KH, KW, ph, pw, oh0,
+                                               R, OW, V, buf);
+        ptrdiff_t ks = (ptrdiff_t) (R + KH - 1) * OW, cs = KW * ks;
+        for (int p0 = 0; p0 < Pb; p0 += S) {
+            int np = Pb - p0 < S ? Pb - p0 : S;
+            for (int f0 = 0; f0 < F; f0 += FB) {
+                int nf = F - f0 < FB ? F - f0 : FB;
+                DC_TILE(FB, NV, K, xs + p0, C, KH, KW, cs, ks, OW, w + (f0 / FB) * wstride,
+                        bias + f0, yb + f0 * plane + p0, plane, nf, np);
+            }
+        }
+        return;
+    }
+    /* strided or dilated: one run per tap (dc_copy_taps), a 1 x (KH * KW) kernel */
+    const DC_T* xs = (const DC_T*) dc_copy_taps(x, sizeof(DC_T), C, H, W, KH, KW, ph, pw, sh,
+                                                sw, dh, dw, oh0, R, OW, V, buf);
+    ptrdiff_t ks = (ptrdiff_t) R * OW, cs = (ptrdiff_t) KH * KW * ks;
     for (int p0 = 0; p0 < Pb; p0 += S) {
         int np = Pb - p0 < S ? Pb - p0 : S;
         for (int f0 = 0; f0 < F; f0 += FB) {
             int nf = F - f0 < FB ? F - f0 : FB;
-            DC_TILE(FB, NV, K, xs + p0, C, KH, KW, cs, ks, OW, w + (f0 / FB) * wstride,
+            DC_TILE(FB, NV, 0, xs + p0, C, 1, KH * KW, cs, ks, OW, w + (f0 / FB) * wstride,
                     bias + f0, yb + f0 * plane + p0, plane, nf, np);
         }
     }
@@ -119,7 +136,7 @@ CNNF_INLINE DC_T DC_HSUM(DC_VEC v) {
 }
 
 /* Weight-gradient tile: sums of NF channels' grad_y (gy, channels gys apart) times NK
-   kernel rows' inputs (xr, rows OW apart) over P pixels, added to gw[k * gwf + j * gwk]. */
+   kernel rows' inputs (xr, rows OW elements apart: the parameter is the row step) over P pixels, added to gw[k * gwf + j * gwk]. */
 CNNF_INLINE void DC_DW_TILE(const int NF, const int NK, const DC_T* restrict gy, ptrdiff_t gys,
                             const DC_T* restrict xr, int OW, ptrdiff_t P, DC_T* restrict gw,
                             ptrdiff_t gwf, int gwk) {
@@ -157,12 +174,11 @@ CNNF_INLINE void DC_DW_TILE(const int NF, const int NK, const DC_T* restrict gy,
 /* grad_w (F, C, KH, KW) and grad_b (F,) += the sums over one band of R output rows; gy
    points at grad_y[n, 0, oh0, 0], gys = OH * OW apart per channel.  See direct.h. */
 CNNF_INLINE void DC_DW_BAND(const DC_T* x, int C, int H, int W, const DC_T* gy, ptrdiff_t gys,
-                            int F, int KH, int KW, int ph, int pw, int oh0, int R, int OW,
-                            DC_T* buf, DC_T* gw, DC_T* gb) {
+                            int F, int KH, int KW, int ph, int pw, int sh, int sw, int dh,
+                            int dw, int oh0, int R, int OW, DC_T* buf, DC_T* gw, DC_T* gb) {
     enum { L = DC_VB / sizeof(DC_T), NF = DC_DW_MAX_NF, NK = DC_DW_MAX_NK };
-    const DC_T* xs = (const DC_T*) dc_copy(x, sizeof(DC_T), C, H, W, KH, KW, ph, pw, oh0, R,
-                                           OW, 1, buf);
-    ptrdiff_t ks = (ptrdiff_t) (R + KH - 1) * OW, cs = KW * ks, P = (ptrdiff_t) R * OW;
+    DC_DW_BAND_COPIES(DC_T);
+    ptrdiff_t P = (ptrdiff_t) R * OW;
     ptrdiff_t gwf = (ptrdiff_t) C * KH * KW;
     for (int c = 0; c < C; c++)
         for (int kw = 0; kw < KW; kw++)
@@ -170,22 +186,22 @@ CNNF_INLINE void DC_DW_BAND(const DC_T* x, int C, int H, int W, const DC_T* gy, 
                 for (int kh0 = 0; kh0 < KH; kh0 += NK) {
                     int nf = F - f0 < NF ? F - f0 : NF, nk = KH - kh0 < NK ? KH - kh0 : NK;
                     const DC_T* g = gy + f0 * gys;
-                    const DC_T* xr = xs + c * cs + kw * ks + (ptrdiff_t) kh0 * OW;
+                    const DC_T* xr = xs + c * cs + kw * kws + (ptrdiff_t) kh0 * rows;
                     DC_T* d = gw + f0 * gwf + (ptrdiff_t) c * KH * KW + kh0 * KW + kw;
                     /* one case per tile size, so that each is compiled with its own sizes */
                     switch (nf * 8 + nk) {
-                        case 1 * 8 + 1: DC_DW_TILE(1, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 2: DC_DW_TILE(1, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 1 * 8 + 3: DC_DW_TILE(1, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 1: DC_DW_TILE(2, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 2: DC_DW_TILE(2, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 2 * 8 + 3: DC_DW_TILE(2, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 1: DC_DW_TILE(3, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 2: DC_DW_TILE(3, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 3 * 8 + 3: DC_DW_TILE(3, 3, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 1: DC_DW_TILE(4, 1, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 2: DC_DW_TILE(4, 2, g, gys, xr, OW, P, d, gwf, KW); break;
-                        case 4 * 8 + 3: DC_DW_TILE(4, 3, g, gys, xr, OW, P, d, gwf, KW); break;
+                        case 1 * 8 + 1: DC_DW_TILE(1, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 2: DC_DW_TILE(1, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 1 * 8 + 3: DC_DW_TILE(1, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 1: DC_DW_TILE(2, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 2: DC_DW_TILE(2, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 2 * 8 + 3: DC_DW_TILE(2, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 1: DC_DW_TILE(3, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 2: DC_DW_TILE(3, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 3 * 8 + 3: DC_DW_TILE(3, 3, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 1: DC_DW_TILE(4, 1, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 2: DC_DW_TILE(4, 2, g, gys, xr, rows, P, d, gwf, KW); break;
+                        case 4 * 8 + 3: DC_DW_TILE(4, 3, g, gys, xr, rows, P, d, gwf, KW); break;
                     }
                 }
     for (int f = 0; f < F; f++) {  /* the bias gradient: plain sums of the band */

@@ -160,7 +160,7 @@ static void ref_backward(const conv_case* s, const double* x, const double* w,
         for (int n = 0; n < N; n++)                                                          \
             for (int oh0 = 0; oh0 < OH; oh0 += R)                                            \
                 BAND(x + (size_t) n * Ci * H * W, Ci, H, W, packed, bias, Fo, KH, KW, ph,    \
-                     pw, oh0, R < OH - oh0 ? R : OH - oh0, OH, OW, FB, V, buf,               \
+                     pw, 1, 1, 1, 1, oh0, R < OH - oh0 ? R : OH - oh0, OH, OW, FB, V, buf,   \
                      y + (size_t) n * Fo * OH * OW);                                         \
         free(buf);                                                                           \
     }
@@ -183,7 +183,7 @@ static void grad_weight_float(const float* x, const float* gy, int N, int C, int
         for (int oh0 = 0; oh0 < OH; oh0 += R)
             dc_dw_band_float(x + (size_t) n * C * H * W, C, H, W,
                              gy + (size_t) n * F * P + (size_t) oh0 * OW, P, F, KH, KW, ph, pw,
-                             oh0, R < OH - oh0 ? R : OH - oh0, OW, buf, gw, gb);
+                             1, 1, 1, 1, oh0, R < OH - oh0 ? R : OH - oh0, OW, buf, gw, gb);
     free(buf);
 }
 

@@ -25,7 +25,7 @@ def test_one_table_per_instruction_set_with_measured_rows():
         assert set(table) == set(D.PASSES)
         for pass_, rows in table.items():
             for rule in rows:
-                assert rule.algorithm in ("direct", "winograd2", "winograd4", "im2col")
+                assert rule.algorithm in ("direct", "winograd2", "winograd4", "im2col", "depthwise")
                 assert len(rule.measured) > 20, (isa, pass_, rule)  # quotes figures
     # the generic path's one micro-kernel never beat BLAS: no direct rows
     assert not any(rule.algorithm == "direct" for rows in D.TABLES["generic"].values()
