@@ -8,6 +8,7 @@ import numpy as np
 
 from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
                                    normalize_config, training_model_config)
+from cnnframe.graph.memory import arena_capacity, memory_estimate, new_arena, plan_memory
 from cnnframe.graph.sizes import (ModelTooLargeError, SizeBudget, count_arrays,
                                   estimate_from_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
@@ -28,13 +29,16 @@ class _Runner:
     """What one thread runs the graph with: the layers whose caches and output buffers it
     uses (the model's own for one thread, copies for the others) and its gradient sums."""
 
-    __slots__ = ("layers", "acc", "generation", "serial")
+    __slots__ = ("layers", "acc", "generation", "serial", "arena", "bound", "spent")
 
     def __init__(self, layers, generation):
         self.layers = layers          # node name -> layer
         self.acc = {}                 # node name -> gradient-sum buffer of Model.backward
         self.generation = generation  # Model._generation when the copies were made
         self.serial = None            # Model._train_forwards after this thread's latest forward
+        self.arena = None             # memory of the planned arrays (cnnframe.graph.memory)
+        self.bound = None             # (batch size, dtype) whose plan the layers hold views of
+        self.spent = False            # a backward has reused the latest forward's memory
 
 
 def _try_output_shape(layer, in_shapes):
@@ -407,6 +411,44 @@ class Model:
                                    if all(i in self.inputs for i in self.node_inputs[n])}
         for name, layer in self.nodes.items():
             layer.reuse_buffers = name not in exposed_out and name not in exposed_grad
+        # Outputs and input gradients that stay inside the model share one arena per
+        # thread, laid out per batch size by cnnframe.graph.memory (plans cached here).
+        self._exposed_out, self._exposed_grad = exposed_out, exposed_grad
+        self._memory_plans = {}
+
+    def _memory_plan(self, batch_size):
+        plan = self._memory_plans.get(batch_size)
+        if plan is None:
+            plan = self._memory_plans[batch_size] = plan_memory(self, batch_size)
+        return plan
+
+    def _bind_plan(self, runner, batch_size):
+        """Give the runner's layers their views of its arena for this batch size."""
+        key = (batch_size, self.dtype)
+        if runner.bound == key:
+            return
+        plan = self._memory_plan(batch_size)
+        if arena_capacity(runner.arena) < plan.nbytes:
+            runner.arena = None  # let the old one go before the new one is touched
+            runner.arena = new_arena(plan.nbytes)
+        for name, layer in runner.layers.items():
+            layer._planned = plan.views(runner.arena, name)
+        runner.bound = key
+
+    def memory_estimate(self, batch_size=128):
+        """Planned memory of one training step (forward and backward) on `batch_size` samples.
+
+        Returns
+        -------
+        dict of byte counts: "activations" (what forward keeps for backward),
+        "gradients" (what backward needs beyond that), "workspace" (the kernels'
+        scratch held now) and "total"; see :func:`cnnframe.graph.memory.memory_estimate`.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"Model.memory_estimate: batch_size must be an int >= 1, "
+                             f"got {batch_size!r}")
+        return memory_estimate(self, int(batch_size))
 
     # --- threads (see the class docstring) -----------------------------------------------------
     def _init_threads(self):
@@ -520,13 +562,14 @@ class Model:
         """
         runner = self._runner()
         runner.serial = None  # until this forward completes, there is nothing to backpropagate
+        runner.spent = False
         if not training:
-            y = self._forward(runner.layers, x, training)
+            y = self._forward(runner.layers, x, training, runner)
             runner.serial = self._train_forwards
             return y
         me = self._enter_step("forward(training=True)")
         try:
-            y = self._forward(runner.layers, x, training)
+            y = self._forward(runner.layers, x, training, runner)
             self._train_forwards += 1
             self._last_train_thread = me
             runner.serial = self._train_forwards
@@ -536,8 +579,10 @@ class Model:
 
     __call__ = forward
 
-    def _forward(self, layers, x, training):
+    def _forward(self, layers, x, training, runner=None):
         values = self._feeds(x)
+        if runner is not None:
+            self._bind_plan(runner, next(iter(values.values())).shape[0])
         for name in self._order:
             layer = layers[name]
             ins = self.node_inputs[name]
@@ -560,6 +605,28 @@ class Model:
             buf = np.empty(size, like.dtype)
             acc[name] = buf
         return buf[:size].reshape(like.shape)
+
+    def _sum_grads(self, runner, name, grads, gi):
+        """grads[name] + gi for a node or graph input that feeds several others.
+
+        The sum goes in place into grads[name] when that is this thread's planned memory
+        (the plan keeps it until the node's backward) and no other pending gradient shares
+        it (add hands the same grad_y to all its inputs): no buffer of its own, and the
+        in-place add makes one pass fewer over memory.  Otherwise it goes into a buffer of
+        the model's (fresh for graph inputs, whose gradient is handed to the caller).
+        Either way the values are grads[name] + gi, bit for bit.
+        """
+        first = grads[name]
+        if (name in self.nodes and runner.arena is not None
+                and np.may_share_memory(first, runner.arena)
+                and not any(np.may_share_memory(first, g) for k, g in grads.items()
+                            if k != name)):
+            np.add(first, gi, out=first)
+            return first
+        out = (np.empty(gi.shape, first.dtype) if name in self.inputs
+               else self._acc_buffer(runner.acc, name, first))
+        np.add(first, gi, out=out)
+        return out
 
     def backward(self, grad_y, need_input_grad=True, layer_done=None):
         """Backpropagate from the outputs, filling every layer's ``grads``.
@@ -606,6 +673,12 @@ class Model:
                     "one model at once and their gradients and weight updates would mix.  "
                     "Train from one thread, or hold one lock around each whole step (forward, "
                     "backward, optimizer step).")
+            if runner.spent:
+                raise RuntimeError(
+                    f"Model.backward called twice after one forward in thread {me.name!r}: "
+                    "the first backward wrote gradients into the memory of the arrays the "
+                    "forward kept for it (cnnframe.graph.memory), so run forward again "
+                    "before another backward")
             return self._backward(runner, grad_y, need_input_grad, layer_done)
         finally:
             self._leave_step()
@@ -628,6 +701,7 @@ class Model:
                                  f"{getattr(g, 'shape', type(g).__name__)}")
             if g.dtype != self.dtype:
                 grads[name] = g.astype(self.dtype)
+        runner.spent = True  # from here on the forward's kept arrays are overwritten
         owned = set()
         for name in reversed(self._order):
             layer = runner.layers[name]
@@ -646,12 +720,7 @@ class Model:
                 elif i in owned:
                     grads[i] += gi
                 else:
-                    # Several consumers: sum into a buffer owned by the model (fresh for graph
-                    # inputs, whose gradient is handed to the caller).
-                    out = (np.empty(gi.shape, grads[i].dtype) if i in self.inputs
-                           else self._acc_buffer(runner.acc, i, grads[i]))
-                    np.add(grads[i], gi, out=out)
-                    grads[i] = out
+                    grads[i] = self._sum_grads(runner, i, grads, gi)
                     owned.add(i)
         if not need_input_grad:
             return None
