@@ -18,6 +18,10 @@ from cnnframe.registry import UnknownLayerError, get_layer
 # and batch_norm_backward(relu_y=...)): bit for bit the same results with one pass over
 # memory fewer each way; the ReLU node then passes its input and gradient through.
 FUSE_BATCH_NORM_RELU = True
+# Internal outputs, input gradients and saved arrays share one arena per thread, laid out by
+# their lifetimes in a training step (cnnframe.graph.memory).  Tests switch it off to compare
+# against every layer keeping buffers of its own.
+PLAN_MEMORY = True
 
 
 def _closest(name, choices):
@@ -581,7 +585,7 @@ class Model:
 
     def _forward(self, layers, x, training, runner=None):
         values = self._feeds(x)
-        if runner is not None:
+        if runner is not None and PLAN_MEMORY:
             self._bind_plan(runner, next(iter(values.values())).shape[0])
         for name in self._order:
             layer = layers[name]
@@ -811,10 +815,11 @@ class Model:
         from cnnframe.graph.io import load_model
         return load_model(path, cls)
 
-    def summary(self):
-        """A table: node, type, inputs, output shape, params, forward FLOPs, receptive field."""
+    def summary(self, batch_size=128):
+        """A table: node, type, inputs, output shape, params, forward FLOPs, receptive field;
+        then totals and the planned training memory at `batch_size` (:meth:`memory_estimate`)."""
         from cnnframe.graph.summary import summary
-        return summary(self)
+        return summary(self, batch_size)
 
     def __repr__(self):
         return (f"Model(inputs={list(self.inputs)}, nodes={len(self.nodes)}, "
