@@ -2,7 +2,7 @@
 
     python benchmarks/bench_memory.py [--config CONFIG] [--threads 2] [--steps 3]
                                       [--cases 2x32,128x32,512x32,1024x32,32x128]
-                                      [--max-mb 3000] [--no-torch] [--no-keep-freed]
+                                      [--max-mb 3000] [--no-torch] [--keep-freed]
 
 Each case (batch x image side) runs in a fresh subprocess per framework: build the net of
 CONFIG (default examples/configs/cifar10_small.toml) for that image size, one warm-up
@@ -12,9 +12,10 @@ The fixed cost (interpreter, libraries, weights) is the same at every batch size
 table also gives the slope between consecutive batch sizes of one image size: megabytes
 per extra image, the figure that decides how large a batch fits.
 
-Both sides run as `cnnframe train` runs: glibc keeps freed memory for reuse
-(cnnframe/_alloc.py; --no-keep-freed turns that off on both sides).  PyTorch is optional
-(never a cnnframe dependency): without it only cnnframe's columns are printed.
+Both sides run with glibc's default allocation settings; --keep-freed makes glibc keep freed
+memory for reuse on both sides, as the `cnnframe` command does (cnnframe/_alloc.py; PyTorch's
+peaks grow with it).  PyTorch is optional (never a cnnframe dependency): without it only
+cnnframe's columns are printed.
 
 A case whose estimated peak (PyTorch's ~1.1 MB per 32x32 image, scaled by pixels, plus
 300 MB) exceeds --max-mb is skipped: the machine is shared.
@@ -118,8 +119,8 @@ def run_case(args, framework, batch, side):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework,
            "--batch", str(batch), "--side", str(side), "--config", args.config,
            "--threads", str(args.threads), "--steps", str(args.steps)]
-    if not args.keep_freed:
-        cmd.append("--no-keep-freed")
+    if args.keep_freed:
+        cmd.append("--keep-freed")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(f"bench_memory: {framework} {batch}x{side}^2 failed:\n{proc.stderr}")
@@ -145,7 +146,8 @@ def main(argv=None):
     ap.add_argument("--cases", default=DEFAULT_CASES, help="batch x image side, comma-separated")
     ap.add_argument("--max-mb", type=float, default=3000.0)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-keep-freed", dest="keep_freed", action="store_false")
+    ap.add_argument("--keep-freed", action="store_true",
+                    help="glibc keeps freed memory for reuse (as the cnnframe command does)")
     ap.add_argument("--child", choices=("cnnframe", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--side", type=int, help=argparse.SUPPRESS)

@@ -35,7 +35,9 @@ import numpy as np
 ALIGN = 64
 
 
-class LayerMemory(namedtuple("LayerMemory", "out_key grad_key keeps_input keeps_output saved")):
+class LayerMemory(namedtuple("LayerMemory", "out_key grad_key keeps_input keeps_output saved "
+                                             "forward_temp backward_temp",
+                             defaults=((), ()))):
     """What a layer type writes and keeps, for the planner.
 
     out_key : str or None
@@ -49,6 +51,8 @@ class LayerMemory(namedtuple("LayerMemory", "out_key grad_key keeps_input keeps_
     saved : tuple of (key, dtype)
         Further arrays of the output's shape that forward writes and backward reads
         (dtype None: the model's).
+    forward_temp, backward_temp : tuple of (key, dtype)
+        Arrays of the output's shape used within forward / within backward only.
     """
 
 
@@ -56,6 +60,15 @@ def _relu(layer):
     if layer.fused:  # the batch norm before it applies max(., 0): passes x and grad_y through
         return LayerMemory(None, None, False, False, ())
     return LayerMemory("y", "gx", False, True, ())
+
+
+def _max_pool(layer):
+    if layer.keep_argmax:
+        return LayerMemory("y", "grad_x", False, False, (("argmax", np.int64),))
+    # backward recomputes the argmax from the input (see argmax_recomputable)
+    # (and rewrites its own output with the same values on the way)
+    return LayerMemory("y", "grad_x", True, True, (), (("argmax", np.int64),),
+                       (("argmax_again", np.int64),))
 
 
 def _batch_norm(layer):
@@ -75,7 +88,7 @@ def _layer_memory_table():
         BatchNorm1d: _batch_norm,
         BatchNorm2d: _batch_norm,
         ReLU: _relu,
-        MaxPool2d: LayerMemory("y", "grad_x", False, False, (("argmax", np.int64),)),
+        MaxPool2d: _max_pool,
         AvgPool2d: LayerMemory("y", "grad_x", False, False, ()),
         Linear: LayerMemory("y", "gx", True, False, ()),
         Flatten: LayerMemory(None, None, False, False, ()),
@@ -218,6 +231,27 @@ def lifetimes(model):
     return fwd, bwd, value_end, grad_end, specs
 
 
+def argmax_recomputable(model):
+    """Names of the max-pooling nodes whose backward may recompute the argmax from the input
+    (``MaxPool2d.keep_argmax = False``) at no memory cost: exact MaxPool2d layers whose input
+    lives in memory the model keeps until their backward anyway (for a batch norm fused with
+    a ReLU, or a ReLU, before them).  Call with every ``keep_argmax`` True."""
+    from cnnframe.layers.pooling import MaxPool2d
+    fwd, bwd, value_end, grad_end, specs = lifetimes(model)
+    chosen = set()
+    for name in model._order:
+        if type(model.nodes[name]) is not MaxPool2d:
+            continue
+        root = model.node_inputs[name][0]
+        # walk back through layers whose output is a view of their input (a fused ReLU)
+        while (root in model.nodes and specs[root] is not None and specs[root].out_key is None
+               and len(model.node_inputs[root]) == 1):
+            root = model.node_inputs[root][0]
+        if root in model.nodes and value_end(root) >= bwd[name]:
+            chosen.add(name)
+    return chosen
+
+
 def plan_memory(model, batch_size):
     """The :class:`MemoryPlan` of a training step of `model` on `batch_size` samples.
 
@@ -240,9 +274,12 @@ def plan_memory(model, batch_size):
         if spec.out_key is not None and name not in model._exposed_out:
             add(name, spec.out_key, "output", model.shapes[name], dtype, fwd[name],
                 value_end(name))
-        for key, dt in spec.saved:
-            add(name, key, "saved", model.shapes[name], dtype if dt is None else np.dtype(dt),
-                fwd[name], bwd[name])
+        for keys, kind, start, end in ((spec.saved, "saved", fwd[name], bwd[name]),
+                                       (spec.forward_temp, "temporary", fwd[name], fwd[name]),
+                                       (spec.backward_temp, "temporary", bwd[name], bwd[name])):
+            for key, dt in keys:
+                add(name, key, kind, model.shapes[name], dtype if dt is None else np.dtype(dt),
+                    start, end)
         ins = model.node_inputs[name]
         if (spec.grad_key is not None and len(ins) == 1 and ins[0] in model.nodes
                 and name not in model._exposed_grad):

@@ -8,7 +8,8 @@ import numpy as np
 
 from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
                                    normalize_config, training_model_config)
-from cnnframe.graph.memory import arena_capacity, memory_estimate, new_arena, plan_memory
+from cnnframe.graph.memory import (arena_capacity, argmax_recomputable, memory_estimate,
+                                   new_arena, plan_memory)
 from cnnframe.graph.sizes import (ModelTooLargeError, SizeBudget, count_arrays,
                                   estimate_from_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
@@ -419,6 +420,13 @@ class Model:
         # thread, laid out per batch size by cnnframe.graph.memory (plans cached here).
         self._exposed_out, self._exposed_grad = exposed_out, exposed_grad
         self._memory_plans = {}
+        from cnnframe.layers.pooling import MaxPool2d
+        pools = [layer for layer in self.nodes.values() if type(layer) is MaxPool2d]
+        for layer in pools:
+            layer.keep_argmax = True
+        if PLAN_MEMORY:
+            for name in argmax_recomputable(self):
+                self.nodes[name].keep_argmax = False
 
     def _memory_plan(self, batch_size):
         plan = self._memory_plans.get(batch_size)

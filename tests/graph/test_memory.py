@@ -67,7 +67,17 @@ TWO_INPUTS = graph([
     node("fc", "linear", ["f"], in_features=64, out_features=2)], ["fc"],
     inputs={"a": [2, 4, 4], "b": [2, 4, 4]})
 
-GRAPHS = {"chain": CHAIN, "residual": RESIDUAL, "branches": BRANCHES, "two_inputs": TWO_INPUTS}
+# Max pooling straight after a conv (its input is kept for nothing else: it keeps its argmax)
+# and after a ReLU (kept for the ReLU's backward: it recomputes the argmax instead).
+POOLS = graph([
+    conv("c1", "image", 3, 4), node("p1", "max_pool2d", ["c1"], kernel_size=2),
+    conv("c2", "p1", 4, 4), node("r2", "relu", ["c2"]),
+    node("p2", "max_pool2d", ["r2"], kernel_size=3, stride=2, padding=1),
+    node("f", "flatten", ["p2"]), node("fc", "linear", ["f"], in_features=16, out_features=3)],
+    ["fc"])
+
+GRAPHS = {"chain": CHAIN, "residual": RESIDUAL, "branches": BRANCHES, "two_inputs": TWO_INPUTS,
+          "pools": POOLS}
 
 
 def feeds(model, n, seed):
@@ -167,6 +177,17 @@ def test_the_plan_shares_memory_between_activations_and_gradients():
     c2 = model.nodes["c2"]
     assert np.shares_memory(c2._planned["y"], runner.arena)
     assert np.shares_memory(c2._planned["grad_x"], runner.arena)
+
+
+def test_max_pooling_recomputes_its_argmax_only_where_its_input_is_kept_anyway(monkeypatch):
+    model = Model.from_config(POOLS)
+    assert model.nodes["p1"].keep_argmax and not model.nodes["p2"].keep_argmax
+    kinds = {(b.node, b.key): b.kind for b in plan_memory(model, 2).buffers}
+    assert kinds[("p1", "argmax")] == "saved"
+    assert kinds[("p2", "argmax")] == kinds[("p2", "argmax_again")] == "temporary"
+    assert Model.from_config(CHAIN).nodes["p1"].keep_argmax is False  # after a fused ReLU
+    monkeypatch.setattr(model_module, "PLAN_MEMORY", False)
+    assert Model.from_config(POOLS).nodes["p2"].keep_argmax
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
