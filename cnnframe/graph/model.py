@@ -109,8 +109,12 @@ class Model:
     -----
     A single-input model takes an array and a single-output model returns one;
     otherwise they take/return dicts keyed by name.  Gradients of nodes used by
-    several others are summed.  Internal nodes write their outputs into buffers
-    reused across steps (outputs returned to the caller are never reused).
+    several others are summed.  Internal nodes write their outputs, input gradients
+    and what they keep for backward into one memory arena per thread, laid out by
+    lifetime (:mod:`cnnframe.graph.memory`): a gradient reuses the memory of
+    activations whose backward is done, so a backward uses up its forward (a second
+    backward after one forward raises RuntimeError), and the arena is reused across
+    steps.  Outputs and input gradients returned to the caller are never reused.
 
     Threads: ``forward(x, training=False)`` is thread-safe; any number of threads
     may run one model at once.  The first thread to run the model uses the layers
