@@ -21,6 +21,8 @@ A case whose estimated peak (PyTorch's ~1.1 MB per 32x32 image, scaled by pixels
 300 MB) exceeds --max-mb is skipped: the machine is shared.
 """
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import resource
@@ -156,14 +158,15 @@ def main(argv=None):
         args.framework = args.child
         return child(args)
 
+    # This process imports neither cnnframe nor PyTorch: a child's ru_maxrss starts from the
+    # resident size of the process it was forked from.
     frameworks = ["cnnframe"]
     if not args.no_torch:
-        try:
-            import torch
-            frameworks.append("torch")
-            tv = f"PyTorch {torch.__version__}"
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             print("PyTorch is not installed: cnnframe numbers only")
+        else:
+            frameworks.append("torch")
+            tv = f"PyTorch {importlib.metadata.version('torch')}"
     results = {}
     for batch, side in parse_cases(args.cases):
         estimate = 300 + 1.1 * batch * (side / 32) ** 2
@@ -181,7 +184,8 @@ def main(argv=None):
     cols = ["batch x image", "cnnframe MB", "img/s"]
     if "torch" in frameworks:
         cols += [f"{tv} MB", "img/s", "memory ratio", "speed ratio"]
-    print("".join(f"{c:>16}" for c in cols))
+    widths = [16, 13, 8, 24, 8, 14, 13]
+    print("".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
     cases = sorted({(b, s) for _, b, s in results}, key=lambda c: (c[1], c[0]))
     for b, s in cases:
         c = results[("cnnframe", b, s)]
@@ -191,7 +195,7 @@ def main(argv=None):
             row += [f"{t['peak_mb']:.0f}", f"{t['images_per_s']:.0f}",
                     f"{c['peak_mb'] / t['peak_mb']:.2f}x",
                     f"{c['images_per_s'] / t['images_per_s']:.2f}x"]
-        print("".join(f"{v:>16}" for v in row))
+        print("".join(f"{v:>{w}}" for v, w in zip(row, widths)))
     print("\nper extra image (slope between consecutive batch sizes of one image size):")
     print("".join(f"{c:>16}" for c in ["batches", "image", "cnnframe MB/img"]
                   + (["PyTorch MB/img", "ratio"] if "torch" in frameworks else [])))
