@@ -8,6 +8,8 @@ import numpy as np
 
 from cnnframe.graph.config import (DTYPES, is_training_config, load_config_file,
                                    normalize_config, training_model_config)
+from cnnframe.graph.memory import (arena_capacity, argmax_recomputable, memory_estimate,
+                                   new_arena, plan_memory)
 from cnnframe.graph.sizes import (ModelTooLargeError, SizeBudget, count_arrays,
                                   estimate_from_config)
 from cnnframe.layers.base import FLOAT_DTYPES, Layer
@@ -17,6 +19,10 @@ from cnnframe.registry import UnknownLayerError, get_layer
 # and batch_norm_backward(relu_y=...)): bit for bit the same results with one pass over
 # memory fewer each way; the ReLU node then passes its input and gradient through.
 FUSE_BATCH_NORM_RELU = True
+# Internal outputs, input gradients and saved arrays share one arena per thread, laid out by
+# their lifetimes in a training step (cnnframe.graph.memory).  Tests switch it off to compare
+# against every layer keeping buffers of its own.
+PLAN_MEMORY = True
 
 
 def _closest(name, choices):
@@ -28,13 +34,16 @@ class _Runner:
     """What one thread runs the graph with: the layers whose caches and output buffers it
     uses (the model's own for one thread, copies for the others) and its gradient sums."""
 
-    __slots__ = ("layers", "acc", "generation", "serial")
+    __slots__ = ("layers", "acc", "generation", "serial", "arena", "bound", "spent")
 
     def __init__(self, layers, generation):
         self.layers = layers          # node name -> layer
         self.acc = {}                 # node name -> gradient-sum buffer of Model.backward
         self.generation = generation  # Model._generation when the copies were made
         self.serial = None            # Model._train_forwards after this thread's latest forward
+        self.arena = None             # memory of the planned arrays (cnnframe.graph.memory)
+        self.bound = None             # (batch size, dtype) whose plan the layers hold views of
+        self.spent = False            # a backward has reused the latest forward's memory
 
 
 def _try_output_shape(layer, in_shapes):
@@ -100,8 +109,12 @@ class Model:
     -----
     A single-input model takes an array and a single-output model returns one;
     otherwise they take/return dicts keyed by name.  Gradients of nodes used by
-    several others are summed.  Internal nodes write their outputs into buffers
-    reused across steps (outputs returned to the caller are never reused).
+    several others are summed.  Internal nodes write their outputs, input gradients
+    and what they keep for backward into one memory arena per thread, laid out by
+    lifetime (:mod:`cnnframe.graph.memory`): a gradient reuses the memory of
+    activations whose backward is done, so a backward uses up its forward (a second
+    backward after one forward raises RuntimeError), and the arena is reused across
+    steps.  Outputs and input gradients returned to the caller are never reused.
 
     Threads: ``forward(x, training=False)`` is thread-safe; any number of threads
     may run one model at once.  The first thread to run the model uses the layers
@@ -416,6 +429,51 @@ class Model:
                                    if all(i in self.inputs for i in self.node_inputs[n])}
         for name, layer in self.nodes.items():
             layer.reuse_buffers = name not in exposed_out and name not in exposed_grad
+        # Outputs and input gradients that stay inside the model share one arena per
+        # thread, laid out per batch size by cnnframe.graph.memory (plans cached here).
+        self._exposed_out, self._exposed_grad = exposed_out, exposed_grad
+        self._memory_plans = {}
+        from cnnframe.layers.pooling import MaxPool2d
+        pools = [layer for layer in self.nodes.values() if type(layer) is MaxPool2d]
+        for layer in pools:
+            layer.keep_argmax = True
+        if PLAN_MEMORY:
+            for name in argmax_recomputable(self):
+                self.nodes[name].keep_argmax = False
+
+    def _memory_plan(self, batch_size):
+        plan = self._memory_plans.get(batch_size)
+        if plan is None:
+            plan = self._memory_plans[batch_size] = plan_memory(self, batch_size)
+        return plan
+
+    def _bind_plan(self, runner, batch_size):
+        """Give the runner's layers their views of its arena for this batch size."""
+        key = (batch_size, self.dtype)
+        if runner.bound == key:
+            return
+        plan = self._memory_plan(batch_size)
+        if arena_capacity(runner.arena) < plan.nbytes:
+            runner.arena = None  # let the old one go before the new one is touched
+            runner.arena = new_arena(plan.nbytes)
+        for name, layer in runner.layers.items():
+            layer._planned = plan.views(runner.arena, name)
+        runner.bound = key
+
+    def memory_estimate(self, batch_size=128):
+        """Planned memory of one training step (forward and backward) on `batch_size` samples.
+
+        Returns
+        -------
+        dict of byte counts: "activations" (what forward keeps for backward),
+        "gradients" (what backward needs beyond that), "workspace" (the kernels'
+        scratch held now) and "total"; see :func:`cnnframe.graph.memory.memory_estimate`.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"Model.memory_estimate: batch_size must be an int >= 1, "
+                             f"got {batch_size!r}")
+        return memory_estimate(self, int(batch_size))
 
     # --- threads (see the class docstring) -----------------------------------------------------
     def _init_threads(self):
@@ -529,13 +587,14 @@ class Model:
         """
         runner = self._runner()
         runner.serial = None  # until this forward completes, there is nothing to backpropagate
+        runner.spent = False
         if not training:
-            y = self._forward(runner.layers, x, training)
+            y = self._forward(runner.layers, x, training, runner)
             runner.serial = self._train_forwards
             return y
         me = self._enter_step("forward(training=True)")
         try:
-            y = self._forward(runner.layers, x, training)
+            y = self._forward(runner.layers, x, training, runner)
             self._train_forwards += 1
             self._last_train_thread = me
             runner.serial = self._train_forwards
@@ -545,8 +604,10 @@ class Model:
 
     __call__ = forward
 
-    def _forward(self, layers, x, training):
+    def _forward(self, layers, x, training, runner=None):
         values = self._feeds(x)
+        if runner is not None and PLAN_MEMORY:
+            self._bind_plan(runner, next(iter(values.values())).shape[0])
         for name in self._order:
             layer = layers[name]
             ins = self.node_inputs[name]
@@ -569,6 +630,28 @@ class Model:
             buf = np.empty(size, like.dtype)
             acc[name] = buf
         return buf[:size].reshape(like.shape)
+
+    def _sum_grads(self, runner, name, grads, gi):
+        """grads[name] + gi for a node or graph input that feeds several others.
+
+        The sum goes in place into grads[name] when that is this thread's planned memory
+        (the plan keeps it until the node's backward) and no other pending gradient shares
+        it (add hands the same grad_y to all its inputs): no buffer of its own, and the
+        in-place add makes one pass fewer over memory.  Otherwise it goes into a buffer of
+        the model's (fresh for graph inputs, whose gradient is handed to the caller).
+        Either way the values are grads[name] + gi, bit for bit.
+        """
+        first = grads[name]
+        if (name in self.nodes and runner.arena is not None
+                and np.may_share_memory(first, runner.arena)
+                and not any(np.may_share_memory(first, g) for k, g in grads.items()
+                            if k != name)):
+            np.add(first, gi, out=first)
+            return first
+        out = (np.empty(gi.shape, first.dtype) if name in self.inputs
+               else self._acc_buffer(runner.acc, name, first))
+        np.add(first, gi, out=out)
+        return out
 
     def backward(self, grad_y, need_input_grad=True, layer_done=None):
         """Backpropagate from the outputs, filling every layer's ``grads``.
@@ -615,6 +698,12 @@ class Model:
                     "one model at once and their gradients and weight updates would mix.  "
                     "Train from one thread, or hold one lock around each whole step (forward, "
                     "backward, optimizer step).")
+            if runner.spent:
+                raise RuntimeError(
+                    f"Model.backward called twice after one forward in thread {me.name!r}: "
+                    "the first backward wrote gradients into the memory of the arrays the "
+                    "forward kept for it (cnnframe.graph.memory), so run forward again "
+                    "before another backward")
             return self._backward(runner, grad_y, need_input_grad, layer_done)
         finally:
             self._leave_step()
@@ -637,6 +726,7 @@ class Model:
                                  f"{getattr(g, 'shape', type(g).__name__)}")
             if g.dtype != self.dtype:
                 grads[name] = g.astype(self.dtype)
+        runner.spent = True  # from here on the forward's kept arrays are overwritten
         owned = set()
         plan = None if need_input_grad else self._frozen_plan()
         for name in reversed(self._order):
@@ -664,12 +754,7 @@ class Model:
                 elif i in owned:
                     grads[i] += gi
                 else:
-                    # Several consumers: sum into a buffer owned by the model (fresh for graph
-                    # inputs, whose gradient is handed to the caller).
-                    out = (np.empty(gi.shape, grads[i].dtype) if i in self.inputs
-                           else self._acc_buffer(runner.acc, i, grads[i]))
-                    np.add(grads[i], gi, out=out)
-                    grads[i] = out
+                    grads[i] = self._sum_grads(runner, i, grads, gi)
                     owned.add(i)
         if not need_input_grad:
             return None
@@ -861,10 +946,11 @@ class Model:
         from cnnframe.graph.io import load_model
         return load_model(path, cls)
 
-    def summary(self):
-        """A table: node, type, inputs, output shape, params, forward FLOPs, receptive field."""
+    def summary(self, batch_size=128):
+        """A table: node, type, inputs, output shape, params, forward FLOPs, receptive field;
+        then totals and the planned training memory at `batch_size` (:meth:`memory_estimate`)."""
         from cnnframe.graph.summary import summary
-        return summary(self)
+        return summary(self, batch_size)
 
     def __repr__(self):
         return (f"Model(inputs={list(self.inputs)}, nodes={len(self.nodes)}, "

@@ -92,8 +92,18 @@ def _human(n):
     return str(int(n))
 
 
-def summary(model):
-    """The summary table of `model` as a string (see the module docstring for conventions)."""
+def memory_line(model, batch_size=128):
+    """One line: the planned memory of a training step (Model.memory_estimate)."""
+    est = model.memory_estimate(batch_size)
+    mib = 2.0 ** 20
+    return (f"Training memory (batch {batch_size}): activations {est['activations'] / mib:.2f} "
+            f"MiB, gradients {est['gradients'] / mib:.2f} MiB, workspace "
+            f"{est['workspace'] / mib:.2f} MiB (kernel scratch held now)")
+
+
+def summary(model, batch_size=128):
+    """The summary table of `model` as a string (see the module docstring for conventions),
+    with the planned training memory at `batch_size`."""
     try:
         rfs = receptive_fields(model)
     except ValueError:
@@ -130,5 +140,6 @@ def summary(model):
            line, fmt(head), line, *(fmt(r) for r in rows), line,
            f"Total params: {model.num_params():,} (all trainable); buffers: {nbuf:,} values",
            f"Forward FLOPs per sample: {_human(total_flops)}{' + unknown' if unknown else ''} "
-           "(2 per multiply-add; see cnnframe.graph.summary for the convention)"]
+           "(2 per multiply-add; see cnnframe.graph.summary for the convention)",
+           memory_line(model, batch_size)]
     return "\n".join(out)

@@ -363,6 +363,7 @@ class Layer:
         self.reuse_buffers = False
         self.frozen_params = set()  # names of params the optimizers leave alone
         self._scratch = {}
+        self._planned = {}  # key -> array a Model's memory plan gives this key (see _buffer)
 
     # --- parameters and state ------------------------------------------------------------------
     def add_param(self, name, value):
@@ -398,6 +399,7 @@ class Layer:
                 for k, v in store.items():
                     store[k] = v.astype(dtype)
             self._scratch.clear()
+            self._planned = {}
             self.dtype = dtype
         return self
 
@@ -427,8 +429,17 @@ class Layer:
         return int(sum(p.size for p in self.params.values()))
 
     def _buffer(self, key, shape, dtype=None):
-        """An uninitialised array of `shape`: reused across calls when ``reuse_buffers`` is on."""
+        """An uninitialised array of `shape`: reused across calls when ``reuse_buffers`` is on.
+
+        A Model planning its memory (cnnframe.graph.memory) hands the layer the array for
+        `key` in ``_planned``; it is used when its shape and dtype are the ones asked for.
+        """
         dtype = self.dtype if dtype is None else np.dtype(dtype)
+        planned = getattr(self, "_planned", None)
+        if planned:
+            buf = planned.get(key)
+            if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype:
+                return buf
         if not self.reuse_buffers:
             return np.empty(shape, dtype)
         size = math.prod(shape)
@@ -593,5 +604,6 @@ class Layer:
                 value = value.copy()
             twin.__dict__[key] = value
         twin._scratch = {}
+        twin._planned = {}  # the Model gives each thread's copies views of that thread's arena
         twin.__dict__.pop("_output_spec", None)  # no forward yet: backward refuses to run
         return twin

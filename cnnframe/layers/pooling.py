@@ -56,17 +56,30 @@ class MaxPool2d(_Pool2d):
     Output shape: (N, C, OH, OW), OH = floor((H + 2 ph - kh) / sh) + 1.
     """
 
+    # A Model sets this False where the input is kept until this layer's backward anyway
+    # (cnnframe.graph.memory): backward then recomputes the argmax from the input, the
+    # same indices by the same kernel, instead of keeping 8 bytes per output.
+    keep_argmax = True
+
     def forward(self, x, training=True):
         self._check_input(x, 4)
         shape = (x.shape[0], *self.output_shape(x.shape[1:]))
-        y, self._argmax = F.max_pool2d(x, self._k, self._s, self._p,
-                                       out=self._buffer("y", shape, x.dtype),
-                                       argmax_out=self._buffer("argmax", shape, np.int64))
+        y, argmax = F.max_pool2d(x, self._k, self._s, self._p,
+                                 out=self._buffer("y", shape, x.dtype),
+                                 argmax_out=self._buffer("argmax", shape, np.int64))
+        self._argmax, self._x = (argmax, None) if self.keep_argmax else (None, x)
         self._input_shape = x.shape
         return y
 
     def backward(self, grad_y):
-        return F.max_pool2d_backward(grad_y, self._argmax, self._input_shape,
+        argmax = self._argmax
+        if argmax is None:
+            shape = grad_y.shape
+            # y comes out as forward wrote it: rewriting it in place changes nothing
+            _, argmax = F.max_pool2d(self._x, self._k, self._s, self._p,
+                                     out=self._buffer("y", shape, grad_y.dtype),
+                                     argmax_out=self._buffer("argmax_again", shape, np.int64))
+        return F.max_pool2d_backward(grad_y, argmax, self._input_shape,
                                      out=self._buffer("grad_x", self._input_shape, grad_y.dtype))
 
 

@@ -280,9 +280,10 @@ def test_internal_buffers_are_reused_across_steps(rng):
     x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
     model.forward(x)
     relu = model.nodes["relu_2"]   # (relu_1 is fused into batch_norm2d_1: no buffer of its own)
-    first = relu._scratch["y"]
+    first = relu._planned["y"]     # its view of the model's memory plan (cnnframe.graph.memory)
+    assert np.shares_memory(relu._y, first)
     model.forward(x)
-    assert relu._scratch["y"] is first
+    assert relu._planned["y"] is first and np.shares_memory(relu._y, first)
     assert not model.nodes["head"].reuse_buffers
 
 
