@@ -16,6 +16,7 @@ from cnnframe.optim.schedules import (ConstantLR, CosineWarmup, LRSchedule, OneC
 from cnnframe.optim.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Lookahead", "LRSchedule", "ConstantLR",
-           "StepLR", "CosineWarmup", "OneCycle", "PiecewiseLinear", "ReduceLROnPlateau", "ExponentialMovingAverage",
+           "StepLR", "CosineWarmup", "OneCycle", "PiecewiseLinear", "ReduceLROnPlateau",
+           "ExponentialMovingAverage",
            "Monitor", "clip_grad_norm", "clip_grad_value", "global_norm", "build_optimizer",
            "build_schedule", "OPTIMIZERS", "SCHEDULES"]

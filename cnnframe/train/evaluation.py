@@ -14,8 +14,8 @@ import numpy as np
 
 from cnnframe.train.metrics import MetricTracker, confusion_matrix
 
-__all__ = ["evaluate", "tta_views", "TTA_MODES", "predict", "softmax", "evaluate_run", "RunEvaluation",
-           "check_num_classes", "output_count"]
+__all__ = ["evaluate", "tta_views", "TTA_MODES", "predict", "softmax", "evaluate_run",
+           "RunEvaluation", "check_num_classes", "output_count"]
 
 
 def _resolve_loss(loss):
