@@ -127,7 +127,7 @@ def _run(args, dist):
           + (f" per rank; {dist.size} ranks x {cfg['batch_size'] // dist.size} images"
              if dist is not None else ""))
     say(f"model: {sum(p.size for p in model.params.values()):,} parameters"
-        + (f"; init from data in {t_init:.1f} s ({len(cfg['init'])} initialiser"
+        + (f"; init from data in {t_init:.2f} s ({len(cfg['init'])} initialiser"
            f"{'s' if len(cfg['init']) > 1 else ''})" if cfg.get("init") else ""))
 
     if dist is None or dist.is_root:

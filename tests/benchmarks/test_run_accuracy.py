@@ -121,10 +121,15 @@ def test_run_seeds_trains_each_seed_and_times_the_tta(run_accuracy, tmp_path, mo
     spec = {**run_accuracy.RUNS["cifar10_fast_short"], "config": config}
     args = argparse.Namespace(data_dir=str(tmp_path / "data"), threads=1, epochs=1, seeds=2,
                               out=str(tmp_path / "runs"))
+    outputs = []  # what run_seeds reads the init time from: cnnframe train's output
+    parse = run_accuracy.init_seconds
+    monkeypatch.setattr(run_accuracy, "init_seconds", lambda text: outputs.append(text)
+                        or parse(text))
     rows = run_accuracy.run_seeds("cifar10_fast_short", spec, args)
     assert [r["seed"] for r in rows] == [0, 1] and not any(r.get("failed") for r in rows)
+    assert len(outputs) == 2 and all("init from data in" in text for text in outputs)
     for r in rows:
-        assert r["epochs"] == 1 and r["init_s"] > 0 and r["tta_s"] > 0
+        assert r["epochs"] == 1 and r["init_s"] >= 0 and r["tta_s"] > 0
         assert r["total_s"] == pytest.approx(r["train_s"] + r["init_s"] + r["tta_s"])
         assert 0 <= r["acc"] <= 1 and 0 <= r["tta_acc"] <= 1
     assert (tmp_path / "runs" / "cifar10_fast_short" / "seed1" / "model.cnnf").is_file()
