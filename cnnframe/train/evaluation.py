@@ -33,10 +33,8 @@ TTA_MODES = ("none", "flip", "multicrop")
 
 def _tta_mode(tta):
     """The TTA mode name of an `evaluate` tta argument (False/None: "none", True: "flip")."""
-    if tta is None or tta is False:
-        return "none"
-    if tta is True:
-        return "flip"
+    if tta is None or isinstance(tta, (bool, np.bool_)):
+        return "flip" if tta else "none"
     if isinstance(tta, str) and tta in TTA_MODES:
         return tta
     raise ValueError(f"tta must be one of {', '.join(map(repr, TTA_MODES))}, True (\"flip\") or "
