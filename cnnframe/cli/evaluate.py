@@ -26,9 +26,13 @@ def add_parser(subparsers):
                    "config.toml next to the model)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average each image's logits with its mirror "
-                   "image's (for classes that do not change under left-right flips)")
+    p.add_argument("--tta", nargs="?", const="flip", default="none",
+                   choices=("none", "flip", "multicrop"),
+                   help="test-time augmentation (for classes that do not change under "
+                   "left-right flips): --tta or --tta flip averages each image's logits with "
+                   "its mirror image's; --tta multicrop also with both shifted by one pixel "
+                   "up-left and down-right (airbench's 6 views, 6x the cost). Put it after "
+                   "the model: `--tta MODEL` would read MODEL as the mode")
     p.add_argument("--out", metavar="DIR",
                    help="where to write confusion_matrix.png (default: the model's folder)")
     p.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
@@ -63,8 +67,9 @@ def run(args):
         download=args.download)
     cm = res["confusion_matrix"]
     n_images = int(cm.sum())
-    print(f"{model_path} on {cfg['data']['dataset']} {args.split} ({n_images} images"
-          f"{', flip TTA' if args.tta else ''}): accuracy {100 * res['accuracy']:.2f}%, "
+    tta = "" if args.tta == "none" else f", {args.tta} TTA"
+    print(f"{model_path} on {cfg['data']['dataset']} {args.split} ({n_images} images{tta}): "
+          f"accuracy {100 * res['accuracy']:.2f}%, "
           f"loss {res['loss']:.4f}")
     print(format_table(classes, cm))
     out = Path(args.out) if args.out else Path(model_path).parent

@@ -109,7 +109,9 @@ def _run(args, dist):
     train_loader, eval_loader = build_loaders(cfg, train_set, eval_set)
     if dist is not None:
         train_loader = dist.shard(train_loader)  # this rank's share of every global batch
-    model = build_model(cfg)
+    t_init = time.perf_counter()
+    model = build_model(cfg, train_set)  # with the config's data-dependent init, if any
+    t_init = time.perf_counter() - t_init
     # Before anything is written: a model that cannot fit the data is a config error.
     check_num_classes(model, train_loader, f"{cfg['data']['dataset']}")
     loss = build_loss(cfg)
@@ -124,7 +126,9 @@ def _run(args, dist):
           f"{cfg['batch_size']} per epoch; threads: {cnnframe.get_num_threads()}"
           + (f" per rank; {dist.size} ranks x {cfg['batch_size'] // dist.size} images"
              if dist is not None else ""))
-    say(f"model: {sum(p.size for p in model.params.values()):,} parameters")
+    say(f"model: {sum(p.size for p in model.params.values()):,} parameters"
+        + (f"; init from data in {t_init:.2f} s ({len(cfg['init'])} initialiser"
+           f"{'s' if len(cfg['init']) > 1 else ''})" if cfg.get("init") else ""))
 
     if dist is None or dist.is_root:
         out.mkdir(parents=True, exist_ok=True)

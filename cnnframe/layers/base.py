@@ -111,6 +111,20 @@ def check_init(init, name="init"):
                              f"{', '.join((*INITIALIZERS, *_REGISTERED_INITIALIZERS))}; "
                              f"got {init!r}")
         options = _INIT_OPTIONS.get(kind, {})
+        if kind == "dirac":  # the filters the identity leaves out: another initialiser
+            unknown = [k for k in init if k not in ("type", "rest")]
+            if unknown:
+                raise ValueError(f"{name}: unknown key(s) {', '.join(map(repr, unknown))} for "
+                                 f"'dirac'; valid keys: type, rest")
+            out = dict(init)
+            if "rest" in out:
+                rest = out["rest"]
+                if rest == "dirac" or (isinstance(rest, dict) and rest.get("type") == "dirac") \
+                        or callable(rest):
+                    raise ValueError(f"{name}: dirac rest must be an initialiser name or table "
+                                     f"other than dirac, got {rest!r}")
+                out["rest"] = check_init(rest, f"{name}.rest")
+            return out
         unknown = [k for k in init if k != "type" and k not in options]
         if unknown:
             raise ValueError(f"{name}: unknown key(s) {', '.join(map(repr, unknown))} for "
@@ -173,7 +187,9 @@ def init_array(shape, init, rng, fan_in, fan_out, dtype=np.float32, groups=1):
         "lecun_uniform" (bound sqrt(1 / fan_in), PyTorch's default for conv/linear
         weights and, with the weight's fans, biases), "zeros", "ones",
         {"type": "constant", "value": v}, "dirac" (identity: channel d of each group
-        to channel d at the kernel centre; 2-D: the identity matrix),
+        to channel d at the kernel centre; 2-D: the identity matrix; the filters beyond
+        the input channels are zero, or with {"type": "dirac", "rest": init} drawn by
+        that initialiser: airbench's partial identity),
         "orthogonal" / {"type": "orthogonal", "gain": g} (a semi-orthogonal matrix over
         (shape[0], the rest), times g), a registered name, or a callable
         ``fn(shape, rng, fan_in, fan_out)``.
@@ -218,7 +234,15 @@ def init_array(shape, init, rng, fan_in, fan_out, dtype=np.float32, groups=1):
     if kind == "constant":
         return np.full(shape, options["value"], dtype)
     if kind == "dirac":
-        return _dirac(shape, groups).astype(dtype)
+        w = _dirac(shape, groups)
+        if "rest" in options and shape[0] // groups > shape[1]:
+            # airbench's partial identity: the first in-channels filters of each group
+            # pass their channel on, the others are drawn as `rest` says.
+            rest = init_array(shape, options["rest"], rng, fan_in, fan_out, np.float64, groups)
+            per_group = shape[0] // groups
+            drawn = (np.arange(shape[0]) % per_group) >= shape[1]
+            w[drawn] = rest[drawn]
+        return w.astype(dtype)
     if kind == "orthogonal":
         return _orthogonal(shape, rng, float(options.get("gain", 1.0))).astype(dtype)
     if kind.endswith("_normal"):

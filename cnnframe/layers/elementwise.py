@@ -112,13 +112,15 @@ class ElementwiseConst(Layer):
             rank without the batch axis.
         trainable: false (default) keeps the constant as a buffer "value"; true makes
             it a parameter "value" that optimizers update.
+        value: the number the constant starts as (default 1.0), e.g. op "mul" with
+            value 1/9 scales by 1/9 (airbench's logit scale).
 
-    Buffers (or params when trainable): value (shape) = 1.
+    Buffers (or params when trainable): value (shape) = `value`.
 
     Input shape: any that broadcasts with `shape` to itself.  Output shape: same.
     """
 
-    def __init__(self, op="mul", shape=(), trainable=False):
+    def __init__(self, op="mul", shape=(), trainable=False, value=1.0):
         super().__init__()
         self.op = _check_op(op, ELEMENTWISE_CONST_OPS, "elementwise_const")
         if not isinstance(shape, (list, tuple)) or not all(
@@ -128,8 +130,12 @@ class ElementwiseConst(Layer):
         self.shape = [int(s) for s in shape]
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"elementwise_const: trainable must be true or false, got {trainable!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                or not math.isfinite(value):
+            raise ValueError(f"elementwise_const: value must be a finite number, got {value!r}")
+        self.fill = float(value)
         # Not self.trainable: that is Layer's freezing switch (True for a layer without params).
-        value = np.ones(self.shape or [1])  # a scalar is kept as (1,)
+        value = np.full(self.shape or [1], self.fill)  # a scalar is kept as (1,)
         if trainable:
             self.add_param("value", value)
         else:
@@ -145,11 +151,14 @@ class ElementwiseConst(Layer):
         return self.params["value"] if self._learned else self.buffers["value"]
 
     def get_config(self):
-        return {"op": self.op, "shape": list(self.shape), "trainable": self._learned}
+        cfg = {"op": self.op, "shape": list(self.shape), "trainable": self._learned}
+        if self.fill != 1.0:  # configs written before `value` existed stay as they were
+            cfg["value"] = self.fill
+        return cfg
 
     def reset_parameters(self, seed=None):
         if self._learned:
-            self.params["value"].fill(1)
+            self.params["value"].fill(self.fill)
 
     def output_shape(self, input_shape):
         shape = as_shape(input_shape, layer="elementwise_const")

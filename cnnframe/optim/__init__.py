@@ -12,10 +12,11 @@ from cnnframe.optim.ema import ExponentialMovingAverage
 from cnnframe.optim.lookahead import Lookahead
 from cnnframe.optim.monitor import Monitor
 from cnnframe.optim.schedules import (ConstantLR, CosineWarmup, LRSchedule, OneCycle,
-                                      ReduceLROnPlateau, StepLR)
+                                      PiecewiseLinear, ReduceLROnPlateau, StepLR)
 from cnnframe.optim.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Lookahead", "LRSchedule", "ConstantLR",
-           "StepLR", "CosineWarmup", "OneCycle", "ReduceLROnPlateau", "ExponentialMovingAverage",
+           "StepLR", "CosineWarmup", "OneCycle", "PiecewiseLinear", "ReduceLROnPlateau",
+           "ExponentialMovingAverage",
            "Monitor", "clip_grad_norm", "clip_grad_value", "global_norm", "build_optimizer",
            "build_schedule", "OPTIMIZERS", "SCHEDULES"]

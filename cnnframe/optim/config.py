@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 from cnnframe.optim.adam import Adam, AdamW
 from cnnframe.optim.lookahead import Lookahead
-from cnnframe.optim.schedules import ConstantLR, CosineWarmup, OneCycle, ReduceLROnPlateau, StepLR
+from cnnframe.optim.schedules import (ConstantLR, CosineWarmup, OneCycle, PiecewiseLinear,
+                                      ReduceLROnPlateau, StepLR)
 from cnnframe.optim.sgd import SGD
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule"]
@@ -22,10 +23,12 @@ SCHEDULES = {
     "step": StepLR,
     "cosine": CosineWarmup,
     "onecycle": OneCycle,
+    "piecewise_linear": PiecewiseLinear,
     "plateau": ReduceLROnPlateau,
 }
 _SCHEDULE_ALIASES = {"none": "constant", "steplr": "step", "cosine_warmup": "cosine",
-                     "one_cycle": "onecycle", "reduce_lr_on_plateau": "plateau"}
+                     "one_cycle": "onecycle", "reduce_lr_on_plateau": "plateau",
+                     "linear": "piecewise_linear"}
 LOOKAHEAD_KEYS = ("k", "alpha")
 
 
@@ -103,6 +106,9 @@ def build_schedule(cfg, optimizer, total_steps):
     - ``"cosine"`` (alias ``"cosine_warmup"``): ``warmup_steps``, ``min_lr``.
     - ``"onecycle"`` (alias ``"one_cycle"``): ``max_lr`` (default: the optimizer's
       current lr), ``pct_start``, ``div_factor``, ``final_div_factor``.
+    - ``"piecewise_linear"`` (alias ``"linear"``): ``fractions`` (of the run, from 0) and
+      ``factors`` (of the optimizer's lr) at those points
+      (:class:`~cnnframe.optim.PiecewiseLinear`).
     - ``"plateau"`` (alias ``"reduce_lr_on_plateau"``): ``monitor``, ``mode``, ``factor``,
       ``patience``, ``min_delta``, ``cooldown``, ``min_lr``
       (:class:`~cnnframe.optim.ReduceLROnPlateau`; the Trainer feeds it each epoch's results).

@@ -14,7 +14,8 @@ import math
 
 from cnnframe.optim.base import _as_number, _check_range
 
-__all__ = ["LRSchedule", "ConstantLR", "StepLR", "CosineWarmup", "OneCycle", "ReduceLROnPlateau"]
+__all__ = ["LRSchedule", "ConstantLR", "StepLR", "CosineWarmup", "OneCycle", "PiecewiseLinear",
+           "ReduceLROnPlateau"]
 
 
 def _check_int(name, value, minimum):
@@ -193,6 +194,47 @@ class OneCycle(LRSchedule):
         if t <= peak_step:
             return self._anneal(initial, self.max_lr, t / peak_step) if peak_step > 0 else self.max_lr
         return self._anneal(self.max_lr, final, (t - peak_step) / (last_step - peak_step))
+
+
+class PiecewiseLinear(LRSchedule):
+    """The lr as a piecewise-linear function of the run's progress: ``base_lr`` times the
+    factor interpolated between points ``(fraction of total_steps, factor)``.
+
+    ``lr(t) = base_lr * interp(t / total_steps, fractions, factors)``, and the last factor
+    from the last fraction on.  airbench's schedule (a linear warm-up from 0.2 to 1 over
+    the first 23% of the steps, then a linear decay to 0.07) is ``fractions = [0, 0.23,
+    1]``, ``factors = [0.2, 1, 0.07]``.
+
+    Args:
+        optimizer: its current lr is the base lr.
+        total_steps: length of the run in steps (>= 1).
+        fractions: increasing, starting at 0, each in [0, 1]; default [0, 1].
+        factors: one per fraction, each >= 0; default [1, 0] (a linear decay to 0).
+    """
+
+    def __init__(self, optimizer, total_steps, fractions=(0.0, 1.0), factors=(1.0, 0.0)):
+        super().__init__(optimizer)
+        self.total_steps = _check_int("total_steps", total_steps, 1)
+        fr, fa = list(fractions), list(factors)
+        if len(fr) < 1 or len(fr) != len(fa):
+            raise ValueError(f"PiecewiseLinear: fractions and factors must be lists of the same "
+                             f"non-zero length, got {len(fr)} fractions and {len(fa)} factors")
+        fr = [_check_range("PiecewiseLinear fractions", f, 0.0, 1.0) for f in fr]
+        fa = [_check_range("PiecewiseLinear factors", f, 0.0, math.inf) for f in fa]
+        if fr[0] != 0.0 or any(b <= a for a, b in zip(fr, fr[1:])):
+            raise ValueError(f"PiecewiseLinear: fractions must increase strictly from 0, got "
+                             f"{fr}")
+        self.fractions, self.factors = fr, fa
+        self._apply()
+
+    def lr_at(self, t):
+        q = t / self.total_steps
+        fr, fa = self.fractions, self.factors
+        if q >= fr[-1]:
+            return self.base_lr * fa[-1]
+        i = next(k for k in range(1, len(fr)) if q < fr[k])  # fr[i - 1] <= q < fr[i]
+        w = (q - fr[i - 1]) / (fr[i] - fr[i - 1])
+        return self.base_lr * (fa[i - 1] + w * (fa[i] - fa[i - 1]))
 
 
 class ReduceLROnPlateau(LRSchedule):

@@ -11,6 +11,12 @@
     freeze = ["conv1", "bn1"]        # optional: parameters that are not trained (patterns as
                                      # in [[optimizer.groups]]); or `trainable = false` on a
                                      # node of the model
+    init = [{type = "whitening", node = "whiten", eps = 5e-4, samples = 5000}]
+                                     # optional: data-dependent initialisers, run in order
+                                     # after the model is built, on `samples` training
+                                     # images (drawn with the seed; to_float + normalize,
+                                     # no augmentation); "whitening": the conv's filters
+                                     # whiten its input patches (cnnframe.layers.data_init)
 
     [model]                          # the network: a Model config (Model.from_config)
     # file = "my_model.toml"         # or a model file, relative to this config
@@ -57,7 +63,9 @@
                                      # schedule (scaled like the optimizer's lr)
 
     [schedule]                       # optional; cnnframe.optim.build_schedule
-    type = "onecycle"                # constant | step | cosine | onecycle | plateau
+    type = "onecycle"                # constant | step | cosine | onecycle | plateau |
+                                     # piecewise_linear (fractions = [0, 0.23, 1], factors =
+                                     # [0.2, 1, 0.07]: lr factors at fractions of the run)
     # type = "plateau"               # ReduceLROnPlateau: monitor = "val_loss", mode = "auto",
                                      # factor = 0.1, patience = 10, min_delta = 1e-4,
                                      # cooldown = 0, min_lr = 0.0 (stepped per epoch)
@@ -100,7 +108,7 @@ from cnnframe.train.checkpoint import atomic_write
 
 TOP_KEYS = ("model", "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
             "threads", "metrics", "checkpoint", "sync_batch_norm", "ema", "early_stopping",
-            "freeze")
+            "freeze", "init")
 REQUIRED_TOP = ("model", "data", "optimizer", "epochs", "batch_size")
 DATA_KEYS = ("dataset", "root", "augmentation", "normalize", "options", "validation",
              "image_size", "resize", "eval_transforms")
@@ -221,6 +229,9 @@ def _check_controls(cfg):
     for key in ("evaluate", "save", "warmup", "buffers"):
         if key in cfg.get("ema", {}) and not isinstance(cfg["ema"][key], bool):
             raise ValueError(f"ema.{key} must be true or false, got {cfg['ema'][key]!r}")
+    if "init" in cfg:
+        from cnnframe.layers.data_init import check_data_inits
+        cfg["init"] = check_data_inits(cfg["init"])
     if "freeze" in cfg:
         frz = cfg["freeze"]
         if isinstance(frz, str):

@@ -14,8 +14,8 @@ import numpy as np
 
 from cnnframe.train.metrics import MetricTracker, confusion_matrix
 
-__all__ = ["evaluate", "predict", "softmax", "evaluate_run", "RunEvaluation",
-           "check_num_classes", "output_count"]
+__all__ = ["evaluate", "tta_views", "TTA_MODES", "predict", "softmax", "evaluate_run",
+           "RunEvaluation", "check_num_classes", "output_count"]
 
 
 def _resolve_loss(loss):
@@ -26,6 +26,62 @@ def _resolve_loss(loss):
         raise TypeError(f"loss must be a loss object with forward/backward or a loss name, "
                         f"got {type(loss).__name__}")
     return loss
+
+
+TTA_MODES = ("none", "flip", "multicrop")
+
+
+def _tta_mode(tta):
+    """The TTA mode name of an `evaluate` tta argument (False/None: "none", True: "flip")."""
+    if tta is None or isinstance(tta, (bool, np.bool_)):
+        return "flip" if tta else "none"
+    if isinstance(tta, str) and tta in TTA_MODES:
+        return tta
+    raise ValueError(f"tta must be one of {', '.join(map(repr, TTA_MODES))}, True (\"flip\") or "
+                     f"False, got {tta!r}")
+
+
+def tta_views(x, tta):
+    """The test-time views of a batch and their weights: ``[(weight, view), ...]``.
+
+    - "none": the batch itself.
+    - "flip": the batch and its mirror image, 1/2 each.
+    - "multicrop" (airbench's level 2): the batch and its mirror (1/4 each), and both of
+      these translated by one pixel up-left and by one pixel down-right, with the border
+      reflected (1/8 each): 6 views.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), H and W >= 2 for "multicrop"
+    tta : str or bool (see `evaluate`)
+
+    Returns
+    -------
+    list of (float, ndarray (N, C, H, W)); the weights sum to 1.
+    """
+    mode = _tta_mode(tta)
+    if mode == "none":
+        return [(1.0, x)]
+    if np.ndim(x) != 4:
+        what = "flips images left-right" if mode == "flip" else f"{mode!r} flips and shifts images"
+        raise ValueError(f"evaluate: tta {what} and needs batches of shape (N, C, H, W), got "
+                         f"{np.shape(x)}")
+
+    def mirror(a):
+        return np.ascontiguousarray(a[..., ::-1])
+
+    if mode == "flip":
+        return [(0.5, x), (0.5, mirror(x))]
+    h, w = x.shape[2:]
+    if h < 2 or w < 2:
+        raise ValueError(f"evaluate: tta 'multicrop' reflects a 1-pixel border and needs images "
+                         f"of at least 2 x 2, got shape {x.shape}")
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    views = [(0.25, x), (0.25, mirror(x))]
+    for dy, dx in ((0, 0), (2, 2)):  # content moved down-right, then up-left, by one pixel
+        crop = np.ascontiguousarray(padded[:, :, dy:dy + h, dx:dx + w])
+        views += [(0.125, crop), (0.125, mirror(crop))]
+    return views
 
 
 def evaluate(model, loader, loss="softmax_cross_entropy", metrics=("accuracy",),
@@ -42,10 +98,13 @@ def evaluate(model, loader, loss="softmax_cross_entropy", metrics=("accuracy",),
         "accuracy" and/or "top{k}_accuracy".
     confusion : bool
         Also return "confusion_matrix", int64 (K, K), rows = true class.
-    tta : bool
-        Test-time augmentation by horizontal flips: each image's logits are averaged with
-        those of its mirror image (x (N, C, H, W) only).  For data whose classes do not
-        change under mirroring, such as CIFAR-10; it doubles the cost.
+    tta : bool or {"none", "flip", "multicrop"}
+        Test-time augmentation (x (N, C, H, W) only): each image's logits are the weighted
+        mean of those of its views (`tta_views`).  "flip" (or True): the image and its
+        mirror image, twice the cost.  "multicrop": airbench's six views (the image and
+        its mirror, each also shifted by one pixel up-left and down-right), six times the
+        cost.  For data whose classes do not change under mirroring and small shifts,
+        such as CIFAR-10.
 
     Returns
     -------
@@ -53,17 +112,17 @@ def evaluate(model, loader, loss="softmax_cross_entropy", metrics=("accuracy",),
         "loss", each metric name, and with `confusion` "confusion_matrix".
     """
     loss = _resolve_loss(loss)
+    _tta_mode(tta)  # a bad value fails before any work
     tracker = MetricTracker(metrics)
     cm = None
     for x, y in loader:
-        if tta and np.ndim(x) != 4:
-            raise ValueError(f"evaluate: tta flips images left-right and needs batches of "
-                             f"shape (N, C, H, W), got {np.shape(x)}")
-        logits = model.forward(x, training=False)
-        if tta:
-            logits = np.array(logits)  # the model may reuse its output buffer
-            logits += model.forward(np.ascontiguousarray(x[..., ::-1]), training=False)
-            logits *= 0.5
+        logits = None
+        for weight, view in tta_views(x, tta):
+            out = model.forward(view, training=False)
+            if logits is None:  # a copy: the model may reuse its output buffer
+                logits = out * out.dtype.type(weight) if weight != 1.0 else np.array(out)
+            else:
+                logits += out.dtype.type(weight) * out
         tracker.update(loss.forward(logits, y), logits, y)
         if confusion:
             part = confusion_matrix(logits.argmax(axis=1), y, logits.shape[1])
@@ -201,8 +260,8 @@ def evaluate_run(model, data_dir=None, split="test", tta=False, batch_size=256, 
     data_dir : str or Path, optional
         The dataset root; default: the config's data.root, else $CNNFRAME_DATA.
     split : {"test", "train"}
-    tta : bool
-        Flip test-time augmentation (see `evaluate`).
+    tta : bool or {"none", "flip", "multicrop"}
+        Test-time augmentation (see `evaluate`); True means "flip".
     batch_size : int
     config : str or Path, optional
         A training config giving the dataset, its options and normalisation; default: the

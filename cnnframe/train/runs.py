@@ -217,11 +217,12 @@ def build_loaders(cfg, train_set, eval_set, eval_batch_size=None):
     return train, ev
 
 
-def build_model(cfg):
+def build_model(cfg, train_set=None):
     """The Model a config's [model] section describes (inline config or ``file = ...``).
 
     A model config without its own seed gets the training config's seed, so runs are
-    reproducible from the training config alone.
+    reproducible from the training config alone.  Given the training set, the config's
+    ``init`` list (data-dependent initialisers, `cnnframe.layers.data_init`) runs on it.
     """
     from cnnframe.graph import Model
     mcfg = dict(cfg["model"])
@@ -233,6 +234,11 @@ def build_model(cfg):
         if mcfg.get("seed") is None:
             mcfg["seed"] = cfg["seed"]
         model = Model.from_config(mcfg)
+    if train_set is not None and cfg.get("init"):
+        from cnnframe.data import build_transforms
+        from cnnframe.layers.data_init import init_from_data
+        init_from_data(model, cfg["init"], train_set,
+                       build_transforms(eval_transform_config(cfg)), cfg["seed"])
     return model
 
 

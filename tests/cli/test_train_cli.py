@@ -576,3 +576,13 @@ def test_predict_scales_16_bit_images_like_8_bit_ones(trained, tmp_path, capsys)
                  str(tmp_path / "16bit.png"), "--top", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]
+
+
+def test_evaluate_with_multicrop_tta(trained, tmp_path, capsys):
+    assert main(["evaluate", str(trained), "--tta", "multicrop", "--out", str(tmp_path)]) == 0
+    assert "test (48 images, multicrop TTA): accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(trained), "--tta", "flip", "--out", str(tmp_path)]) == 0
+    assert "test (48 images, flip TTA): accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(trained), "--tta", "crops"])
+    assert "invalid choice: 'crops'" in capsys.readouterr().err

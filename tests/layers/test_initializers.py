@@ -120,3 +120,34 @@ def test_register_initializer_refuses_builtin_names_and_non_callables():
         register_initializer("dirac", _ramp)
     with pytest.raises(TypeError, match="callable"):
         register_initializer("x_init", 3)
+
+
+@pytest.mark.parametrize("groups,cin,cout", [(1, 3, 8), (2, 4, 10), (1, 4, 4), (1, 6, 4)])
+def test_dirac_with_rest_is_airbenchs_partial_identity(groups, cin, cout):
+    """The first in-channels filters of each group pass their channel on; the others are
+    drawn by `rest` (here zero without it)."""
+    spec = {"type": "dirac", "rest": "lecun_uniform"}
+    conv = get_layer("conv2d")(cin, cout, 3, padding=1, groups=groups, init=spec, seed=0)
+    w = conv.params["weight"]
+    identity = init_array(w.shape, "dirac", None, 1, 1, np.float32, groups)
+    per_group, per_in = cout // groups, cin // groups
+    drawn = (np.arange(cout) % per_group) >= per_in
+    np.testing.assert_array_equal(w[~drawn], identity[~drawn])
+    if drawn.any():
+        bound = 1 / math.sqrt(per_in * 9)
+        assert np.abs(w[drawn]).max() <= bound and np.abs(w[drawn]).min() > 0
+        np.testing.assert_array_equal(identity[drawn], 0)
+    # the same seed, the same weights; the config keeps the rest
+    again = get_layer("conv2d").from_config(conv.get_config())
+    np.testing.assert_array_equal(again.params["weight"], w)
+    assert conv.get_config()["init"] == spec
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"type": "dirac", "rest": "dirac"}, "rest must be an initialiser name or table other"),
+    ({"type": "dirac", "rest": "nope"}, "init.rest must be one of"),
+    ({"type": "dirac", "gain": 2}, "unknown key.*'gain'.*valid keys: type, rest"),
+])
+def test_bad_dirac_rest_is_a_clear_error(spec, message):
+    with pytest.raises(ValueError, match=message):
+        get_layer("conv2d")(3, 8, 3, init=spec)

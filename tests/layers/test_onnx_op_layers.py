@@ -11,7 +11,8 @@ CASES = [
     ("elementwise_const", [({"op": op, "shape": [3, 1, 1]}, (2, 3, 4, 4))
                      for op in ("add", "sub", "mul", "div", "rsub")]
      + [({"op": "rdiv", "shape": []}, (2, 5)),
-        ({"op": "mul", "shape": [4], "trainable": True}, (2, 3, 4))]),
+        ({"op": "mul", "shape": [4], "trainable": True}, (2, 3, 4)),
+        ({"op": "mul", "shape": [], "value": 0.25}, (2, 5))]),
     ("clip", [({"min": -0.5, "max": 0.5}, (2, 3, 4)), ({"min": 0.0}, (2, 6)),
               ({"max": 0.2}, (2, 2, 3, 3))]),
     ("reshape", [({"shape": [4, 12]}, (2, 3, 4, 4)), ({"shape": [6, 2]}, (2, 12))]),
@@ -100,3 +101,17 @@ def test_bad_configs_and_shapes_are_named(name, cfg, shape, msg):
     with pytest.raises(ValueError, match=msg):
         layer = get_layer(name).from_config(cfg)
         layer.output_shape(shape)
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_elementwise_const_starts_at_its_value(trainable):
+    cls = get_layer("elementwise_const")
+    layer = cls(op="mul", shape=[3, 1], trainable=trainable, value=1 / 9)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward(x), x / 9, rtol=1e-6)
+    assert layer.get_config()["value"] == 1 / 9
+    rebuilt = cls.from_config(layer.get_config())
+    np.testing.assert_array_equal(rebuilt.forward(x), layer.forward(x))
+    assert "value" not in cls(op="mul").get_config()  # the default stays out of configs
+    with pytest.raises(ValueError, match="value must be a finite number"):
+        cls(op="mul", value=float("inf"))

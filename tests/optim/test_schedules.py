@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cnnframe.optim import SGD, ConstantLR, CosineWarmup, OneCycle, StepLR
+from cnnframe.optim import SGD, ConstantLR, CosineWarmup, OneCycle, PiecewiseLinear, StepLR
+from cnnframe.optim.config import build_schedule
 
 
 class Source:
@@ -110,6 +111,7 @@ def test_constant_schedule():
     lambda o: StepLR(o, step_size=7, gamma=0.5),
     lambda o: CosineWarmup(o, total_steps=60, warmup_steps=9, min_lr=1e-4),
     lambda o: OneCycle(o, max_lr=0.5, total_steps=60),
+    lambda o: PiecewiseLinear(o, 60, [0.0, 0.23, 1.0], [0.2, 1.0, 0.07]),
 ])
 def test_state_dict_resume_gives_the_same_sequence(tmp_path, factory):
     full = sequence(factory(make_opt(0.2)), 60)
@@ -147,6 +149,12 @@ def test_schedule_state_dict_errors():
     (lambda o: OneCycle(o, max_lr=0.1, total_steps=10, pct_start=1.0), "pct_start"),
     (lambda o: OneCycle(o, max_lr=0.1, total_steps=1), "total_steps"),
     (lambda o: OneCycle(o, max_lr=0.1, total_steps=10, div_factor=0), "div_factor"),
+    (lambda o: PiecewiseLinear(o, 10, [0.0, 0.5], [1.0]), "same non-zero length"),
+    (lambda o: PiecewiseLinear(o, 10, [0.1, 0.5], [1.0, 0.5]), "increase strictly from 0"),
+    (lambda o: PiecewiseLinear(o, 10, [0.0, 0.5, 0.5], [1.0, 0.5, 0.1]), "increase strictly"),
+    (lambda o: PiecewiseLinear(o, 10, [0.0, 1.5], [1.0, 0.5]), "fractions"),
+    (lambda o: PiecewiseLinear(o, 10, [0.0, 1.0], [1.0, -0.5]), "factors"),
+    (lambda o: PiecewiseLinear(o, 0), "total_steps"),
 ])
 def test_schedule_validation(ctor, match):
     with pytest.raises(ValueError, match=match):
@@ -159,3 +167,25 @@ def test_get_lr_matches_optimizer_lr_and_step_returns_it():
     for _ in range(10):
         assert sched.get_lr() == opt.lr
         assert sched.step() == opt.lr
+
+
+def test_piecewise_linear_is_airbenchs_warmup_and_decay():
+    """lr factor 0.2 -> 1 linearly over the first 23% of the steps, then -> 0.07 at the end
+    (airbench's get_lr, from its formula), and the last factor after the run."""
+    total, warm = 200, 46
+    lrs = sequence(PiecewiseLinear(make_opt(2.0), total, [0.0, 0.23, 1.0], [0.2, 1.0, 0.07]),
+                   total + 3)
+    for t in (0, 10, warm, 120, total - 1):
+        q = t / warm if t < warm else (t - warm) / (total - warm)
+        expected = 0.2 + 0.8 * q if t < warm else 1.0 - 0.93 * q
+        assert lrs[t] == pytest.approx(2.0 * expected, rel=1e-12)
+    assert lrs[total:] == [pytest.approx(0.14)] * 3
+
+
+def test_piecewise_linear_defaults_to_a_linear_decay_and_builds_from_config():
+    assert sequence(PiecewiseLinear(make_opt(1.0), 4), 5) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    opt = make_opt(0.5)
+    sched = build_schedule({"type": "linear", "fractions": [0, 0.5, 1], "factors": [0, 1, 0]},
+                           opt, total_steps=10)
+    assert isinstance(sched, PiecewiseLinear)
+    assert sequence(sched, 6) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
