@@ -2,7 +2,10 @@
 
 Formulas follow torch.nn.functional; every backward takes the forward input x
 and recomputes the derivative from it.  Inputs of any shape; float32 and float64
-are preserved.
+are preserved.  The kernels evaluate exp, expm1, tanh and erf with their own
+vectorised approximations, within 2.5 ulp of the exact values
+(cnnframe_ext/src/activation.h), so results may differ from libm-based ones in
+the last bits; a NaN input gives NaN, as in PyTorch's vectorised kernels.
 """
 import math
 import numbers
@@ -15,8 +18,8 @@ from cnnframe_ext import activation as _kernels
 
 # Elements per chunk of the kernels' parallel loops (cnnframe_ext/activation.pyx: CHUNK).
 _CHUNK = 16384
-# Work per element, in the units of threads_for: erf, exp and tanh cost several
-# multiply-adds.
+# Work per element, in the units of threads_for: erf, exp and tanh cost a few dozen
+# vector instructions per vector.
 _WORK = 8
 
 
@@ -146,7 +149,7 @@ def hardswish(x, *, out=None):
 
 def hardswish_backward(grad_y, x, *, out=None):
     """Gradient of `hardswish`: 0 for x < -3, grad_y * (x / 3 + 0.5) for -3 <= x <= 3,
-    grad_y for x > 3 (PyTorch's choice at the two kinks).
+    grad_y for x > 3 (PyTorch's choice at the two kinks), NaN for a NaN x.
 
     Parameters and returns as `gelu_backward` (without approximate).
     """

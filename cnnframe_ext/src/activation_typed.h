@@ -240,9 +240,10 @@ CNNF_INLINE ACT_V ACT_FN(act_hardswish)(ACT_V x) {
     ACT_V t = ACT_FN(act_at_most)(ACT_FN(act_at_least)(x + 3, 0), 6);
     return x * t / 6;
 }
-/* 0 below -3, x / 3 + 1/2 on [-3, 3], 1 above (and for a NaN x). */
+/* 0 below -3, x / 3 + 1/2 on [-3, 3], 1 above; NaN for a NaN x (as PyTorch's vectorised
+   kernel). */
 CNNF_INLINE ACT_V ACT_FN(act_hardswish_grad)(ACT_V g, ACT_V x) {
-    ACT_V mid = ACT_FN(act_select)(ACT_MASK(x <= 3), g * (x / 3 + (ACT_T) 0.5), g);
+    ACT_V mid = ACT_FN(act_select)(ACT_MASK(x > 3), g, g * (x / 3 + (ACT_T) 0.5));
     return ACT_FN(act_select)(ACT_MASK(x < -3), ACT_FN(act_splat)(0), mid);
 }
 
