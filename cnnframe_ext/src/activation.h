@@ -35,8 +35,8 @@
      act_forward_f/_d   y = f(x) for an activation kind (ACT_GELU, ...),
      act_backward_f/_d  grad_x = grad_y * f'(x),
      act_math_f/_d      one of the elementary functions (ACT_EXP, ...), for the tests,
-   each dispatching to its _avx512, _avx2 and _generic version (as CNNF_MULTIVERSION in
-   simd.h, with a body per width: ACT_MULTIVERSION). */
+   each dispatching to its _avx512, _avx2 and _generic version (multiwidth.h:
+   CNNF_MULTIWIDTH, a body per vector width). */
 #ifndef CNNFRAME_ACTIVATION_H
 #define CNNFRAME_ACTIVATION_H
 
@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "multiwidth.h"
 #include "simd.h"
 
 /* The activations (the `kind` of act_forward and act_backward). */
@@ -124,10 +125,8 @@ typedef uint64_t act_u64x8 __attribute__((vector_size(64)));
         }                                                                                   \
     } while (0)
 
-#define ACT_CAT2(a, b) a##_##b
-#define ACT_CAT(a, b) ACT_CAT2(a, b)
 /* name_f8, name_d4, ...: after the type and width being defined (ACT_SUFFIX). */
-#define ACT_FN(name) ACT_CAT(name, ACT_SUFFIX)
+#define ACT_FN(name) CNNF_CAT(name, ACT_SUFFIX)
 
 /* The code, once per element type and width: activation_typed.h names its functions
    with ACT_SUFFIX (f4: 4 floats, d1: one double, ...) and undefines these macros. */
@@ -186,61 +185,31 @@ typedef uint64_t act_u64x8 __attribute__((vector_size(64)));
 #include "activation_typed.h"
 #endif
 
-/* ACT_MULTIVERSION(name, body, params, args, w512, w256, w128) defines name##_avx512,
-   name##_avx2 (with FMA) and name##_generic, which run body##_##w512, ..._w256 and
-   ..._w128 (the body at the level's vector width), and `name`, which calls the one
-   cnnf_isa() selects, as CNNF_MULTIVERSION does.  Off x86-64 only the generic version
-   exists. */
-#if CNNF_X86
-#define ACT_MULTIVERSION(name, body, params, args, w512, w256, w128)                        \
-    CNNF_AVX512 static void name##_avx512 params { ACT_CAT(body, w512) args; }                   \
-    CNNF_AVX2_FMA static void name##_avx2 params { ACT_CAT(body, w256) args; }                   \
-    static void name##_generic params { ACT_CAT(body, w128) args; }                              \
-    static inline void name params {                                                        \
-        switch (cnnf_isa()) {                                                               \
-            case CNNF_ISA_AVX512: name##_avx512 args; break;                                \
-            case CNNF_ISA_AVX2: name##_avx2 args; break;                                    \
-            default: name##_generic args;                                                   \
-        }                                                                                   \
-    }
-#else
-#define ACT_MULTIVERSION(name, body, params, args, w512, w256, w128)                        \
-    static void name##_generic params { ACT_CAT(body, w128) args; }                              \
-    static inline void name params { name##_generic args; }
-#endif
-
-#if CNNF_VECTOR_EXTENSIONS
-#define ACT_F128 f4
-#define ACT_D128 d2
-#else
-#define ACT_F128 f1
-#define ACT_D128 d1
-#endif
 
 /* act_forward_f and _d (and their _avx512, _avx2, _generic versions) */
-ACT_MULTIVERSION(act_forward_f, act_forward_body,
+CNNF_MULTIWIDTH(act_forward_f, act_forward_body,
                  (int kind, const float* restrict x, float* restrict y, ptrdiff_t n,
                   float alpha),
-                 (kind, x, y, n, alpha), f16, f8, ACT_F128)
-ACT_MULTIVERSION(act_forward_d, act_forward_body,
+                 (kind, x, y, n, alpha), f16, f8, CNNF_F128)
+CNNF_MULTIWIDTH(act_forward_d, act_forward_body,
                  (int kind, const double* restrict x, double* restrict y, ptrdiff_t n,
                   double alpha),
-                 (kind, x, y, n, alpha), d8, d4, ACT_D128)
+                 (kind, x, y, n, alpha), d8, d4, CNNF_D128)
 /* act_backward_f and _d */
-ACT_MULTIVERSION(act_backward_f, act_backward_body,
+CNNF_MULTIWIDTH(act_backward_f, act_backward_body,
                  (int kind, const float* restrict g, const float* restrict x,
                   float* restrict gx, ptrdiff_t n, float alpha),
-                 (kind, g, x, gx, n, alpha), f16, f8, ACT_F128)
-ACT_MULTIVERSION(act_backward_d, act_backward_body,
+                 (kind, g, x, gx, n, alpha), f16, f8, CNNF_F128)
+CNNF_MULTIWIDTH(act_backward_d, act_backward_body,
                  (int kind, const double* restrict g, const double* restrict x,
                   double* restrict gx, ptrdiff_t n, double alpha),
-                 (kind, g, x, gx, n, alpha), d8, d4, ACT_D128)
+                 (kind, g, x, gx, n, alpha), d8, d4, CNNF_D128)
 /* act_math_f and _d */
-ACT_MULTIVERSION(act_math_f, act_math_body,
+CNNF_MULTIWIDTH(act_math_f, act_math_body,
                  (int which, const float* restrict x, float* restrict y, ptrdiff_t n),
-                 (which, x, y, n), f16, f8, ACT_F128)
-ACT_MULTIVERSION(act_math_d, act_math_body,
+                 (which, x, y, n), f16, f8, CNNF_F128)
+CNNF_MULTIWIDTH(act_math_d, act_math_body,
                  (int which, const double* restrict x, double* restrict y, ptrdiff_t n),
-                 (which, x, y, n), d8, d4, ACT_D128)
+                 (which, x, y, n), d8, d4, CNNF_D128)
 
 #endif /* CNNFRAME_ACTIVATION_H */
