@@ -1,5 +1,6 @@
 """Resampling kernels over (N*C, H, W) planes: nearest and bilinear upsampling, adaptive
-average and max pooling, forward and backward.
+average and max pooling, forward and backward; and the depth-to-space interleaving (and
+its inverse) of a transposed convolution whose stride is its kernel size.
 
 The callers (cnnframe.functional.upsample, .adaptive_pool) compute every index and
 weight table once per call, as PyTorch does, so the kernels only gather (forward)
@@ -176,3 +177,52 @@ def adaptive_max_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
                                 best_i = a * W + b
                     y[q, i, j] = best
                     argmax[q, i, j] = best_i
+
+
+def depth_to_space(const floating[:, :, :, ::1] z,   # IN  (N, C*KH*KW, H, W)
+                   const floating[::1] bias,         # IN  (C,), or empty for none
+                   floating[:, :, :, ::1] y,         # OUT (N, C, H*KH, W*KW)
+                   int num_threads):
+    """y[n, c, i*KH + a, j*KW + b] = z[n, (c*KH + a)*KW + b, i, j] + bias[c]: the planes of
+    z, one per kernel position (a, b) of channel c, interleaved into the finer grid (a
+    transposed convolution whose stride is its kernel size, from its 1x1 convolution)."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], H = z.shape[2], W = z.shape[3]
+    cdef Py_ssize_t KH = y.shape[2] // H, KW = y.shape[3] // W
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef Py_ssize_t q, c, i, a, b, j
+    cdef floating beta
+    cdef const floating* src
+    cdef floating* dst
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(N * C, schedule="static"):
+            c = q % C
+            beta = bias[c] if has_bias else 0
+            for i in range(H):
+                for a in range(KH):
+                    dst = &y[q // C, c, i * KH + a, 0]
+                    for b in range(KW):
+                        src = &z[q // C, (c * KH + a) * KW + b, i, 0]
+                        for j in range(W):
+                            dst[j * KW + b] = src[j] + beta
+
+
+def space_to_depth(const floating[:, :, :, ::1] y,   # IN  (N, C, H*KH, W*KW)
+                   floating[:, :, :, ::1] z,         # OUT (N, C*KH*KW, H, W)
+                   int num_threads):
+    """The inverse of depth_to_space (without bias): z[n, (c*KH + a)*KW + b, i, j] =
+    y[n, c, i*KH + a, j*KW + b]."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], H = z.shape[2], W = z.shape[3]
+    cdef Py_ssize_t KH = y.shape[2] // H, KW = y.shape[3] // W
+    cdef Py_ssize_t q, c, i, a, b, j
+    cdef const floating* src
+    cdef floating* dst
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(N * C, schedule="static"):
+            c = q % C
+            for i in range(H):
+                for a in range(KH):
+                    src = &y[q // C, c, i * KH + a, 0]
+                    for b in range(KW):
+                        dst = &z[q // C, (c * KH + a) * KW + b, i, 0]
+                        for j in range(W):
+                            dst[j] = src[j * KW + b]
