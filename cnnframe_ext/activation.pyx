@@ -5,9 +5,10 @@ exp, expm1, tanh and erf (within a few ulp of the exact values), one version per
 instruction-set level.  Each forward reads x once and writes y; each backward reads
 grad_y and x once and writes grad_x (the derivative is recomputed from x, as PyTorch
 does, instead of keeping extra arrays from the forward pass).  Formulas follow PyTorch's
-CPU kernels, evaluated in the input's precision.  The OpenMP threads split the flat
-arrays into fixed chunks; every element's result depends only on its value, so results
-do not depend on the thread count.
+CPU kernels, evaluated in the input's precision.  The OpenMP threads take fixed chunks
+of the flat arrays as they come free (a dynamic schedule: on a busy machine a thread the
+OS holds back leaves less work for the others to wait on); every element's result
+depends only on its value, so results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -178,7 +179,7 @@ def prelu_forward(const floating[:, :, ::1] x,   # IN  (N, C, L); C = 1 for one 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
     cdef Py_ssize_t q
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(N * C, schedule="static"):
+        for q in prange(N * C, schedule="dynamic", chunksize=4):
             prelu_plane(&x[q // C, q % C, 0], &y[q // C, q % C, 0], L, weight[q % C])
 
 
@@ -198,7 +199,7 @@ def prelu_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
     cdef floating* op
     part_gw[:, :] = 0
     with nogil, parallel(num_threads=num_threads):
-        for part in prange(parts, schedule="static"):
+        for part in prange(parts, schedule="dynamic"):
             for q in range(part * planes // parts, (part + 1) * planes // parts):
                 op = &grad_x[q // C, q % C, 0] if want_x else NULL
                 part_gw[part, q % C] += prelu_plane_grad(

@@ -12,6 +12,8 @@ rows.  The backward pass also sums the weight and bias gradients over the rows:
 the rows are cut into a fixed number of partitions (parts) that the threads
 share, each summed in row order into its own row of the partial sums, which
 the caller adds up in order, so results do not depend on the thread count.
+Threads take rows (parts, column blocks) as they come free (a dynamic schedule): on
+a busy machine a thread the OS holds back leaves less work for the others to wait on.
 
 The row helpers are C (src/norm.h), one version per instruction set: sums run in
 double over vectors with four accumulators, in a fixed order (independent of the
@@ -146,7 +148,7 @@ def norm_forward(const floating[:, :, ::1] x,   # IN  (R, K, L)
     if R == 0 or M == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for r in prange(R, schedule="static"):
+        for r in prange(R, schedule="dynamic"):
             xp = &x[r, 0, 0]
             yp = &y[r, 0, 0]
             mu = 0   # assigned here, so private to the thread (Cython's rule), then by pointer
@@ -196,7 +198,7 @@ def norm_backward(const floating[:, :, ::1] grad_y,  # IN  (R, K, L)
     if R == 0 or M == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for part in prange(parts, schedule="static"):
+        for part in prange(parts, schedule="dynamic"):
             gw = &part_gw[part, 0]
             gb = &part_gb[part, 0]
             for r in range(part * R // parts, (part + 1) * R // parts):
@@ -245,7 +247,7 @@ def norm_forward_values(const floating[:, :, ::1] x,   # IN  (R, K, 1)
     if R == 0 or K == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for r in prange(R, schedule="static"):
+        for r in prange(R, schedule="dynamic"):
             mu = 0   # assigned here, so private to the thread (Cython's rule), then by pointer
             m2 = 0
             row_stats(&x[r, 0, 0], K, &mu, &m2)
@@ -290,7 +292,7 @@ def norm_backward_values(const floating[:, :, ::1] grad_y,  # IN  (R, K, 1)
     if R == 0 or K == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for r in prange(R, schedule="static"):
+        for r in prange(R if want_x else 0, schedule="dynamic"):
             mu = mean[r]
             istd = invstd[r]
             A = 0   # sum of g = grad_y * w (assigned here: private to the thread)
@@ -299,11 +301,10 @@ def norm_backward_values(const floating[:, :, ::1] grad_y,  # IN  (R, K, 1)
             value_sums(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, &weight[p0], &A, &B)
             c1 = -istd * istd * istd * B / K   # grad_x = grad_y w invstd + (x - mean) c1 + c0
             c0 = -istd * A / K
-            if want_x:
-                value_grads(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, istd, &weight[p0], c1, c0,
-                            NULL, NULL, &grad_x[r, 0, 0])
-    with nogil, parallel(num_threads=num_threads):
-        for blk in prange(blocks, schedule="static"):
+            value_grads(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, istd, &weight[p0], c1, c0,
+                        NULL, NULL, &grad_x[r, 0, 0])
+        # (no barrier: this loop reads only inputs, and writes what the one above does not)
+        for blk in prange(blocks, schedule="dynamic"):
             k0 = blk * COLUMN_BLOCK
             n = min(COLUMN_BLOCK, K - k0)
             for r in range(R):

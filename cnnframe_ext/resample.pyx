@@ -4,9 +4,9 @@ its inverse) of a transposed convolution whose stride is its kernel size.
 
 The callers (cnnframe.functional.upsample, .adaptive_pool) compute every index and
 weight table once per call, as PyTorch does, so the kernels only gather (forward)
-and scatter-add (backward).  Every plane is independent: the OpenMP threads split
-the planes between them and never write to the same element; a backward pass
-zeroes its plane of grad_x and adds into it, in output order.
+and scatter-add (backward).  Every plane is independent: the OpenMP threads take
+planes (8 at a time, as they come free) and never write to the same element; a
+backward pass zeroes its plane of grad_x and adds into it, in output order.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -23,7 +23,7 @@ def nearest_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 src = &x[q, hidx[i], 0]
                 dst = &y[q, i, 0]
@@ -42,7 +42,7 @@ def nearest_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 src = &grad_y[q, i, 0]
@@ -69,7 +69,7 @@ def bilinear_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef floating* dst
     cdef floating a0, a1
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 r0 = &x[q, h0[i], 0]
                 r1 = &x[q, h1[i], 0]
@@ -96,7 +96,7 @@ def bilinear_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef floating* r1
     cdef floating g0, g1
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 src = &grad_y[q, i, 0]
@@ -122,7 +122,7 @@ def adaptive_avg_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef Py_ssize_t q, i, j, a, b
     cdef floating acc
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 for j in range(OW):
                     acc = 0
@@ -142,7 +142,7 @@ def adaptive_avg_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef Py_ssize_t q, i, j, a, b
     cdef floating g
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 for j in range(OW):
@@ -164,7 +164,7 @@ def adaptive_max_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef Py_ssize_t q, i, j, a, b, best_i
     cdef floating best, v
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 for j in range(OW):
                     best_i = hs[i] * W + ws[j]
@@ -194,7 +194,7 @@ def depth_to_space(const floating[:, :, :, ::1] z,   # IN  (N, C*KH*KW, H, W)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(N * C, schedule="static"):
+        for q in prange(N * C, schedule="dynamic", chunksize=8):
             c = q % C
             beta = bias[c] if has_bias else 0
             for i in range(H):
@@ -217,7 +217,7 @@ def space_to_depth(const floating[:, :, :, ::1] y,   # IN  (N, C, H*KH, W*KW)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(N * C, schedule="static"):
+        for q in prange(N * C, schedule="dynamic", chunksize=8):
             c = q % C
             for i in range(H):
                 for a in range(KH):
