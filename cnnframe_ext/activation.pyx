@@ -205,3 +205,24 @@ def prelu_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
                 part_gw[part, q % C] += prelu_plane_grad(
                     &grad_y[q // C, q % C, 0], &x[q // C, q % C, 0], op, L, weight[q % C],
                     want_x)
+
+
+cdef inline void scale_plane(const floating* x, floating* y, Py_ssize_t n,
+                             floating s) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):   # vectorised by the compiler (no dependence between values)
+        y[i] = x[i] * s
+
+
+def scale_planes(const floating[:, ::1] x,      # IN  (P, L)
+                 const floating[::1] scale,     # IN  (P,)
+                 floating[:, ::1] y,            # OUT (P, L)
+                 int num_threads):
+    """y[p] = x[p] * scale[p] for every plane p (channel dropout's mask and its gradient)."""
+    cdef Py_ssize_t P = x.shape[0], L = x.shape[1]
+    cdef Py_ssize_t q
+    if P == 0 or L == 0:
+        return
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(P, schedule="dynamic", chunksize=8):
+            scale_plane(&x[q, 0], &y[q, 0], L, scale[q])

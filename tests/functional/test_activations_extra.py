@@ -129,6 +129,16 @@ def test_prelu_matches_reference(rng, shape, channels, dtype):
     assert FA.prelu_backward(g, x, w, need_grad_x=False)[0] is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 4), (2, 70, 30, 30), (0, 3, 2, 2)])
+def test_scale_planes_multiplies_each_plane_by_its_factor(rng, shape, dtype):
+    x = inputs(rng, shape, dtype, "contiguous")
+    scale = (rng.uniform(0, 2, shape[:2]) * (rng.random(shape[:2]) > 0.3)).astype(dtype)
+    y = FA.scale_planes(x, scale)
+    np.testing.assert_array_equal(y, x * scale.reshape(scale.shape + (1,) * (x.ndim - 2)))
+    assert y.dtype == dtype
+
+
 def test_out_is_written():
     x = np.linspace(-3, 3, 12).reshape(3, 4)
     out = np.empty_like(x)
@@ -147,6 +157,8 @@ def test_out_is_written():
     (lambda x: FA.prelu(x, np.ones(3)), ValueError, "weight has 3 values, one per channel"),
     (lambda x: FA.prelu(x, np.ones((1, 1))), ValueError, r"weight must have shape \(1,\) or"),
     (lambda x: FA.silu(x, out=np.empty((2, 2))), ValueError, "out .* must have shape"),
+    (lambda x: FA.scale_planes(x, np.ones(2)), ValueError, r"scale must have shape \(2, 4\)"),
+    (lambda x: FA.scale_planes(x[0], np.ones(2)), ValueError, r"x must have shape \(N, C, ...\)"),
 ])
 def test_bad_arguments_are_refused_naming_them(call, exc, match):
     x = np.linspace(-1, 1, 8).reshape(2, 4)
