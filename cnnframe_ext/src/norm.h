@@ -28,36 +28,28 @@
 #include "multiwidth.h"
 #include "simd.h"
 
-#if CNNF_VECTOR_EXTENSIONS
-typedef float nrm_f32x2 __attribute__((vector_size(8)));
-#endif
-
 /* The code, once per element type and vector width: norm_typed.h names its functions
    with NRM_SUFFIX (f4: float rows at the 128-bit level, d1: double rows in plain C, ...)
-   and undefines these macros.  NRM_D: NRM_LANES doubles; NRM_X: NRM_LANES input values. */
+   and undefines these macros.  NRM_D: NRM_LANES doubles. */
 #if CNNF_VECTOR_EXTENSIONS
 #define NRM_T float
 #define NRM_D cnnf_f64x2
-#define NRM_X nrm_f32x2
 #define NRM_LANES 2
 #define NRM_SUFFIX f4
 #include "norm_typed.h"
 #define NRM_T double
 #define NRM_D cnnf_f64x2
-#define NRM_X cnnf_f64x2
 #define NRM_LANES 2
 #define NRM_SUFFIX d2
 #include "norm_typed.h"
 #else
 #define NRM_T float
 #define NRM_D double
-#define NRM_X float
 #define NRM_LANES 1
 #define NRM_SUFFIX f1
 #include "norm_typed.h"
 #define NRM_T double
 #define NRM_D double
-#define NRM_X double
 #define NRM_LANES 1
 #define NRM_SUFFIX d1
 #include "norm_typed.h"
@@ -65,25 +57,21 @@ typedef float nrm_f32x2 __attribute__((vector_size(8)));
 #if CNNF_X86
 #define NRM_T float
 #define NRM_D cnnf_f64x4
-#define NRM_X cnnf_f32x4
 #define NRM_LANES 4
 #define NRM_SUFFIX f8
 #include "norm_typed.h"
 #define NRM_T double
 #define NRM_D cnnf_f64x4
-#define NRM_X cnnf_f64x4
 #define NRM_LANES 4
 #define NRM_SUFFIX d4
 #include "norm_typed.h"
 #define NRM_T float
 #define NRM_D cnnf_f64x8
-#define NRM_X cnnf_f32x8
 #define NRM_LANES 8
 #define NRM_SUFFIX f16
 #include "norm_typed.h"
 #define NRM_T double
 #define NRM_D cnnf_f64x8
-#define NRM_X cnnf_f64x8
 #define NRM_LANES 8
 #define NRM_SUFFIX d8
 #include "norm_typed.h"

@@ -1,6 +1,6 @@
 /* The normalisation row helpers' code for one element type and vector width, included
-   by norm.h once per pair with NRM_T (the row's type), NRM_D (NRM_LANES doubles), NRM_X
-   (NRM_LANES values of NRM_T) and NRM_SUFFIX defined; it undefines them again.  No
+   by norm.h once per pair with NRM_T (the row's type), NRM_D (NRM_LANES doubles) and
+   NRM_SUFFIX defined; it undefines them again.  No
    include guard: meant to be included more than once. */
 
 #define NRM_FN(name) CNNF_CAT(name, NRM_SUFFIX)
@@ -56,14 +56,16 @@
         (OUT) = s_;                                                                         \
     } while (0)
 
-/* NRM_LANES values at p, as doubles */
+/* NRM_LANES values at p, as doubles.  Lane by lane: GCC 12 makes one conversion
+   instruction of this (vcvtps2pd), but of __builtin_convertvector two halves and a
+   round trip through the stack. */
 CNNF_INLINE NRM_D NRM_FN(nrm_load)(const NRM_T* p) {
-    NRM_X v;
-    memcpy(&v, p, sizeof v);
 #if CNNF_VECTOR_EXTENSIONS
-    return __builtin_convertvector(v, NRM_D);
+    NRM_D v;
+    for (int k = 0; k < NRM_LANES; k++) v[k] = (double) p[k];
+    return v;
 #else
-    return (NRM_D) v;
+    return (NRM_D) *p;
 #endif
 }
 /* the sum of v's lanes, in lane order */
@@ -152,6 +154,5 @@ CNNF_INLINE void NRM_FN(nrm_grads_body)(const NRM_T* restrict g, const NRM_T* re
 #undef NRM_SUM1
 #undef NRM_T
 #undef NRM_D
-#undef NRM_X
 #undef NRM_LANES
 #undef NRM_SUFFIX
