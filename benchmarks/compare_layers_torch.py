@@ -11,7 +11,10 @@ PyTorch's, so this is a plain copy: a shape mismatch fails), and prints
 - the forward + backward time of a training step in float32 on a CIFAR-sized batch,
   cnnframe's and PyTorch's (medians over interleaved repeats: in each repeat both
   run back to back, so both see the same machine load), and their ratio
-  (cnnframe / PyTorch; target <= 1.0).
+  (cnnframe / PyTorch; target <= 1.0);
+- the ratio of the CPU time the two spend on a step (all threads of the process, medians
+  as above): on a machine shared with other work, wall time also counts the waits for a
+  descheduled thread, CPU time mostly the work done.
 
 PyTorch is not a dependency of cnnframe: install it only to run this script
 (``pip install torch``).  dropout2d draws its own random mask: its float64 row
@@ -145,7 +148,8 @@ SETTLE_S = 0.01
 
 
 def speed(name, cfg, torch_cls, shape, repeats, seed=0):
-    """Median forward + backward ms of cnnframe and of PyTorch, float32, training mode."""
+    """Median forward + backward ms of cnnframe and of PyTorch, float32, training mode: wall
+    time (ours, theirs) and CPU time of the process (ours, theirs)."""
     ours, theirs = build(name, cfg, torch_cls, np.float32, seed)
     ours.reuse_buffers = True   # as inside a Model
     theirs.train()
@@ -165,16 +169,20 @@ def speed(name, cfg, torch_cls, shape, repeats, seed=0):
         torch.autograd.grad(theirs(tx), [tx] + params, tg)
 
     times = {"ours": [], "theirs": []}
+    cpu = {"ours": [], "theirs": []}
     for step in (step_ours, step_theirs):  # warm up: buffers, caches, thread pools
         step()
     for _ in range(repeats):
         for key, step in (("ours", step_ours), ("theirs", step_theirs)):
             time.sleep(SETTLE_S)
             step()
+            c0 = time.process_time()
             t0 = time.perf_counter()
             step()
             times[key].append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times["ours"]), statistics.median(times["theirs"])
+            cpu[key].append((time.process_time() - c0) * 1e3)
+    return (statistics.median(times["ours"]), statistics.median(times["theirs"]),
+            statistics.median(cpu["ours"]), statistics.median(cpu["theirs"]))
 
 
 def _cfg_text(cfg):
@@ -193,9 +201,9 @@ def main():
     cnnframe.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     head = (f"| layer | config | float64 max rel. error | timed input (float32) | cnnframe ms "
-            f"| PyTorch ms | ratio |")
+            f"| PyTorch ms | ratio | CPU time ratio |")
     print(head)
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     failures = []
     for name, cfg, torch_cls, small, timed in CASES:
         if only and name not in only:
@@ -204,15 +212,15 @@ def main():
         if not err <= 1e-10:
             failures.append(f"{name} ({_cfg_text(cfg)}): {err:.2e}")
         if timed is None:
-            cols = "| - | - | - | - |"
+            cols = "| - | - | - | - | - |"
         else:
-            mine, theirs = speed(name, cfg, torch_cls, timed, args.repeats)
+            mine, theirs, mine_cpu, theirs_cpu = speed(name, cfg, torch_cls, timed, args.repeats)
             cols = (f"| {'x'.join(map(str, timed))} | {mine:.2f} | {theirs:.2f} "
-                    f"| {mine / theirs:.2f}x |")
+                    f"| {mine / theirs:.2f}x | {mine_cpu / max(theirs_cpu, 1e-9):.2f}x |")
         print(f"| {name} | {_cfg_text(cfg)} | {err:.1e} {cols}", flush=True)
     print(f"\nratio = cnnframe / PyTorch, forward + backward of a training step (lower is "
-          f"better); {args.threads} threads each; medians of {args.repeats} interleaved "
-          f"repeats; PyTorch {torch.__version__}")
+          f"better), wall time and CPU time of the process; {args.threads} threads each; "
+          f"medians of {args.repeats} interleaved repeats; PyTorch {torch.__version__}")
     if failures:
         print("float64 errors above 1e-10: " + "; ".join(failures))
         raise SystemExit(1)

@@ -1,39 +1,60 @@
 """Element-wise activation kernels: GELU (exact and tanh), SiLU, Hardswish, ELU, PReLU.
 
-Each forward reads x once and writes y; each backward reads grad_y and x once and
-writes grad_x (the derivative is recomputed from x, as PyTorch does, instead of
-keeping extra arrays from the forward pass).  Formulas follow PyTorch's CPU
-kernels, evaluated in the input's precision (libm's float functions for float32).  The OpenMP threads split the flat
-arrays into fixed chunks.
+GELU, SiLU, Hardswish and ELU are computed by src/activation.h: vectorised, with its own
+exp, expm1, tanh and erf (within a few ulp of the exact values), one version per
+instruction-set level.  Each forward reads x once and writes y; each backward reads
+grad_y and x once and writes grad_x (the derivative is recomputed from x, as PyTorch
+does, instead of keeping extra arrays from the forward pass).  Formulas follow PyTorch's
+CPU kernels, evaluated in the input's precision.  The OpenMP threads take fixed chunks
+of the flat arrays as they come free (a dynamic schedule: on a busy machine a thread the
+OS holds back leaves less work for the others to wait on); every element's result
+depends only on its value, so results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport erf, erff, exp, expf, expm1, expm1f, fabs, fabsf, tanh, tanhf
+from libc.math cimport fabs, fabsf
 
-cdef enum:
-    GELU = 0
-    GELU_TANH = 1
-    SILU = 2
-    HARDSWISH = 3
-    ELU = 4
+cimport cnnframe_ext._simd as _simd
+from cnnframe_ext import runtime as _runtime
+
+
+cdef extern from "src/activation.h":
+    enum:
+        ACT_GELU
+        ACT_GELU_TANH
+        ACT_SILU
+        ACT_HARDSWISH
+        ACT_ELU
+        ACT_EXP
+        ACT_EXPM1
+        ACT_TANH
+        ACT_ERF
+    void act_forward_f(int, const float*, float*, Py_ssize_t, float) noexcept nogil
+    void act_forward_d(int, const double*, double*, Py_ssize_t, double) noexcept nogil
+    void act_backward_f(int, const float*, const float*, float*, Py_ssize_t, float) noexcept nogil
+    void act_backward_d(int, const double*, const double*, double*, Py_ssize_t,
+                        double) noexcept nogil
+    void act_math_f(int, const float*, float*, Py_ssize_t) noexcept nogil
+    void act_math_d(int, const double*, double*, Py_ssize_t) noexcept nogil
+
+
+def _set_isa(int level):
+    """Use instruction-set level `level` in this module's kernels, capped at the CPU's;
+    return the level now used (see cnnframe_ext.runtime)."""
+    _simd.cnnf_set_isa(level)
+    return _simd.cnnf_isa()
+
+
+_runtime._register(__name__, _set_isa)
 
 # The `kind` argument of the kernels, by name.
-KINDS = {"gelu": GELU, "gelu_tanh": GELU_TANH, "silu": SILU, "hardswish": HARDSWISH, "elu": ELU}
-
-cdef double SQRT1_2 = 0.70710678118654752440       # 1 / sqrt(2)
-cdef double INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi)
-cdef double SQRT_2_PI = 0.79788456080286535588     # sqrt(2 / pi)
-cdef double KAPPA = 0.044715
+KINDS = {"gelu": ACT_GELU, "gelu_tanh": ACT_GELU_TANH, "silu": ACT_SILU,
+         "hardswish": ACT_HARDSWISH, "elu": ACT_ELU}
+# The elementary functions of `elementary`, by name ("expm1" for x <= 0 only).
+FUNCTIONS = {"exp": ACT_EXP, "expm1": ACT_EXPM1, "tanh": ACT_TANH, "erf": ACT_ERF}
 
 # Elements per chunk handed to a thread.
 cdef Py_ssize_t CHUNK = 16384
-
-
-cdef inline floating f_exp(floating v) noexcept nogil:
-    if floating is float:
-        return expf(v)
-    else:
-        return exp(v)
 
 
 cdef inline floating f_abs(floating v) noexcept nogil:
@@ -43,105 +64,20 @@ cdef inline floating f_abs(floating v) noexcept nogil:
         return fabs(v)
 
 
-cdef inline floating f_expm1(floating v) noexcept nogil:
-    if floating is float:
-        return expm1f(v)
-    else:
-        return expm1(v)
-
-
-cdef inline floating f_erf(floating v) noexcept nogil:
-    if floating is float:
-        return erff(v)
-    else:
-        return erf(v)
-
-
-cdef inline floating f_tanh(floating v) noexcept nogil:
-    if floating is float:
-        return tanhf(v)
-    else:
-        return tanh(v)
-
-
-cdef inline floating forward_one(int kind, floating v, floating alpha) noexcept nogil:
-    cdef floating t
-    if kind == GELU:
-        return <floating> 0.5 * v * (1 + f_erf(v * <floating> SQRT1_2))
-    if kind == GELU_TANH:
-        return <floating> 0.5 * v * (1 + f_tanh(<floating> SQRT_2_PI * (v + <floating> KAPPA * v * v * v)))
-    if kind == SILU:
-        return v / (1 + f_exp(-v))
-    if kind == HARDSWISH:
-        t = v + 3
-        t = 0 if t < 0 else (6 if t > 6 else t)
-        return v * t / 6
-    # ELU
-    return v if v > 0 else alpha * f_expm1(v)
-
-
-cdef inline floating derivative(int kind, floating v, floating alpha) noexcept nogil:
-    cdef floating s, t
-    if kind == GELU:
-        return (<floating> 0.5 * (1 + f_erf(v * <floating> SQRT1_2))
-                + v * <floating> INV_SQRT_2PI * f_exp(<floating> -0.5 * v * v))
-    if kind == GELU_TANH:
-        t = f_tanh(<floating> SQRT_2_PI * (v + <floating> KAPPA * v * v * v))
-        return (<floating> 0.5 * (1 + t) + <floating> 0.5 * v * (1 - t * t) * <floating> SQRT_2_PI
-                * (1 + 3 * <floating> KAPPA * v * v))
-    if kind == SILU:
-        s = 1 / (1 + f_exp(-v))
-        return s * (1 + v * (1 - s))
-    if kind == HARDSWISH:
-        if v < -3:
-            return 0
-        if v <= 3:
-            return v / 3 + <floating> 0.5
-        return 1
-    # ELU (at 0 the left derivative, alpha, as PyTorch)
-    return 1 if v > 0 else alpha * f_exp(v)
-
-
 cdef inline void forward_span(int kind, const floating* x, floating* y, Py_ssize_t n,
                               floating alpha) noexcept nogil:
-    """y = f(x) over n values: one loop per kind, so no loop tests `kind` per value."""
-    cdef Py_ssize_t i
-    if kind == GELU:
-        for i in range(n):
-            y[i] = forward_one(GELU, x[i], alpha)
-    elif kind == GELU_TANH:
-        for i in range(n):
-            y[i] = forward_one(GELU_TANH, x[i], alpha)
-    elif kind == SILU:
-        for i in range(n):
-            y[i] = forward_one(SILU, x[i], alpha)
-    elif kind == HARDSWISH:
-        for i in range(n):
-            y[i] = forward_one(HARDSWISH, x[i], alpha)
+    if floating is float:
+        act_forward_f(kind, x, y, n, alpha)
     else:
-        for i in range(n):
-            y[i] = forward_one(ELU, x[i], alpha)
+        act_forward_d(kind, x, y, n, alpha)
 
 
 cdef inline void backward_span(int kind, const floating* g, const floating* x, floating* gx,
                                Py_ssize_t n, floating alpha) noexcept nogil:
-    """gx = g * f'(x) over n values, one loop per kind."""
-    cdef Py_ssize_t i
-    if kind == GELU:
-        for i in range(n):
-            gx[i] = g[i] * derivative(GELU, x[i], alpha)
-    elif kind == GELU_TANH:
-        for i in range(n):
-            gx[i] = g[i] * derivative(GELU_TANH, x[i], alpha)
-    elif kind == SILU:
-        for i in range(n):
-            gx[i] = g[i] * derivative(SILU, x[i], alpha)
-    elif kind == HARDSWISH:
-        for i in range(n):
-            gx[i] = g[i] * derivative(HARDSWISH, x[i], alpha)
+    if floating is float:
+        act_backward_f(kind, g, x, gx, n, alpha)
     else:
-        for i in range(n):
-            gx[i] = g[i] * derivative(ELU, x[i], alpha)
+        act_backward_d(kind, g, x, gx, n, alpha)
 
 
 def activation_forward(int kind, const floating[::1] x, floating[::1] y, double alpha,
@@ -154,7 +90,7 @@ def activation_forward(int kind, const floating[::1] x, floating[::1] y, double 
     if n == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for ch in prange(chunks, schedule="static"):
+        for ch in prange(chunks, schedule="dynamic"):
             start = ch * CHUNK
             forward_span(kind, &x[start], &y[start], min(CHUNK, n - start), a)
 
@@ -169,10 +105,23 @@ def activation_backward(int kind, const floating[::1] grad_y, const floating[::1
     if n == 0:
         return
     with nogil, parallel(num_threads=num_threads):
-        for ch in prange(chunks, schedule="static"):
+        for ch in prange(chunks, schedule="dynamic"):
             start = ch * CHUNK
             backward_span(kind, &grad_y[start], &x[start], &grad_x[start],
                           min(CHUNK, n - start), a)
+
+
+def elementary(int which, const floating[::1] x, floating[::1] y):
+    """y = the elementary function `which` (FUNCTIONS) of x, as the activations compute it:
+    for the tests, which check it against float64."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"elementary: x has {x.shape[0]} values, y {y.shape[0]}")
+    if x.shape[0] == 0:
+        return
+    if floating is float:
+        act_math_f(which, &x[0], &y[0], x.shape[0])
+    else:
+        act_math_d(which, &x[0], &y[0], x.shape[0])
 
 
 cdef inline void prelu_plane(const floating* x, floating* y, Py_ssize_t n,
@@ -230,7 +179,7 @@ def prelu_forward(const floating[:, :, ::1] x,   # IN  (N, C, L); C = 1 for one 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
     cdef Py_ssize_t q
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(N * C, schedule="static"):
+        for q in prange(N * C, schedule="dynamic", chunksize=4):
             prelu_plane(&x[q // C, q % C, 0], &y[q // C, q % C, 0], L, weight[q % C])
 
 
@@ -250,9 +199,30 @@ def prelu_backward(const floating[:, :, ::1] grad_y,  # IN  (N, C, L)
     cdef floating* op
     part_gw[:, :] = 0
     with nogil, parallel(num_threads=num_threads):
-        for part in prange(parts, schedule="static"):
+        for part in prange(parts, schedule="dynamic"):
             for q in range(part * planes // parts, (part + 1) * planes // parts):
                 op = &grad_x[q // C, q % C, 0] if want_x else NULL
                 part_gw[part, q % C] += prelu_plane_grad(
                     &grad_y[q // C, q % C, 0], &x[q // C, q % C, 0], op, L, weight[q % C],
                     want_x)
+
+
+cdef inline void scale_plane(const floating* x, floating* y, Py_ssize_t n,
+                             floating s) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):   # vectorised by the compiler (no dependence between values)
+        y[i] = x[i] * s
+
+
+def scale_planes(const floating[:, ::1] x,      # IN  (P, L)
+                 const floating[::1] scale,     # IN  (P,)
+                 floating[:, ::1] y,            # OUT (P, L)
+                 int num_threads):
+    """y[p] = x[p] * scale[p] for every plane p (channel dropout's mask and its gradient)."""
+    cdef Py_ssize_t P = x.shape[0], L = x.shape[1]
+    cdef Py_ssize_t q
+    if P == 0 or L == 0:
+        return
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(P, schedule="dynamic", chunksize=8):
+            scale_plane(&x[q, 0], &y[q, 0], L, scale[q])

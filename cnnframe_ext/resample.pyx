@@ -1,11 +1,12 @@
 """Resampling kernels over (N*C, H, W) planes: nearest and bilinear upsampling, adaptive
-average and max pooling, forward and backward.
+average and max pooling, forward and backward; and the depth-to-space interleaving (and
+its inverse) of a transposed convolution whose stride is its kernel size.
 
 The callers (cnnframe.functional.upsample, .adaptive_pool) compute every index and
 weight table once per call, as PyTorch does, so the kernels only gather (forward)
-and scatter-add (backward).  Every plane is independent: the OpenMP threads split
-the planes between them and never write to the same element; a backward pass
-zeroes its plane of grad_x and adds into it, in output order.
+and scatter-add (backward).  Every plane is independent: the OpenMP threads take
+planes (8 at a time, as they come free) and never write to the same element; a
+backward pass zeroes its plane of grad_x and adds into it, in output order.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -22,7 +23,7 @@ def nearest_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 src = &x[q, hidx[i], 0]
                 dst = &y[q, i, 0]
@@ -41,7 +42,7 @@ def nearest_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef const floating* src
     cdef floating* dst
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 src = &grad_y[q, i, 0]
@@ -68,7 +69,7 @@ def bilinear_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef floating* dst
     cdef floating a0, a1
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 r0 = &x[q, h0[i], 0]
                 r1 = &x[q, h1[i], 0]
@@ -95,7 +96,7 @@ def bilinear_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef floating* r1
     cdef floating g0, g1
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 src = &grad_y[q, i, 0]
@@ -121,7 +122,7 @@ def adaptive_avg_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef Py_ssize_t q, i, j, a, b
     cdef floating acc
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 for j in range(OW):
                     acc = 0
@@ -141,7 +142,7 @@ def adaptive_avg_backward(const floating[:, :, ::1] grad_y,  # IN  (P, OH, OW)
     cdef Py_ssize_t q, i, j, a, b
     cdef floating g
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             memset(&grad_x[q, 0, 0], 0, H * W * sizeof(floating))
             for i in range(OH):
                 for j in range(OW):
@@ -163,7 +164,7 @@ def adaptive_max_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
     cdef Py_ssize_t q, i, j, a, b, best_i
     cdef floating best, v
     with nogil, parallel(num_threads=num_threads):
-        for q in prange(P, schedule="static"):
+        for q in prange(P, schedule="dynamic", chunksize=8):
             for i in range(OH):
                 for j in range(OW):
                     best_i = hs[i] * W + ws[j]
@@ -176,3 +177,52 @@ def adaptive_max_forward(const floating[:, :, ::1] x,   # IN  (P, H, W)
                                 best_i = a * W + b
                     y[q, i, j] = best
                     argmax[q, i, j] = best_i
+
+
+def depth_to_space(const floating[:, :, :, ::1] z,   # IN  (N, C*KH*KW, H, W)
+                   const floating[::1] bias,         # IN  (C,), or empty for none
+                   floating[:, :, :, ::1] y,         # OUT (N, C, H*KH, W*KW)
+                   int num_threads):
+    """y[n, c, i*KH + a, j*KW + b] = z[n, (c*KH + a)*KW + b, i, j] + bias[c]: the planes of
+    z, one per kernel position (a, b) of channel c, interleaved into the finer grid (a
+    transposed convolution whose stride is its kernel size, from its 1x1 convolution)."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], H = z.shape[2], W = z.shape[3]
+    cdef Py_ssize_t KH = y.shape[2] // H, KW = y.shape[3] // W
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef Py_ssize_t q, c, i, a, b, j
+    cdef floating beta
+    cdef const floating* src
+    cdef floating* dst
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(N * C, schedule="dynamic", chunksize=8):
+            c = q % C
+            beta = bias[c] if has_bias else 0
+            for i in range(H):
+                for a in range(KH):
+                    dst = &y[q // C, c, i * KH + a, 0]
+                    for b in range(KW):
+                        src = &z[q // C, (c * KH + a) * KW + b, i, 0]
+                        for j in range(W):
+                            dst[j * KW + b] = src[j] + beta
+
+
+def space_to_depth(const floating[:, :, :, ::1] y,   # IN  (N, C, H*KH, W*KW)
+                   floating[:, :, :, ::1] z,         # OUT (N, C*KH*KW, H, W)
+                   int num_threads):
+    """The inverse of depth_to_space (without bias): z[n, (c*KH + a)*KW + b, i, j] =
+    y[n, c, i*KH + a, j*KW + b]."""
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], H = z.shape[2], W = z.shape[3]
+    cdef Py_ssize_t KH = y.shape[2] // H, KW = y.shape[3] // W
+    cdef Py_ssize_t q, c, i, a, b, j
+    cdef const floating* src
+    cdef floating* dst
+    with nogil, parallel(num_threads=num_threads):
+        for q in prange(N * C, schedule="dynamic", chunksize=8):
+            c = q % C
+            for i in range(H):
+                for a in range(KH):
+                    src = &y[q // C, c, i * KH + a, 0]
+                    for b in range(KW):
+                        dst = &z[q // C, (c * KH + a) * KW + b, i, 0]
+                        for j in range(W):
+                            dst[j] = src[j * KW + b]

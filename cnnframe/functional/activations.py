@@ -2,7 +2,10 @@
 
 Formulas follow torch.nn.functional; every backward takes the forward input x
 and recomputes the derivative from it.  Inputs of any shape; float32 and float64
-are preserved.
+are preserved.  The kernels evaluate exp, expm1, tanh and erf with their own
+vectorised approximations, within 2.5 ulp of the exact values
+(cnnframe_ext/src/activation.h), so results may differ from libm-based ones in
+the last bits; a NaN input gives NaN, as in PyTorch's vectorised kernels.
 """
 import math
 import numbers
@@ -15,8 +18,8 @@ from cnnframe_ext import activation as _kernels
 
 # Elements per chunk of the kernels' parallel loops (cnnframe_ext/activation.pyx: CHUNK).
 _CHUNK = 16384
-# Work per element, in the units of threads_for: erf, exp and tanh cost several
-# multiply-adds.
+# Work per element, in the units of threads_for: erf, exp and tanh cost a few dozen
+# vector instructions per vector.
 _WORK = 8
 
 
@@ -146,7 +149,7 @@ def hardswish(x, *, out=None):
 
 def hardswish_backward(grad_y, x, *, out=None):
     """Gradient of `hardswish`: 0 for x < -3, grad_y * (x / 3 + 0.5) for -3 <= x <= 3,
-    grad_y for x > 3 (PyTorch's choice at the two kinks).
+    grad_y for x > 3 (PyTorch's choice at the two kinks), NaN for a NaN x.
 
     Parameters and returns as `gelu_backward` (without approximate).
     """
@@ -268,3 +271,38 @@ def prelu_backward(grad_y, x, weight, need_grad_x=True, *, out=None):
                                 np.empty((0, 1, 1), x.dtype), part_gw,
                                 threads_for(2 * x.size, min(PRELU_PARTS, view[0] * view[1])))
     return grad_x, part_gw.sum(axis=0).astype(x.dtype)
+
+
+# --- per-plane scaling (channel dropout) -------------------------------------------------------
+
+def scale_planes(x, scale, *, out=None):
+    """Every (sample, channel) plane of x times its own factor: y[n, c] = x[n, c] * scale[n, c].
+
+    Dropout2d's mask and its gradient (a plane is kept, scaled by 1 / (1 - p), or zeroed)
+    in one pass over memory.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, *), float32 or float64
+    scale : ndarray, shape (N, C), x's dtype
+    out : ndarray, optional
+        C-contiguous array of x's shape and dtype to write y into.
+
+    Returns
+    -------
+    y : ndarray, x's shape and dtype
+    """
+    fn = "scale_planes"
+    x = _float(x, "x", fn)
+    if x.ndim < 2:
+        raise ValueError(f"{fn}: x must have shape (N, C, ...), got {x.shape}")
+    scale = _float(scale, "scale", fn, x.dtype)
+    if scale.shape != x.shape[:2]:
+        raise ValueError(f"{fn}: scale must have shape {x.shape[:2]} (one factor per (sample, "
+                         f"channel) plane of x), got {scale.shape}")
+    y = output_array(x.shape, x.dtype, fn, out=out, inputs=(x,))
+    planes = x.shape[0] * x.shape[1]
+    if x.size:
+        _kernels.scale_planes(x.reshape(planes, -1), scale.reshape(-1), y.reshape(planes, -1),
+                              threads_for(x.size, planes))
+    return y

@@ -4,12 +4,22 @@ conv_transpose2d is the adjoint of conv2d: with the same weight, its forward pas
 is conv2d's input gradient and its input gradient is conv2d's forward pass.  The
 weight has conv2d's layout read the other way round: (C_in, C_out / groups, KH, KW),
 as torch.nn.ConvTranspose2d.
+
+A stride equal to the kernel size (no padding or dilation: the usual 2x2, stride-2
+upsampling) makes the kernel copies side by side, never overlapping: the transposed
+convolution is then a 1x1 conv2d to C_out * KH * KW channels whose planes are
+interleaved into the finer grid (cnnframe_ext.resample.depth_to_space), and its
+gradients are that conv2d's, of grad_y taken apart the same way.  Other strides go
+through conv2d's input gradient, which also computes a weight gradient that is thrown
+away.
 """
 import numpy as np
 
+from cnnframe._threads import threads_for
 from cnnframe.functional._args import float_array, output_array, pair, positive_int
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional.conv import conv2d, conv2d_backward
+from cnnframe_ext import resample as _resample
 
 
 def _geometry(x, weight, bias, stride, padding, output_padding, groups, dilation, fn):
@@ -72,6 +82,23 @@ def _flipped_transpose(weight, groups):
     return np.ascontiguousarray(w[..., ::-1, ::-1]).reshape(groups * coutg, cin // groups, kh, kw)
 
 
+def _side_by_side(weight, stride, padding, output_padding, dilation):
+    """True when the kernel copies tile the output without overlap (stride = kernel size > 1,
+    no padding, dilation or output_padding): the 1x1-convolution path applies."""
+    kh, kw = weight.shape[2:]
+    return (tuple(stride) == (kh, kw) and kh * kw > 1 and tuple(padding) == (0, 0)
+            and tuple(output_padding) == (0, 0) and tuple(dilation) == (1, 1))
+
+
+def _pointwise_weight(weight, groups):
+    """(C_in, C_out/g, KH, KW) -> the (C_out*KH*KW, C_in/g, 1, 1) weight of the 1x1 conv2d
+    whose output channel (c*KH + a)*KW + b is the plane of kernel position (a, b) of
+    output channel c."""
+    cin, coutg, kh, kw = weight.shape
+    w = weight.reshape(groups, cin // groups, coutg * kh * kw).transpose(0, 2, 1)
+    return np.ascontiguousarray(w).reshape(groups * coutg * kh * kw, cin // groups, 1, 1)
+
+
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, out=None):
     """2-D transposed convolution, as torch.nn.functional.conv_transpose2d.
@@ -118,6 +145,14 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                       groups, out=out)
     y = output_array((n, cout, *out_hw), x.dtype, fn, out=out, inputs=(x, weight, bias))
     if n == 0:
+        return y
+    if _side_by_side(weight, stride, padding, output_padding, dilation):
+        h, w = x.shape[2:]
+        planes = scratch("conv_transpose2d planes", x.dtype, n, cout * kh * kw * h * w)
+        planes = conv2d(x, _pointwise_weight(weight, groups), None, 1, 0, 1, groups,
+                        out=planes.reshape(n, cout * kh * kw, h, w))
+        _resample.depth_to_space(planes, np.empty(0, x.dtype) if bias is None else bias, y,
+                                 threads_for(y.size, n * cout))
         return y
     # conv2d's input gradient for an input of the output's size; that input's values do not
     # matter (only the weight gradient, discarded, reads them): a zeroed scratch array.
@@ -169,10 +204,22 @@ def conv_transpose2d_backward(x, weight, grad_y, stride=1, padding=0, output_pad
     if grad_y.shape != (n, cout, *out_hw):
         raise ValueError(f"{fn}: grad_y must have the output shape {(n, cout, *out_hw)} for x "
                          f"{x.shape} and weight {weight.shape}, got {grad_y.shape}")
-    grad_bias = grad_y.sum(axis=(0, 2, 3))
     if n == 0:
         grad_x = output_array(x.shape, x.dtype, fn, "grad_x", out=out) if need_grad_x else None
-        return grad_x, np.zeros(weight.shape, x.dtype), grad_bias
+        return grad_x, np.zeros(weight.shape, x.dtype), np.zeros(cout, x.dtype)
+    if _side_by_side(weight, stride, padding, output_padding, dilation):
+        kh, kw = weight.shape[2:]
+        planes = scratch("conv_transpose2d grad planes", x.dtype, n, cout * kh * kw * h * w)
+        planes = planes.reshape(n, cout * kh * kw, h, w)
+        _resample.space_to_depth(grad_y, planes, threads_for(grad_y.size, n * cout))
+        grad_x, grad_pw, grad_pb = conv2d_backward(x, _pointwise_weight(weight, groups), planes,
+                                                   1, 0, 1, groups, need_grad_x=need_grad_x,
+                                                   out=out)
+        cin, coutg = weight.shape[:2]
+        grad_weight = np.ascontiguousarray(grad_pw.reshape(
+            groups, coutg * kh * kw, cin // groups).transpose(0, 2, 1)).reshape(weight.shape)
+        return grad_x, grad_weight, grad_pb.reshape(cout, kh * kw).sum(axis=1)
+    grad_bias = grad_y.sum(axis=(0, 2, 3))
     _, grad_weight, _ = conv2d_backward(grad_y, weight, _padded(x, conv_hw), stride, padding,
                                         dilation, groups, need_grad_x=False)
     grad_x = None

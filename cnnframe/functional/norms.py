@@ -4,8 +4,9 @@ Each normalises values with statistics of the sample itself, never of the batch:
 group norm over each group of channels of a sample (and its H, W), instance norm
 over each channel of a sample, layer norm over the trailing `normalized_shape`
 axes.  Semantics follow torch.nn.functional (biased variance; instance norm's
-running statistics use the unbiased one).  Statistics are computed in float64
-whatever the input dtype.
+running statistics use the unbiased one).  Statistics and the backward pass's sums
+are computed in float64 whatever the input dtype; a weight and bias per value (layer
+norm's) are applied in the input's dtype, as PyTorch does.
 """
 import math
 import numbers
@@ -14,6 +15,7 @@ import numpy as np
 
 from cnnframe._threads import threads_for
 from cnnframe.functional._args import contiguous, float_ndarray, output_array, same_dtype
+from cnnframe.functional._workspace import scratch
 from cnnframe_ext import norm as _kernels
 
 # The rows' weight and bias gradients are summed in this many fixed partitions, then
@@ -48,13 +50,15 @@ def _grad_y(grad_y, x, fn):
 
 
 def _param(a, name, shape, fn, dtype, default):
-    """A parameter of `shape` (None -> `default`) as a flat float64 C-contiguous array."""
+    """A parameter of `shape` (None -> `default`) as a flat C-contiguous array of x's dtype."""
     if a is None:
-        return np.full(math.prod(shape), default, np.float64)
+        out = scratch(f"{fn} {name} default", dtype, 1, math.prod(shape)).reshape(-1)
+        out.fill(default)
+        return out
     a = _array(a, name, fn, dtype)
     if a.shape != tuple(shape):
         raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}, got {a.shape}")
-    return np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 def _stats(a, name, shape, fn):
@@ -85,17 +89,30 @@ def _rows_forward(x3, weight, bias, groups, eps, y3):
     """The kernel's forward over the (R, K, L) view x3: returns (mean, var, invstd), each (R,)."""
     rows = x3.shape[0]
     mean, var, invstd = np.empty(rows), np.empty(rows), np.empty(rows)
-    _kernels.norm_forward(x3, weight, bias, groups, eps, y3, mean, var, invstd,
-                          threads_for(_FORWARD_WORK * x3.size, rows))
+    threads = threads_for(_FORWARD_WORK * x3.size, rows)
+    if x3.shape[2] == 1:   # a weight and bias per value, used in x's dtype
+        _kernels.norm_forward_values(x3, weight, bias, groups, eps, y3, mean, var, invstd,
+                                     threads)
+    else:                  # one per slot of L values, in double
+        _kernels.norm_forward(x3, weight.astype(np.float64), bias.astype(np.float64), groups,
+                              eps, y3, mean, var, invstd, threads)
     return mean, var, invstd
 
 
 def _rows_backward(g3, x3, weight, groups, mean, invstd, gx3):
     """The kernel's backward: returns the (weight, bias) gradients, float64 of weight's size."""
+    rows, k, length = x3.shape
+    if length == 1:   # a weight and bias per value: the kernel sums by columns
+        # reused buffers: layer norm has a parameter per value of a sample
+        grad_w = scratch("norm grad_weight", np.float64, 1, weight.size).reshape(-1)
+        grad_b = scratch("norm grad_bias", np.float64, 1, weight.size).reshape(-1)
+        _kernels.norm_backward_values(g3, x3, weight, groups, mean, invstd, gx3, grad_w, grad_b,
+                                      threads_for(_BACKWARD_WORK * x3.size, rows))
+        return grad_w, grad_b
     part_gw = np.empty((PARTS, weight.size))
     part_gb = np.empty((PARTS, weight.size))
-    _kernels.norm_backward(g3, x3, weight, groups, mean, invstd, gx3, part_gw, part_gb,
-                           threads_for(_BACKWARD_WORK * x3.size, min(PARTS, x3.shape[0])))
+    _kernels.norm_backward(g3, x3, weight.astype(np.float64), groups, mean, invstd, gx3, part_gw,
+                           part_gb, threads_for(_BACKWARD_WORK * x3.size, min(PARTS, rows)))
     return part_gw.sum(axis=0), part_gb.sum(axis=0)
 
 

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from cnnframe.functional import activations as FA
 from cnnframe.layers.base import Layer, as_shape, check_float, check_seed
 from cnnframe.registry import register_layer
 
@@ -99,15 +100,18 @@ class Dropout2d(Layer):
         n, c = x.shape[:2]
         keep = self.rng.random((n, c), dtype=x.dtype) >= x.dtype.type(self.p)
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        self._scale = (keep * x.dtype.type(scale)).reshape(n, c, 1, 1)
-        y = self._buffer("y", x.shape, x.dtype)
-        return np.multiply(x, self._scale, out=y)
+        self._scale = keep * x.dtype.type(scale)   # (N, C): one factor per plane
+        return FA.scale_planes(x, self._scale, out=self._out("y", x))
 
     def backward(self, grad_y):
         if self._scale is None:
             return grad_y
-        gx = self._buffer("gx", grad_y.shape, grad_y.dtype)
-        return np.multiply(grad_y, self._scale, out=gx)
+        return FA.scale_planes(grad_y, self._scale, out=self._out("gx", grad_y))
+
+    def _out(self, key, a):
+        """The reused buffer for a result of a's shape, or None (a new array) if it overlaps a."""
+        buf = self._buffer(key, a.shape, a.dtype)
+        return None if np.may_share_memory(buf, a) else buf
 
     def flops(self, input_shape):
         return math.prod(as_shape(input_shape))

@@ -41,7 +41,7 @@ def inputs(rng, shape, dtype, kind):
 @pytest.mark.parametrize("kind", ["contiguous", "strided", "fortran"])
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4, 5), (40000,), (0, 3)])
 @pytest.mark.parametrize("op", sorted(OPS))
-def test_forward_and_backward_match_reference(rng, op, shape, dtype, kind):
+def test_forward_and_backward_match_reference(isa, rng, op, shape, dtype, kind):
     fwd, bwd, ref_fwd, ref_bwd, extra = OPS[op]
     x = inputs(rng, shape, dtype, kind)
     g = rng.standard_normal(shape).astype(dtype)
@@ -51,6 +51,43 @@ def test_forward_and_backward_match_reference(rng, op, shape, dtype, kind):
     gx = bwd(g, x, *extra)
     assert gx.dtype == dtype
     np.testing.assert_allclose(gx, ref_bwd(g, x, *extra), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_special_values_follow_pytorch(isa, op, dtype):
+    # PyTorch 2.13's CPU results for inf, -inf and NaN, from its vectorised kernels (every
+    # tensor of 8 or more values; its scalar ones give hardswish' and elu' of NaN = 1)
+    inf, nan = np.inf, np.nan
+    expected = {"gelu": ([inf, nan, nan], [nan, nan, nan]),
+                "gelu_tanh": ([inf, nan, nan], [nan, nan, nan]),
+                "silu": ([inf, nan, nan], [nan, nan, nan]),
+                "hardswish": ([inf, nan, nan], [1, 0, nan]),
+                "elu": ([inf, -0.7, nan], [1, 0, nan])}
+    fwd, bwd, _, _, extra = OPS[op]
+    x = np.array([inf, -inf, nan], dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_equal(fwd(x, *extra), np.array(expected[op][0], dtype))
+        np.testing.assert_array_equal(bwd(np.ones_like(x), x, *extra),
+                                      np.array(expected[op][1], dtype))
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_results_do_not_depend_on_thread_count(isa, op, monkeypatch):
+    import cnnframe
+    fwd, bwd, _, _, extra = OPS[op]
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(100_003) * 4).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr("cnnframe._threads._num_threads", threads)
+        results.append((fwd(x, *extra), bwd(g, x, *extra)))
+    for y, gx in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(gx, results[0][1])
+    assert cnnframe.get_num_threads() == 3
 
 
 def test_formulas_at_known_points():
@@ -92,6 +129,16 @@ def test_prelu_matches_reference(rng, shape, channels, dtype):
     assert FA.prelu_backward(g, x, w, need_grad_x=False)[0] is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 4), (2, 70, 30, 30), (0, 3, 2, 2)])
+def test_scale_planes_multiplies_each_plane_by_its_factor(rng, shape, dtype):
+    x = inputs(rng, shape, dtype, "contiguous")
+    scale = (rng.uniform(0, 2, shape[:2]) * (rng.random(shape[:2]) > 0.3)).astype(dtype)
+    y = FA.scale_planes(x, scale)
+    np.testing.assert_array_equal(y, x * scale.reshape(scale.shape + (1,) * (x.ndim - 2)))
+    assert y.dtype == dtype
+
+
 def test_out_is_written():
     x = np.linspace(-3, 3, 12).reshape(3, 4)
     out = np.empty_like(x)
@@ -110,6 +157,8 @@ def test_out_is_written():
     (lambda x: FA.prelu(x, np.ones(3)), ValueError, "weight has 3 values, one per channel"),
     (lambda x: FA.prelu(x, np.ones((1, 1))), ValueError, r"weight must have shape \(1,\) or"),
     (lambda x: FA.silu(x, out=np.empty((2, 2))), ValueError, "out .* must have shape"),
+    (lambda x: FA.scale_planes(x, np.ones(2)), ValueError, r"scale must have shape \(2, 4\)"),
+    (lambda x: FA.scale_planes(x[0], np.ones(2)), ValueError, r"x must have shape \(N, C, ...\)"),
 ])
 def test_bad_arguments_are_refused_naming_them(call, exc, match):
     x = np.linspace(-1, 1, 8).reshape(2, 4)

@@ -22,6 +22,10 @@ CASES = [
     ((2, 2, 5, 6), (2, 2, 3, 3), 1, 3, 0, 1, 1),
     ((0, 2, 3, 3), (2, 2, 3, 3), 2, 0, 1, 1, 1),
     ((2, 8, 6, 6), (8, 16, 3, 3), 1, 1, 0, 1, 1),
+    # stride = kernel size: the 1x1-convolution path (grouped, non-square, empty batch)
+    ((2, 4, 3, 5), (4, 3, 3, 2), (3, 2), 0, 0, 2, 1),
+    ((3, 5, 4, 4), (5, 7, 2, 2), 2, 0, 0, 1, 1),
+    ((0, 2, 3, 3), (2, 2, 2, 2), 2, 0, 0, 1, 1),
 ]
 
 
@@ -42,6 +46,27 @@ def test_forward_and_backward_match_the_loops(rng, case, dtype):
     for a, e, what in zip(got, want, ("grad_x", "grad_weight", "grad_bias")):
         assert a.shape == e.shape and a.dtype == dtype, what
         np.testing.assert_allclose(a, e, err_msg=what, **TOL[dtype])
+
+
+def test_stride_equal_to_kernel_takes_the_pointwise_path(rng, monkeypatch):
+    """No conv2d input gradient (and its wasted weight gradient) in the forward pass, and
+    one conv2d backward call (1x1) in the backward pass."""
+    import cnnframe.functional.conv_transpose as CT
+    calls = []
+    real = CT.conv2d_backward
+
+    def spy(x, w, *args, **kwargs):
+        calls.append(w.shape)
+        return real(x, w, *args, **kwargs)
+
+    monkeypatch.setattr(CT, "conv2d_backward", spy)
+    x = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+    w = rng.standard_normal((4, 6, 2, 2)).astype(np.float32)
+    y = conv_transpose2d(x, w, None, 2)
+    assert calls == []
+    np.testing.assert_allclose(y, R.conv_transpose2d(x, w, None, 2), rtol=2e-5, atol=2e-5)
+    conv_transpose2d_backward(x, w, np.ones_like(y), 2)
+    assert calls == [(24, 4, 1, 1)]
 
 
 def test_it_is_the_adjoint_of_conv2d(rng):

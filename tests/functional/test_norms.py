@@ -68,14 +68,15 @@ def test_group_norm_and_backward_match_reference(rng, shape, groups, dtype, kind
         assert_close(a, e, dtype, what)
 
 
+# ... and rows longer than the kernel's 2048-value column blocks, with a partial last block
 LAYER_CASES = [((3, 4, 5), [4, 5]), ((2, 7), 7), ((2, 3, 4, 4), [3, 4, 4]), ((4, 2, 33), [33]),
-               ((1, 2, 3, 2), [2])]
+               ((1, 2, 3, 2), [2]), ((5, 2, 2100), [2, 2100])]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,normalized", LAYER_CASES)
 @pytest.mark.parametrize("affine", ["both", "weight", "none"])
-def test_layer_norm_and_backward_match_reference(rng, shape, normalized, dtype, affine):
+def test_layer_norm_and_backward_match_reference(isa, rng, shape, normalized, dtype, affine):
     norm_shape = (normalized,) if isinstance(normalized, int) else tuple(normalized)
     x = data(rng, shape, dtype)
     w = rng.uniform(0.5, 2, norm_shape).astype(dtype) if affine != "none" else None
@@ -214,3 +215,44 @@ def test_bad_arguments_are_refused_naming_them(rng, call, exc, match):
     x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
     with pytest.raises(exc, match=match):
         call(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,groups", GROUP_CASES)
+def test_group_norm_matches_reference_on_every_isa(isa, rng, shape, groups, dtype):
+    c = shape[1]
+    x = data(rng, shape, dtype)
+    w, b = rng.uniform(0.5, 2, c).astype(dtype), rng.uniform(-1, 1, c).astype(dtype)
+    y, mean, invstd = FN.group_norm(x, groups, w, b)
+    y_ref, mean_ref, invstd_ref = R.group_norm(x, groups, w, b)
+    assert_close(y, y_ref, dtype, "y")
+    g = rng.standard_normal(shape).astype(dtype)
+    got = FN.group_norm_backward(g, x, groups, w, mean, invstd)
+    want = R.group_norm_backward(g, x, groups, w, mean_ref, invstd_ref)
+    for a, e, what in zip(got, want, ("grad_x", "grad_weight", "grad_bias")):
+        assert_close(a, e, dtype, what)
+
+
+@pytest.mark.parametrize("op", ["group", "layer", "instance"])
+def test_results_do_not_depend_on_thread_count(isa, rng, op, monkeypatch):
+    x = data(rng, (6, 8, 30, 30), np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w = rng.uniform(0.5, 2, x.shape[1:] if op == "layer" else 8).astype(np.float32)
+    b = rng.uniform(-1, 1, w.shape).astype(np.float32)
+    monkeypatch.setattr("cnnframe._threads.SERIAL_WORK", 0)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr("cnnframe._threads._num_threads", threads)
+        if op == "group":
+            y, mean, invstd = FN.group_norm(x, 4, w, b)
+            grads = FN.group_norm_backward(g, x, 4, w, mean, invstd)
+        elif op == "layer":
+            y, mean, invstd = FN.layer_norm(x, x.shape[1:], w, b)
+            grads = FN.layer_norm_backward(g, x, x.shape[1:], w, mean, invstd)
+        else:
+            y, mean, invstd = FN.instance_norm(x, w, b)
+            grads = FN.instance_norm_backward(g, x, w, mean, invstd)
+        results.append((y, mean, invstd, *grads))
+    for other in results[1:]:
+        for a, e in zip(other, results[0]):
+            np.testing.assert_array_equal(a, e)

@@ -133,3 +133,23 @@ def test_bad_arguments_are_refused_naming_them(rng, call, exc, match):
     x = rng.standard_normal((2, 3, 4, 4))
     with pytest.raises(exc, match=match):
         call(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w,kh,kw", [(2, 3, 4, 5, 2, 2), (1, 2, 3, 1, 3, 2), (3, 1, 1, 4, 1, 3),
+                                           (2, 40, 7, 6, 2, 2)])
+def test_depth_to_space_interleaves_planes_and_space_to_depth_undoes_it(rng, n, c, h, w, kh, kw,
+                                                                        dtype):
+    from cnnframe_ext import resample as K
+    z = rng.standard_normal((n, c * kh * kw, h, w)).astype(dtype)
+    bias = rng.standard_normal(c).astype(dtype)
+    y = np.full((n, c, h * kh, w * kw), np.nan, dtype)
+    K.depth_to_space(z, bias, y, 2)
+    # y[n, c, i*kh + a, j*kw + b] = z[n, (c*kh + a)*kw + b, i, j] + bias[c], by index
+    expected = z.reshape(n, c, kh, kw, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(y.shape)
+    np.testing.assert_array_equal(y, expected + bias[:, None, None])
+    K.depth_to_space(z, np.empty(0, dtype), y, 1)
+    np.testing.assert_array_equal(y, expected)
+    back = np.full_like(z, np.nan)
+    K.space_to_depth(y, back, 2)
+    np.testing.assert_array_equal(back, z)
