@@ -15,7 +15,7 @@ __all__ = ["export", "load", "supported_ops", "OnnxImportError", "ExportError", 
 
 
 def load(path, input_shape=None, max_tensor_bytes=None):
-    """Read an ONNX model file into a cnnframe Model.
+    """Read an ONNX model file into a cnnframe Model (:func:`cnnframe.onnx.importer.load`).
 
     Parameters
     ----------
@@ -35,10 +35,8 @@ def load(path, input_shape=None, max_tensor_bytes=None):
     Raises
     ------
     OnnxImportError
-        (a ValueError) for an op, attribute or shape the import cannot take, naming the
-        node, the op and the opset; see :func:`supported_ops`.
-
-    See :func:`cnnframe.onnx.importer.load` for the details.
+        A ValueError, for an op, attribute or shape the import cannot take, naming the
+        node, the op and the opset (:func:`supported_ops` lists the ops).
     """
     from cnnframe.onnx.importer import load as _load
     return _load(path, input_shape=input_shape, max_tensor_bytes=max_tensor_bytes)
