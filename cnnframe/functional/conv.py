@@ -64,18 +64,26 @@ def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="out
     # U = G g G^T per (f, c) as two small matmuls (a plain einsum loops over every index)
     u = np.ascontiguousarray((transform @ weight @ transform.T).reshape(g.f, cg, p)
                              .transpose(2, 0, 1))
+    b, threads, padded, v, m = _winograd_workspace(g, tile, x.dtype)
+    y = output_array(g.out_shape, x.dtype, fn, what, out=out, inputs=(x, weight, bias))
+    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *g.padding, g.groups, b, threads)
+    return y
+
+
+def _winograd_workspace(g, tile, dtype):
+    """(images per block b, threads, padded, inputs, products): the blocking and the reused
+    scratch that the Winograd forward pass and weight gradient share for conv `g`."""
+    p = (tile + 2) ** 2
     tiles = (g.out_h // tile) * (g.out_w // tile)
     b = max(1, min(-(-g.n // PARTS),
                    (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
     threads = min(threads_for(g.n * tiles * p * g.c * g.f // g.groups, g.n), PARTS,
                   max(1, -(-g.n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads,
+    padded = scratch("winograd padded image", dtype, threads,
                      _padded_size(g.c, g.out_h, g.out_w, tile))
-    v = scratch("winograd inputs", x.dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
-    m = scratch("winograd products", x.dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
-    y = output_array(g.out_shape, x.dtype, fn, what, out=out, inputs=(x, weight, bias))
-    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *g.padding, g.groups, b, threads)
-    return y
+    inputs = scratch("winograd inputs", dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
+    products = scratch("winograd products", dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
+    return b, threads, padded, inputs, products
 
 
 def _winograd_grad_weight3x3(x, grad_y, g, tile):
@@ -86,15 +94,7 @@ def _winograd_grad_weight3x3(x, grad_y, g, tile):
     """
     p = (tile + 2) ** 2
     cg = g.c // g.groups
-    tiles = (g.out_h // tile) * (g.out_w // tile)
-    b = max(1, min(-(-g.n // PARTS),
-                   (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
-    threads = min(threads_for(g.n * tiles * p * g.c * g.f // g.groups, g.n), PARTS,
-                  max(1, -(-g.n // b)))
-    padded = scratch("winograd padded image", x.dtype, threads,
-                     _padded_size(g.c, g.out_h, g.out_w, tile))
-    v = scratch("winograd inputs", x.dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
-    z = scratch("winograd products", x.dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
+    b, threads, padded, v, z = _winograd_workspace(g, tile, x.dtype)
     grad_m = scratch("winograd grad_weight", x.dtype, PARTS, p * g.f * cg)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, g.f)
     _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *g.padding,

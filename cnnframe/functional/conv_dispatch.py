@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnframe.functional.depthwise import depthwise_applies
 from cnnframe_ext import runtime as _runtime
 
 PASSES = ("forward", "grad_x", "grad_weight")
@@ -255,7 +256,7 @@ def unsupported(algorithm, pass_, g, dtype):
     if algorithm == "im2col":
         return None
     if algorithm == "depthwise":
-        if g.groups > 1 and g.groups == g.c and g.weight_shape[1] == 1:
+        if depthwise_applies((g.n, g.c, g.h, g.w), g.weight_shape, g.groups):
             return None
         return (f"the depthwise kernel needs one input channel per group (groups == C > 1), "
                 f"got groups {g.groups} for {g.c} input channels")
