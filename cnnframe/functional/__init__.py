@@ -4,6 +4,7 @@ Layouts are NCHW; float32 and float64 are supported and preserved.  Semantics
 (output sizes, padding rules) follow torch.nn.functional.
 """
 from cnnframe.functional._args import conv_output_size
+from cnnframe.functional._weight_cache import WeightCache
 from cnnframe.functional._workspace import release_scratch, set_scratch_limit
 from cnnframe.functional.conv import conv2d, conv2d_backward
 from cnnframe.functional.correlate import convolve2d, correlate2d
@@ -19,6 +20,7 @@ __all__ = [
     "correlate2d", "convolve2d",
     "set_scratch_limit", "release_scratch",
     "conv_output_size",
+    "WeightCache",
 ]
 
 from cnnframe.functional.normalization import (batch_norm_backward, batch_norm_eval,  # noqa: E402

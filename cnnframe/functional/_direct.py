@@ -49,14 +49,21 @@ def direct_plan(g, dtype, threads=1):
     return r, fb, v
 
 
-def _packed_weight(weight, fb, transposed=False):
-    """The weights as the micro-kernels read them, in a reused buffer:
-    (ceil(Fo/FB), Ci, KW, KH, FB), zero-padded; see cnnframe_ext.direct.pack_weight."""
+def _packed_weight(weight, fb, transposed=False, cache=None):
+    """The weights as the micro-kernels read them: (ceil(Fo/FB), Ci, KW, KH, FB),
+    zero-padded (see cnnframe_ext.direct.pack_weight); kept in `cache` (a WeightCache),
+    else in a reused buffer."""
     f, c, kh, kw = weight.shape
     fo, ci = (c, f) if transposed else (f, c)
     nfb = -(-fo // fb)
+    if cache is not None:
+        return cache.lookup(weight, ("direct", fb, transposed), lambda: _kernel_packed(
+            weight, np.empty((nfb, ci, kw, kh, fb), weight.dtype), transposed))
     packed = scratch("direct conv2d weights", weight.dtype, 1, nfb * ci * kw * kh * fb)
-    packed = packed.reshape(nfb, ci, kw, kh, fb)
+    return _kernel_packed(weight, packed.reshape(nfb, ci, kw, kh, fb), transposed)
+
+
+def _kernel_packed(weight, packed, transposed):
     _kernel.pack_weight(weight, packed, transposed)
     return packed
 
@@ -85,7 +92,7 @@ def _checked_plan(plan, g, dtype, fn):
     return plan
 
 
-def direct_conv2d(x, weight, bias, geometry, out=None, plan=None):
+def direct_conv2d(x, weight, bias, geometry, out=None, plan=None, cache=None):
     """conv2d(x, weight, bias, stride=1, padding) computed directly (no im2col).
 
     Parameters
@@ -100,6 +107,8 @@ def direct_conv2d(x, weight, bias, geometry, out=None, plan=None):
         C-contiguous (N, F, OH, OW) array of x's dtype to write y into.
     plan : (R, FB, V), optional
         Band rows and micro-kernel (default `direct_plan`); for tests and tuning.
+    cache : WeightCache, optional
+        Keeps the packed weights for the next call with the same weight.
 
     Returns
     -------
@@ -109,7 +118,7 @@ def direct_conv2d(x, weight, bias, geometry, out=None, plan=None):
     """
     g = geometry
     plan = _checked_plan(plan, g, x.dtype, "direct_conv2d")
-    packed = _packed_weight(weight, plan[1])
+    packed = _packed_weight(weight, plan[1], cache=cache)
     padded_bias = np.zeros(packed.shape[0] * plan[1], x.dtype)
     if bias is not None and bias.size:
         padded_bias[:g.f] = bias

@@ -11,6 +11,7 @@ from cnnframe.functional._args import (check_flag, contiguous, conv_geometry, fl
                                        output_array)
 from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weight,
                                          direct_conv2d_grad_x)
+from cnnframe.functional._weight_cache import WeightCache
 from cnnframe.functional._workspace import scratch
 from cnnframe.functional.conv_dispatch import backward_algorithms, resolve
 from cnnframe.functional.depthwise import depthwise_conv2d, depthwise_conv2d_backward
@@ -46,6 +47,9 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 _G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 WINOGRAD43_TILES = 64
+# G (x) G per tile: row (i, j), column (a, b) is G[i, a] G[j, b], so U = G g G^T of a
+# filter is _KRON @ g.ravel() (float64: the products are rounded once, to the weights' dtype).
+_KRON = {2: np.kron(_G, _G), 4: np.kron(_G43, _G43)}
 
 
 def _padded_size(c, oh, ow, tile):
@@ -53,17 +57,38 @@ def _padded_size(c, oh, ow, tile):
     return c * (oh + 2) * (ow + 2 if tile == 2 else 4 * (ow // 4 + 1))
 
 
-def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="output"):
+def _winograd_weights(weight, tile, groups, out=None):
+    """U = G g G^T of every 3x3 filter g: (P, F, C/groups), P = (tile + 2)^2 positions.
+
+    One GEMM, (P x 9) @ (9 x F*C/g) with the Kronecker product G (x) G, writes U straight
+    in the kernels' layout (a per-filter G @ g @ G^T loops over F*C tiny products in numpy:
+    11 ms for a 128 x 64 weight here, against 0.2 ms).  `out`: the array to write U into.
+    """
+    f, cg = weight.shape[:2]
+    p = (tile + 2) ** 2
+    if out is None:
+        out = np.empty((p, f, cg), weight.dtype)
+    np.matmul(_KRON[tile].astype(weight.dtype), weight.reshape(f * cg, 9).T,
+              out=out.reshape(p, f * cg))
+    return out
+
+
+def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="output",
+                      cache=None):
     """conv2d of a 3x3 stride-1 conv of geometry `g` by Winograd F(m x m, 3x3), m = tile.
 
-    tile m = 2 (output sizes even) or 4 (multiples of 4).
+    tile m = 2 (output sizes even) or 4 (multiples of 4).  `cache`: a WeightCache keeping
+    the transformed weights between calls (else they go into a reused scratch buffer).
     """
-    transform = (_G if tile == 2 else _G43).astype(x.dtype)
     p = (tile + 2) ** 2
     cg = g.c // g.groups
-    # U = G g G^T per (f, c) as two small matmuls (a plain einsum loops over every index)
-    u = np.ascontiguousarray((transform @ weight @ transform.T).reshape(g.f, cg, p)
-                             .transpose(2, 0, 1))
+    if cache is not None:
+        u = cache.lookup(weight, ("winograd", tile),
+                         lambda: _winograd_weights(weight, tile, g.groups))
+    else:
+        u = _winograd_weights(weight, tile, g.groups,
+                              scratch("winograd weights", x.dtype, 1, p * g.f * cg)
+                              .reshape(p, g.f, cg))
     b, threads, padded, v, m = _winograd_workspace(g, tile, x.dtype)
     y = output_array(g.out_shape, x.dtype, fn, what, out=out, inputs=(x, weight, bias))
     _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *g.padding, g.groups, b, threads)
@@ -99,10 +124,10 @@ def _winograd_grad_weight3x3(x, grad_y, g, tile):
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, g.f)
     _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *g.padding,
                                       g.groups, b, tile, threads)
-    transform = (_G if tile == 2 else _G43).astype(x.dtype)
-    grad_u = grad_m.sum(axis=0).reshape(tile + 2, tile + 2, g.f, cg)
-    grad_weight = np.ascontiguousarray(transform.T @ grad_u.transpose(2, 3, 0, 1) @ transform)
-    return grad_weight, grad_b.sum(axis=0)
+    # dW = G^T dU G per filter: one GEMM with (G (x) G)^T, as in _winograd_weights
+    grad_u = grad_m.sum(axis=0).reshape(p, g.f * cg)
+    grad_weight = _KRON[tile].T.astype(x.dtype) @ grad_u
+    return np.ascontiguousarray(grad_weight.T).reshape(g.f, cg, 3, 3), grad_b.sum(axis=0)
 
 
 def _transposed_kernel(weight, groups):
@@ -143,7 +168,7 @@ def _plan(x, g):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None,
-           algorithm="auto"):
+           algorithm="auto", weight_cache=None):
     """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d::
 
         y[n, f, i, j] = bias[f] + sum_{c, a, b} weight[f, c, a, b]
@@ -173,6 +198,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
         undilated convs with even output sizes (F(4x4, 3x3) where they are multiples
         of 4, else F(2x2, 3x3); "winograd2" / "winograd4" force the tile), or im2col +
         GEMM (any conv).  Every algorithm gives the same result up to rounding.
+    weight_cache : WeightCache, optional
+        Keeps what the algorithm derives from `weight` (Winograd's transformed weights,
+        the direct kernel's packed ones) for the next call with the same weight, bytes
+        compared on every call (cnnframe.functional.WeightCache): the result is the same
+        as without it.  Layers pass one in inference passes.
 
     Returns
     -------
@@ -200,10 +230,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
     if chosen == "depthwise":
         return depthwise_conv2d(x, weight, bias, g.stride, g.padding, g.dilation,
                                 (g.out_h, g.out_w), out=out)
+    if weight_cache is not None and not isinstance(weight_cache, WeightCache):
+        raise TypeError(f"conv2d: weight_cache must be a cnnframe.functional.WeightCache or "
+                        f"None, got {type(weight_cache).__name__}")
     if chosen == "direct":
-        return direct_conv2d(x, weight, bias, g, out=out)
+        return direct_conv2d(x, weight, bias, g, out=out, cache=weight_cache)
     if chosen.startswith("winograd"):
-        return _winograd_conv3x3(x, weight, bias, g, int(chosen[-1]), out=out)
+        return _winograd_conv3x3(x, weight, bias, g, int(chosen[-1]), out=out,
+                                 cache=weight_cache)
     threads, b, r, col, tmp = _plan(x, g)
     y = output_array(g.out_shape, x.dtype, "conv2d", out=out, inputs=(x, weight, bias))
     _kernels.conv2d_forward(x, weight, bias, y, col, tmp, *g.stride, *g.padding, *g.dilation,

@@ -77,6 +77,10 @@ class Conv2d(Layer):
             self.add_param("bias", np.zeros(self.out_channels))
         self.reset_parameters(self.seed)
         self._x = None
+        # Inference passes keep the weight's packed / transformed forms here; every call
+        # checks the weight is unchanged (see cnnframe.functional.WeightCache).  Thread
+        # copies share it (it locks; its entries are never written once built).
+        self._weight_cache = F.WeightCache()
 
     def reset_parameters(self, seed=None):
         rng = np.random.default_rng(seed)
@@ -93,7 +97,8 @@ class Conv2d(Layer):
         self._x = x
         out = self._buffer("y", (x.shape[0], *self.output_shape(x.shape[1:])), x.dtype)
         return F.conv2d(x, self.params["weight"], self.params.get("bias"), self._s, self._p,
-                        self._d, self.groups, out=out)
+                        self._d, self.groups, out=out,
+                        weight_cache=None if training else self._weight_cache)
 
     def backward(self, grad_y):
         out = self._buffer("grad_x", self._x.shape, self._x.dtype) if self.needs_input_grad else None

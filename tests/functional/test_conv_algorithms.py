@@ -56,7 +56,8 @@ def recorded_algorithms():
             return original(*args, **kwargs)
         return mock.patch.object(conv_module, name, spy)
 
-    def winograd(x, weight, bias, geometry, tile, out=None, fn="conv2d", what="output"):
+    def winograd(x, weight, bias, geometry, tile, out=None, fn="conv2d", what="output",
+                 cache=None):
         taken["forward" if fn == "conv2d" else "grad_x"].append(f"winograd{tile}")
 
     def im2col_backward(x, weight, grad_y, geometry, want_x, out):
