@@ -13,13 +13,21 @@
                 which keeps the relative accuracy near 0;
      tanh(x)    (1 - e) / (1 + e) with e = e^(-2|x|), or -t / (t + 2) with t = e - 1 for
                 |x| <= 0.625, where the first cancels; the sign of x copied in;
-     erf(x)     float: x + x P(x^2) for |x| <= 0.921875 and 1 - exp(Q(|x|)), Q ~ log(erfc),
-                above (degree 5 and 8, least-squares fits refined toward minimax by
-                Lawson's iteration); double: libm's erf, one value at a time (float64 is
-                checked against PyTorch to 1e-10, not timed).
+     erf(x)     float: one degree-7 polynomial per interval of |x| (clamped to 4, where
+                erf rounds to 1): interval k = round(|x| / 0.5625) of 8, a lane's
+                coefficients picked from 8-entry tables by its k (one permute each:
+                vpermps on AVX2 and AVX-512), so every lane runs the same short chain
+                of multiply-adds, without exp or a select between two formulas.
+                Interval k >= 1: c0 + t P(t), t = |x| - center (exact), the center a
+                float near k * 0.5625 whose erf is within 0.01 ulp of the float c0;
+                interval 0: |x| + |x| Q(|x|), which keeps the relative accuracy near 0.
+                Least-squares fits refined toward minimax by Lawson's iteration, each
+                coefficient rounded to float and the rest refitted; double: libm's erf,
+                one value at a time (float64 is checked against PyTorch to 1e-10, not
+                timed).
    Measured against float64 and long double (tests/functional/test_activation_math.py):
-   within 2.5 ulp, subnormal inputs and results included; inf and NaN give what libm
-   gives.  Selects are bit masks, so a NaN input gives NaN in every lane computed from
+   within 2.5 ulp (erf within 1 ulp), subnormal inputs and results included; inf and NaN
+   give what libm gives.  Selects are bit masks, so a NaN input gives NaN in every lane computed from
    it.  The activations' formulas and their order of evaluation are PyTorch's CPU
    kernels' (aten/src/ATen/native/cpu/Activation.cpp), in the input's precision.
 
@@ -124,6 +132,44 @@ typedef uint64_t act_u64x8 __attribute__((vector_size(64)));
             memcpy((Y) + i_, &r_, (size_t) ((N) - i_) * sizeof(ACT_T));                     \
         }                                                                                   \
     } while (0)
+
+/* float erf's tables (see the top of this file), indexed by the interval k = round(|x| /
+   ACT_ERF_STEP), k = 0..7: the centers, 1 for interval 0 (else 0), the values at the
+   centers (c0, 0 for interval 0), and the
+   coefficients of t^0 .. t^6 of P(t) = (erf(center + t) - c0) / t for k >= 1, of Q(a) =
+   (erf(a) - a) / a for k = 0. */
+#define ACT_ERF_STEP 0.5625f
+#define ACT_ERF_DEGREE 7
+static const float act_erf_center[8] = {
+    0.0f, 0.5625104904174805f, 1.1246538162231445f, 1.6878292560577393f,
+    2.249894142150879f, 2.8121471405029297f, 3.3757152557373047f, 3.9382152557373047f};
+static const float act_erf_is0[8] = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+static const float act_erf_c0[8] = {
+    0.0f, 0.5736830830574036f, 0.8882780075073242f, 0.9830112457275391f,
+    0.9985365271568298f, 0.999930202960968f, 0.9999982118606567f, 1.0f};
+static const float act_erf_poly[ACT_ERF_DEGREE][8] = {
+    {0.12837916612625122f, 0.8223116993904114f, 0.3185219168663025f, 0.06535081565380096f,
+     0.007145722862333059f, 0.00041493482422083616f, 1.2690317817032337e-05f,
+     2.034637873293832e-06f},
+    {2.1606777522720222e-07f, -0.4625580608844757f, -0.3582274913787842f,
+     -0.11030101776123047f, -0.016077006235718727f, -0.001166868256404996f,
+     -4.660942067857832e-05f, 2.718804717005696e-05f},
+    {-0.3761342167854309f, -0.10064569860696793f, 0.1624137908220291f,
+     0.10232942551374435f, 0.02173250913619995f, 0.002049256581813097f,
+     9.211711585521698e-05f, 0.0001473413285566494f},
+    {0.00010078935883939266f, 0.18242718279361725f, 0.028124377131462097f,
+     -0.049590546637773514f, -0.019097022712230682f, -0.0024916159454733133f,
+     -2.2909784092917107e-05f, 0.00023456216149497777f},
+    {0.11229322105646133f, -0.01074369065463543f, -0.06135593354701996f,
+     0.0027700276114046574f, 0.01066453754901886f, 0.0021895202808082104f,
+     0.00016692685312591493f, 0.0f},
+    {0.0010776373092085123f, -0.045270033180713654f, 0.014568113721907139f,
+     0.01167379505932331f, -0.002741187810897827f, -0.0014055456267669797f,
+     -0.0010806592181324959f, 0.0f},
+    {-0.026802679523825645f, 0.00891361478716135f, 0.009566178545355797f,
+     -0.00608027633279562f, -0.0007449669064953923f, 0.0005844970582984388f,
+     5.880941898794845e-05f, 0.0f},
+};
 
 /* name_f8, name_d4, ...: after the type and width being defined (ACT_SUFFIX). */
 #define ACT_FN(name) CNNF_CAT(name, ACT_SUFFIX)

@@ -165,6 +165,28 @@ CNNF_INLINE ACT_V ACT_FN(act_exp2_nonpos)(ACT_V w) {
     ACT_U n1 = (n >> 1) | (n & (ACT_UINT) ACT_SIGN_BIT);
     return ACT_FN(act_exp2_poly)(w - k) * ACT_FN(act_pow2)(n1) * ACT_FN(act_pow2)(n - n1);
 }
+
+/* table[k & 7] in each lane, k the lane's index.  GCC: a permute of the table held in
+   vectors (__builtin_shuffle takes indices modulo its entries: vpermps for 8 and 16
+   lanes); clang, which lacks __builtin_shuffle, and plain C: lane by lane. */
+CNNF_INLINE ACT_V ACT_FN(act_lookup8)(const float table[8], ACT_U k) {
+#if CNNF_VECTOR_EXTENSIONS && !defined(__clang__) && ACT_LANES >= 8
+    ACT_V t;
+    for (int i = 0; i < ACT_LANES; i++) t[i] = table[i & 7];
+    return __builtin_shuffle(t, k);
+#elif CNNF_VECTOR_EXTENSIONS && !defined(__clang__)
+    ACT_V lo, hi;
+    memcpy(&lo, table, sizeof lo);
+    memcpy(&hi, table + 4, sizeof hi);
+    return __builtin_shuffle(lo, hi, k);
+#elif CNNF_VECTOR_EXTENSIONS
+    ACT_V r;
+    for (int i = 0; i < ACT_LANES; i++) r[i] = table[k[i] & 7];
+    return r;
+#else
+    return table[k & 7];
+#endif
+}
 #endif
 
 /* erf(x) (see the top of activation.h). */
@@ -175,19 +197,20 @@ CNNF_INLINE ACT_V ACT_FN(act_erf)(ACT_V x) {
 #elif ACT_DOUBLE
     return erf(x);
 #else
-    ACT_V a = ACT_FN(act_abs)(x), s = a * a;
-    ACT_V small = a + a * (0.128379152f + s * (-0.376125058f + s * (0.112819282f + s * (
-        -0.0267702589f + s * (0.00499803324f + s * -0.000601353354f)))));
-    /* erfc(t) = 2^q, q ~ log2(erfc(t)) on [0.921875, 4] (erf(4) rounds to 1), in [-25, 0]:
-       2^q = 2^k 2^f, k = round(q), 2^f by a degree-6 fit on [-1/2, 1/2] (1e-8). */
-    ACT_V t = ACT_FN(act_at_most)(a, 4.0f);
-    ACT_V q = 4.245563761e-04f + t * (-1.630435131f + t * (-9.117764866e-01f + t * (
-        -1.585885505e-01f + t * (3.799417009e-02f + t * (-6.824360036e-03f + t * (
-        8.522231029e-04f + t * (-6.543296200e-05f + t * 2.311910800e-06f)))))));
-    ACT_V v = q + ACT_MAGIC, k = v - ACT_MAGIC;
-    ACT_V big = 1 - ACT_FN(act_exp2_poly)(q - k) * ACT_FN(act_pow2)(ACT_FN(act_bits)(v) - (ACT_UINT) ACT_MAGIC_BITS);
-    /* both branches are >= 0 (or NaN): or in the sign of x */
-    ACT_V r = ACT_FN(act_select)(ACT_MASK(a > 0.921875f), big, small);
+    /* |x| up to 4 (a NaN stays NaN: its interval does not matter) */
+    ACT_V a = ACT_FN(act_at_most)(ACT_FN(act_abs)(x), 4.0f);
+    /* k = round(a / step) in the low bits of v (as act_reduce); 0..7 */
+    ACT_V v = a * (1 / ACT_ERF_STEP) + ACT_MAGIC;
+    ACT_U k = ACT_FN(act_bits)(v) - (ACT_UINT) ACT_MAGIC_BITS;
+    ACT_V t = a - ACT_FN(act_lookup8)(act_erf_center, k);
+    ACT_V p = ACT_FN(act_lookup8)(act_erf_poly[ACT_ERF_DEGREE - 1], k);
+    for (int j = ACT_ERF_DEGREE - 2; j >= 0; j--)   /* unrolled by the compiler */
+        p = ACT_FN(act_lookup8)(act_erf_poly[j], k) + t * p;
+    /* interval 0: a + a Q(a) (then t = a); else c0 + t P(t) (base: exactly a or c0) */
+    ACT_V base = a * ACT_FN(act_lookup8)(act_erf_is0, k) + ACT_FN(act_lookup8)(act_erf_c0, k);
+    /* at most 1: the last interval's polynomial overshoots by an ulp near |x| = 4 */
+    ACT_V r = ACT_FN(act_at_most)(base + t * p, 1.0f);
+    /* r >= 0 (or NaN): or in the sign of x */
     return ACT_FN(act_from_bits)(ACT_FN(act_bits)(r)
                                  | (ACT_FN(act_bits)(x) & (ACT_UINT) ACT_SIGN_BIT));
 #endif
