@@ -23,6 +23,9 @@ FUSE_BATCH_NORM_RELU = True
 # their lifetimes in a training step (cnnframe.graph.memory).  Tests switch it off to compare
 # against every layer keeping buffers of its own.
 PLAN_MEMORY = True
+# Memory plans (and each thread's views of its arena) kept per model for this many batch
+# sizes: a service answering batches of a few sizes plans each once.
+MAX_CACHED_PLANS = 8
 
 
 def _closest(name, choices):
@@ -34,7 +37,7 @@ class _Runner:
     """What one thread runs the graph with: the layers whose caches and output buffers it
     uses (the model's own for one thread, copies for the others) and its gradient sums."""
 
-    __slots__ = ("layers", "acc", "generation", "serial", "arena", "bound", "spent")
+    __slots__ = ("layers", "acc", "generation", "serial", "arena", "bound", "spent", "views")
 
     def __init__(self, layers, generation):
         self.layers = layers          # node name -> layer
@@ -44,6 +47,7 @@ class _Runner:
         self.arena = None             # memory of the planned arrays (cnnframe.graph.memory)
         self.bound = None             # (batch size, dtype) whose plan the layers hold views of
         self.spent = False            # a backward has reused the latest forward's memory
+        self.views = {}               # (batch size, dtype) -> node -> its views of the arena
 
 
 def _try_output_shape(layer, in_shapes):
@@ -342,6 +346,11 @@ class Model:
                 raise ValueError(f"node {name!r} ({layer.type_name}): shape mismatch: input "
                                  f"shape {shown} from {self.node_inputs[name]}: {exc}") from None
             self.shapes[name] = tuple(int(s) for s in shape)
+        # What the executor reads per node, looked up once: (name, input names, whether
+        # the layer takes a list, output shape without the batch axis).
+        self._steps = tuple((name, tuple(self.node_inputs[name]),
+                             self.nodes[name].num_inputs is None, self.shapes[name])
+                            for name in self._order)
 
     def _check_size(self, itemsize):
         """Raise ModelTooLargeError if the model would need more memory than the limit."""
@@ -442,22 +451,41 @@ class Model:
                 self.nodes[name].keep_argmax = False
 
     def _memory_plan(self, batch_size):
-        plan = self._memory_plans.get(batch_size)
+        """The memory plan for `batch_size` in the model's dtype (cached: planning takes
+        milliseconds, a lookup none; the latest MAX_CACHED_PLANS batch sizes are kept)."""
+        key = (batch_size, self.dtype)
+        plan = self._memory_plans.get(key)
         if plan is None:
-            plan = self._memory_plans[batch_size] = plan_memory(self, batch_size)
+            plan = plan_memory(self, batch_size)
+            with self._plan_lock:  # several threads may be planning at once
+                while len(self._memory_plans) >= MAX_CACHED_PLANS:
+                    del self._memory_plans[next(iter(self._memory_plans))]
+                self._memory_plans[key] = plan
         return plan
 
     def _bind_plan(self, runner, batch_size):
-        """Give the runner's layers their views of its arena for this batch size."""
+        """Give the runner's layers their views of its arena for this batch size.
+
+        Called on every forward: the same batch size as the last call costs one
+        comparison; a batch size seen before (within MAX_CACHED_PLANS) reuses its plan
+        and, while the arena is the same, its views.
+        """
         key = (batch_size, self.dtype)
         if runner.bound == key:
             return
-        plan = self._memory_plan(batch_size)
-        if arena_capacity(runner.arena) < plan.nbytes:
-            runner.arena = None  # let the old one go before the new one is touched
-            runner.arena = new_arena(plan.nbytes)
+        views = runner.views.get(key)
+        if views is None:
+            plan = self._memory_plan(batch_size)
+            if arena_capacity(runner.arena) < plan.nbytes:
+                runner.arena = None  # let the old one go before the new one is touched
+                runner.views.clear()  # views of the old arena
+                runner.arena = new_arena(plan.nbytes)
+            views = {name: plan.views(runner.arena, name) for name in runner.layers}
+            while len(runner.views) >= MAX_CACHED_PLANS:
+                del runner.views[next(iter(runner.views))]
+            runner.views[key] = views
         for name, layer in runner.layers.items():
-            layer._planned = plan.views(runner.arena, name)
+            layer._planned = views[name]
         runner.bound = key
 
     def memory_estimate(self, batch_size=128):
@@ -479,6 +507,7 @@ class Model:
     def _init_threads(self):
         self._local = threading.local()     # .runner: this thread's _Runner
         self._runner_lock = threading.Lock()
+        self._plan_lock = threading.Lock()    # held while adding to _memory_plans
         self._home = None                   # the thread that runs on the layers in self.nodes
         self._generation = 0                # bumped when the layers' arrays are replaced
         self._step_lock = threading.Lock()  # held inside forward(training=True) and backward
@@ -488,8 +517,8 @@ class Model:
 
     def __getstate__(self):  # copy.deepcopy and pickle: locks and threads are not copied
         state = dict(self.__dict__)
-        for key in ("_local", "_runner_lock", "_home", "_step_lock", "_step_thread",
-                    "_last_train_thread"):
+        for key in ("_local", "_runner_lock", "_plan_lock", "_home", "_step_lock",
+                    "_step_thread", "_last_train_thread"):
             state.pop(key, None)
         return state
 
@@ -608,12 +637,10 @@ class Model:
         values = self._feeds(x)
         if runner is not None and PLAN_MEMORY:
             self._bind_plan(runner, next(iter(values.values())).shape[0])
-        for name in self._order:
+        for name, ins, several, shape in self._steps:
             layer = layers[name]
-            ins = self.node_inputs[name]
-            arg = [values[i] for i in ins] if layer.num_inputs is None else values[ins[0]]
-            y = layer.forward(arg, training)
-            if not isinstance(y, np.ndarray) or y.shape[1:] != self.shapes[name]:
+            y = layer.forward([values[i] for i in ins] if several else values[ins[0]], training)
+            if not isinstance(y, np.ndarray) or y.shape[1:] != shape:
                 raise RuntimeError(f"node {name!r} ({layer.type_name}): forward returned shape "
                                    f"{getattr(y, 'shape', type(y).__name__)}, but output_shape "
                                    f"promised (N, {', '.join(map(str, self.shapes[name]))})")

@@ -4,8 +4,10 @@ import math
 import numpy as np
 
 import cnnframe.functional as F
+from cnnframe._threads import threads_for
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
+from cnnframe_ext import batchnorm as _kernels
 
 
 class _BatchNorm(Layer):
@@ -68,12 +70,34 @@ class _BatchNorm(Layer):
                                                  running_var=rv, momentum=self.momentum,
                                                  relu=self.fused_relu, out=out)
         else:
-            y = F.batch_norm_eval(x, w, b, rm, rv, self.eps, relu=self.fused_relu, out=out)
-            # the running statistics as used now (a later training step changes them)
-            mean = rm.astype(np.float64)
-            invstd = 1.0 / np.sqrt(rv.astype(np.float64) + self.eps)
+            y, mean, invstd = self._eval(x, out)
         self._cache = (x, mean, invstd, training, y if self.fused_relu else None)
         return y
+
+    def _eval(self, x, out):
+        """Inference: F.batch_norm_eval(x, ..., relu=fused_relu, out=out) and the running
+        statistics as used now (float64 mean and invstd, for a backward; a later training
+        step changes the buffers).
+
+        The same kernel call with the same arguments as F.batch_norm_eval (bit for bit its
+        results), without its argument checks: forward has checked x (dtype, shape,
+        channels, C-contiguous) and out, and the parameters are the layer's own, so small
+        inputs (one image) pay no per-call validation.
+        """
+        # one float64 copy of the per-channel values; then root = sqrt(var + eps) and
+        # scale = weight / root in place (the same float64 operations as the functional op)
+        weight, bias, mean, root = np.array(
+            (self.params["weight"], self.params["bias"], self.buffers["running_mean"],
+             self.buffers["running_var"]), np.float64)
+        np.add(root, self.eps, out=root)
+        np.sqrt(root, out=root)
+        if out.size:
+            n, c = x.shape[:2]
+            scale = np.divide(weight, root, out=weight)
+            _kernels.batch_norm_affine(x.reshape(n, c, -1), mean, scale, bias,
+                                       out.reshape(n, c, -1), self.fused_relu,
+                                       threads_for(x.size, n * c))
+        return out, mean, 1.0 / root
 
     def backward(self, grad_y):
         x, mean, invstd, training, relu_y = self._cache

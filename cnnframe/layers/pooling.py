@@ -2,8 +2,11 @@
 import numpy as np
 
 from cnnframe import functional as F
+from cnnframe._threads import threads_for
+from cnnframe.functional import pooling as _functional_pooling
 from cnnframe.layers.base import Layer, as_shape, check_pair
 from cnnframe.registry import register_layer
+from cnnframe_ext import pool as _kernels
 
 
 class _Pool2d(Layer):
@@ -22,6 +25,25 @@ class _Pool2d(Layer):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the "
                              f"kernel_size {self.kernel_size}")
         self._input_shape = None
+        self._out_shapes = {}  # input shape (C, H, W) -> output shape, checked once
+
+    def _checked_input(self, x):
+        """x (N, C, H, W) checked and C-contiguous, and the output shape (N, C, OH, OW).
+
+        The checks F.max_pool2d / F.avg_pool2d make, done once per input shape: forward
+        then calls the kernel itself, so small inputs (one image) pay no per-call
+        validation.
+        """
+        self._check_input(x, 4)
+        out = self._out_shapes.get(x.shape[1:])
+        if out is None:
+            out = self._out_shapes[x.shape[1:]] = self.output_shape(x.shape[1:])
+        return np.ascontiguousarray(x), (x.shape[0], *out)
+
+    def _own_buffer(self, key, shape, dtype, x):
+        """The reused buffer for `key`, or a new array if it overlaps x (fed its own output)."""
+        buf = self._buffer(key, shape, dtype)
+        return np.empty(shape, dtype) if np.may_share_memory(buf, x) else buf
 
     def output_shape(self, input_shape):
         shape = as_shape(input_shape, layer=self.type_name)
@@ -62,11 +84,18 @@ class MaxPool2d(_Pool2d):
     keep_argmax = True
 
     def forward(self, x, training=True):
-        self._check_input(x, 4)
-        shape = (x.shape[0], *self.output_shape(x.shape[1:]))
-        y, argmax = F.max_pool2d(x, self._k, self._s, self._p,
-                                 out=self._buffer("y", shape, x.dtype),
-                                 argmax_out=self._buffer("argmax", shape, np.int64))
+        x, shape = self._checked_input(x)
+        y = self._own_buffer("y", shape, x.dtype, x)
+        argmax = self._own_buffer("argmax", shape, np.int64, x)
+        if np.may_share_memory(argmax, y):
+            argmax = np.empty(shape, np.int64)
+        (n, c, h, w), (oh, ow) = x.shape, shape[2:]
+        # F.max_pool2d's kernel call (bit for bit its results)
+        _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
+                                    argmax.reshape(n * c, oh, ow), *self._k, *self._s,
+                                    *self._p, threads_for(y.size * self._k[0] * self._k[1],
+                                                          n * c),
+                                    _functional_pooling.VECTORISED)
         self._argmax, self._x = (argmax, None) if self.keep_argmax else (None, x)
         self._input_shape = x.shape
         return y
@@ -97,10 +126,16 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x, training=True):
-        self._check_input(x, 4)
+        x, shape = self._checked_input(x)
         self._input_shape = x.shape
-        shape = (x.shape[0], *self.output_shape(x.shape[1:]))
-        return F.avg_pool2d(x, self._k, self._s, self._p, out=self._buffer("y", shape, x.dtype))
+        y = self._own_buffer("y", shape, x.dtype, x)
+        (n, c, h, w), (oh, ow) = x.shape, shape[2:]
+        # F.avg_pool2d's kernel call (bit for bit its results)
+        _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
+                                    *self._k, *self._s, *self._p,
+                                    threads_for(y.size * self._k[0] * self._k[1], n * c),
+                                    _functional_pooling.VECTORISED)
+        return y
 
     def backward(self, grad_y):
         return F.avg_pool2d_backward(grad_y, self._input_shape, self._k, self._s, self._p,
@@ -121,8 +156,19 @@ class GlobalAvgPool2d(Layer):
 
     def forward(self, x, training=True):
         self._check_input(x, 4)
+        if 0 in x.shape[1:]:
+            raise ValueError(f"global_avg_pool2d: x has shape {x.shape}: channels, height and "
+                             "width must be >= 1 (only the batch may be empty)")
+        x = np.ascontiguousarray(x)
         self._input_shape = x.shape
-        return F.global_avg_pool2d(x)
+        n, c, h, w = x.shape
+        y = self._buffer("y", (n, c), x.dtype)
+        if np.may_share_memory(y, x):
+            y = np.empty((n, c), x.dtype)
+        if y.size:  # F.global_avg_pool2d's kernel call (bit for bit its results)
+            _kernels.global_avg_pool2d_forward(x.reshape(n * c, h * w), y.reshape(n * c),
+                                               threads_for(x.size, n * c))
+        return y
 
     def backward(self, grad_y):
         return F.global_avg_pool2d_backward(grad_y, self._input_shape)
