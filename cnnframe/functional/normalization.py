@@ -164,9 +164,18 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps=1e-5, *, rel
     eps = check_float(eps, "eps", 0.0, layer=fn, low_open=True)
     relu = check_flag(relu, "relu", fn)
     y = output_array(x.shape, dtype, fn, out=out, inputs=given)
+    return batch_norm_affine_into(x, mean, weight / np.sqrt(var + eps), bias, relu, y)
+
+
+def batch_norm_affine_into(x, mean, scale, bias, relu, y):
+    """batch_norm_eval's kernel call on checked arguments: y = (x - mean) * scale + bias
+    per channel (then max(y, 0) if relu), x and y C-contiguous (N, C, *) of one float
+    dtype, mean, scale and bias (C,) float64.  For layers that have checked them (no
+    per-call validation).  Returns y."""
     if y.size:
-        _kernels.batch_norm_affine(x.reshape(n, c, length), mean, weight / np.sqrt(var + eps),
-                                   bias, y.reshape(n, c, length), relu, threads_for(x.size, n * c))
+        n, c = x.shape[:2]
+        _kernels.batch_norm_affine(x.reshape(n, c, -1), mean, scale, bias, y.reshape(n, c, -1),
+                                   relu, threads_for(x.size, n * c))
     return y
 
 
@@ -249,7 +258,13 @@ def relu(x, *, out=None):
     y : ndarray, x's shape and dtype
     """
     x = contiguous(float_ndarray(x, "x", "relu")).reshape(x.shape)  # (0-d stays 0-d)
-    y = output_array(x.shape, x.dtype, "relu", out=out, inputs=(x,))
+    return relu_into(x, output_array(x.shape, x.dtype, "relu", out=out, inputs=(x,)))
+
+
+def relu_into(x, y):
+    """relu's kernel call on checked arguments: x and y C-contiguous, of one shape and
+    float dtype, not overlapping.  For layers that have checked them (no per-call
+    validation).  Returns y."""
     if x.size:
         _kernels.relu_forward(x.reshape(-1), y.reshape(-1),
                               threads_for(x.size, x.size // 16384 + 1))

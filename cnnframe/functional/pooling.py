@@ -72,10 +72,18 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, argmax_out=N
     y = output_array((n, c, oh, ow), x.dtype, "max_pool2d", out=out, inputs=(x,))
     argmax = output_array((n, c, oh, ow), np.int64, "max_pool2d", "argmax", out=argmax_out,
                           inputs=(x, y))
+    max_pool2d_into(x, y, argmax, kernel, stride, padding)
+    return y, argmax
+
+
+def max_pool2d_into(x, y, argmax, kernel, stride, padding):
+    """max_pool2d's kernel call on checked arguments: x (N, C, H, W) C-contiguous, y and
+    argmax C-contiguous (N, C, OH, OW) of x's dtype and int64; kernel, stride and padding
+    (int, int) pairs.  For layers that have checked them once (no per-call validation)."""
+    (n, c, h, w), (oh, ow) = x.shape, y.shape[2:]
     _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 argmax.reshape(n * c, oh, ow), *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c), VECTORISED)
-    return y, argmax
 
 
 def max_pool2d_backward(grad_y, argmax, input_shape, *, out=None):
@@ -147,10 +155,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, *, out=None):
                                                           "avg_pool2d")
     n, c, h, w = x.shape
     y = output_array((n, c, oh, ow), x.dtype, "avg_pool2d", out=out, inputs=(x,))
+    avg_pool2d_into(x, y, kernel, stride, padding)
+    return y
+
+
+def avg_pool2d_into(x, y, kernel, stride, padding):
+    """avg_pool2d's kernel call on checked arguments (as `max_pool2d_into`, without argmax)."""
+    (n, c, h, w), (oh, ow) = x.shape, y.shape[2:]
     _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
                                 *kernel, *stride, *padding,
                                 threads_for(y.size * kernel[0] * kernel[1], n * c), VECTORISED)
-    return y
 
 
 def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0, *, out=None):
@@ -191,7 +205,13 @@ def global_avg_pool2d(x):
     x = float_array(x, "x", 4)
     nonempty_planes(x, "x")
     n, c, h, w = x.shape
-    y = np.empty((n, c), x.dtype)
+    return global_avg_pool2d_into(x, np.empty((n, c), x.dtype))
+
+
+def global_avg_pool2d_into(x, y):
+    """global_avg_pool2d's kernel call on checked arguments: x (N, C, H, W) C-contiguous
+    with non-empty planes, y C-contiguous (N, C) of x's dtype.  Returns y."""
+    n, c, h, w = x.shape
     if y.size:
         _kernels.global_avg_pool2d_forward(x.reshape(n * c, h * w), y.reshape(n * c),
                                            threads_for(x.size, n * c))

@@ -4,10 +4,9 @@ import math
 import numpy as np
 
 import cnnframe.functional as F
-from cnnframe._threads import threads_for
+from cnnframe.functional.normalization import relu_into
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
-from cnnframe_ext import batchnorm as _relu_kernels
 
 
 class _Elementwise(Layer):
@@ -45,10 +44,8 @@ class ReLU(_Elementwise):
         if np.may_share_memory(y, x):  # fed its own output: keep x intact
             y = np.empty(x.shape, x.dtype)
         # backward reads the output (y > 0 exactly where x > 0): no separate mask
-        if x.size:  # F.relu's kernel call, without its checks (x and y are checked above)
-            _relu_kernels.relu_forward(np.ascontiguousarray(x).reshape(-1), y.reshape(-1),
-                                       threads_for(x.size, x.size // 16384 + 1))
-        self._y = y
+        # F.relu without its per-call checks (x and y are checked above)
+        self._y = relu_into(np.ascontiguousarray(x), y)
         return y
 
     def backward(self, grad_y):

@@ -4,10 +4,9 @@ import math
 import numpy as np
 
 import cnnframe.functional as F
-from cnnframe._threads import threads_for
+from cnnframe.functional.normalization import batch_norm_affine_into
 from cnnframe.layers.base import Layer, as_shape, check_float, check_int
 from cnnframe.registry import register_layer
-from cnnframe_ext import batchnorm as _kernels
 
 
 class _BatchNorm(Layer):
@@ -91,12 +90,8 @@ class _BatchNorm(Layer):
              self.buffers["running_var"]), np.float64)
         np.add(root, self.eps, out=root)
         np.sqrt(root, out=root)
-        if out.size:
-            n, c = x.shape[:2]
-            scale = np.divide(weight, root, out=weight)
-            _kernels.batch_norm_affine(x.reshape(n, c, -1), mean, scale, bias,
-                                       out.reshape(n, c, -1), self.fused_relu,
-                                       threads_for(x.size, n * c))
+        scale = np.divide(weight, root, out=weight)
+        batch_norm_affine_into(x, mean, scale, bias, self.fused_relu, out)
         return out, mean, 1.0 / root
 
     def backward(self, grad_y):

@@ -2,11 +2,9 @@
 import numpy as np
 
 from cnnframe import functional as F
-from cnnframe._threads import threads_for
-from cnnframe.functional import pooling as _functional_pooling
+from cnnframe.functional import pooling as F_pooling
 from cnnframe.layers.base import Layer, as_shape, check_pair
 from cnnframe.registry import register_layer
-from cnnframe_ext import pool as _kernels
 
 
 class _Pool2d(Layer):
@@ -89,13 +87,7 @@ class MaxPool2d(_Pool2d):
         argmax = self._own_buffer("argmax", shape, np.int64, x)
         if np.may_share_memory(argmax, y):
             argmax = np.empty(shape, np.int64)
-        (n, c, h, w), (oh, ow) = x.shape, shape[2:]
-        # F.max_pool2d's kernel call (bit for bit its results)
-        _kernels.max_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
-                                    argmax.reshape(n * c, oh, ow), *self._k, *self._s,
-                                    *self._p, threads_for(y.size * self._k[0] * self._k[1],
-                                                          n * c),
-                                    _functional_pooling.VECTORISED)
+        F_pooling.max_pool2d_into(x, y, argmax, self._k, self._s, self._p)
         self._argmax, self._x = (argmax, None) if self.keep_argmax else (None, x)
         self._input_shape = x.shape
         return y
@@ -129,12 +121,7 @@ class AvgPool2d(_Pool2d):
         x, shape = self._checked_input(x)
         self._input_shape = x.shape
         y = self._own_buffer("y", shape, x.dtype, x)
-        (n, c, h, w), (oh, ow) = x.shape, shape[2:]
-        # F.avg_pool2d's kernel call (bit for bit its results)
-        _kernels.avg_pool2d_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow),
-                                    *self._k, *self._s, *self._p,
-                                    threads_for(y.size * self._k[0] * self._k[1], n * c),
-                                    _functional_pooling.VECTORISED)
+        F_pooling.avg_pool2d_into(x, y, self._k, self._s, self._p)
         return y
 
     def backward(self, grad_y):
@@ -161,14 +148,11 @@ class GlobalAvgPool2d(Layer):
                              "width must be >= 1 (only the batch may be empty)")
         x = np.ascontiguousarray(x)
         self._input_shape = x.shape
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         y = self._buffer("y", (n, c), x.dtype)
         if np.may_share_memory(y, x):
             y = np.empty((n, c), x.dtype)
-        if y.size:  # F.global_avg_pool2d's kernel call (bit for bit its results)
-            _kernels.global_avg_pool2d_forward(x.reshape(n * c, h * w), y.reshape(n * c),
-                                               threads_for(x.size, n * c))
-        return y
+        return F_pooling.global_avg_pool2d_into(x, y)
 
     def backward(self, grad_y):
         return F.global_avg_pool2d_backward(grad_y, self._input_shape)
