@@ -15,7 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without a build
         "cnnframe source directory.") from exc
 
 from cnnframe._threads import get_num_threads, set_num_threads
-from cnnframe._config import available_isas, show_config, use_isa
+from cnnframe._config import active_isa, available_isas, show_config, use_isa
 from cnnframe import functional
 from cnnframe.functional import conv_output_size
 
@@ -32,10 +32,14 @@ _LAZY = {
 }
 
 __all__ = ["functional", "set_num_threads", "get_num_threads", "conv_output_size", "__version__",
-           "show_config", "available_isas", "use_isa", *_LAZY]
+           "show_config", "available_isas", "active_isa", "use_isa", *_LAZY]
 
 
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cnnframe' has no attribute {name!r}")
+
+
+def __dir__():  # the lazy names too, for tab completion and dir(cnnframe)
+    return sorted(set(globals()) | set(_LAZY))

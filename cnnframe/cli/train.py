@@ -124,7 +124,8 @@ def _run(args, dist):
           + (f", {len(eval_set)} for evaluation" if eval_set is not None else "")
           + f" ({time.perf_counter() - t0:.1f} s to load); {len(train_loader)} batches of "
           f"{cfg['batch_size']} per epoch; threads: {cnnframe.get_num_threads()}"
-          + (f" per rank; {dist.size} ranks x {cfg['batch_size'] // dist.size} images"
+          + (f" per rank; {dist.size} rank{'s' * (dist.size != 1)} x "
+                f"{cfg['batch_size'] // dist.size} images"
              if dist is not None else ""))
     say(f"model: {sum(p.size for p in model.params.values()):,} parameters"
         + (f"; init from data in {t_init:.2f} s ({len(cfg['init'])} initialiser"
@@ -162,7 +163,7 @@ def _run(args, dist):
                 f"{total_steps} steps done, {train_time:.1f} s of training; continue with: "
                 f"{resume_cmd}")
     else:
-        line = (f"done: {len(history)} epochs, {train_time:.1f} s of training "
+        line = (f"done: {len(history)} epoch{'s' * (len(history) != 1)}, {train_time:.1f} s of training "
                 f"({wall:.1f} s in this session)")
         last = history.rows[-1]
         if "val_accuracy" in last:

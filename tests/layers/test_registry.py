@@ -112,3 +112,11 @@ def test_layer_and_register_layer_are_importable_from_cnnframe():
     from cnnframe import Layer as PublicLayer, register_layer as public_register_layer
     assert PublicLayer is Layer and public_register_layer is register_layer
     assert {"Layer", "register_layer"} <= set(cnnframe.__all__)
+
+
+def test_every_public_name_resolves_and_is_listed_by_dir():
+    """Lazily loaded names (Model, Trainer, ...) show in dir() and tab completion too."""
+    import cnnframe
+    for name in cnnframe.__all__:
+        assert getattr(cnnframe, name) is not None, name
+    assert set(cnnframe.__all__) <= set(dir(cnnframe))
