@@ -246,7 +246,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
 
 
 def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1,
-                    need_grad_x=True, *, out=None, algorithm="auto"):
+                    need_grad_x=True, *, need_grad_weight=True, out=None, algorithm="auto"):
     """Gradients of `conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -260,6 +260,10 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         As given to `conv2d`.
     need_grad_x : bool
         False skips grad_x (a first layer needs none) and returns None for it.
+    need_grad_weight : bool
+        False skips grad_weight and grad_bias (a frozen conv needs neither) and
+        returns None for both; im2col and the depthwise kernel still form them
+        inside their one shared pass, the other algorithms do no weight-gradient work.
     out : ndarray, optional
         C-contiguous array of x's shape and dtype to write grad_x into.
     algorithm : str or dict
@@ -273,8 +277,8 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     Returns
     -------
     grad_x : ndarray, shape (N, C, H, W) (None when need_grad_x is False)
-    grad_weight : ndarray, shape (F, C / groups, KH, KW)
-    grad_bias : ndarray, shape (F,)
+    grad_weight : ndarray, shape (F, C / groups, KH, KW) (None when need_grad_weight is False)
+    grad_bias : ndarray, shape (F,) (None when need_grad_weight is False)
         All with the dtype of x.  The bias gradient is returned whether or not
         the forward call used a bias.
 
@@ -285,14 +289,18 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
     """
     fn = "conv2d_backward"
     need_grad_x = check_flag(need_grad_x, "need_grad_x", fn)
+    need_grad_weight = check_flag(need_grad_weight, "need_grad_weight", fn)
     x, weight, g = _checked(x, weight, stride, padding, dilation, groups, fn)
     grad_y = float_array(grad_y, "grad_y", 4, dtype=x.dtype)
     if grad_y.shape != g.out_shape:
         raise ValueError(f"conv2d_backward: grad_y must have the output shape {g.out_shape} "
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
-    algo_x, algo_w = backward_algorithms(algorithm, g, x.dtype, need_grad_x, fn)
-    grad_x = None
-    if algo_w == "depthwise":  # with a depthwise grad_x, both in one call
+    algo_x, algo_w = backward_algorithms(algorithm, g, x.dtype, need_grad_x, fn,
+                                         need_grad_weight=need_grad_weight)
+    grad_x = grad_weight = grad_bias = None
+    if algo_w is None:
+        pass
+    elif algo_w == "depthwise":  # with a depthwise grad_x, both in one call
         grad_x, grad_weight, grad_bias = depthwise_conv2d_backward(
             x, weight, grad_y, g.stride, g.padding, g.dilation, algo_x == "depthwise", out=out)
     elif algo_w == "im2col":  # with an im2col grad_x, both from one column matrix
@@ -302,10 +310,10 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
         grad_weight, grad_bias = direct_conv2d_grad_weight(x, grad_y, g, PARTS)
     else:
         grad_weight, grad_bias = _winograd_grad_weight3x3(x, grad_y, g, int(algo_w[-1]))
-    if algo_x == "depthwise" and algo_w != "depthwise":
+    if algo_x == "depthwise" and algo_w != "depthwise":   # (the weight gradient discarded)
         grad_x = depthwise_conv2d_backward(x, weight, grad_y, g.stride, g.padding, g.dilation,
                                            True, out=out)[0]
-    elif algo_x == "im2col" and algo_w != "im2col":
+    elif algo_x == "im2col" and algo_w != "im2col":   # (the weight gradient discarded)
         grad_x = _im2col_backward(x, weight, grad_y, g, True, out)[0]
     elif algo_x == "direct":
         grad_x = direct_conv2d_grad_x(grad_y, weight, g, out=out)

@@ -357,8 +357,9 @@ def resolve(algorithm, pass_, g, dtype, fn="conv2d", where="algorithm", isa=None
     return chosen
 
 
-def backward_algorithms(algorithm, g, dtype, need_grad_x, fn="conv2d_backward", isa=None):
-    """(grad_x's algorithm or None, grad_weight's) for conv2d_backward's ``algorithm``.
+def backward_algorithms(algorithm, g, dtype, need_grad_x, fn="conv2d_backward", isa=None, *,
+                        need_grad_weight=True):
+    """(grad_x's algorithm or None, grad_weight's or None) for conv2d_backward's ``algorithm``.
 
     `algorithm` is a name for both gradients, or a dict {"grad_x": name,
     "grad_weight": name} (a missing key means "auto").  With "auto", grad_weight takes
@@ -378,6 +379,8 @@ def backward_algorithms(algorithm, g, dtype, need_grad_x, fn="conv2d_backward", 
         _check_name(names[p], where[p], fn)
     grad_x = (resolve(names["grad_x"], "grad_x", g, dtype, fn, where["grad_x"], isa)
               if need_grad_x else None)
+    if not need_grad_weight:
+        return grad_x, None
     if names["grad_weight"] == "auto" and grad_x == "im2col":
         return grad_x, "im2col"
     return grad_x, resolve(names["grad_weight"], "grad_weight", g, dtype, fn,

@@ -155,11 +155,12 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                                  threads_for(y.size, n * cout))
         return y
     # conv2d's input gradient for an input of the output's size; that input's values do not
-    # matter (only the weight gradient, discarded, reads them): a zeroed scratch array.
+    # matter (only a weight gradient reads them, which is skipped, or formed and discarded
+    # by im2col): a zeroed scratch array.
     dummy = scratch("conv_transpose2d input", x.dtype, 1, y.size).reshape(y.shape)
     dummy.fill(0)
     conv2d_backward(dummy, weight, _padded(x, conv_hw), stride, padding, dilation, groups,
-                    need_grad_x=True, out=y)
+                    need_grad_x=True, need_grad_weight=False, out=y)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y

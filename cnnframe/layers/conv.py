@@ -102,13 +102,15 @@ class Conv2d(Layer):
 
     def backward(self, grad_y):
         out = self._buffer("grad_x", self._x.shape, self._x.dtype) if self.needs_input_grad else None
+        want_w = "weight" not in self.frozen_params
+        want_b = self.bias and "bias" not in self.frozen_params
         gx, gw, gb = F.conv2d_backward(self._x, self.params["weight"], grad_y, self._s, self._p,
                                        self._d, self.groups, need_grad_x=self.needs_input_grad,
-                                       out=out)
-        if "weight" not in self.frozen_params:
+                                       need_grad_weight=want_w, out=out)
+        if want_w:
             np.copyto(self.grads["weight"], gw)
-        if self.bias:
-            np.copyto(self.grads["bias"], gb)
+        if want_b:   # a frozen weight: the bias gradient alone, from grad_y
+            np.copyto(self.grads["bias"], gb if gb is not None else grad_y.sum(axis=(0, 2, 3)))
         return gx
 
     def _out_hw(self, h, w):

@@ -199,3 +199,59 @@ def test_recorder_sees_im2col():
     geom = cst.ConvGeometry((2, 3, 9, 9), 4, (3, 3), (2, 2), (1, 1), (1, 1), 1)
     assert run_against_reference(geom, np.float32, 0) == dict(
         forward="im2col", grad_x="im2col", grad_weight="im2col")
+
+
+# ---- need_grad_weight=False: a frozen conv's backward does no weight-gradient work ----
+
+NO_GRAD_WEIGHT_CASES = [   # (algorithm, x shape, weight shape, conv arguments, dtypes)
+    ("direct", (2, 8, 10, 10), (16, 8, 3, 3), dict(padding=1), [np.float32]),  # float32 only
+    ("winograd2", (2, 8, 6, 6), (8, 8, 3, 3), dict(padding=1), [np.float32, np.float64]),
+    ("winograd4", (2, 8, 8, 8), (8, 8, 3, 3), dict(padding=1), [np.float32, np.float64]),
+    ("im2col", (2, 3, 9, 7), (4, 3, 3, 3), dict(stride=2, padding=1), [np.float32, np.float64]),
+    ("depthwise", (2, 6, 9, 9), (6, 1, 3, 3), dict(padding=1, groups=6),
+     [np.float32, np.float64]),
+]
+
+
+@pytest.mark.parametrize("algorithm, x_shape, w_shape, kw, dtype", [
+    pytest.param(a, xs, ws, kw, dt, id=f"{a}-{np.dtype(dt).name}")
+    for a, xs, ws, kw, dtypes in NO_GRAD_WEIGHT_CASES for dt in dtypes])
+def test_need_grad_weight_false_gives_the_same_grad_x_and_no_weight_gradient(
+        isa, algorithm, x_shape, w_shape, kw, dtype, rng):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    gy = rng.standard_normal(F.conv2d(x, w, **kw).shape).astype(dtype)
+    full_gx = F.conv2d_backward(x, w, gy, **kw, algorithm=algorithm)[0]
+    with recorded_algorithms() as taken:
+        gx, gw, gb = F.conv2d_backward(x, w, gy, **kw, algorithm=algorithm,
+                                       need_grad_weight=False)
+    assert gw is None and gb is None
+    np.testing.assert_array_equal(gx, full_gx)
+    if algorithm in ("direct", "winograd2", "winograd4"):   # no weight-gradient pass ran
+        assert taken["grad_weight"] == [], taken
+
+
+def test_need_grad_weight_must_be_a_bool(rng):
+    x = rng.standard_normal((1, 2, 4, 4))
+    w = rng.standard_normal((3, 2, 3, 3))
+    with pytest.raises(TypeError, match="need_grad_weight"):
+        F.conv2d_backward(x, w, np.ones((1, 3, 2, 2)), need_grad_weight="no")
+
+
+def test_a_frozen_conv_layer_skips_its_weight_gradient_and_keeps_its_bias_gradient(rng):
+    from cnnframe.layers.conv import Conv2d
+    layer = Conv2d(in_channels=8, out_channels=8, kernel_size=3, padding=1, seed=0)
+    x = rng.standard_normal((2, 8, 8, 8), dtype=np.float32)
+    gy = rng.standard_normal((2, 8, 8, 8), dtype=np.float32)
+    layer.forward(x)
+    want_gx = layer.backward(gy).copy()
+    want_gb = layer.grads["bias"].copy()
+    layer.zero_grad()
+    layer.frozen_params = {"weight"}
+    layer.forward(x)
+    with recorded_algorithms() as taken:
+        gx = layer.backward(gy)
+    assert taken["grad_weight"] in ([], ["im2col"])   # im2col forms it with grad_x
+    np.testing.assert_array_equal(gx, want_gx)
+    np.testing.assert_allclose(layer.grads["bias"], want_gb, rtol=1e-5)
+    assert not layer.grads["weight"].any()
