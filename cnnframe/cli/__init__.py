@@ -68,6 +68,10 @@ def _stdout_to_devnull():
 
 def _run(argv):
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["evaluate"]:
+        from cnnframe.cli.evaluate import bare_tta_as_flip
+        argv = bare_tta_as_flip(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

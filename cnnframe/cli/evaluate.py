@@ -10,6 +10,21 @@ from cnnframe.cli._args import positive_int
 HELP = "evaluate a trained model: accuracy, per-class accuracy, confusion matrix (+ PNG)"
 
 
+TTA_MODES = ("none", "flip", "multicrop")
+
+
+def bare_tta_as_flip(argv):
+    """argv with "flip" after each bare ``--tta`` followed by an existing path, so that
+    ``cnnframe evaluate --tta RUN`` reads RUN as the model, not as a mode (a mistyped mode
+    still gets argparse's "invalid choice")."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--tta" and i + 1 < len(argv) and Path(argv[i + 1]).exists():
+            out.append("flip")
+    return out
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser("evaluate", help=HELP, description=HELP + ".")
     p.add_argument("model", help="a run folder (runs/NAME) or a model file")
@@ -26,13 +41,11 @@ def add_parser(subparsers):
                    "config.toml next to the model)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N")
-    p.add_argument("--tta", nargs="?", const="flip", default="none",
-                   choices=("none", "flip", "multicrop"),
+    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
                    help="test-time augmentation (for classes that do not change under "
                    "left-right flips): --tta or --tta flip averages each image's logits with "
                    "its mirror image's; --tta multicrop also with both shifted by one pixel "
-                   "up-left and down-right (airbench's 6 views, 6x the cost). Put it after "
-                   "the model: `--tta MODEL` would read MODEL as the mode")
+                   "up-left and down-right (airbench's 6 views, 6x the cost)")
     p.add_argument("--out", metavar="DIR",
                    help="where to write confusion_matrix.png (default: the model's folder)")
     p.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,

@@ -321,6 +321,9 @@ def test_evaluate_with_flip_tta(trained, tmp_path, capsys):
     assert main(["evaluate", str(trained), "--tta", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "test (48 images, flip TTA): accuracy" in out and "confusion matrix" in out
+    # a bare --tta before the model: the model is not read as a mode
+    assert main(["evaluate", "--tta", str(trained), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == out
 
 
 # ----------------------------------------------------------------------------- data root (18)
