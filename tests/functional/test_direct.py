@@ -222,6 +222,29 @@ def test_band_copies(rng, k, rows, pad):
         np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_scratch_at_any_alignment(rng, stride, dtype):
+    """The band copies start on a 64-byte line wherever the scratch row starts (dc_aligned):
+    the same bits at every offset, and nothing written outside band_scratch() elements."""
+    x, weight, _ = arrays(rng, 2, 3, 13, 19, 5, 5, 5, dtype, with_bias=False)
+    want = R.conv2d(x, weight, stride=stride, padding=2)
+    fb, v = tiles()[0]
+    packed = _direct._packed_weight(weight, fb)
+    bias = np.zeros(packed.shape[0] * fb, dtype)
+    n = _kernel.band_scratch(x.itemsize, 3, 5, 5, 3, want.shape[3], v, taps=stride != 1)
+    results = []
+    for offset in range(64 // x.itemsize):
+        big = np.full(offset + n + 64, 1234.5, dtype)
+        y = np.empty_like(want)
+        _kernel.direct_conv2d(x, packed, bias, y, big[offset:offset + n].reshape(1, n), 2, 2,
+                              3, v, 1, sh=stride, sw=stride)
+        assert (big[:offset] == 1234.5).all() and (big[offset + n:] == 1234.5).all(), offset
+        results.append(y)
+    np.testing.assert_allclose(results[0], want, **TOL[dtype])
+    assert all(np.array_equal(y, results[0]) for y in results)
+
+
 # ------------------------------------------------------------------ weight gradient
 
 
