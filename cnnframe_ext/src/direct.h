@@ -21,6 +21,7 @@
      dc_dw_band_float                the weight gradient of one band (float32)
      dc_has_grad_weight              whether the weight gradient exists
      dc_band_scratch                 scratch elements one band needs
+     dc_dw_band_scratch              ... one weight-gradient band needs
    and the kernels they dispatch to, one per (type, level, tile, kernel size), named
    dc_band_<type>_<level>_<FB>x<V>[_k<K>] (K: the unrolled 3x3 or 5x5 kernel; none: any
    kernel size) and dc_dw_band_float_<level>. */
@@ -219,15 +220,42 @@ static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int
            + (ptrdiff_t) (V + 1) * 64 / itemsize;
 }
 
-/* The weight-gradient band kernels' parameters (all levels alike), and their copies:
-   xs, with the tap (c, kh, kw) of the band's pixels at xs + c * cs + kw * kws + kh * rows
-   (stride-1 band copies: rows OW apart; strided or dilated: one run per tap). */
+/* Elements of a weight-gradient band's copy of grad_y (F channels of R * OW pixels),
+   rounded up to 64 bytes. */
+static inline ptrdiff_t dc_dw_gy_elements(int itemsize, int F, int R, int OW) {
+    int L = 64 / itemsize;
+    return ((ptrdiff_t) F * R * OW + L - 1) / L * L;
+}
+
+/* Scratch elements one weight-gradient band needs: grad_y's copy, then the band copies
+   (taps: of a strided or dilated conv). */
+static inline ptrdiff_t dc_dw_band_scratch(int itemsize, int C, int F, int KH, int KW, int R,
+                                           int OW, int taps) {
+    return dc_dw_gy_elements(itemsize, F, R, OW)
+           + (taps ? dc_band_scratch_taps(itemsize, C, KH, KW, R, OW, 1)
+                   : dc_band_scratch(itemsize, C, KH, KW, R, OW, 1));
+}
+
+/* The weight-gradient band kernels' parameters (all levels alike), and their copies, in
+   a scratch of dc_dw_band_scratch elements: grad_y's band rows, on a 64-byte line
+   (the caller's grad_y starts anywhere: its vector loads split lines; AVX2, 5x5 32->32
+   on 32x32, one thread, grad_y 16 bytes off a line: 49-51 -> 59-60 GFLOP/s), which then
+   stand for gy (channels gys = R * OW apart); and xs, with the tap (c, kh, kw) of the
+   band's pixels at xs + c * cs + kw * kws + kh * rows (stride-1 band copies: rows OW
+   apart; strided or dilated: one run per tap). */
 #define DC_DW_BAND_PARAMS                                                                   \
     const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,      \
     int KW, int ph, int pw, int sh, int sw, int dh, int dw, int oh0, int R, int OW,          \
     float* buf, float* gw, float* gb
 #define DC_DW_BAND_ARGS x, C, H, W, gy, gys, F, KH, KW, ph, pw, sh, sw, dh, dw, oh0, R, OW, buf, gw, gb
 #define DC_DW_BAND_COPIES(T)                                                                \
+    T* gyc_ = (T*) dc_aligned(buf);                                                          \
+    for (int f_ = 0; f_ < F; f_++)                                                           \
+        dc_run((char*) (gyc_ + (ptrdiff_t) f_ * R * OW), (const char*) (gy + f_ * gys),     \
+               (ptrdiff_t) R * OW * sizeof(T));                                              \
+    gy = gyc_;                                                                               \
+    gys = (ptrdiff_t) R * OW;                                                                \
+    buf = gyc_ + dc_dw_gy_elements(sizeof(T), F, R, OW);                                     \
     const int taps_ = sh != 1 || sw != 1 || dh != 1 || dw != 1;                             \
     const T* xs = (const T*) (taps_ ? dc_copy_taps(x, sizeof(T), C, H, W, KH, KW, ph, pw, sh, \
                                                    sw, dh, dw, oh0, R, OW, 1, buf)          \
@@ -614,6 +642,10 @@ static void dc_band_double(const double* x, int C, int H, int W, const double* w
                            const double* bias, int F, int KH, int KW, int ph, int pw, int sh,
                            int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
                            double* buf, double* y) {}
+static inline ptrdiff_t dc_dw_band_scratch(int itemsize, int C, int F, int KH, int KW, int R,
+                                           int OW, int taps) {
+    return 0;
+}
 static void dc_dw_band_float(const float* x, int C, int H, int W, const float* gy,
                              ptrdiff_t gys, int F, int KH, int KW, int ph, int pw, int sh,
                              int sw, int dh, int dw, int oh0, int R, int OW, float* buf,
