@@ -45,6 +45,8 @@ cdef extern from "src/direct.h":
     int dc_has_grad_weight() noexcept nogil
     Py_ssize_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
     Py_ssize_t dc_band_scratch_taps(int itemsize, int C, int KH, int KW, int R, int OW, int V) noexcept nogil
+    Py_ssize_t dc_dw_band_scratch(int itemsize, int C, int F, int KH, int KW, int R, int OW,
+                                  int taps) noexcept nogil
 
 
 def _set_isa(int level):
@@ -62,9 +64,14 @@ def has_tile(int fb, int v):
     return dc_has_tile(fb, v) != 0
 
 
-def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V, bint taps=False):
+def band_scratch(int itemsize, int C, int KH, int KW, int R, int OW, int V, bint taps=False,
+                 int grad_channels=0):
     """Scratch elements one thread needs for bands of R rows with V-vector strips (taps:
-    of a strided or dilated conv, whose bands hold one copy per tap)."""
+    of a strided or dilated conv, whose bands hold one copy per tap); grad_channels=F:
+    for the weight gradient's bands instead (V is then 1), which also copy F channels of
+    grad_y."""
+    if grad_channels:
+        return dc_dw_band_scratch(itemsize, C, grad_channels, KH, KW, R, OW, taps)
     if taps:
         return dc_band_scratch_taps(itemsize, C, KH, KW, R, OW, V)
     return dc_band_scratch(itemsize, C, KH, KW, R, OW, V)
@@ -144,7 +151,7 @@ def direct_conv2d_grad_weight(const float[:, :, :, ::1] x,       # IN  (N, C, H,
                               const float[:, :, :, ::1] grad_y,  # IN  (N, F, OH, OW)
                               float[:, ::1] grad_w,              # OUT (parts, F*C*KH*KW) partial sums
                               float[:, ::1] grad_b,              # OUT (parts, F) partial sums
-                              float[:, ::1] buf,                 # scratch (threads, band_scratch(...))
+                              float[:, ::1] buf,                 # scratch (threads, band_scratch(..., grad_channels=F))
                               int KH, int KW, int ph, int pw, int R, int num_threads,
                               int sh=1, int sw=1, int dh=1, int dw=1):
     """Partial sums of grad_weight and grad_bias of a conv with stride (sh, sw) and
@@ -158,6 +165,11 @@ def direct_conv2d_grad_weight(const float[:, :, :, ::1] x,       # IN  (N, C, H,
     cdef int F = grad_y.shape[1], OH = grad_y.shape[2], OW = grad_y.shape[3]
     cdef int nparts = grad_w.shape[0]
     cdef Py_ssize_t P = <Py_ssize_t> OH * OW
+    cdef bint taps = sh != 1 or sw != 1 or dh != 1 or dw != 1
+    cdef Py_ssize_t need = dc_dw_band_scratch(4, C, F, KH, KW, min(R, OH), OW, taps)
+    if buf.shape[1] < need:  # the kernel would write past the scratch rows
+        raise ValueError(f"direct_conv2d_grad_weight: buf rows hold {buf.shape[1]} elements, "
+                         f"fewer than band_scratch(..., grad_channels={F}) = {need}")
     cdef int part, n, oh0
     # Set before the parallel block too: Cython copies each variable the block assigns into
     # every thread (firstprivate), which read them uninitialised (gcc -Wuninitialized).

@@ -203,7 +203,8 @@ def direct_conv2d_grad_weight(x, grad_y, geometry, parts):
     threads = threads_for(g.n * g.f * g.out_h * g.out_w * g.c * g.kh * g.kw, g.n)
     threads = min(threads, parts)
     buf = scratch("direct conv2d band", x.dtype, threads,
-                  _kernel.band_scratch(x.itemsize, g.c, g.kh, g.kw, r, g.out_w, 1))
+                  _kernel.band_scratch(x.itemsize, g.c, g.kh, g.kw, r, g.out_w, 1,
+                                       grad_channels=g.f))
     grad_w = scratch("direct conv2d grad_weight", x.dtype, parts, g.f * g.c * g.kh * g.kw)
     grad_b = scratch("conv2d grad_bias", x.dtype, parts, g.f)
     _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b, buf, g.kh, g.kw, *g.padding,

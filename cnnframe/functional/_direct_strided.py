@@ -93,7 +93,7 @@ def direct_conv2d_strided_grad_weight(x, grad_y, weight_shape, stride, padding, 
     r = max(1, min(oh, BAND_BYTES // max(1, per_row)))
     threads = min(threads_for(n * f * oh * ow * c * kh * kw, n), parts)
     buf = scratch("direct conv2d band", x.dtype, threads,
-                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, 1, True))
+                  _kernel.band_scratch(x.itemsize, c, kh, kw, r, ow, 1, True, grad_channels=f))
     grad_w = scratch("direct conv2d grad_weight", x.dtype, parts, f * c * kh * kw)
     grad_b = scratch("conv2d grad_bias", x.dtype, parts, f)
     _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b, buf, kh, kw, *padding, r,

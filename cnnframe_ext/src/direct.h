@@ -21,11 +21,14 @@
      dc_dw_band_float                the weight gradient of one band (float32)
      dc_has_grad_weight              whether the weight gradient exists
      dc_band_scratch                 scratch elements one band needs
+     dc_dw_band_scratch              ... one weight-gradient band needs
    and the kernels they dispatch to, one per (type, level, tile, kernel size), named
    dc_band_<type>_<level>_<FB>x<V>[_k<K>] (K: the unrolled 3x3 or 5x5 kernel; none: any
    kernel size) and dc_dw_band_float_<level>. */
 #ifndef CNNFRAME_DIRECT_H
 #define CNNFRAME_DIRECT_H
+
+#include <stdint.h>
 
 #include "simd.h"
 
@@ -83,6 +86,15 @@ CNNF_INLINE void dc_run(char* restrict d, const char* restrict s, ptrdiff_t n) {
     }
 }
 
+/* buf rounded up to 64 bytes: the copies start on a cache line, so that their vector loads
+   split none where the runs are multiples of 32 bytes (numpy's buffers start anywhere
+   16 bytes apart; AVX2, 5x5 32->32 on 32x32, one thread, the copies 16 bytes off a line:
+   forward 53-55 -> 73-79 GFLOP/s, weight gradient 57 -> 61-62).  The scratch sizes
+   below hold the 64 - 1 bytes this may skip. */
+static inline char* dc_aligned(void* buf) {
+    return (char*) (((uintptr_t) buf + 63) & ~(uintptr_t) 63);
+}
+
 /* Elements of the zero-padded row at the start of a band's scratch: at least OW + KW - 1,
    rounded up to 64 bytes, plus 64 bytes. */
 static inline ptrdiff_t dc_row_elements(int itemsize, int OW, int KW) {
@@ -92,8 +104,8 @@ static inline ptrdiff_t dc_row_elements(int itemsize, int OW, int KW) {
 
 /* The band's shifted copies, elements of `isz` bytes:
        xs[c, kw, r, j] = xpad[c, oh0 + r, j + kw]   for r < R + KH - 1, j < OW,
-   at buf + dc_row_elements(...); then V * 64 bytes of zeros (a last, partial strip reads
-   that far).  When OW == W (a "same" conv) each (c, kw) block is one run of the input
+   at dc_aligned(buf) + dc_row_elements(...); then V * 64 bytes of zeros (a last, partial
+   strip reads that far).  When OW == W (a "same" conv) each (c, kw) block is one run of the input
    plane shifted by kw - pw, whose wrapped-around columns are then zeroed; otherwise rows
    go through one zero-padded row at buf.  Returns xs. */
 CNNF_INLINE const void* dc_copy(const void* restrict x_, int isz, int C, int H, int W, int KH,
@@ -102,7 +114,7 @@ CNNF_INLINE const void* dc_copy(const void* restrict x_, int isz, int C, int H, 
     const char* x = (const char*) x_;
     int Hb = R + KH - 1;
     ptrdiff_t ks = (ptrdiff_t) Hb * OW, cs = KW * ks;   /* in elements */
-    char* row = (char*) buf;
+    char* row = dc_aligned(buf);
     char* xs = row + dc_row_elements(isz, OW, KW) * isz;
     /* rows r0 <= r < r1 of the band are input rows, the others padding */
     int r0 = ph - oh0 > 0 ? ph - oh0 : 0, r1 = H + ph - oh0 < Hb ? H + ph - oh0 : Hb;
@@ -144,8 +156,8 @@ CNNF_INLINE const void* dc_copy(const void* restrict x_, int isz, int C, int H, 
 
 /* The band's tap copies for a strided or dilated conv, elements of `isz` bytes:
        xs[c, kw * KH + kh, r, j] = xpad[c, (oh0 + r) * sh + kh * dh, j * sw + kw * dw]
-   for r < R, j < OW, at buf; then V * 64 bytes of zeros.  One run per tap, so the
-   stride-1 micro-kernels take a strided conv as one of kernel 1 x (KH * KW) whose
+   for r < R, j < OW, at dc_aligned(buf); then V * 64 bytes of zeros.  One run per tap, so
+   the stride-1 micro-kernels take a strided conv as one of kernel 1 x (KH * KW) whose
    taps (c, t) read xs[c, t, p] for the band's pixels p: a band-sized im2col that stays
    in L2.  The tap order t = kw * KH + kh is that of the packed weights (C, KW, KH), so
    the same packing serves both.  Returns xs. */
@@ -154,7 +166,7 @@ CNNF_INLINE const void* dc_copy_taps(const void* restrict x_, int isz, int C, in
                                      int dw, int oh0, int R, int OW, int V,
                                      void* restrict buf) {
     const char* x = (const char*) x_;
-    char* xs = (char*) buf;
+    char* xs = dc_aligned(buf);
     ptrdiff_t ks = (ptrdiff_t) R * OW;   /* elements per tap */
     for (int c = 0; c < C; c++) {
         for (int kw = 0; kw < KW; kw++) {
@@ -198,25 +210,52 @@ CNNF_INLINE const void* dc_copy_taps(const void* restrict x_, int isz, int C, in
 /* Scratch elements one band of a strided or dilated conv needs (see dc_copy_taps). */
 static inline ptrdiff_t dc_band_scratch_taps(int itemsize, int C, int KH, int KW, int R,
                                              int OW, int V) {
-    return (ptrdiff_t) C * KH * KW * R * OW + (ptrdiff_t) V * 64 / itemsize;
+    return (ptrdiff_t) C * KH * KW * R * OW + (ptrdiff_t) (V + 1) * 64 / itemsize;
 }
 
 /* Scratch elements one band needs (see dc_copy). */
 static inline ptrdiff_t dc_band_scratch(int itemsize, int C, int KH, int KW, int R, int OW,
                                         int V) {
     return dc_row_elements(itemsize, OW, KW) + (ptrdiff_t) C * KW * (R + KH - 1) * OW
-           + (ptrdiff_t) V * 64 / itemsize;
+           + (ptrdiff_t) (V + 1) * 64 / itemsize;
 }
 
-/* The weight-gradient band kernels' parameters (all levels alike), and their copies:
-   xs, with the tap (c, kh, kw) of the band's pixels at xs + c * cs + kw * kws + kh * rows
-   (stride-1 band copies: rows OW apart; strided or dilated: one run per tap). */
+/* Elements of a weight-gradient band's copy of grad_y (F channels of R * OW pixels),
+   rounded up to 64 bytes. */
+static inline ptrdiff_t dc_dw_gy_elements(int itemsize, int F, int R, int OW) {
+    int L = 64 / itemsize;
+    return ((ptrdiff_t) F * R * OW + L - 1) / L * L;
+}
+
+/* Scratch elements one weight-gradient band needs: grad_y's copy, then the band copies
+   (taps: of a strided or dilated conv). */
+static inline ptrdiff_t dc_dw_band_scratch(int itemsize, int C, int F, int KH, int KW, int R,
+                                           int OW, int taps) {
+    return dc_dw_gy_elements(itemsize, F, R, OW)
+           + (taps ? dc_band_scratch_taps(itemsize, C, KH, KW, R, OW, 1)
+                   : dc_band_scratch(itemsize, C, KH, KW, R, OW, 1));
+}
+
+/* The weight-gradient band kernels' parameters (all levels alike), and their copies, in
+   a scratch of dc_dw_band_scratch elements: grad_y's band rows, on a 64-byte line
+   (the caller's grad_y starts anywhere: its vector loads split lines; AVX2, 5x5 32->32
+   on 32x32, one thread, grad_y 16 bytes off a line: 49-51 -> 59-60 GFLOP/s), which then
+   stand for gy (channels gys = R * OW apart); and xs, with the tap (c, kh, kw) of the
+   band's pixels at xs + c * cs + kw * kws + kh * rows (stride-1 band copies: rows OW
+   apart; strided or dilated: one run per tap). */
 #define DC_DW_BAND_PARAMS                                                                   \
     const float* x, int C, int H, int W, const float* gy, ptrdiff_t gys, int F, int KH,      \
     int KW, int ph, int pw, int sh, int sw, int dh, int dw, int oh0, int R, int OW,          \
     float* buf, float* gw, float* gb
 #define DC_DW_BAND_ARGS x, C, H, W, gy, gys, F, KH, KW, ph, pw, sh, sw, dh, dw, oh0, R, OW, buf, gw, gb
 #define DC_DW_BAND_COPIES(T)                                                                \
+    T* gyc_ = (T*) dc_aligned(buf);                                                          \
+    for (int f_ = 0; f_ < F; f_++)                                                           \
+        dc_run((char*) (gyc_ + (ptrdiff_t) f_ * R * OW), (const char*) (gy + f_ * gys),     \
+               (ptrdiff_t) R * OW * sizeof(T));                                              \
+    gy = gyc_;                                                                               \
+    gys = (ptrdiff_t) R * OW;                                                                \
+    buf = gyc_ + dc_dw_gy_elements(sizeof(T), F, R, OW);                                     \
     const int taps_ = sh != 1 || sw != 1 || dh != 1 || dw != 1;                             \
     const T* xs = (const T*) (taps_ ? dc_copy_taps(x, sizeof(T), C, H, W, KH, KW, ph, pw, sh, \
                                                    sw, dh, dw, oh0, R, OW, 1, buf)          \
@@ -603,6 +642,10 @@ static void dc_band_double(const double* x, int C, int H, int W, const double* w
                            const double* bias, int F, int KH, int KW, int ph, int pw, int sh,
                            int sw, int dh, int dw, int oh0, int R, int OH, int OW, int FB, int V,
                            double* buf, double* y) {}
+static inline ptrdiff_t dc_dw_band_scratch(int itemsize, int C, int F, int KH, int KW, int R,
+                                           int OW, int taps) {
+    return 0;
+}
 static void dc_dw_band_float(const float* x, int C, int H, int W, const float* gy,
                              ptrdiff_t gys, int F, int KH, int KW, int ph, int pw, int sh,
                              int sw, int dh, int dw, int oh0, int R, int OW, float* buf,

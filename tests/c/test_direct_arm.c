@@ -176,7 +176,7 @@ static void grad_weight_float(const float* x, const float* gy, int N, int C, int
     int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
     ptrdiff_t P = (ptrdiff_t) OH * OW;
     if (R <= 0 || R > OH) R = OH;
-    float* buf = xalloc(dc_band_scratch(sizeof(float), C, KH, KW, R, OW, 1) * sizeof(float));
+    float* buf = xalloc(dc_dw_band_scratch(sizeof(float), C, F, KH, KW, R, OW, 0) * sizeof(float));
     memset(gw, 0, (size_t) F * C * KH * KW * sizeof(float));
     memset(gb, 0, (size_t) F * sizeof(float));
     for (int n = 0; n < N; n++)

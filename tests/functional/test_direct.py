@@ -222,6 +222,29 @@ def test_band_copies(rng, k, rows, pad):
         np.testing.assert_allclose(y, R.conv2d(x, weight, bias, padding=p), **TOL[np.float32])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_scratch_at_any_alignment(rng, stride, dtype):
+    """The band copies start on a 64-byte line wherever the scratch row starts (dc_aligned):
+    the same bits at every offset, and nothing written outside band_scratch() elements."""
+    x, weight, _ = arrays(rng, 2, 3, 13, 19, 5, 5, 5, dtype, with_bias=False)
+    want = R.conv2d(x, weight, stride=stride, padding=2)
+    fb, v = tiles()[0]
+    packed = _direct._packed_weight(weight, fb)
+    bias = np.zeros(packed.shape[0] * fb, dtype)
+    n = _kernel.band_scratch(x.itemsize, 3, 5, 5, 3, want.shape[3], v, taps=stride != 1)
+    results = []
+    for offset in range(64 // x.itemsize):
+        big = np.full(offset + n + 64, 1234.5, dtype)
+        y = np.empty_like(want)
+        _kernel.direct_conv2d(x, packed, bias, y, big[offset:offset + n].reshape(1, n), 2, 2,
+                              3, v, 1, sh=stride, sw=stride)
+        assert (big[:offset] == 1234.5).all() and (big[offset + n:] == 1234.5).all(), offset
+        results.append(y)
+    np.testing.assert_allclose(results[0], want, **TOL[dtype])
+    assert all(np.array_equal(y, results[0]) for y in results)
+
+
 # ------------------------------------------------------------------ weight gradient
 
 
@@ -278,6 +301,35 @@ def test_grad_weight_threads_bit_identical(rng, monkeypatch):
         cnnframe.set_num_threads(before)
     assert all(np.array_equal(a, b) for a, b in zip(*results))
     np.testing.assert_allclose(results[0][0], want_w, **TOL[np.float32])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grad_weight_scratch_at_any_alignment(rng, stride):
+    """The weight gradient's copies of grad_y and x start on 64-byte lines wherever the
+    scratch row starts: the same bits at every offset, nothing written outside
+    band_scratch(..., grad_channels=F) elements, and a shorter scratch is refused."""
+    x = rng.standard_normal((2, 3, 13, 19)).astype(np.float32)
+    y = R.conv2d(x, np.zeros((6, 3, 5, 5), np.float32), stride=stride, padding=2)
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    oh, ow = y.shape[2:]
+    n = _kernel.band_scratch(4, 3, 5, 5, 4, ow, 1, taps=stride != 1, grad_channels=6)
+    grad_w, grad_b = np.empty((1, 6 * 3 * 25), np.float32), np.empty((1, 6), np.float32)
+    results = []
+    for offset in range(16):
+        big = np.full(offset + n + 16, 1234.5, np.float32)
+        _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b,
+                                          big[offset:offset + n].reshape(1, n), 5, 5, 2, 2, 4,
+                                          1, stride, stride)
+        assert (big[:offset] == 1234.5).all() and (big[offset + n:] == 1234.5).all(), offset
+        results.append(grad_w.copy())
+    _, want_w, _ = R.conv2d_backward(x.astype(np.float64), np.zeros((6, 3, 5, 5)),
+                                     grad_y.astype(np.float64), stride=stride, padding=2)
+    np.testing.assert_allclose(results[0].reshape(want_w.shape), want_w, **TOL[np.float32])
+    assert all(np.array_equal(w, results[0]) for w in results)
+    with pytest.raises(ValueError, match="grad_channels=6"):
+        _kernel.direct_conv2d_grad_weight(x, grad_y, grad_w, grad_b,
+                                          np.empty((1, n - 1), np.float32), 5, 5, 2, 2, 4, 1,
+                                          stride, stride)
 
 
 def test_grad_weight_empty_batch():
