@@ -116,11 +116,11 @@ def test_depthwise_matches_im2col_when_forced():
 def test_conv2d_takes_the_depthwise_kernel(monkeypatch):
     """conv2d and conv2d_backward route a depthwise call to the depthwise kernels."""
     calls = []
-    for name in ("depthwise_forward", "depthwise_grad_input", "depthwise_grad_weight"):
+    for name in ("depthwise_forward", "depthwise_backward"):
         kernel = getattr(depthwise._kernel, name)
         monkeypatch.setattr(depthwise._kernel, name,
                             lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
     x, weight, bias, geo = _arrays(CASES[0], np.float32)
     y = F.conv2d(x, weight, bias, **geo)
     F.conv2d_backward(x, weight, np.ones_like(y), **geo)
-    assert calls == ["depthwise_forward", "depthwise_grad_input", "depthwise_grad_weight"]
+    assert calls == ["depthwise_forward", "depthwise_backward"]
