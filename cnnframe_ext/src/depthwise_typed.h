@@ -51,23 +51,24 @@ CNNF_INLINE DW_T DW_FN(dw_hsum)(DW_V v) {
 CNNF_INLINE void DW_FN(dw_split_rows)(const dw_geometry* g, const DW_T* restrict x,
                                       DW_T* restrict xs) {
     const ptrdiff_t H = g->H, W = g->W, pw = g->pw, sw = g->sw, WQ = g->WQ, RS = g->RS;
-    for (ptrdiff_t r = 0; r < H; r++) {
-        const DW_T* restrict s = x + r * W;
-        DW_T* restrict d = xs + r * RS;
-        if (sw == 1) {
-            DW_FN(dw_copy_run)(d + pw, s, W);
-            continue;
-        }
-        for (ptrdiff_t q = 0; q < sw; q++) {
-            /* phase q holds the input columns c0 + k * sw at k + (c0 + pw) / sw, where
-               c0 is the first column with (c0 + pw) % sw == q */
-            const ptrdiff_t c0 = ((q - pw) % sw + sw) % sw;
-            DW_T* restrict dq = d + q * WQ + (c0 + pw) / sw;
-            const DW_T* restrict sq = s + c0;
+    if (sw == 1) {
+        for (ptrdiff_t r = 0; r < H; r++) DW_FN(dw_copy_run)(xs + r * RS + pw, x + r * W, W);
+        return;
+    }
+    /* a phase at a time, so that its offsets (two divisions) are worked out once, not
+       once per row: phase q holds the input columns c0 + k * sw (n of them) at
+       k + (c0 + pw) / sw, where c0 is the first column with (c0 + pw) % sw == q */
+    for (ptrdiff_t q = 0; q < sw; q++) {
+        const ptrdiff_t c0 = ((q - pw) % sw + sw) % sw;
+        const ptrdiff_t n = c0 < W ? (W - c0 + sw - 1) / sw : 0;
+        const ptrdiff_t off = q * WQ + (c0 + pw) / sw;
+        for (ptrdiff_t r = 0; r < H; r++) {
+            DW_T* restrict dq = xs + r * RS + off;
+            const DW_T* restrict sq = x + r * W + c0;
             if (sw == 2) {
-                for (ptrdiff_t k = 0; c0 + 2 * k < W; k++) dq[k] = sq[2 * k];
+                for (ptrdiff_t k = 0; k < n; k++) dq[k] = sq[2 * k];
             } else {
-                for (ptrdiff_t k = 0; c0 + k * sw < W; k++) dq[k] = sq[k * sw];
+                for (ptrdiff_t k = 0; k < n; k++) dq[k] = sq[k * sw];
             }
         }
     }
