@@ -151,19 +151,64 @@ CNNF_INLINE void DW_FN(dw_corr_block)(const int NV, const int K, const DW_T* res
     }
 }
 
+/* Four output rows of one column block, out[r * OW + (0 : np)] for r < 4 (np <= DW_L),
+   row r's virtual rows starting at u0 + r * rs: the same sums as dw_corr_block's, in the
+   same order, for a single source read at every row (step 1) whose rows u0 + r * rs +
+   a * dh all exist.  A narrow plane (under 4 vectors a row) blocks rows, not columns,
+   so that four sums are in flight rather than one chain of KH * KW multiply-adds. */
+CNNF_INLINE void DW_FN(dw_corr_rows4)(const int K, const DW_T* restrict src, ptrdiff_t RS,
+                                      ptrdiff_t u0, ptrdiff_t rs, const DW_T* restrict f,
+                                      ptrdiff_t KH_, ptrdiff_t KW_, ptrdiff_t dh,
+                                      const ptrdiff_t* restrict coff, DW_T init,
+                                      DW_T* restrict out, ptrdiff_t OW, ptrdiff_t np) {
+    const ptrdiff_t KH = K ? K : KH_, KW = K ? K : KW_, rstep = rs * RS;
+    DW_V acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) acc[r] = DW_SPLAT(init);
+    for (ptrdiff_t a = 0; a < KH; a++) {
+        const DW_T* restrict row = src + (u0 + a * dh) * RS;
+#pragma GCC unroll 5
+        for (ptrdiff_t b = 0; b < KW; b++) {
+            const DW_V wv = DW_SPLAT(f[a * KW + b]);
+            const DW_T* restrict p = row + coff[b];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) acc[r] += wv * DW_LOAD(p + r * rstep);
+        }
+    }
+    if (np == DW_L) {
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) DW_STORE(out + r * OW, acc[r]);
+    } else {
+        DW_T tmp[4 * DW_L];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) DW_STORE(tmp + r * DW_L, acc[r]);
+        for (int r = 0; r < 4; r++)
+            for (ptrdiff_t j = 0; j < np; j++) out[r * OW + j] = tmp[r * DW_L + j];
+    }
+}
+
 /* out (OH, OW) = init + the correlation of dw_corr_block for every output row i, whose
    virtual rows start at u0 = i * rs - T: 4-vector blocks, then single vectors, then a
-   partial one. */
+   partial one; on a narrow plane, 4-row blocks (dw_corr_rows4) where they apply. */
 CNNF_INLINE void DW_FN(dw_corr_plane)(const int K, const DW_T* restrict src, ptrdiff_t nsrc,
                                       ptrdiff_t PS, ptrdiff_t RS, ptrdiff_t nrows,
                                       ptrdiff_t step, ptrdiff_t rs, ptrdiff_t T,
                                       const DW_T* restrict f, ptrdiff_t KH, ptrdiff_t KW,
                                       ptrdiff_t dh, const ptrdiff_t* restrict coff, DW_T init,
                                       DW_T* restrict out, ptrdiff_t OH, ptrdiff_t OW) {
-    for (ptrdiff_t i = 0; i < OH; i++) {
+    const int narrow = nsrc == 1 && step == 1 && OW < 4 * DW_L;
+    const ptrdiff_t reach = ((K ? K : KH) - 1) * dh;
+    for (ptrdiff_t i = 0; i < OH;) {
         const ptrdiff_t u0 = i * rs - T;
         DW_T* restrict o = out + i * OW;
         ptrdiff_t j = 0;
+        if (narrow && i + 4 <= OH && u0 >= 0 && u0 + 3 * rs + reach < nrows) {
+            for (; j < OW; j += DW_L)
+                DW_FN(dw_corr_rows4)(K, src + j, RS, u0, rs, f, KH, KW, dh, coff, init, o + j,
+                                     OW, OW - j < DW_L ? OW - j : DW_L);
+            i += 4;
+            continue;
+        }
         for (; j + 4 * DW_L <= OW; j += 4 * DW_L)
             DW_FN(dw_corr_block)(4, K, src + j, nsrc, PS, RS, nrows, step, u0, f, KH, KW, dh,
                                  coff, init, o + j, 4 * DW_L);
@@ -173,6 +218,7 @@ CNNF_INLINE void DW_FN(dw_corr_plane)(const int K, const DW_T* restrict src, ptr
         if (j < OW)
             DW_FN(dw_corr_block)(1, K, src + j, nsrc, PS, RS, nrows, step, u0, f, KH, KW, dh,
                                  coff, init, o + j, OW - j);
+        i++;
     }
 }
 
