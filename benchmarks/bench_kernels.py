@@ -201,6 +201,9 @@ def main():
                  f"{os.environ['ONEDNN_MAX_CPU_ISA']})")
     print(f"instruction set: cnnframe {runtime.active_isa()} (CPU: {runtime.detected_isa()}); "
           f"PyTorch {torch_isa}")
+    if hasattr(os, "getloadavg"):  # a loaded machine's times say little alone: say how loaded
+        print(f"load average {' / '.join(f'{a:.1f}' for a in os.getloadavg())} (1 / 5 / 15 min) "
+              f"on {os.cpu_count()} CPUs")
     ref_repeats = max(3, args.repeats // 5)
     header = (f"{'case (float32, batch %d, %d threads)' % (args.batch, args.threads):<40} {'pass':<4} "
               f"{'cnnframe ms':>11} {'numpy ref ms':>12} {'torch ms':>9} {'ratio':>6}")
