@@ -132,6 +132,49 @@ def pool_case(kind, batch, rng):
     return ours, ref, theirs
 
 
+# ---- depthwise (groups == C): (label, channels, kernel, stride, H, batch); own batch sizes
+# (the issue's cases, at batch 64 and batch 1 whatever --batch says; --only dw selects them)
+DEPTHWISE = [
+    ("dw 64 ch 3x3 s1 32x32 b64", 64, 3, 1, 32, 64),
+    ("dw 128 ch 3x3 s2 16x16 b64", 128, 3, 2, 16, 64),
+    ("dw 32 ch 5x5 s1 32x32 b64", 32, 5, 1, 32, 64),
+    ("dw 64 ch 3x3 s1 32x32 b1", 64, 3, 1, 32, 1),
+    ("dw 128 ch 3x3 s2 16x16 b1", 128, 3, 2, 16, 1),
+    ("dw 32 ch 5x5 s1 32x32 b1", 32, 5, 1, 32, 1),
+]
+
+
+def depthwise_case(c, k, stride, size, batch, rng):
+    """A depthwise conv (padding k // 2, bias), cnnframe's and PyTorch's."""
+    pad = k // 2
+    geo = dict(stride=stride, padding=pad, groups=c)
+    x = rng.standard_normal((batch, c, size, size), dtype=np.float32)
+    w = rng.standard_normal((c, 1, k, k), dtype=np.float32) * 0.1
+    b = rng.standard_normal(c, dtype=np.float32)
+    gy = rng.standard_normal(F.conv2d(x, w, b, **geo).shape, dtype=np.float32)
+    ours = (lambda: F.conv2d(x, w, b, **geo), lambda: F.conv2d_backward(x, w, gy, **geo))
+    ref = (lambda: R.conv2d(x, w, b, **geo), lambda: R.conv2d_backward(x, w, gy, **geo))
+    theirs = None
+    if torch is not None:
+        tx = torch.from_numpy(x).requires_grad_()
+        tw = torch.from_numpy(w).requires_grad_()
+        tb = torch.from_numpy(b).requires_grad_()
+        tgy = torch.from_numpy(gy)
+
+        def t_fwd():
+            with torch.no_grad():
+                TF.conv2d(tx, tw, tb, **geo)
+
+        def t_bwd():  # backward only: the graph is built outside the timed part
+            out = TF.conv2d(tx, tw, tb, **geo)
+            t0 = time.perf_counter()
+            torch.autograd.grad(out, (tx, tw, tb), tgy)
+            return time.perf_counter() - t0
+        theirs = (t_fwd, t_bwd)
+    return ours, ref, theirs
+# ---- end of depthwise
+
+
 def main():
     keep_freed_memory()  # page faults would otherwise swamp both sides (cnnframe/_alloc.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,6 +209,8 @@ def main():
               f"{'cnnframe ms':>11} {'numpy ref ms':>12} {'torch ms':>9} {'ratio':>6}")
     print(header)
     print("-" * len(header))
+    cases += [(label, depthwise_case(*spec, rng))  # depthwise rows: own batch sizes
+              for label, *spec in DEPTHWISE if wanted(label)]
     for label, (ours, ref, theirs) in cases:
         for i, phase in enumerate(("fwd", "bwd")):
             ms, t_ms, ratio = interleaved(ours[i], theirs and theirs[i], args.repeats)

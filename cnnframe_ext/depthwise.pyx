@@ -2,16 +2,19 @@
 both gradients, NCHW.
 
 Output channel f = c * M + k filters input channel c with its own KH x KW filter.  Every
-(image, input channel) plane is independent in the forward pass and for the input
-gradient, so the OpenMP threads split the N*C planes; the weight gradient sums over the
-images, so there the threads split the channels and each sums its channels' images in
-order.  No element is written by two threads and no result depends on the thread count.
+(image, input channel) plane is independent in the forward pass, so the OpenMP threads
+split the N*C planes there; the backward pass sums the filters' gradients over the
+images, so there the threads split the channels and each takes its channels' images in
+order, computing each plane's input gradient and its share of the filters' gradients in
+one visit.  No element is written by two threads and no result depends on the thread
+count.
 
-A plane is padded by copying it into a zeroed per-thread scratch plane (unpadded planes
-are read in place); the plane kernels are in src/depthwise.h.
+Each thread copies the plane it works on into its scratch row (zeroed once per call); the
+layouts and the plane kernels are in src/depthwise.h.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel, threadid
+from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 cimport cnnframe_ext._simd as _simd
@@ -19,16 +22,19 @@ from cnnframe_ext import runtime as _runtime
 
 
 cdef extern from "src/depthwise.h":
-    void dw_pad_plane_f(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*) noexcept nogil
-    void dw_pad_plane_d(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void dw_unpad_plane_f(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*) noexcept nogil
-    void dw_unpad_plane_d(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void dw_forward_plane_f(const float*, Py_ssize_t, const float*, int, int, int, int, int, int, float, float*, Py_ssize_t, Py_ssize_t) noexcept nogil
-    void dw_forward_plane_d(const double*, Py_ssize_t, const double*, int, int, int, int, int, int, double, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
-    void dw_grad_input_plane_f(const float*, Py_ssize_t, Py_ssize_t, const float*, int, int, int, int, int, int, float*, Py_ssize_t) noexcept nogil
-    void dw_grad_input_plane_d(const double*, Py_ssize_t, Py_ssize_t, const double*, int, int, int, int, int, int, double*, Py_ssize_t) noexcept nogil
-    void dw_grad_weight_plane_f(const float*, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t, int, int, int, int, int, int, float*) noexcept nogil
-    void dw_grad_weight_plane_d(const double*, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t, int, int, int, int, int, int, double*) noexcept nogil
+    ctypedef struct dw_geometry:
+        Py_ssize_t x_elements, gy_elements
+    void dw_layout(dw_geometry*, Py_ssize_t*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                   Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                   Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void dw_forward_plane_f(const dw_geometry*, const float*, const float*, const float*,
+                            float*, float*) noexcept nogil
+    void dw_forward_plane_d(const dw_geometry*, const double*, const double*, const double*,
+                            double*, double*) noexcept nogil
+    void dw_backward_plane_f(const dw_geometry*, const float*, const float*, const float*,
+                             float*, float*, float*, float*, float*) noexcept nogil
+    void dw_backward_plane_d(const dw_geometry*, const double*, const double*, const double*,
+                             double*, double*, double*, double*, double*) noexcept nogil
 
 
 def _set_isa(int level):
@@ -41,112 +47,102 @@ def _set_isa(int level):
 _runtime._register(__name__, _set_isa)
 
 
-cdef inline const floating* padded(const floating* x, Py_ssize_t H, Py_ssize_t W, int ph,
-                                   int pw, floating* buf) noexcept nogil:
-    """The plane x (H, W) padded by (ph, pw): x itself without padding, else a copy in buf."""
-    if ph == 0 and pw == 0:
-        return x
-    if floating is float:
-        dw_pad_plane_f(x, H, W, ph, pw, buf)
-    else:
-        dw_pad_plane_d(x, H, W, ph, pw, buf)
-    return buf
+cdef Py_ssize_t* layout(dw_geometry* g, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                        Py_ssize_t OW, Py_ssize_t M, int KH, int KW, int sh, int sw, int ph,
+                        int pw, int dh, int dw, int itemsize) except NULL:
+    """Fills g; returns its tap offsets (malloc'd: the caller frees them)."""
+    cdef Py_ssize_t* coffs = <Py_ssize_t*> malloc(2 * KW * sizeof(Py_ssize_t))
+    if coffs == NULL:
+        raise MemoryError("depthwise: no memory for the tap offsets")
+    dw_layout(g, coffs, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw, itemsize)
+    return coffs
+
+
+def scratch_elements(Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t M,
+                     int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                     int itemsize, bint backward):
+    """Scratch elements one thread needs: the x copy, and for the backward pass the
+    grad_y copies too."""
+    cdef dw_geometry g
+    free(layout(&g, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw, itemsize))
+    return g.x_elements + (g.gy_elements if backward else 0)
 
 
 def depthwise_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                       const floating[:, ::1] w,         # IN  (C*M, KH*KW)
                       const floating[::1] bias,         # IN  (C*M,) or (0,): no bias
                       floating[:, :, :, ::1] y,         # OUT (N, C*M, OH, OW)
-                      floating[:, ::1] buf,             # scratch (threads, (H+2ph)*(W+2pw))
+                      floating[:, ::1] buf,             # scratch (threads, scratch_elements)
                       int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
                       int num_threads):
     """y = conv2d(x, w, bias, stride, padding, dilation, groups=C)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], M = y.shape[1] // C
-    cdef Py_ssize_t WP = W + 2 * pw, item, n, c, k, f
+    cdef Py_ssize_t item, n, c
     cdef bint has_bias = bias.shape[0] > 0
-    cdef const floating* xp = NULL
     cdef floating* b = NULL
-    cdef floating bv = 0
+    cdef dw_geometry g
     if N * C == 0:
         return
-    with nogil, parallel(num_threads=num_threads):
-        b = &buf[threadid(), 0]
-        for item in prange(N * C, schedule="static"):
-            n = item // C
-            c = item % C
-            xp = padded(&x[n, c, 0, 0], H, W, ph, pw, b)
-            for k in range(M):
-                f = c * M + k
-                bv = bias[f] if has_bias else 0
+    cdef Py_ssize_t* coffs = layout(&g, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw,
+                                    sizeof(floating))
+    try:
+        with nogil, parallel(num_threads=num_threads):
+            b = &buf[threadid(), 0]
+            memset(b, 0, g.x_elements * sizeof(floating))
+            for item in prange(N * C, schedule="static"):
+                n = item // C
+                c = item % C
                 if floating is float:
-                    dw_forward_plane_f(xp, WP, &w[f, 0], KH, KW, sh, sw, dh, dw, bv,
-                                       &y[n, f, 0, 0], OH, OW)
+                    dw_forward_plane_f(&g, &x[n, c, 0, 0], &w[c * M, 0],
+                                       &bias[c * M] if has_bias else NULL, &y[n, c * M, 0, 0], b)
                 else:
-                    dw_forward_plane_d(xp, WP, &w[f, 0], KH, KW, sh, sw, dh, dw, bv,
-                                       &y[n, f, 0, 0], OH, OW)
+                    dw_forward_plane_d(&g, &x[n, c, 0, 0], &w[c * M, 0],
+                                       &bias[c * M] if has_bias else NULL, &y[n, c * M, 0, 0], b)
+    finally:
+        free(coffs)
 
 
-def depthwise_grad_input(const floating[:, :, :, ::1] grad_y,  # IN  (N, C*M, OH, OW)
-                         const floating[:, ::1] w,             # IN  (C*M, KH*KW)
-                         floating[:, :, :, ::1] grad_x,        # OUT (N, C, H, W)
-                         floating[:, ::1] buf,                 # scratch (threads, (H+2ph)*(W+2pw))
-                         int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
-                         int num_threads):
-    """grad_x of depthwise_forward: each plane's M output gradients scattered back through
-    their filters into a zeroed padded plane, whose interior is grad_x."""
-    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
-    cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
-    cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], M = grad_y.shape[1] // C
-    cdef Py_ssize_t WP = W + 2 * pw, HP = H + 2 * ph, item, n, c, k, f
-    cdef floating* b = NULL
-    if N * C == 0:
-        return
-    with nogil, parallel(num_threads=num_threads):
-        b = &buf[threadid(), 0]
-        for item in prange(N * C, schedule="static"):
-            n = item // C
-            c = item % C
-            memset(b, 0, HP * WP * sizeof(floating))
-            for k in range(M):
-                f = c * M + k
-                if floating is float:
-                    dw_grad_input_plane_f(&grad_y[n, f, 0, 0], OH, OW, &w[f, 0], KH, KW,
-                                          sh, sw, dh, dw, b, WP)
-                else:
-                    dw_grad_input_plane_d(&grad_y[n, f, 0, 0], OH, OW, &w[f, 0], KH, KW,
-                                          sh, sw, dh, dw, b, WP)
-            if floating is float:
-                dw_unpad_plane_f(b, H, W, ph, pw, &grad_x[n, c, 0, 0])
-            else:
-                dw_unpad_plane_d(b, H, W, ph, pw, &grad_x[n, c, 0, 0])
-
-
-def depthwise_grad_weight(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
-                          const floating[:, :, :, ::1] grad_y,  # IN  (N, C*M, OH, OW)
-                          floating[:, ::1] grad_w,              # OUT (C*M, KH*KW)
-                          floating[:, ::1] buf,                 # scratch (threads, (H+2ph)*(W+2pw))
-                          int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
-                          int num_threads):
-    """grad_w of depthwise_forward: per channel, the images' sums in order."""
+def depthwise_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
+                       const floating[:, :, :, ::1] grad_y,  # IN  (N, C*M, OH, OW)
+                       const floating[:, ::1] wflip,         # IN  (C*M, KH*KW), taps reversed
+                       floating[:, :, :, ::1] grad_x,        # OUT (N, C, H, W) or None: skip
+                       floating[:, ::1] grad_w,              # OUT (C*M, KH*KW)
+                       floating[::1] grad_b,                 # OUT (C*M,)
+                       floating[:, ::1] buf,                 # scratch (threads, scratch_elements)
+                       int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int num_threads):
+    """grad_x (unless None), grad_w and grad_b of depthwise_forward: per channel, its
+    images in order."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], M = grad_y.shape[1] // C
-    cdef Py_ssize_t WP = W + 2 * pw, n, c, k, f
-    cdef const floating* xp = NULL
+    cdef Py_ssize_t n, c
+    cdef bint need_x = grad_x is not None
     cdef floating* b = NULL
+    cdef floating* gx = NULL
+    cdef dw_geometry g
     grad_w[:, :] = 0
+    grad_b[:] = 0
     if N * C == 0:
+        if need_x:
+            grad_x[:, :, :, :] = 0
         return
-    with nogil, parallel(num_threads=num_threads):
-        b = &buf[threadid(), 0]
-        for c in prange(C, schedule="static"):
-            for n in range(N):
-                xp = padded(&x[n, c, 0, 0], H, W, ph, pw, b)
-                for k in range(M):
-                    f = c * M + k
+    cdef Py_ssize_t* coffs = layout(&g, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw,
+                                    sizeof(floating))
+    try:
+        with nogil, parallel(num_threads=num_threads):
+            b = &buf[threadid(), 0]
+            memset(b, 0, (g.x_elements + g.gy_elements) * sizeof(floating))
+            for c in prange(C, schedule="static"):
+                for n in range(N):
+                    gx = &grad_x[n, c, 0, 0] if need_x else NULL
                     if floating is float:
-                        dw_grad_weight_plane_f(xp, WP, &grad_y[n, f, 0, 0], OH, OW, KH, KW,
-                                               sh, sw, dh, dw, &grad_w[f, 0])
+                        dw_backward_plane_f(&g, &x[n, c, 0, 0], &grad_y[n, c * M, 0, 0],
+                                            &wflip[c * M, 0], gx, &grad_w[c * M, 0],
+                                            &grad_b[c * M], b, b + g.x_elements)
                     else:
-                        dw_grad_weight_plane_d(xp, WP, &grad_y[n, f, 0, 0], OH, OW, KH, KW,
-                                               sh, sw, dh, dw, &grad_w[f, 0])
+                        dw_backward_plane_d(&g, &x[n, c, 0, 0], &grad_y[n, c * M, 0, 0],
+                                            &wflip[c * M, 0], gx, &grad_w[c * M, 0],
+                                            &grad_b[c * M], b, b + g.x_elements)
+    finally:
+        free(coffs)

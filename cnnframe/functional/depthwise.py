@@ -26,9 +26,12 @@ def _threads(planes, work):
     return min(threads_for(work, planes), get_num_threads())
 
 
-def _plane_scratch(purpose, x_shape, padding, dtype, threads):
-    h, w = x_shape[2:]
-    return scratch(purpose, dtype, threads, (h + 2 * padding[0]) * (w + 2 * padding[1]))
+def _scratch(x, out_hw, m, kh, kw, stride, padding, dilation, threads, backward):
+    """The kernels' per-thread scratch: a (threads, elements) reused buffer."""
+    h, w = x.shape[2:]
+    elements = _kernel.scratch_elements(h, w, *out_hw, m, kh, kw, *stride, *padding,
+                                        *dilation, x.dtype.itemsize, backward)
+    return scratch("depthwise plane", x.dtype, threads, elements)
 
 
 def depthwise_conv2d(x, weight, bias, stride, padding, dilation, out_hw, out=None):
@@ -39,7 +42,7 @@ def depthwise_conv2d(x, weight, bias, stride, padding, dilation, out_hw, out=Non
     y = output_array((n, f) + tuple(out_hw), x.dtype, "conv2d", out=out,
                      inputs=(x, weight, bias))
     threads = _threads(n * c, y.size * kh * kw)
-    buf = _plane_scratch("depthwise plane", x.shape, padding, x.dtype, threads)
+    buf = _scratch(x, out_hw, f // c, kh, kw, stride, padding, dilation, threads, False)
     _kernel.depthwise_forward(x, weight.reshape(f, kh * kw), bias, y, buf, kh, kw, *stride,
                               *padding, *dilation, threads)
     return y
@@ -47,20 +50,21 @@ def depthwise_conv2d(x, weight, bias, stride, padding, dilation, out_hw, out=Non
 
 def depthwise_conv2d_backward(x, weight, grad_y, stride, padding, dilation, need_grad_x,
                               out=None):
-    """(grad_x or None, grad_weight, grad_bias) of `depthwise_conv2d`."""
+    """(grad_x or None, grad_weight, grad_bias) of `depthwise_conv2d`, in one pass over
+    the planes (each channel's images by one thread: see cnnframe_ext/depthwise.pyx)."""
     n, c = x.shape[:2]
     f, _, kh, kw = weight.shape
-    w2 = weight.reshape(f, kh * kw)
-    threads = _threads(n * c, grad_y.size * kh * kw)
-    buf = _plane_scratch("depthwise plane", x.shape, padding, x.dtype, threads)
+    # grad_x correlates grad_y with the flipped filters: their taps in reverse order
+    wflip = np.ascontiguousarray(weight.reshape(f, kh * kw)[:, ::-1])
+    threads = min(_threads(n * c, grad_y.size * kh * kw), c)
+    buf = _scratch(x, grad_y.shape[2:], f // c, kh, kw, stride, padding, dilation, threads,
+                   True)
     grad_x = None
     if need_grad_x:
         grad_x = output_array(x.shape, x.dtype, "conv2d_backward", "grad_x", out=out,
                               inputs=(x, weight, grad_y))
-        _kernel.depthwise_grad_input(grad_y, w2, grad_x, buf, kh, kw, *stride, *padding,
-                                     *dilation, threads)
     grad_w = np.empty((f, kh * kw), x.dtype)
-    _kernel.depthwise_grad_weight(x, grad_y, grad_w, buf, kh, kw, *stride, *padding,
-                                  *dilation, min(threads, c))
-    grad_bias = grad_y.sum(axis=(0, 2, 3))
+    grad_bias = np.empty(f, x.dtype)
+    _kernel.depthwise_backward(x, grad_y, wflip, grad_x, grad_w, grad_bias, buf, kh, kw,
+                               *stride, *padding, *dilation, threads)
     return grad_x, grad_w.reshape(weight.shape), grad_bias

@@ -21,6 +21,10 @@ CASES = [
     (2, 2, 11, 9, 2, 5, 2, 2, 1),     # 5x5 stride 2
     (3, 5, 4, 4, 1, 3, 1, 3, 1),      # padding wider than the kernel reach
     (1, 2, 1, 1, 1, 1, 1, 0, 1),      # a single pixel
+    (1, 2, 3, 75, 1, 3, 1, 1, 1),     # rows of several 4-vector blocks, then a tail
+    (1, 2, 5, 141, 2, 5, 2, 2, 1),    # the same at stride 2, 5x5
+    (2, 3, 12, 13, 1, 7, 2, 3, 1),    # 7x7 stride 2 (the generic tap loops)
+    (1, 2, 9, 8, 2, 4, 3, 1, 2),      # even kernel, stride 3, dilated
 ]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -52,7 +56,7 @@ def test_depthwise_matches_reference(isa, case, dtype):
         np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * 10)
 
 
-@pytest.mark.parametrize("case", CASES[:3], ids=str)
+@pytest.mark.parametrize("case", CASES[:3] + CASES[9:10], ids=str)
 def test_depthwise_is_bit_identical_across_thread_counts(isa, case):
     x, weight, bias, geo = _arrays(case, np.float32, seed=2)
     gy = np.random.default_rng(3).standard_normal(F.conv2d(x, weight, bias, **geo).shape)
@@ -116,11 +120,11 @@ def test_depthwise_matches_im2col_when_forced():
 def test_conv2d_takes_the_depthwise_kernel(monkeypatch):
     """conv2d and conv2d_backward route a depthwise call to the depthwise kernels."""
     calls = []
-    for name in ("depthwise_forward", "depthwise_grad_input", "depthwise_grad_weight"):
+    for name in ("depthwise_forward", "depthwise_backward"):
         kernel = getattr(depthwise._kernel, name)
         monkeypatch.setattr(depthwise._kernel, name,
                             lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
     x, weight, bias, geo = _arrays(CASES[0], np.float32)
     y = F.conv2d(x, weight, bias, **geo)
     F.conv2d_backward(x, weight, np.ones_like(y), **geo)
-    assert calls == ["depthwise_forward", "depthwise_grad_input", "depthwise_grad_weight"]
+    assert calls == ["depthwise_forward", "depthwise_backward"]
