@@ -87,6 +87,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t* coffs = layout(&g, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw,
                                     sizeof(floating))
     try:
+        b = NULL   # set before the block (firstprivate: see direct.pyx)
         with nogil, parallel(num_threads=num_threads):
             b = &buf[threadid(), 0]
             memset(b, 0, g.x_elements * sizeof(floating))
@@ -130,6 +131,7 @@ def depthwise_backward(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     cdef Py_ssize_t* coffs = layout(&g, H, W, OH, OW, M, KH, KW, sh, sw, ph, pw, dh, dw,
                                     sizeof(floating))
     try:
+        b = NULL   # set before the block (firstprivate: see direct.pyx)
         with nogil, parallel(num_threads=num_threads):
             b = &buf[threadid(), 0]
             memset(b, 0, (g.x_elements + g.gy_elements) * sizeof(floating))
