@@ -400,7 +400,8 @@ def accuracy_time_figure(points, *, title=None, width_px=800, height_px=500,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.margins(x=0.25, y=0.15)  # room for the labels right of the rightmost mean
+    ax.margins(x=0.3, y=0.15)  # room for the labels right of the rightmost mean
+    ax.set_xlim(left=0)  # training time from zero: the lengths of runs compare by eye
     if title:
         ax.set_title(title)
     fig.tight_layout()

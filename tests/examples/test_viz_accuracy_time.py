@@ -34,6 +34,12 @@ def test_each_group_has_its_runs_then_its_mean():
     assert texts[1] == "small\n85.65% in 16.6 min"
 
 
+def test_time_axis_starts_at_zero_and_leaves_room_right_of_the_last_mean():
+    low, high = viz.accuracy_time_figure(RUNS).axes[0].get_xlim()
+    assert low == 0
+    assert high >= 41.0 + 0.25 * (41.0 - 16.6)  # the label right of the rightmost mean
+
+
 def test_png_has_the_size_asked_and_a_title(tmp_path):
     path = viz.save_accuracy_time(RUNS, tmp_path / "sub" / "acc.png", width_px=640,
                                   height_px=400, title="CIFAR-10")
