@@ -1,11 +1,15 @@
-"""Pictures of convolution filters and feature maps (needs matplotlib: ``pip install cnnframe[plot]``).
+"""Pictures of convolution filters and feature maps, and of accuracy against training time
+(needs matplotlib: ``pip install cnnframe[plot]``).
 
-Two grids, each returned as a :class:`matplotlib.figure.Figure` or written straight to a PNG:
+Two grids and a scatter plot, each returned as a :class:`matplotlib.figure.Figure` or written
+straight to a PNG:
 
 - :func:`filter_grid` / :func:`save_filters`: the kernels of a conv layer, one tile per filter
   (RGB when the layer sees 3 channels) or per (filter, input channel) pair.
 - :func:`feature_map_grid` / :func:`save_feature_maps`: the output channels of a layer for one
   input, optionally preceded by the input itself; :func:`feature_maps` computes them.
+- :func:`accuracy_time_figure` / :func:`save_accuracy_time`: test accuracy against training
+  time, one marker per run (e.g. per seed) and a labelled mean per group (e.g. per config).
 
 Figures are built without :mod:`matplotlib.pyplot`, so nothing here touches the global
 backend or leaves open windows.  Sizes are exact: a grid of ``nrows`` x ``ncols`` tiles of
@@ -21,7 +25,8 @@ import numpy as np
 from cnnframe._files import atomic_write
 
 __all__ = ["filter_grid", "feature_map_grid", "feature_maps", "save_figure", "save_filters",
-           "save_feature_maps", "grid_shape", "TITLE_PX"]
+           "save_feature_maps", "accuracy_time_figure", "save_accuracy_time", "grid_shape",
+           "TITLE_PX"]
 
 TITLE_PX = 24   # height in pixels of the title band above the tiles
 DPI = 100       # figures are laid out in pixels at this resolution
@@ -318,3 +323,91 @@ def save_filters(weight, path, **kwargs):
 def save_feature_maps(maps, path, **kwargs):
     """:func:`feature_map_grid` written to a PNG at `path`; returns the Path."""
     return save_figure(feature_map_grid(maps, **kwargs), path)
+
+
+def _run_point(point, index):
+    """(label, minutes, accuracy) of one run, checked."""
+    try:
+        label, minutes, accuracy = point
+    except (TypeError, ValueError):
+        raise ValueError(f"points[{index}] must be a (label, minutes, accuracy) triple, got "
+                         f"{point!r}") from None
+    minutes, accuracy = float(minutes), float(accuracy)
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise ValueError(f"points[{index}] ({label!r}): minutes must be a finite number >= 0, "
+                         f"got {minutes}")
+    if not 0 <= accuracy <= 1:
+        raise ValueError(f"points[{index}] ({label!r}): accuracy must be a fraction in [0, 1], "
+                         f"got {accuracy}")
+    return str(label), minutes, accuracy
+
+
+def accuracy_time_figure(points, *, title=None, width_px=800, height_px=500,
+                         xlabel="training time (minutes)", ylabel="test accuracy (%)"):
+    """A scatter plot of test accuracy against training time.
+
+    Each run is a small marker; each group of runs with the same label (e.g. the seeds of
+    one config) gets one colour, a large marker at the mean of its runs' times and
+    accuracies, and the label with that mean written beside it.
+
+    Parameters
+    ----------
+    points : iterable of (str, float, float)
+        One (label, minutes, accuracy) triple per run; accuracy is a fraction in [0, 1]
+        (drawn in percent).  Groups appear in the order of their first run.
+    title : str, optional
+    width_px, height_px : int
+        Size of the PNG :func:`save_figure` writes, in pixels.
+    xlabel, ylabel : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes; per group (in order) a scatter of its runs, then a scatter of its mean.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (``pip install cnnframe[plot]``).
+    ValueError
+        With no points, a point that is not a triple, minutes that are negative or not
+        finite, or an accuracy outside [0, 1].
+    """
+    runs = [_run_point(p, i) for i, p in enumerate(points)]
+    if not runs:
+        raise ValueError("accuracy_time_figure needs at least one (label, minutes, accuracy) "
+                         "point, got none")
+    width_px = _positive_int(width_px, "width_px")
+    height_px = _positive_int(height_px, "height_px")
+    groups = {}
+    for label, minutes, accuracy in runs:
+        groups.setdefault(label, []).append((minutes, 100 * accuracy))
+    Figure, FigureCanvasAgg = _matplotlib()
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.patch.set_facecolor("white")
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(groups))]
+    for colour, (label, xy) in zip(colours, groups.items()):
+        xy = np.array(xy)
+        mean_x, mean_y = xy.mean(axis=0)
+        ax.scatter(xy[:, 0], xy[:, 1], s=18, color=colour, alpha=0.6, linewidths=0)
+        ax.scatter([mean_x], [mean_y], s=90, color=colour, edgecolors="black", linewidths=0.8,
+                   label=label, zorder=3)
+        runs_note = f", mean of {len(xy)}" if len(xy) > 1 else ""
+        ax.annotate(f"{label}\n{mean_y:.2f}% in {mean_x:.1f} min{runs_note}", (mean_x, mean_y),
+                    xytext=(8, -4), textcoords="offset points", fontsize=8, va="top")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.3, y=0.15)  # room for the labels right of the rightmost mean
+    ax.set_xlim(left=0)  # training time from zero: the lengths of runs compare by eye
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_accuracy_time(points, path, **kwargs):
+    """:func:`accuracy_time_figure` written to a PNG at `path`; returns the Path."""
+    return save_figure(accuracy_time_figure(points, **kwargs), path)

@@ -18,6 +18,18 @@ another count) and are judged on their 6-view ("multicrop") TTA accuracy average
 seeds, with the time it takes counted: their time is the training time plus the whitening
 init (before the first epoch) plus the TTA evaluation of the test set.  Their table has a
 row per seed and a mean row, each with the plain and the TTA accuracy.
+Each finished run also writes results.json into its folder (runs/accuracy/<name>/ or
+.../<name>/seed<N>/), atomically, for plot_accuracy.py:
+    name, dataset, config   the run's name here, "cifar10" or "fashion-mnist", the config's stem
+    seed, epochs
+    accuracy                final plain test accuracy (a fraction)
+    tta, tta_accuracy       the TTA mode ("flip", "multicrop") and its accuracy, or null
+    judged_on               "plain" or "tta": the accuracy the target is judged on
+    train_minutes           summed per-epoch training time
+    counted_minutes         the time the target is judged on: train_minutes, plus the
+                            whitening init and the TTA evaluation for the cifar10_fast configs
+    wall_minutes, images_per_s, isa (the instruction set the kernels ran on), threads
+    target, target_minutes  the target (null without one)
 Runs go one after another, never in parallel.  A dataset that is not present is skipped
 with a message saying where it was looked for.
 
@@ -30,6 +42,7 @@ next to the repository, when that folder exists.
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import sys
@@ -41,11 +54,11 @@ CONFIGS = REPO / "examples" / "configs"
 
 RUNS = {
     "fashion_mnist": {"config": CONFIGS / "fashion_mnist_simple.toml", "target": 0.91,
-                      "minutes": 5,
+                      "minutes": 5, "dataset": "fashion-mnist",
                       "roots": [Path("/usr/share/datasets/fashion-mnist")],
                       "marker": lambda p: any(p.glob("train-images-idx3-ubyte*"))},
     "cifar10": {"config": CONFIGS / "cifar10_small.toml", "target": 0.85, "minutes": 20,
-                "tta": True,
+                "tta": True, "dataset": "cifar10",
                 "roots": [REPO.parent / "shared" / "datasets" / "cifar10-jpeg"],
                 "marker": lambda p: (p / "train").is_dir() or any(p.glob("cifar-10-*"))},
 }
@@ -107,6 +120,31 @@ def init_seconds(train_output):
     """The seconds of the data-dependent init that `cnnframe train` printed (0 without)."""
     m = re.search(r"init from data in ([0-9.]+) s", train_output)
     return float(m.group(1)) if m else 0.0
+
+
+def write_results(run_dir, row, threads):
+    """Write the results of one finished run (a row of `table` or `seed_table`) as
+    `run_dir`/results.json (the keys in this module's docstring), atomically; its path."""
+    from cnnframe._config import active_isa
+    from cnnframe._files import atomic_write
+    from cnnframe.train import load_config
+    seeded = "tta_acc" in row  # a seed of a cifar10_fast config: judged on its TTA accuracy
+    tta_mode = row["tta"] if seeded else ("flip" if row.get("tta") is not None else None)
+    results = {
+        "name": row["name"], "dataset": row["dataset"], "config": Path(row["config"]).stem,
+        "seed": row["seed"] if seeded else load_config(Path(run_dir) / "config.toml")["seed"],
+        "epochs": row["epochs"], "accuracy": row["acc"],
+        "tta": tta_mode, "tta_accuracy": row["tta_acc"] if seeded else row.get("tta"),
+        "judged_on": "tta" if seeded else "plain",
+        "train_minutes": row["train_s"] / 60,
+        "counted_minutes": (row["total_s"] if seeded else row["train_s"]) / 60,
+        "wall_minutes": row["wall_s"] / 60, "images_per_s": row["images_per_s"],
+        "isa": active_isa(), "threads": threads,
+        "target": row["target"], "target_minutes": row["minutes"],
+    }
+    path = Path(run_dir) / "results.json"
+    atomic_write(path, lambda f: f.write(json.dumps(results, indent=2) + "\n"), mode="w")
+    return path
 
 
 def seed_config(config, seed, folder):
@@ -176,6 +214,7 @@ def run_seeds(name, spec, args):
                      "tta_s": tta_s, "total_s": train_s + init_s + tta_s, "wall_s": wall,
                      "acc": hist["val_accuracy"][-1], "tta_acc": tta,
                      "images_per_s": sum(hist["images_per_s"]) / len(hist)})
+        write_results(out, rows[-1], args.threads)
     return rows
 
 
@@ -250,9 +289,11 @@ def run_one(name, spec, args):
         t += row["time_s"]
         if spec["minutes"] is None or t <= 60 * spec["minutes"]:
             within = row["val_accuracy"]
-    return {"name": name, **spec, "epochs": len(hist), "train_s": train_s, "wall_s": wall,
-            "acc": acc, "best": max(hist["val_accuracy"]), "within": within, "tta": tta,
-            "images_per_s": sum(hist["images_per_s"]) / len(hist)}
+    row = {"name": name, **spec, "epochs": len(hist), "train_s": train_s, "wall_s": wall,
+           "acc": acc, "best": max(hist["val_accuracy"]), "within": within, "tta": tta,
+           "images_per_s": sum(hist["images_per_s"]) / len(hist)}
+    write_results(out, row, args.threads)
+    return row
 
 
 def table(results, threads):
@@ -299,9 +340,9 @@ def main(argv=None):
     text = "\n\n".join(tables)
     print("\n" + text)
     results += [r for rows in seeded for r in rows]
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    with open(Path(args.out) / f"results_{args.which}.md", "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    from cnnframe._files import atomic_write
+    atomic_write(Path(args.out) / f"results_{args.which}.md", lambda f: f.write(text + "\n"),
+                 mode="w")
     return 0 if all(not r.get("failed") for r in results) else 1
 
 

@@ -13,9 +13,17 @@
 #include "simd.h"
 
 #if CNNF_VECTOR_EXTENSIONS
-/* Sums run in double over 8-lane vectors (one zmm, two ymm or four xmm registers
-   depending on the version).  Values are converted on load. */
+/* Sums run in double over 8-lane accumulators, in one fixed order at every level: as
+   one 8-double vector (one zmm) at the avx512 level and in the generic version (four
+   xmm), and as two 4-double halves (two ymm, lanes 0-3 and 4-7) at the avx2 level,
+   where GCC 12 keeps 8-double vectors in memory between operations (2x slower, as
+   multiwidth.h says).  Each half adds the same terms in the same order as its lanes of
+   the 8-lane vector, so the avx2 level gives the generic version's sums bit for bit
+   (the avx512 level may differ in rounding: GCC's avx512f target implies FMA and fuses
+   the products into the sums).  Values are converted on load. */
+typedef int bnk_i32x4 __attribute__((vector_size(16)));
 typedef int bnk_i32x8 __attribute__((vector_size(32)));
+typedef long long bnk_i64x4 __attribute__((vector_size(32)));
 typedef long long bnk_i64x8 __attribute__((vector_size(64)));
 
 CNNF_INLINE cnnf_f64x8 bnk_load_f(const float* p) {
@@ -50,8 +58,43 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
     memcpy(&gv, &gi, sizeof gv);
     return gv;
 }
+/* The 4-lane loads of the halves.  Floats are converted lane by lane: GCC 12 makes one
+   vcvtps2pd of that, but of __builtin_convertvector a round trip through the stack. */
+CNNF_INLINE cnnf_f64x4 bnk_load4_f(const float* p) {
+    cnnf_f64x4 v;
+    for (int k = 0; k < 4; k++) v[k] = (double) p[k];
+    return v;
+}
+CNNF_INLINE cnnf_f64x4 bnk_load4_d(const double* p) {
+    cnnf_f64x4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+CNNF_INLINE cnnf_f64x4 bnk_load4_masked_f(const float* g, const float* y) {
+    cnnf_f32x4 gv, yv;
+    bnk_i32x4 gi;
+    cnnf_f64x4 v;
+    memcpy(&gv, g, sizeof gv);
+    memcpy(&yv, y, sizeof yv);
+    memcpy(&gi, &gv, sizeof gi);
+    gi &= (yv > 0.0f);
+    memcpy(&gv, &gi, sizeof gv);
+    for (int k = 0; k < 4; k++) v[k] = (double) gv[k];
+    return v;
+}
+CNNF_INLINE cnnf_f64x4 bnk_load4_masked_d(const double* g, const double* y) {
+    cnnf_f64x4 gv, yv;
+    bnk_i64x4 gi;
+    memcpy(&gv, g, sizeof gv);
+    memcpy(&yv, y, sizeof yv);
+    memcpy(&gi, &gv, sizeof gi);
+    gi &= (yv > 0.0);
+    memcpy(&gv, &gi, sizeof gv);
+    return gv;
+}
 #endif /* CNNF_VECTOR_EXTENSIONS */
 #define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
+#define BNK_HSUM4(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
 #define BNK_HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
 #if CNNF_VECTOR_EXTENSIONS
@@ -96,6 +139,62 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
         (OUT1) = s_;                                                                       \
         (OUT2) = t_;                                                                       \
     } while (0)
+
+/* BNK_ROW_SUM with each accumulator held as two 4-lane halves: VEXPR is now the vector
+   of terms k_ .. k_+3; the low half takes the terms of an 8-block's lanes 0-3, the high
+   half lanes 4-7. */
+#define BNK_ROW_SUM_HALVES(L, VEXPR, SEXPR, OUT)                                           \
+    do {                                                                                   \
+        cnnf_f64x4 a0l_ = {0}, a1l_ = {0}, a2l_ = {0}, a3l_ = {0};                         \
+        cnnf_f64x4 a0h_ = {0}, a1h_ = {0}, a2h_ = {0}, a3h_ = {0};                         \
+        ptrdiff_t i_ = 0;                                                                  \
+        for (; i_ + 32 <= (L); i_ += 32) {                                                 \
+            { const ptrdiff_t k_ = i_; a0l_ += (VEXPR); }                                  \
+            { const ptrdiff_t k_ = i_ + 4; a0h_ += (VEXPR); }                              \
+            { const ptrdiff_t k_ = i_ + 8; a1l_ += (VEXPR); }                              \
+            { const ptrdiff_t k_ = i_ + 12; a1h_ += (VEXPR); }                             \
+            { const ptrdiff_t k_ = i_ + 16; a2l_ += (VEXPR); }                             \
+            { const ptrdiff_t k_ = i_ + 20; a2h_ += (VEXPR); }                             \
+            { const ptrdiff_t k_ = i_ + 24; a3l_ += (VEXPR); }                             \
+            { const ptrdiff_t k_ = i_ + 28; a3h_ += (VEXPR); }                             \
+        }                                                                                  \
+        for (; i_ + 8 <= (L); i_ += 8) {                                                   \
+            { const ptrdiff_t k_ = i_; a0l_ += (VEXPR); }                                  \
+            { const ptrdiff_t k_ = i_ + 4; a0h_ += (VEXPR); }                              \
+        }                                                                                  \
+        a0l_ = (a0l_ + a1l_) + (a2l_ + a3l_);                                              \
+        a0h_ = (a0h_ + a1h_) + (a2h_ + a3h_);                                              \
+        double s_ = BNK_HSUM4(a0l_) + BNK_HSUM4(a0h_);                                     \
+        for (; i_ < (L); i_++) { const ptrdiff_t k_ = i_; s_ += (SEXPR); }                 \
+        (OUT) = s_;                                                                        \
+    } while (0)
+
+/* BNK_ROW_SUM2 in halves, as BNK_ROW_SUM_HALVES */
+#define BNK_ROW_SUM2_HALVES(L, VEXPR1, SEXPR1, OUT1, VEXPR2, SEXPR2, OUT2)                 \
+    do {                                                                                   \
+        cnnf_f64x4 a0l_ = {0}, a1l_ = {0}, b0l_ = {0}, b1l_ = {0};                         \
+        cnnf_f64x4 a0h_ = {0}, a1h_ = {0}, b0h_ = {0}, b1h_ = {0};                         \
+        ptrdiff_t i_ = 0;                                                                  \
+        for (; i_ + 16 <= (L); i_ += 16) {                                                 \
+            { const ptrdiff_t k_ = i_; a0l_ += (VEXPR1); b0l_ += (VEXPR2); }               \
+            { const ptrdiff_t k_ = i_ + 4; a0h_ += (VEXPR1); b0h_ += (VEXPR2); }           \
+            { const ptrdiff_t k_ = i_ + 8; a1l_ += (VEXPR1); b1l_ += (VEXPR2); }           \
+            { const ptrdiff_t k_ = i_ + 12; a1h_ += (VEXPR1); b1h_ += (VEXPR2); }          \
+        }                                                                                  \
+        for (; i_ + 8 <= (L); i_ += 8) {                                                   \
+            { const ptrdiff_t k_ = i_; a0l_ += (VEXPR1); b0l_ += (VEXPR2); }               \
+            { const ptrdiff_t k_ = i_ + 4; a0h_ += (VEXPR1); b0h_ += (VEXPR2); }           \
+        }                                                                                  \
+        a0l_ += a1l_;                                                                      \
+        a0h_ += a1h_;                                                                      \
+        b0l_ += b1l_;                                                                      \
+        b0h_ += b1h_;                                                                      \
+        double s_ = BNK_HSUM4(a0l_) + BNK_HSUM4(a0h_);                                     \
+        double t_ = BNK_HSUM4(b0l_) + BNK_HSUM4(b0h_);                                     \
+        for (; i_ < (L); i_++) { const ptrdiff_t k_ = i_; s_ += (SEXPR1); t_ += (SEXPR2); } \
+        (OUT1) = s_;                                                                       \
+        (OUT2) = t_;                                                                       \
+    } while (0)
 #else /* plain C (simd.h): the same sums one term at a time, in double */
 #define BNK_ROW_SUM(L, VEXPR, SEXPR, OUT)                                                  \
     do {                                                                                   \
@@ -113,10 +212,14 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
 #endif /* CNNF_VECTOR_EXTENSIONS */
 
 /* The helpers' code, once per element type: batchnorm_typed.h names its functions after
-   the macros defined here. */
+   the macros defined here.  BN_ROW_SUM / BN_ROW_SUM2 are the 8-lane sums; the second
+   inclusion per type (x86 only) defines just the two summing helpers again, on halves,
+   for the avx2 level (BN_AFFINE undefined: batchnorm_typed.h then skips the others). */
 #define BN_T float
 #define BN_LOAD bnk_load_f
 #define BN_LOAD_MASKED bnk_load_masked_f
+#define BN_ROW_SUM BNK_ROW_SUM
+#define BN_ROW_SUM2 BNK_ROW_SUM2
 #define BN_ROW_STATS bnk_row_stats_f_body
 #define BN_AFFINE bnk_affine_f_body
 #define BN_GRAD_SUMS bnk_grad_sums_f_body
@@ -128,6 +231,8 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
 #define BN_T double
 #define BN_LOAD bnk_load_d
 #define BN_LOAD_MASKED bnk_load_masked_d
+#define BN_ROW_SUM BNK_ROW_SUM
+#define BN_ROW_SUM2 BNK_ROW_SUM2
 #define BN_ROW_STATS bnk_row_stats_d_body
 #define BN_AFFINE bnk_affine_d_body
 #define BN_GRAD_SUMS bnk_grad_sums_d_body
@@ -136,11 +241,47 @@ CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
 #define BN_RELU_GRAD bnk_relu_grad_d_body
 #include "batchnorm_typed.h"
 
+#if CNNF_X86
+#define BN_T float
+#define BN_LOAD bnk_load4_f
+#define BN_LOAD_MASKED bnk_load4_masked_f
+#define BN_ROW_SUM BNK_ROW_SUM_HALVES
+#define BN_ROW_SUM2 BNK_ROW_SUM2_HALVES
+#define BN_ROW_STATS bnk_row_stats_f_halves
+#define BN_GRAD_SUMS bnk_grad_sums_f_halves
+#include "batchnorm_typed.h"
+
+#define BN_T double
+#define BN_LOAD bnk_load4_d
+#define BN_LOAD_MASKED bnk_load4_masked_d
+#define BN_ROW_SUM BNK_ROW_SUM_HALVES
+#define BN_ROW_SUM2 BNK_ROW_SUM2_HALVES
+#define BN_ROW_STATS bnk_row_stats_d_halves
+#define BN_GRAD_SUMS bnk_grad_sums_d_halves
+#include "batchnorm_typed.h"
+
+/* BNK_SUMMING(name, params, args): as CNNF_MULTIVERSION (the same target attributes:
+   no FMA at the avx2 level), but the avx2 version runs name##_halves. */
+#define BNK_SUMMING(name, params, args)                                                    \
+    CNNF_AVX512 static void name##_avx512 params { name##_body args; }                    \
+    CNNF_AVX2 static void name##_avx2 params { name##_halves args; }                      \
+    static void name##_generic params { name##_body args; }                               \
+    static inline void name params {                                                       \
+        switch (cnnf_isa()) {                                                              \
+            case CNNF_ISA_AVX512: name##_avx512 args; break;                               \
+            case CNNF_ISA_AVX2: name##_avx2 args; break;                                   \
+            default: name##_generic args;                                                  \
+        }                                                                                  \
+    }
+#else
+#define BNK_SUMMING CNNF_MULTIVERSION
+#endif
+
 /* bnk_row_stats_f and _d (and their _avx512, _avx2, _generic versions), and so on */
-CNNF_MULTIVERSION(bnk_row_stats_f, (const float* restrict x, ptrdiff_t rows, ptrdiff_t L,
+BNK_SUMMING(bnk_row_stats_f, (const float* restrict x, ptrdiff_t rows, ptrdiff_t L,
                                     double* restrict mean, double* restrict m2),
                   (x, rows, L, mean, m2))
-CNNF_MULTIVERSION(bnk_row_stats_d, (const double* restrict x, ptrdiff_t rows, ptrdiff_t L,
+BNK_SUMMING(bnk_row_stats_d, (const double* restrict x, ptrdiff_t rows, ptrdiff_t L,
                                     double* restrict mean, double* restrict m2),
                   (x, rows, L, mean, m2))
 CNNF_MULTIVERSION(bnk_affine_f, (const float* restrict x, ptrdiff_t rows, ptrdiff_t L,
@@ -153,12 +294,12 @@ CNNF_MULTIVERSION(bnk_affine_d, (const double* restrict x, ptrdiff_t rows, ptrdi
                                  const double* scale, const double* shift,
                                  const double* restrict mask, int relu, double* restrict y),
                   (x, rows, L, C, q0, mean, scale, shift, mask, relu, y))
-CNNF_MULTIVERSION(bnk_grad_sums_f, (const float* restrict g, const float* restrict x,
+BNK_SUMMING(bnk_grad_sums_f, (const float* restrict g, const float* restrict x,
                                     const float* restrict mask, ptrdiff_t rows, ptrdiff_t L,
                                     ptrdiff_t C, ptrdiff_t q0, const double* restrict mean,
                                     double* restrict part_g, double* restrict part_gd),
                   (g, x, mask, rows, L, C, q0, mean, part_g, part_gd))
-CNNF_MULTIVERSION(bnk_grad_sums_d, (const double* restrict g, const double* restrict x,
+BNK_SUMMING(bnk_grad_sums_d, (const double* restrict g, const double* restrict x,
                                     const double* restrict mask, ptrdiff_t rows, ptrdiff_t L,
                                     ptrdiff_t C, ptrdiff_t q0, const double* restrict mean,
                                     double* restrict part_g, double* restrict part_gd),

@@ -1,8 +1,10 @@
-/* The batch-norm row helpers' code for one element type, included by batchnorm.h once
-   per type with BN_T (the type), BN_LOAD and BN_LOAD_MASKED (its 8-lane loads) and the
+/* The batch-norm row helpers' code for one element type, included by batchnorm.h with
+   BN_T (the type), BN_LOAD and BN_LOAD_MASKED (its vector loads), BN_ROW_SUM and
+   BN_ROW_SUM2 (the sums over a row: batchnorm.h's BNK_ROW_SUM or its _HALVES) and the
    names of the functions defined here (BN_ROW_STATS, BN_AFFINE, BN_GRAD_SUMS,
-   BN_GRAD_X, BN_RELU, BN_RELU_GRAD) defined; it undefines them again.  No include
-   guard: meant to be included more than once.
+   BN_GRAD_X, BN_RELU, BN_RELU_GRAD) defined; it undefines them again.  Without
+   BN_AFFINE only the summing helpers, BN_ROW_STATS and BN_GRAD_SUMS, are defined.  No
+   include guard: meant to be included more than once.
 
    Each helper works on `rows` consecutive rows of L values starting at row q0 (channel
    of row r: (q0 + r) % C); per-channel constants come as double arrays of C. */
@@ -14,14 +16,15 @@ CNNF_INLINE void BN_ROW_STATS(const BN_T* restrict x, ptrdiff_t rows, ptrdiff_t 
     for (ptrdiff_t r = 0; r < rows; r++) {
         const BN_T* restrict p = x + r * L;
         double s, mu;
-        BNK_ROW_SUM(L, BN_LOAD(p + k_), (double) p[k_], s);
+        BN_ROW_SUM(L, BN_LOAD(p + k_), (double) p[k_], s);
         mu = s / (double) L;
         mean[r] = mu;
-        BNK_ROW_SUM(L, (BN_LOAD(p + k_) - mu) * (BN_LOAD(p + k_) - mu),
+        BN_ROW_SUM(L, (BN_LOAD(p + k_) - mu) * (BN_LOAD(p + k_) - mu),
                     ((double) p[k_] - mu) * ((double) p[k_] - mu), m2[r]);
     }
 }
 
+#ifdef BN_AFFINE
 /* y = (x - mean[c]) * scale[c] + shift[c]; mean and shift may be NULL (zeros).  relu:
    y = max(that, 0) (batch norm fused with the ReLU after it); mask: x is taken as 0
    where mask <= 0 (the fused ReLU's gradient, eval-mode backward). */
@@ -52,6 +55,7 @@ CNNF_INLINE void BN_AFFINE(const BN_T* restrict x, ptrdiff_t rows, ptrdiff_t L, 
         if (++c == C) c = 0;
     }
 }
+#endif /* BN_AFFINE */
 
 /* part_g[r] = sum of g over row r; part_gd[r] = sum of g * (x - mean[c]); with a mask,
    g is taken as 0 where mask <= 0 (the fused ReLU's gradient) */
@@ -66,12 +70,12 @@ CNNF_INLINE void BN_GRAD_SUMS(const BN_T* restrict g, const BN_T* restrict x,
         const double m = mean[c];
         if (mask) {
             const BN_T* restrict kp = mask + r * L;
-            BNK_ROW_SUM2(L, BN_LOAD_MASKED(gp + k_, kp + k_),
+            BN_ROW_SUM2(L, BN_LOAD_MASKED(gp + k_, kp + k_),
                          (double) BNK_MASKED(gp, kp, k_), part_g[r],
                          BN_LOAD_MASKED(gp + k_, kp + k_) * (BN_LOAD(xp + k_) - m),
                          (double) BNK_MASKED(gp, kp, k_) * ((double) xp[k_] - m), part_gd[r]);
         } else {
-            BNK_ROW_SUM2(L, BN_LOAD(gp + k_), (double) gp[k_], part_g[r],
+            BN_ROW_SUM2(L, BN_LOAD(gp + k_), (double) gp[k_], part_g[r],
                          BN_LOAD(gp + k_) * (BN_LOAD(xp + k_) - m),
                          (double) gp[k_] * ((double) xp[k_] - m), part_gd[r]);
         }
@@ -79,6 +83,7 @@ CNNF_INLINE void BN_GRAD_SUMS(const BN_T* restrict g, const BN_T* restrict x,
     }
 }
 
+#ifdef BN_AFFINE
 /* gx = g * a[c] + ((x - mean[c]) * k1[c] + k0[c]); g masked as in BN_GRAD_SUMS */
 CNNF_INLINE void BN_GRAD_X(const BN_T* restrict g, const BN_T* restrict x,
                            const BN_T* restrict mask, ptrdiff_t rows, ptrdiff_t L,
@@ -115,10 +120,13 @@ CNNF_INLINE void BN_RELU_GRAD(const BN_T* restrict g, const BN_T* restrict y, pt
     _Pragma("omp simd")
     for (ptrdiff_t i = 0; i < n; i++) gx[i] = y[i] > (BN_T) 0 ? g[i] : (BN_T) 0;
 }
+#endif /* BN_AFFINE */
 
 #undef BN_T
 #undef BN_LOAD
 #undef BN_LOAD_MASKED
+#undef BN_ROW_SUM
+#undef BN_ROW_SUM2
 #undef BN_ROW_STATS
 #undef BN_AFFINE
 #undef BN_GRAD_SUMS

@@ -2,6 +2,7 @@
 runs and their table (training only on a tiny stand-in folder)."""
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -133,4 +134,10 @@ def test_run_seeds_trains_each_seed_and_times_the_tta(run_accuracy, tmp_path, mo
         assert r["total_s"] == pytest.approx(r["train_s"] + r["init_s"] + r["tta_s"])
         assert 0 <= r["acc"] <= 1 and 0 <= r["tta_acc"] <= 1
     assert (tmp_path / "runs" / "cifar10_fast_short" / "seed1" / "model.cnnf").is_file()
+    for r in rows:  # each seed's results.json, for plot_accuracy.py
+        saved = json.loads((tmp_path / "runs" / "cifar10_fast_short" / f"seed{r['seed']}" /
+                            "results.json").read_text())
+        assert (saved["seed"], saved["epochs"], saved["threads"]) == (r["seed"], 1, 1)
+        assert (saved["accuracy"], saved["tta_accuracy"]) == (r["acc"], r["tta_acc"])
+        assert saved["counted_minutes"] == pytest.approx(r["total_s"] / 60)
     assert "mean of 2" in run_accuracy.seed_table(rows, 1)
