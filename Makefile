@@ -71,10 +71,19 @@ bench: build
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_train.py
 
-# Kernel and fuzz tests under a bounds-checked build and an AddressSanitizer build (each built
+# Kernel and fuzz tests under a bounds-checked build and an ASan + UBSan build (each built
 # in a scratch copy; the interpreter is passed by absolute path, as the script cds there).
+# Then the kernel tests that apply without vector extensions (no direct kernels there) under
+# the plain-C ASan + UBSan build.  The kernel tests run every instruction set the CPU has
+# (tests/conftest.py: isa); AVX-512 paths are sanitized only on an AVX-512 machine.
+SANITIZE_PLAINC_TESTS := $(addprefix tests/functional/,test_normalization.py \
+    test_batch_norm_paths.py test_pooling.py test_out.py test_errors.py test_norms.py \
+    test_activations_extra.py test_activation_math.py test_depthwise.py test_resample.py \
+    test_conv_transpose.py test_correlate.py test_conv.py)
 sanitize: setup
 	PYTHON=$(abspath $(PY)) tests/sanitizers/run_sanitizers.sh tests/functional tests/fuzz
+	SANITIZE_MODES=plainc PYTHON=$(abspath $(PY)) \
+	    tests/sanitizers/run_sanitizers.sh $(SANITIZE_PLAINC_TESTS)
 
 # The slice of `sanitize` that CI runs: the AddressSanitizer build only, and the kernel tests
 # of out= overlaps, error paths, convolution (every algorithm), pooling and batch norm.

@@ -2,11 +2,16 @@
 # Build the kernels twice in a scratch copy of the source tree and run the kernel tests
 # under each build:
 #   debug : CNNFRAME_DEBUG_BUILD=1  (Cython bounds checks, -O1 -g)
-#   asan  : debug + CNNFRAME_SANITIZE=address (gcc AddressSanitizer, preloaded into python)
+#   asan  : debug + CNNFRAME_SANITIZE=address,undefined (gcc AddressSanitizer, preloaded
+#           into python, and UndefinedBehaviorSanitizer; a UBSan report ends the run, as
+#           pytest would hide one printed by a passing test)
+#   plainc: asan, built without vector extensions (-DCNNF_NO_VECTOR_EXTENSIONS: the
+#           plain-C path); give it only tests that apply there (not test_direct*.py)
 # Usage: tests/sanitizers/run_sanitizers.sh [pytest args...]   (default: tests/functional)
 #   PYTHON=...           the interpreter (default: the repository's .venv/bin/python); a relative
 #                        path is taken from the current directory, a bare name from PATH
 #   SANITIZE_MODES=asan  run only some of the builds (default: "debug asan")
+# The kernel tests run every instruction set the CPU has (tests/conftest.py: isa).
 # The working tree's own build is left alone.  Exit status is non-zero if any run fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,12 +30,13 @@ fi
 modes=${SANITIZE_MODES:-debug asan}
 for mode in $modes; do
     case $mode in
-        debug|asan) ;;
-        *) echo "run_sanitizers: SANITIZE_MODES=$modes: unknown mode '$mode' (debug, asan)" >&2
+        debug|asan|plainc) ;;
+        *) echo "run_sanitizers: SANITIZE_MODES=$modes: unknown mode '$mode' (debug, asan, plainc)" >&2
            exit 2 ;;
     esac
 done
-if [[ " $modes " == *" asan "* ]] && [ ! -f "$(gcc -print-file-name=libasan.so)" ]; then
+if [[ " $modes " == *" asan "* || " $modes " == *" plainc "* ]] \
+        && [ ! -f "$(gcc -print-file-name=libasan.so)" ]; then
     echo "run_sanitizers: gcc has no AddressSanitizer runtime (libasan.so); install it" \
          "(Debian/Ubuntu: the libasan package matching gcc --version)" >&2
     exit 2
@@ -50,13 +56,18 @@ for mode in $modes; do
     env=(CNNFRAME_DEBUG_BUILD=1
          CFLAGS="${CFLAGS:-} -fno-var-tracking -fno-var-tracking-assignments")
     run_env=()
-    if [ "$mode" = asan ]; then
-        env+=(CNNFRAME_SANITIZE=address)
+    if [ "$mode" = plainc ]; then
+        env[1]="${env[1]} -DCNNF_NO_VECTOR_EXTENSIONS"
+    fi
+    if [ "$mode" != debug ]; then
+        env+=(CNNFRAME_SANITIZE=address,undefined)
+        env[1]="${env[1]} -fno-sanitize-recover=undefined"
         # python itself is not instrumented: preload the runtime; pymalloc off so ASan sees
         # every allocation; leak reports off (the interpreter keeps memory until exit);
         # a failed huge allocation returns NULL (numpy raises MemoryError) as in a normal build.
         run_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc
-                 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1)
+                 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
     fi
     echo "== $mode build"
     # One compiler per core: the instrumented direct.c alone takes minutes.
