@@ -24,7 +24,6 @@ cache), which stays accurate for rows whose mean is far from zero.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
-from libc.string cimport memset
 
 cimport cnnframe_ext._simd as _simd
 from cnnframe_ext import runtime as _runtime
@@ -272,72 +271,43 @@ def norm_backward_values(const floating[:, :, ::1] grad_y,  # IN  (R, K, 1)
                          const double[::1] mean,            # IN  (R,) from norm_forward
                          const double[::1] invstd,          # IN  (R,) from norm_forward
                          floating[:, :, ::1] grad_x,        # OUT (R, K, 1), or 0 rows to skip it
-                         double[:, ::1] part_gw,            # SCRATCH (parts, G*K)
-                         double[:, ::1] part_gb,            # SCRATCH (parts, G*K)
                          double[::1] grad_w,                # OUT (G*K,) weight gradient
                          double[::1] grad_b,                # OUT (G*K,) bias gradient
                          int num_threads):
     """norm_backward for rows with a weight and bias per value (L = 1: layer norm).
 
-    With grad_x: one pass over the data.  The rows are split into `parts` fixed runs of
-    consecutive rows (parts = part_gw.shape[0], at most R); for each row, in order, the
-    row's sums, then grad_x and the row's share of the parameter gradients, added into
-    its run's partial sums (the row is read again from cache, the partial sums stay in
-    cache for the run).  The runs' partial sums are then added in run order, a block of
-    columns per thread.  Nothing depends on the thread count.
-
-    Without grad_x: the parameter gradients alone, a block of columns at a time, every
-    row in order: each thread owns whole columns.
+    Two passes: the rows' sums and grad_x (row by row, the row read again from cache),
+    then the parameter gradients, a block of columns at a time, every row in order: each
+    thread owns whole columns, so the sums need no partial copies (a copy of every
+    parameter per partition would not stay in cache) and do not depend on the thread
+    count.
     """
-    cdef Py_ssize_t R = x.shape[0], K = x.shape[1], P = grad_w.shape[0]
-    cdef Py_ssize_t blocks = (P + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    cdef Py_ssize_t parts = min(part_gw.shape[0], R)
+    cdef Py_ssize_t R = x.shape[0], K = x.shape[1]
+    cdef Py_ssize_t blocks = (K + COLUMN_BLOCK - 1) // COLUMN_BLOCK
     cdef bint want_x = grad_x.shape[0] > 0
-    cdef Py_ssize_t r, blk, k0, n, p0, part, i
+    cdef Py_ssize_t r, blk, k0, n, p0
     cdef double mu, istd, A, B, c1, c0
-    cdef double* gw
-    cdef double* gb
+    grad_w[:] = 0
+    grad_b[:] = 0
     if R == 0 or K == 0:
-        grad_w[:] = 0
-        grad_b[:] = 0
-        return
-    if not want_x:
-        grad_w[:] = 0
-        grad_b[:] = 0
-        with nogil, parallel(num_threads=num_threads):
-            for blk in prange(blocks, schedule="dynamic"):
-                k0 = blk * COLUMN_BLOCK
-                n = min(COLUMN_BLOCK, K - k0)
-                for r in range(R):
-                    p0 = (r % G) * K + k0
-                    value_grads(&grad_y[r, k0, 0], &x[r, k0, 0], n, mean[r], invstd[r],
-                                &weight[p0], 0, 0, &grad_w[p0], &grad_b[p0], NULL)
         return
     with nogil, parallel(num_threads=num_threads):
-        for part in prange(parts, schedule="dynamic"):
-            gw = &part_gw[part, 0]
-            gb = &part_gb[part, 0]
-            memset(gw, 0, P * sizeof(double))
-            memset(gb, 0, P * sizeof(double))
-            for r in range(part * R // parts, (part + 1) * R // parts):
-                mu = mean[r]
-                istd = invstd[r]
-                A = 0   # sum of g = grad_y * w (assigned here: private to the thread)
-                B = 0   # sum of g * (x - mean)
-                p0 = (r % G) * K
-                value_sums(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, &weight[p0], &A, &B)
-                c1 = -istd * istd * istd * B / K   # gx = grad_y w invstd + (x - mean) c1 + c0
-                c0 = -istd * A / K
-                value_grads(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, istd, &weight[p0], c1, c0,
-                            gw + p0, gb + p0, &grad_x[r, 0, 0])
-    with nogil, parallel(num_threads=num_threads):
-        for blk in prange(blocks, schedule="static"):
+        for r in prange(R if want_x else 0, schedule="dynamic"):
+            mu = mean[r]
+            istd = invstd[r]
+            A = 0   # sum of g = grad_y * w (assigned here: private to the thread)
+            B = 0   # sum of g * (x - mean)
+            p0 = (r % G) * K
+            value_sums(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, &weight[p0], &A, &B)
+            c1 = -istd * istd * istd * B / K   # grad_x = grad_y w invstd + (x - mean) c1 + c0
+            c0 = -istd * A / K
+            value_grads(&grad_y[r, 0, 0], &x[r, 0, 0], K, mu, istd, &weight[p0], c1, c0,
+                        NULL, NULL, &grad_x[r, 0, 0])
+        # (no barrier: this loop reads only inputs, and writes what the one above does not)
+        for blk in prange(blocks, schedule="dynamic"):
             k0 = blk * COLUMN_BLOCK
-            n = min(COLUMN_BLOCK, P - k0)
-            for i in range(k0, k0 + n):
-                grad_w[i] = part_gw[0, i]
-                grad_b[i] = part_gb[0, i]
-            for part in range(1, parts):
-                for i in range(k0, k0 + n):
-                    grad_w[i] += part_gw[part, i]
-                    grad_b[i] += part_gb[part, i]
+            n = min(COLUMN_BLOCK, K - k0)
+            for r in range(R):
+                p0 = (r % G) * K + k0
+                value_grads(&grad_y[r, k0, 0], &x[r, k0, 0], n, mean[r], invstd[r],
+                            &weight[p0], 0, 0, &grad_w[p0], &grad_b[p0], NULL)

@@ -106,13 +106,7 @@ def _rows_backward(g3, x3, weight, groups, mean, invstd, gx3):
         # reused buffers: layer norm has a parameter per value of a sample
         grad_w = scratch("norm grad_weight", np.float64, 1, weight.size).reshape(-1)
         grad_b = scratch("norm grad_bias", np.float64, 1, weight.size).reshape(-1)
-        # partial sums per run of rows, for the one-pass backward (when grad_x is wanted)
-        parts = min(PARTS, rows) if gx3.shape[0] else 0
-        part_gw, part_gb = (
-            scratch(f"norm part {what}", np.float64, 1, parts * weight.size)
-            [:parts * weight.size].reshape(parts, weight.size) for what in ("gw", "gb"))
-        _kernels.norm_backward_values(g3, x3, weight, groups, mean, invstd, gx3, part_gw,
-                                      part_gb, grad_w, grad_b,
+        _kernels.norm_backward_values(g3, x3, weight, groups, mean, invstd, gx3, grad_w, grad_b,
                                       threads_for(_BACKWARD_WORK * x3.size, rows))
         return grad_w, grad_b
     part_gw = np.empty((PARTS, weight.size))
