@@ -227,6 +227,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
             raise ValueError(f"conv2d: bias must have shape ({g.f},) for weight {weight.shape}, "
                              f"got {bias.shape}")
     chosen = resolve(algorithm, "forward", g, x.dtype, "conv2d")
+    if chosen == "depthwise" and not np.isfinite(weight).all():
+        chosen = "im2col"   # see _depthwise_passes_nonfinite
     if chosen == "depthwise":
         return depthwise_conv2d(x, weight, bias, g.stride, g.padding, g.dilation,
                                 (g.out_h, g.out_w), out=out)
@@ -297,12 +299,18 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
                          f"for x {x.shape} and weight {weight.shape}, got {grad_y.shape}")
     algo_x, algo_w = backward_algorithms(algorithm, g, x.dtype, need_grad_x, fn,
                                          need_grad_weight=need_grad_weight)
+    if "depthwise" in (algo_x, algo_w) and not np.isfinite(weight).all():
+        # see _depthwise_passes_nonfinite
+        algo_x, algo_w = ("im2col" if a == "depthwise" else a for a in (algo_x, algo_w))
     grad_x = grad_weight = grad_bias = None
     if algo_w is None:
         pass
     elif algo_w == "depthwise":  # with a depthwise grad_x, both in one call
         grad_x, grad_weight, grad_bias = depthwise_conv2d_backward(
             x, weight, grad_y, g.stride, g.padding, g.dilation, algo_x == "depthwise", out=out)
+        if any(g.padding) and not np.isfinite(grad_bias).all():   # a NaN or inf in grad_y
+            grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, g,
+                                                              algo_x is not None, out)
     elif algo_w == "im2col":  # with an im2col grad_x, both from one column matrix
         grad_x, grad_weight, grad_bias = _im2col_backward(x, weight, grad_y, g,
                                                           algo_x == "im2col", out)
@@ -322,6 +330,13 @@ def conv2d_backward(x, weight, grad_y, stride=1, padding=0, dilation=1, groups=1
                                    np.empty(0, x.dtype), g.grad_x_conv(), int(algo_x[-1]),
                                    out=out, fn=fn, what="grad_x")
     return grad_x, grad_weight, grad_bias
+
+
+# _depthwise_passes_nonfinite: the depthwise kernel skips the products that are zero for
+# finite values: taps on padding (0 * w, 0 * grad_y) and, for stride > 1, the zeros between
+# the spread-out grad_y values of the input gradient.  With a NaN or inf there the reference
+# and PyTorch give NaN (0 * inf), so a non-finite weight, or a non-finite grad_y with padding
+# (grad_bias, which sums grad_y, shows it), goes to im2col, which forms every product.
 
 
 def _im2col_backward(x, weight, grad_y, g, want_x, out):

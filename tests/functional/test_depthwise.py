@@ -128,3 +128,25 @@ def test_conv2d_takes_the_depthwise_kernel(monkeypatch):
     y = F.conv2d(x, weight, bias, **geo)
     F.conv2d_backward(x, weight, np.ones_like(y), **geo)
     assert calls == ["depthwise_forward", "depthwise_backward"]
+
+
+# ---- non-finite values: the kernel skips products that are zero for finite values (taps on
+# padding, the zeros between spread-out grad_y values); conv2d then routes to im2col so that
+# 0 * inf = NaN comes out where the reference has it.
+
+@pytest.mark.parametrize("stride, padding", [((1, 2), (1, 0)), ((1, 2), (0, 1)), (2, 1), (1, 1)])
+def test_non_finite_weights_and_gradients_propagate_like_the_reference(stride, padding, rng):
+    x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    w[0, 0, 1, 1] = np.nan
+    w[2, 0, 0, 2] = np.inf
+    kw = dict(stride=stride, padding=padding, groups=3)
+    with np.errstate(all="ignore"):
+        y = F.conv2d(x, w, **kw)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        gy[1, 1, 0, 0] = np.inf
+        for got, want in zip((y, *F.conv2d_backward(x, w, gy, **kw)),
+                             (R.conv2d(x, w, **kw), *R.conv2d_backward(x, w, gy, **kw))):
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
