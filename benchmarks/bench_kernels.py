@@ -73,15 +73,16 @@ def interleaved(ours, theirs, repeats):
     return statistics.median(ms["ours"]), statistics.median(ms["theirs"]), statistics.median(ratios)
 
 
-def conv_case(cin, cout, k, pad, size, batch, rng):
+def conv_case(cin, cout, k, pad, size, batch, rng, stride=1, groups=1):
+    """A conv with a bias (weight (cout, cin / groups, k, k)), cnnframe's, the numpy
+    reference's and PyTorch's forward and backward."""
+    geo = dict(stride=stride, padding=pad, groups=groups)
     x = rng.standard_normal((batch, cin, size, size), dtype=np.float32)
-    w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.1
+    w = rng.standard_normal((cout, cin // groups, k, k), dtype=np.float32) * 0.1
     b = rng.standard_normal(cout, dtype=np.float32)
-    gy = rng.standard_normal((batch, cout, size, size), dtype=np.float32)
-    ours = (lambda: F.conv2d(x, w, b, padding=pad),
-            lambda: F.conv2d_backward(x, w, gy, padding=pad))
-    ref = (lambda: R.conv2d(x, w, b, padding=pad),
-           lambda: R.conv2d_backward(x, w, gy, padding=pad))
+    gy = rng.standard_normal(F.conv2d(x, w, b, **geo).shape, dtype=np.float32)
+    ours = (lambda: F.conv2d(x, w, b, **geo), lambda: F.conv2d_backward(x, w, gy, **geo))
+    ref = (lambda: R.conv2d(x, w, b, **geo), lambda: R.conv2d_backward(x, w, gy, **geo))
     theirs = None
     if torch is not None:
         tx = torch.from_numpy(x).requires_grad_()
@@ -91,10 +92,10 @@ def conv_case(cin, cout, k, pad, size, batch, rng):
 
         def t_fwd():
             with torch.no_grad():
-                TF.conv2d(tx, tw, tb, padding=pad)
+                TF.conv2d(tx, tw, tb, **geo)
 
         def t_bwd():  # backward only: the graph is built outside the timed part
-            out = TF.conv2d(tx, tw, tb, padding=pad)
+            out = TF.conv2d(tx, tw, tb, **geo)
             t0 = time.perf_counter()
             torch.autograd.grad(out, (tx, tw, tb), tgy)
             return time.perf_counter() - t0
@@ -146,32 +147,7 @@ DEPTHWISE = [
 
 def depthwise_case(c, k, stride, size, batch, rng):
     """A depthwise conv (padding k // 2, bias), cnnframe's and PyTorch's."""
-    pad = k // 2
-    geo = dict(stride=stride, padding=pad, groups=c)
-    x = rng.standard_normal((batch, c, size, size), dtype=np.float32)
-    w = rng.standard_normal((c, 1, k, k), dtype=np.float32) * 0.1
-    b = rng.standard_normal(c, dtype=np.float32)
-    gy = rng.standard_normal(F.conv2d(x, w, b, **geo).shape, dtype=np.float32)
-    ours = (lambda: F.conv2d(x, w, b, **geo), lambda: F.conv2d_backward(x, w, gy, **geo))
-    ref = (lambda: R.conv2d(x, w, b, **geo), lambda: R.conv2d_backward(x, w, gy, **geo))
-    theirs = None
-    if torch is not None:
-        tx = torch.from_numpy(x).requires_grad_()
-        tw = torch.from_numpy(w).requires_grad_()
-        tb = torch.from_numpy(b).requires_grad_()
-        tgy = torch.from_numpy(gy)
-
-        def t_fwd():
-            with torch.no_grad():
-                TF.conv2d(tx, tw, tb, **geo)
-
-        def t_bwd():  # backward only: the graph is built outside the timed part
-            out = TF.conv2d(tx, tw, tb, **geo)
-            t0 = time.perf_counter()
-            torch.autograd.grad(out, (tx, tw, tb), tgy)
-            return time.perf_counter() - t0
-        theirs = (t_fwd, t_bwd)
-    return ours, ref, theirs
+    return conv_case(c, c, k, k // 2, size, batch, rng, stride=stride, groups=c)
 # ---- end of depthwise
 
 

@@ -263,16 +263,7 @@ CNNF_INLINE cnnf_f64x4 bnk_load4_masked_d(const double* g, const double* y) {
 /* BNK_SUMMING(name, params, args): as CNNF_MULTIVERSION (the same target attributes:
    no FMA at the avx2 level), but the avx2 version runs name##_halves. */
 #define BNK_SUMMING(name, params, args)                                                    \
-    CNNF_AVX512 static void name##_avx512 params { name##_body args; }                    \
-    CNNF_AVX2 static void name##_avx2 params { name##_halves args; }                      \
-    static void name##_generic params { name##_body args; }                               \
-    static inline void name params {                                                       \
-        switch (cnnf_isa()) {                                                              \
-            case CNNF_ISA_AVX512: name##_avx512 args; break;                               \
-            case CNNF_ISA_AVX2: name##_avx2 args; break;                                   \
-            default: name##_generic args;                                                  \
-        }                                                                                  \
-    }
+    CNNF_MULTIVERSION_OF(name, params, args, name##_body, name##_halves, name##_body)
 #else
 #define BNK_SUMMING CNNF_MULTIVERSION
 #endif

@@ -102,10 +102,12 @@ static inline int cnnf_isa(void) { return cnnf_isa_level; }
    version exists and `name` calls it.  (The one name generator of the kernel sources;
    each use is commented with the names it defines.) */
 #if CNNF_X86
-#define CNNF_MULTIVERSION(name, params, args)                                                \
-    CNNF_AVX512 static void name##_avx512 params { name##_body args; }                      \
-    CNNF_AVX2 static void name##_avx2 params { name##_body args; }                          \
-    static void name##_generic params { name##_body args; }                                 \
+/* CNNF_MULTIVERSION_OF: the same with a body per level (e.g. a kernel whose avx2 version
+   needs another formulation: batchnorm.h's BNK_SUMMING). */
+#define CNNF_MULTIVERSION_OF(name, params, args, body512, body256, body128)                  \
+    CNNF_AVX512 static void name##_avx512 params { body512 args; }                          \
+    CNNF_AVX2 static void name##_avx2 params { body256 args; }                              \
+    static void name##_generic params { body128 args; }                                    \
     static inline void name params {                                                        \
         switch (cnnf_isa()) {                                                                \
             case CNNF_ISA_AVX512: name##_avx512 args; break;                                 \
@@ -114,9 +116,11 @@ static inline int cnnf_isa(void) { return cnnf_isa_level; }
         }                                                                                    \
     }
 #else
-#define CNNF_MULTIVERSION(name, params, args)                                                \
-    static void name##_generic params { name##_body args; }                                 \
+#define CNNF_MULTIVERSION_OF(name, params, args, body512, body256, body128)                  \
+    static void name##_generic params { body128 args; }                                     \
     static inline void name params { name##_generic args; }
 #endif
+#define CNNF_MULTIVERSION(name, params, args)                                                \
+    CNNF_MULTIVERSION_OF(name, params, args, name##_body, name##_body, name##_body)
 
 #endif /* CNNFRAME_SIMD_H */
