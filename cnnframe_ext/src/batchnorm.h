@@ -37,27 +37,28 @@ CNNF_INLINE cnnf_f64x8 bnk_load_d(const double* p) {
     return v;
 }
 /* g where y > 0 else +0.0 (ReLU's gradient, fused into batch norm's backward), as
-   relu_grad writes it: the same values reach the sums bit for bit. */
+   relu_grad writes it: the same values reach the sums bit for bit.  BNK_MASK defines
+   name(g, y), that vector of VT (T lanes, IT the integer vector of its width). */
+#define BNK_MASK(name, T, VT, IT)                                                           \
+    CNNF_INLINE VT name(const T* g, const T* y) {                                           \
+        VT gv, yv;                                                                          \
+        IT gi;                                                                              \
+        memcpy(&gv, g, sizeof gv);                                                          \
+        memcpy(&yv, y, sizeof yv);                                                          \
+        memcpy(&gi, &gv, sizeof gi);                                                        \
+        gi &= (yv > (T) 0);                                                                 \
+        memcpy(&gv, &gi, sizeof gv);                                                        \
+        return gv;                                                                          \
+    }
+BNK_MASK(bnk_mask_f8, float, cnnf_f32x8, bnk_i32x8)
+BNK_MASK(bnk_mask_d8, double, cnnf_f64x8, bnk_i64x8)
+BNK_MASK(bnk_mask_f4, float, cnnf_f32x4, bnk_i32x4)
+BNK_MASK(bnk_mask_d4, double, cnnf_f64x4, bnk_i64x4)
+
 CNNF_INLINE cnnf_f64x8 bnk_load_masked_f(const float* g, const float* y) {
-    cnnf_f32x8 gv, yv;
-    bnk_i32x8 gi;
-    memcpy(&gv, g, sizeof gv);
-    memcpy(&yv, y, sizeof yv);
-    memcpy(&gi, &gv, sizeof gi);
-    gi &= (yv > 0.0f);
-    memcpy(&gv, &gi, sizeof gv);
-    return __builtin_convertvector(gv, cnnf_f64x8);
+    return __builtin_convertvector(bnk_mask_f8(g, y), cnnf_f64x8);
 }
-CNNF_INLINE cnnf_f64x8 bnk_load_masked_d(const double* g, const double* y) {
-    cnnf_f64x8 gv, yv;
-    bnk_i64x8 gi;
-    memcpy(&gv, g, sizeof gv);
-    memcpy(&yv, y, sizeof yv);
-    memcpy(&gi, &gv, sizeof gi);
-    gi &= (yv > 0.0);
-    memcpy(&gv, &gi, sizeof gv);
-    return gv;
-}
+#define bnk_load_masked_d bnk_mask_d8
 /* The 4-lane loads of the halves.  Floats are converted lane by lane: GCC 12 makes one
    vcvtps2pd of that, but of __builtin_convertvector a round trip through the stack. */
 CNNF_INLINE cnnf_f64x4 bnk_load4_f(const float* p) {
@@ -71,27 +72,12 @@ CNNF_INLINE cnnf_f64x4 bnk_load4_d(const double* p) {
     return v;
 }
 CNNF_INLINE cnnf_f64x4 bnk_load4_masked_f(const float* g, const float* y) {
-    cnnf_f32x4 gv, yv;
-    bnk_i32x4 gi;
+    cnnf_f32x4 gv = bnk_mask_f4(g, y);
     cnnf_f64x4 v;
-    memcpy(&gv, g, sizeof gv);
-    memcpy(&yv, y, sizeof yv);
-    memcpy(&gi, &gv, sizeof gi);
-    gi &= (yv > 0.0f);
-    memcpy(&gv, &gi, sizeof gv);
     for (int k = 0; k < 4; k++) v[k] = (double) gv[k];
     return v;
 }
-CNNF_INLINE cnnf_f64x4 bnk_load4_masked_d(const double* g, const double* y) {
-    cnnf_f64x4 gv, yv;
-    bnk_i64x4 gi;
-    memcpy(&gv, g, sizeof gv);
-    memcpy(&yv, y, sizeof yv);
-    memcpy(&gi, &gv, sizeof gi);
-    gi &= (yv > 0.0);
-    memcpy(&gv, &gi, sizeof gv);
-    return gv;
-}
+#define bnk_load4_masked_d bnk_mask_d4
 #endif /* CNNF_VECTOR_EXTENSIONS */
 #define BNK_MASKED(g, y, i) ((y)[i] > 0 ? (g)[i] : 0)
 #define BNK_HSUM4(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
