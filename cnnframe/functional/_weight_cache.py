@@ -12,8 +12,8 @@ from the weight as it is now, so a cached call returns exactly what an uncached 
 No writer has to tell the cache anything.  The comparison reads the weight and the copy
 once (30 us for a 128 x 64 x 3 x 3 float32 weight on the AVX2 test machine, against 170 us
 to pack it for the direct kernel and 110 / 195 us to transform it for Winograd F(2x2) /
-F(4x4), medians of 200 calls); layers use a cache only in inference passes (``training=False``), so a
-training step, whose weights change every time, never pays for it.
+F(4x4), medians of 200 calls); layers use a cache only in inference passes
+(``training=False``), so a training step, whose weights change every time, never pays for it.
 """
 import threading
 
