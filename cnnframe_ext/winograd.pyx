@@ -13,8 +13,11 @@ A block is B whole images; one thread copies each into a zero-padded buffer,
 transforms it a row of tiles at a time (vectorised across the row), runs the
 P GEMMs per group and transforms the products back.  Every output element is
 produced by exactly one block, so results do not depend on the thread count.
-The caller transforms the weights (U = G g G^T), picks m, validates every
-argument and only calls this for output sizes that are multiples of m.
+Output sizes that are not multiples of m get ceil(size / m) tiles: the padded input
+copy is zero beyond the image, so the last tiles compute a few outputs that are never
+stored (the forward writes the last tile row / column through a per-thread edge buffer),
+and the weight gradient reads grad_y's last tiles through that buffer, zero-padded.
+The caller transforms the weights (U = G g G^T), picks m and validates every argument.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel, threadid
@@ -111,6 +114,46 @@ cdef inline void grad_row(const floating* y0, const floating* y1, int tiles_w,
         grad_row_d(y0, y1, tiles_w, z, s)
 
 
+cdef void output_tile_row(const floating* m, Py_ssize_t s, int tile, int tw_n, floating bias,
+                          floating* y, int rows, int OW, floating* edge) noexcept nogil:
+    """Y = A^T M A + bias for one row of tiles into `rows` output rows of width OW (stride
+    OW) at y.  A ragged row (rows < tile, or OW < tw_n * tile) goes through `edge`
+    (tile x tw_n * tile), then only its valid part is copied."""
+    cdef int OWp = tw_n * tile, r
+    cdef floating* out = y
+    cdef Py_ssize_t rs = OW
+    if rows < tile or OWp != OW:
+        out = edge
+        rs = OWp
+    if tile == 2:
+        output_row(m, s, tw_n, bias, out, out + rs)
+    else:
+        output43_row(m, s, tw_n, bias, out, rs)
+    if out == edge:
+        for r in range(rows):
+            memcpy(y + <Py_ssize_t> r * OW, edge + <Py_ssize_t> r * OWp, OW * sizeof(floating))
+
+
+cdef void grad_tile_row(const floating* gy, int tile, int tw_n, int rows, int OW,
+                        floating* edge, floating* z, Py_ssize_t s) noexcept nogil:
+    """A dY A^T for one row of tiles of grad_y (`rows` valid rows of width OW at gy).  A
+    ragged row is copied into `edge` (tile x tw_n * tile) and zero-padded first: the
+    outputs the forward never stored have no gradient."""
+    cdef int OWp = tw_n * tile, r
+    cdef const floating* src = gy
+    cdef Py_ssize_t rs = OW
+    if rows < tile or OWp != OW:
+        memset(edge, 0, <size_t> tile * OWp * sizeof(floating))
+        for r in range(rows):
+            memcpy(edge + <Py_ssize_t> r * OWp, gy + <Py_ssize_t> r * OW, OW * sizeof(floating))
+        src = edge
+        rs = OWp
+    if tile == 2:
+        grad_row(src, src + rs, tw_n, z, s)
+    else:
+        grad43_row(src, rs, tw_n, z, s)
+
+
 cdef void transform_inputs(const floating* x, int C, int H, int W, int ph, int pw,
                            int OH, int OW, floating* xp, floating* v,
                            Py_ssize_t nt, Py_ssize_t s) noexcept nogil:
@@ -168,17 +211,19 @@ cdef void transform_inputs43(const floating* x, int C, int H, int W, int ph, int
 def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                      const floating[:, :, ::1] U,      # IN  (P, F, C/groups), P = (m+2)^2 positions
                      const floating[::1] bias,         # IN  (F,) or empty
-                     floating[:, :, :, ::1] y,         # OUT (N, F, OH, OW), OH and OW multiples of m
+                     floating[:, :, :, ::1] y,         # OUT (N, F, OH, OW)
                      floating[:, ::1] pad,             # scratch (threads, padded image, see transforms)
                      floating[:, ::1] V,               # scratch (threads, P planes of >= C * B * tiles)
                      floating[:, ::1] M,               # scratch (threads, P planes of >= F * B * tiles)
+                     floating[:, ::1] edge,            # scratch (threads, m * OW rounded up to m)
                      int ph, int pw, int groups, int B, int num_threads):
     """F(m x m, 3x3) convolution, m = 2 or 4 (U.shape[0] = 16 or 36)."""
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef int P = U.shape[0], tile = 2 if P == 16 else 4
     cdef int Cg = C // groups, Fg = F // groups
-    cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
+    cdef int th_n = (OH + tile - 1) // tile, tw_n = (OW + tile - 1) // tile
+    cdef int tiles = th_n * tw_n, OHp = th_n * tile, OWp = tw_n * tile
     cdef int nblocks = (N + B - 1) // B
     cdef int blk, n0, nb, b, f, g, xi, th
     cdef Py_ssize_t nt, s, sm
@@ -188,12 +233,14 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef floating* xp = NULL
     cdef floating* v = NULL
     cdef floating* m = NULL
+    cdef floating* e = NULL
     cdef floating bf
     with nogil, parallel(num_threads=num_threads):
         t_id = threadid()
         xp = &pad[t_id, 0]
         v = &V[t_id, 0]
         m = &M[t_id, 0]
+        e = &edge[t_id, 0]
         for blk in prange(nblocks, schedule="static"):
             n0 = blk * B
             nb = min(B, N - n0)
@@ -202,10 +249,10 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             sm = M.shape[1] // P
             for b in range(nb):
                 if tile == 2:
-                    transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
+                    transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OHp, OWp, xp,
                                      v + b * tiles, nt, s)
                 else:
-                    transform_inputs43(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
+                    transform_inputs43(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OHp, OWp, xp,
                                        v + b * tiles, nt, s)
             for xi in range(P):
                 for g in range(groups):
@@ -215,21 +262,19 @@ def winograd_conv3x3(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                 for f in range(F):
                     bf = bias[f] if bias.shape[0] > 0 else 0
                     for th in range(th_n):
-                        if tile == 2:
-                            output_row(m + f * nt + b * tiles + th * tw_n, sm, tw_n, bf,
-                                       &y[n0 + b, f, 2 * th, 0], &y[n0 + b, f, 2 * th + 1, 0])
-                        else:
-                            output43_row(m + f * nt + b * tiles + th * tw_n, sm, tw_n, bf,
-                                         &y[n0 + b, f, 4 * th, 0], OW)
+                        output_tile_row(m + f * nt + b * tiles + th * tw_n, sm, tile, tw_n, bf,
+                                        &y[n0 + b, f, tile * th, 0], min(tile, OH - tile * th),
+                                        OW, e)
 
 
 def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
-                            const floating[:, :, :, ::1] grad_y,  # IN  (N, F, OH, OW), OH, OW even
+                            const floating[:, :, :, ::1] grad_y,  # IN  (N, F, OH, OW)
                             floating[:, ::1] grad_m,              # OUT (parts, P * F * C/groups)
                             floating[:, ::1] grad_b,              # OUT (parts, F) partial sums
                             floating[:, ::1] pad,                 # scratch (threads, padded image)
                             floating[:, ::1] V,                   # scratch (threads, P planes of >= C * B * tiles)
                             floating[:, ::1] Z,                   # scratch (threads, P planes of >= F * B * tiles)
+                            floating[:, ::1] edge,                # scratch (threads, m * OW rounded up to m)
                             int ph, int pw, int groups, int B, int tile, int num_threads):
     """Weight gradient of a 3x3 stride-1 conv by Winograd F(m x m, 3x3), m = tile (2 or 4).
 
@@ -244,7 +289,8 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
     cdef int F = grad_y.shape[1], OH = grad_y.shape[2], OW = grad_y.shape[3]
     cdef int Cg = C // groups, Fg = F // groups
     cdef int P = (tile + 2) * (tile + 2), bias_plane = 5 if tile == 2 else 7
-    cdef int th_n = OH // tile, tw_n = OW // tile, tiles = th_n * tw_n
+    cdef int th_n = (OH + tile - 1) // tile, tw_n = (OW + tile - 1) // tile
+    cdef int tiles = th_n * tw_n, OHp = th_n * tile, OWp = tw_n * tile
     cdef int nblocks = (N + B - 1) // B
     cdef int nparts = grad_m.shape[0]
     cdef int part, blk, n0, nb, b, f, g, xi, th
@@ -255,6 +301,7 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
     cdef floating* xp = NULL
     cdef floating* v = NULL
     cdef floating* z = NULL
+    cdef floating* e = NULL
     cdef floating* gm
     cdef const floating* gy
     cdef floating acc
@@ -267,6 +314,7 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
         xp = &pad[t_id, 0]
         v = &V[t_id, 0]
         z = &Z[t_id, 0]
+        e = &edge[t_id, 0]
         for part in prange(nparts, schedule="static"):
             gm = &grad_m[part, 0]
             for blk in range(part * nblocks // nparts, (part + 1) * nblocks // nparts):
@@ -277,20 +325,17 @@ def winograd_grad_weight3x3(const floating[:, :, :, ::1] x,       # IN  (N, C, H
                 sz = Z.shape[1] // P
                 for b in range(nb):
                     if tile == 2:
-                        transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
+                        transform_inputs(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OHp, OWp, xp,
                                          v + b * tiles, nt, s)
                     else:
-                        transform_inputs43(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OH, OW, xp,
+                        transform_inputs43(&x[n0 + b, 0, 0, 0], C, H, W, ph, pw, OHp, OWp, xp,
                                            v + b * tiles, nt, s)
                     for f in range(F):
                         gy = &grad_y[n0 + b, f, 0, 0]
                         for th in range(th_n):
-                            if tile == 2:
-                                grad_row(gy + 2 * th * OW, gy + (2 * th + 1) * OW, tw_n,
-                                         z + f * nt + b * tiles + th * tw_n, sz)
-                            else:
-                                grad43_row(gy + 4 * th * OW, OW, tw_n,
-                                           z + f * nt + b * tiles + th * tw_n, sz)
+                            grad_tile_row(gy + tile * th * OW, tile, tw_n,
+                                          min(tile, OH - tile * th), OW, e,
+                                          z + f * nt + b * tiles + th * tw_n, sz)
                 # Z[bias_plane] (row 1, column 1 of Z) is the sum of the tile's dY: summed
                 # over the tiles it is the bias gradient.
                 for f in range(F):

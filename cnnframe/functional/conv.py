@@ -53,8 +53,15 @@ _KRON = {2: np.kron(_G, _G), 4: np.kron(_G43, _G43)}
 
 
 def _padded_size(c, oh, ow, tile):
-    """Elements of the kernels' zero-padded image copy: F(4x4) splits each row into 4 phases."""
+    """Elements of the kernels' zero-padded image copy: F(4x4) splits each row into 4 phases.
+    oh and ow are the output sizes rounded up to whole tiles."""
     return c * (oh + 2) * (ow + 2 if tile == 2 else 4 * (ow // 4 + 1))
+
+
+def _tile_grid(g, tile):
+    """(tile rows, tile columns) covering the output of conv `g`: the last ones may be
+    ragged (see cnnframe_ext/winograd.pyx)."""
+    return -(-g.out_h // tile), -(-g.out_w // tile)
 
 
 def _winograd_weights(weight, tile, groups, out=None):
@@ -77,7 +84,8 @@ def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="out
                       cache=None):
     """conv2d of a 3x3 stride-1 conv of geometry `g` by Winograd F(m x m, 3x3), m = tile.
 
-    tile m = 2 (output sizes even) or 4 (multiples of 4).  `cache`: a WeightCache keeping
+    tile m = 2 or 4; output sizes that are not multiples of m end in ragged tiles (their
+    extra outputs are computed and dropped).  `cache`: a WeightCache keeping
     the transformed weights between calls (else they go into a reused scratch buffer).
     """
     p = (tile + 2) ** 2
@@ -89,26 +97,29 @@ def _winograd_conv3x3(x, weight, bias, g, tile, out=None, fn="conv2d", what="out
         u = _winograd_weights(weight, tile, g.groups,
                               scratch("winograd weights", x.dtype, 1, p * g.f * cg)
                               .reshape(p, g.f, cg))
-    b, threads, padded, v, m = _winograd_workspace(g, tile, x.dtype)
+    b, threads, padded, v, m, edge = _winograd_workspace(g, tile, x.dtype)
     y = output_array(g.out_shape, x.dtype, fn, what, out=out, inputs=(x, weight, bias))
-    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, *g.padding, g.groups, b, threads)
+    _winograd.winograd_conv3x3(x, u, bias, y, padded, v, m, edge, *g.padding, g.groups, b,
+                               threads)
     return y
 
 
 def _winograd_workspace(g, tile, dtype):
-    """(images per block b, threads, padded, inputs, products): the blocking and the reused
-    scratch that the Winograd forward pass and weight gradient share for conv `g`."""
+    """(images per block b, threads, padded, inputs, products, edge): the blocking and the
+    reused scratch that the Winograd forward pass and weight gradient share for conv `g`."""
     p = (tile + 2) ** 2
-    tiles = (g.out_h // tile) * (g.out_w // tile)
+    th, tw = _tile_grid(g, tile)
+    tiles = th * tw
     b = max(1, min(-(-g.n // PARTS),
                    (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))
     threads = min(threads_for(g.n * tiles * p * g.c * g.f // g.groups, g.n), PARTS,
                   max(1, -(-g.n // b)))
     padded = scratch("winograd padded image", dtype, threads,
-                     _padded_size(g.c, g.out_h, g.out_w, tile))
+                     _padded_size(g.c, th * tile, tw * tile, tile))
     inputs = scratch("winograd inputs", dtype, threads, p * (g.c * b * tiles + PLANE_SKEW))
     products = scratch("winograd products", dtype, threads, p * (g.f * b * tiles + PLANE_SKEW))
-    return b, threads, padded, inputs, products
+    edge = scratch("winograd edge rows", dtype, threads, tile * tw * tile)
+    return b, threads, padded, inputs, products, edge
 
 
 def _winograd_grad_weight3x3(x, grad_y, g, tile):
@@ -119,11 +130,11 @@ def _winograd_grad_weight3x3(x, grad_y, g, tile):
     """
     p = (tile + 2) ** 2
     cg = g.c // g.groups
-    b, threads, padded, v, z = _winograd_workspace(g, tile, x.dtype)
+    b, threads, padded, v, z, edge = _winograd_workspace(g, tile, x.dtype)
     grad_m = scratch("winograd grad_weight", x.dtype, PARTS, p * g.f * cg)
     grad_b = scratch("conv2d grad_bias", x.dtype, PARTS, g.f)
-    _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, *g.padding,
-                                      g.groups, b, tile, threads)
+    _winograd.winograd_grad_weight3x3(x, grad_y, grad_m, grad_b, padded, v, z, edge,
+                                      *g.padding, g.groups, b, tile, threads)
     # dW = G^T dU G per filter: one GEMM with (G (x) G)^T, as in _winograd_weights
     grad_u = grad_m.sum(axis=0).reshape(p, g.f * cg)
     grad_weight = _KRON[tile].T.astype(x.dtype) @ grad_u
@@ -195,8 +206,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, o
         "auto" (default) takes the fastest measured for this conv on this CPU's
         instruction set (cnnframe.functional.conv_dispatch).  The others force one:
         the direct kernel (stride 1, dilation 1, groups 1), Winograd for 3x3 stride-1
-        undilated convs with even output sizes (F(4x4, 3x3) where they are multiples
-        of 4, else F(2x2, 3x3); "winograd2" / "winograd4" force the tile), or im2col +
+        undilated convs (F(4x4, 3x3), or F(2x2, 3x3) where its tiles fit the output
+        more closely; "winograd2" / "winograd4" force the tile), or im2col +
         GEMM (any conv).  Every algorithm gives the same result up to rounding.
     weight_cache : WeightCache, optional
         Keeps what the algorithm derives from `weight` (Winograd's transformed weights,

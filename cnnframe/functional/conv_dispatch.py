@@ -32,8 +32,8 @@ from cnnframe.functional.depthwise import depthwise_applies
 from cnnframe_ext import runtime as _runtime
 
 PASSES = ("forward", "grad_x", "grad_weight")
-# What ``algorithm=`` accepts: "winograd" is F(4x4, 3x3) where the output sizes are
-# multiples of 4, else F(2x2, 3x3); "winograd2" / "winograd4" force one of them.
+# What ``algorithm=`` accepts: "winograd" is F(4x4, 3x3) unless F(2x2, 3x3)'s tiles fit
+# the output more closely; "winograd2" / "winograd4" force one of them.
 # "depthwise" is the per-plane kernel of depthwise convs (groups == C > 1, any multiplier).
 ALGORITHMS = ("auto", "direct", "winograd", "winograd2", "winograd4", "im2col", "depthwise")
 
@@ -45,7 +45,10 @@ class Rule:
     Conditions (None or 0: no condition), on the geometry of the conv the pass runs:
     kernel (KH, KW); channels per group, C = input, F = output; pairs = C * F per group;
     taps = KH * KW; pixels = output pixels OH * OW; vector_fill = pixels / (pixels
-    rounded up to 16, the direct kernel's 64-byte float32 vectors); dtype; batch N.
+    rounded up to 16, the direct kernel's 64-byte float32 vectors); tile_fill, on
+    Winograd rows only = pixels / the pixels of the whole m x m tiles covering the output
+    (the default 1.0 takes exact tilings only; below it the last tiles are ragged and part
+    of their work is thrown away); dtype; batch N.
     `measured` quotes the benchmark figures behind the row.
     """
     algorithm: str
@@ -60,6 +63,7 @@ class Rule:
     min_pixels: int = 0
     max_pixels: int = None
     min_vector_fill: float = 0.0
+    min_tile_fill: float = 1.0
     dtype: str = None
     min_batch: int = 0
     max_batch: int = None
@@ -78,6 +82,8 @@ class Rule:
                 and g.kh * g.kw >= self.min_taps
                 and within(pixels, self.min_pixels, self.max_pixels)
                 and pixels >= self.min_vector_fill * -(-pixels // 16) * 16
+                and (not self.algorithm.startswith("winograd")
+                     or _tile_fill(g, int(self.algorithm[-1])) >= self.min_tile_fill)
                 and (self.dtype is None or np.dtype(dtype) == np.dtype(self.dtype))
                 and within(g.n, self.min_batch, self.max_batch))
 
@@ -120,6 +126,24 @@ GRAD_WEIGHT_WINOGRAD = (
                   "64->64 9.7/9.9/14.7/31.0"),
 )
 
+# Ragged Winograd tiles (output sizes not multiples of the tile: 31x31, 15x15 and 7x7 maps
+# after a 2x2 conv or 3x3 pooling), measured on AVX2 only; the AVX-512 table keeps to exact
+# tilings (its rows' default min_tile_fill=1.0) until measured there.
+# ms of the best ragged Winograd / the best exact-fit algorithm, forward | grad_x, quiet
+# machine, batch 128 (31x31: 64), medians of 5, 2 threads.
+AVX2_RAGGED_WINOGRAD43 = Rule(
+    "winograd4", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=196,
+    min_tile_fill=0.85,
+    measured="F(4x4) on 15x15 (fill 0.88) and 31x31 (0.94) / direct: 15x15 64->64 16.1/19.0 "
+             "| 16.0/18.8, 64->128 31.6/44.2 | 36.1/51.2, 128->128 57.1/90.9 | 52.9/96.0; "
+             "31x31 24->64 13.7/16.9 | 11.8/14.5, 64->128 40.8/84.9 | 34.3/83.9, "
+             "128->128 51.3/138.4 | 51.4/147.2")
+AVX2_RAGGED_WINOGRAD2_WIDE = Rule(
+    "winograd2", kernel=(3, 3), min_pairs=16384, min_pixels=49, max_pixels=64,
+    min_tile_fill=0.75,
+    measured="F(2x2), 128->128 on 7x7 (fill 0.77) / direct 17.4/22.7 | 16.3/21.6 (8x8, exact: "
+             "14.2/16.9 | 14.2/17.7); 64->128 7x7 10.9/10.8: no")
+
 AVX512_FORWARD = (
     Rule("direct", kernel=(1, 1), max_pixels=256, min_vector_fill=1.0, dtype="float32",
          measured="1x1 on maps of 16..256 pixels: 0.29-0.86x (16->32 8x8 1.03x)"),
@@ -152,6 +176,7 @@ AVX2_FORWARD = (
                   "10.0/6.0)"),
     Rule("direct", kernel=(3, 3), max_out_channels=16, **DIRECT,
          measured="3x3 with F <= 16: as on AVX-512 (Winograd's GEMMs narrow)"),
+    AVX2_RAGGED_WINOGRAD2_WIDE,
     Rule("direct", kernel=(3, 3), max_pixels=64, **DIRECT,
          measured="3x3 on 4x4 and 8x8, 16..256 channels: 0.56-0.89x | 0.52-1.14x Winograd's "
                   "time; 64->128 8x8 9.5/11.5 | 7.8/8.1, 256->256 4x4 17.8/29.1 | 19.0/33.8"),
@@ -160,6 +185,7 @@ AVX2_FORWARD = (
                   "10.2/11.6); 64->64 1.23x | 1.44x, 64->128 1.56x | 1.25x, 128->128 1.23x | "
                   "1.14x -> Winograd"),
     *WINOGRAD_FORWARD,
+    AVX2_RAGGED_WINOGRAD43,
     Rule("direct", **DIRECT,
          measured="5x5 and 7x7: 32->32 5x5 32x32 11.9/19.0, 64->64 5x5 16x16 10.1/14.8, "
                   "16->16 7x7 28x28 12.4/28.4; 3x3 outside Winograd: 3->32 32x32 1.2/2.9 "
@@ -178,13 +204,20 @@ AVX512_GRAD_WEIGHT = (
 )
 AVX2_GRAD_WEIGHT = (
     GRAD_WEIGHT_WINOGRAD[0],
-    Rule("winograd4", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=784,
-         max_pairs=4096,
-         measured="AVX2, 28x28 up to 64->64 (AVX-512: F(4x4) from 32x32): ms F(2x2) / F(4x4), "
-                  "min of 7 | 11 on the shared 2-core machine (loaded: absolute times 2-5x "
-                  "too high): 32->32 47.6/30.6 | 128.8/117.1, 32->64 55.3/46.0 | 109.2/96.8, "
-                  "64->32 84.6/65.7 | 189.0/151.4, 64->64 48.0/46.6; wider unclear "
-                  "(128->128 79.8/71.2 | 164.6/198.1)"),
+    Rule("winograd4", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=256,
+         measured="AVX2, from 16x16 (AVX-512: from 32x32): ms F(4x4) / F(2x2), quiet machine, "
+                  "batch 128, median of 5: 16x16 24->64 5.2/7.2, 64->64 13.5/17.0, 64->128 "
+                  "21.8/28.9, 128->128 45.3/54.3; 32x32 64->64 42.8/61.3, 128->128 "
+                  "122.9/177.7 (8x8: F(2x2) 0.77-0.86x F(4x4)'s time)"),
+    Rule("winograd4", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=196,
+         min_tile_fill=0.85,
+         measured="ragged F(4x4) / the best exact-fit algorithm (im2col), batch 128 (31x31: "
+                  "64): 15x15 64->64 17.2/31.8, 64->128 36.2/59.5, 128->128 50.8/88.9; 31x31 "
+                  "24->64 15.8/35.3, 64->128 27.6/71.4"),
+    Rule("winograd2", kernel=(3, 3), min_channels=WINOGRAD_MIN_CHANNELS, min_pixels=16,
+         min_tile_fill=0.75,
+         measured="ragged F(2x2) / im2col: 7x7 24->64 2.5/2.7, 64->128 12.5/12.9, 128->128 "
+                  "21.6/30.7 (F(4x4) 9.0/9.4 F(2x2) on 64->64)"),
     *GRAD_WEIGHT_WINOGRAD[1:],
     Rule("direct", max_in_channels=4, dtype="float32",
          measured="ms direct / conv2d_backward's other choice: 3->32 3x3 32x32 1.5/3.9"),
@@ -239,11 +272,15 @@ def tiles(isa=None):
     return TILES[isa or _runtime.active_isa()]
 
 
+def _tile_fill(g, tile):
+    """Output pixels / pixels of the whole tile x tile tiles that cover them."""
+    return g.out_h * g.out_w / (-(-g.out_h // tile) * tile * -(-g.out_w // tile) * tile)
+
+
 def _winograd_tile(g):
-    """4 where the output sizes are multiples of 4, 2 where they are even, else 0."""
-    if g.out_h % 4 == 0 and g.out_w % 4 == 0:
-        return 4
-    return 2 if g.out_h % 2 == 0 and g.out_w % 2 == 0 else 0
+    """The Winograd tile of ``algorithm="winograd"``: 4, unless F(2x2)'s tiles fit the
+    output more closely (sizes 2 mod 4, or 1 and 5)."""
+    return 4 if _tile_fill(g, 4) >= _tile_fill(g, 2) else 2
 
 
 def unsupported(algorithm, pass_, g, dtype):
@@ -275,14 +312,9 @@ def unsupported(algorithm, pass_, g, dtype):
         if pass_ == "grad_weight" and np.dtype(dtype) != np.float32:
             return f"the direct weight gradient is float32 only, got {np.dtype(dtype)}"
         return None
-    tile = int(algorithm[-1])
     if g.kernel != (3, 3) or g.stride != (1, 1) or g.dilation != (1, 1):
         return (f"Winograd needs a 3x3 kernel, stride 1 and dilation 1, got kernel "
                 f"{g.kernel}, stride {g.stride}, dilation {g.dilation}")
-    if g.out_h % tile or g.out_w % tile:
-        return (f"Winograd F({tile}x{tile}, 3x3) needs output sizes that are multiples of "
-                f"{tile}, got {g.out_h} x {g.out_w}"
-                + (" (for grad_x: the input's size)" if pass_ == "grad_x" else ""))
     return None
 
 
@@ -332,8 +364,8 @@ def _check_name(algorithm, where, fn):
 def resolve(algorithm, pass_, g, dtype, fn="conv2d", where="algorithm", isa=None):
     """The algorithm pass `pass_` runs for the ``algorithm`` argument `algorithm`.
 
-    "auto" reads the table (`choose_algorithm`); "winograd" takes F(4x4) where the
-    output sizes (x's for grad_x) are multiples of 4, else F(2x2).
+    "auto" reads the table (`choose_algorithm`); "winograd" takes F(4x4) unless F(2x2)'s
+    tiles cover the output (x for grad_x) with less waste (`_winograd_tile`).
 
     Raises
     ------
@@ -348,7 +380,7 @@ def resolve(algorithm, pass_, g, dtype, fn="conv2d", where="algorithm", isa=None
     if algorithm == "winograd":
         tile = _winograd_tile(g.grad_x_conv() if pass_ == "grad_x" and g.has_grad_x_conv()
                               else g)
-        chosen = f"winograd{tile or 2}"
+        chosen = f"winograd{tile}"
     why = unsupported(chosen, pass_, g, dtype)
     if why:
         raise ValueError(f"{fn}: {where}={algorithm!r} cannot compute the {pass_} pass of this "

@@ -162,6 +162,36 @@ def test_winograd_paths_match_reference(path, dtype, data, seed):
         assert taken["grad_x"] == taken["forward"]
 
 
+@st.composite
+def ragged_winograd_geometries(draw, tile):
+    """3x3 stride-1 geometries whose output sizes are not both multiples of `tile`: the last
+    row or column of tiles is ragged (any channel counts, paddings 0..2)."""
+    oh, ow = draw(st.integers(1, 19)), draw(st.integers(1, 19))
+    if oh % tile == 0 and ow % tile == 0:
+        ow += draw(st.integers(1, tile - 1))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 20)), oh + 2 - 2 * ph,
+             ow + 2 - 2 * pw)
+    if min(shape[2:]) < 1:  # padding 2 on a 1- or 2-pixel output: no input left
+        shape = shape[:2] + (oh + 2, ow + 2)
+        ph = pw = 0
+    return cst.ConvGeometry(shape, draw(st.integers(1, 20)), (3, 3), (1, 1), (ph, pw),
+                            (1, 1), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", [2, 4])
+@settings(max_examples=scaled(15))
+@given(data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_winograd_with_ragged_tiles_matches_reference(tile, dtype, data, seed):
+    """Output sizes that are not multiples of the tile: the forward pass, the input
+    gradient and the weight gradient all by F(tile x tile), against the reference."""
+    geom = data.draw(ragged_winograd_geometries(tile), label="geometry")
+    taken = run_against_reference(geom, dtype, seed, f"winograd{tile}", f"winograd{tile}")
+    assert taken == dict(forward=f"winograd{tile}", grad_x=f"winograd{tile}",
+                         grad_weight=f"winograd{tile}")
+
+
 # ------------------------------------------------------------------ direct kernel
 DIRECT_PATHS = {
     # only the dispatch path this CPU can take is collected (the id says which)

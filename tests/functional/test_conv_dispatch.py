@@ -47,7 +47,11 @@ def test_rows_can_hold_a_batch_condition():
     ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), "winograd4"),   # 16x16
     ((16, 20), (16, 16, 3, 3), dict(padding=1), "winograd4"),
     ((16, 18), (16, 16, 3, 3), dict(padding=1), "winograd2"),        # 18 columns
-    ((17, 16), (16, 16, 3, 3), dict(padding=1), "im2col"),           # 17 rows
+    # 17 rows: ragged F(4x4) tiles (fill 0.85), measured on AVX2 only
+    ((17, 16), (16, 16, 3, 3), dict(padding=1), {"avx2": "winograd4", "else": "im2col"}),
+    ((15, 15), (64, 64, 3, 3), dict(padding=1), {"avx2": "winograd4", "else": "im2col"}),
+    ((13, 13), (16, 16, 3, 3), dict(padding=1), "im2col"),           # ragged, fill 0.66
+    ((7, 7), (128, 128, 3, 3), dict(padding=1), {"avx2": "winograd2", "else": "im2col"}),
     ((8, 8), (16, 16, 3, 3), dict(padding=1), "winograd4"),          # 64 pixels
     ((4, 8), (16, 16, 3, 3), dict(padding=1), "im2col"),             # 32 pixels
     ((10, 10), (16, 16, 3, 3), dict(padding=1), "im2col"),           # 100, even
@@ -59,21 +63,31 @@ def test_rows_can_hold_a_batch_condition():
     ((16, 16), (32, 8, 3, 3), dict(padding=1, groups=2), "im2col")])  # 8 per group
 def test_winograd_rows_forward(isa, dtype, x_hw, w_shape, kw, want):
     """Every table: 3x3, stride 1, no dilation, 16+ channels per group; F(4x4, 3x3) for output
-    sizes that are multiples of 4 (>= 64 pixels), F(2x2, 3x3) for other even ones (>= 256).
-    Where a direct row takes the conv first (float32 on AVX-512 and AVX2), not Winograd."""
+    sizes that are multiples of 4 (>= 64 pixels), F(2x2, 3x3) for other even ones (>= 256);
+    on AVX2 also ragged tiles where measured (15x15, 31x31; wide 7x7).  Where a direct row
+    takes the conv first (float32 on AVX-512 and AVX2), not Winograd."""
+    if isinstance(want, dict):
+        want = want.get(isa, want["else"])
     g = geometry((2, w_shape[1] * kw.get("groups", 1), *x_hw), w_shape, **kw)
     got = D.choose_algorithm("forward", g, dtype, isa)
     assert got == want or (got == "direct" and isa != "generic" and dtype == np.float32)
 
 
+# AVX2 takes F(4x4) from 16x16 maps, and on ragged tiles of fill >= 0.85 (32x30: 0.94)
+AVX2_F4 = {"avx2": "winograd4", "else": "winograd2"}
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("need_grad_x", [True, False])
 @pytest.mark.parametrize("x_hw,w_shape,kw,want,want_without_grad_x", [
-    ((16, 16), (16, 16, 3, 3), dict(padding=1), "winograd2", "winograd2"),
-    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), "winograd2", "winograd2"),
+    ((16, 16), (16, 16, 3, 3), dict(padding=1), AVX2_F4, AVX2_F4),
+    ((16, 18), (16, 16, 3, 3), dict(padding=(1, 0)), AVX2_F4, AVX2_F4),
     ((32, 32), (16, 16, 3, 3), dict(padding=1), "winograd4", "winograd4"),   # 1024 pixels
-    ((32, 30), (16, 16, 3, 3), dict(padding=1), "winograd2", "winograd2"),   # 30 columns
-    ((17, 16), (16, 16, 3, 3), dict(padding=1), "im2col", "im2col"),
+    ((32, 30), (16, 16, 3, 3), dict(padding=1), AVX2_F4, AVX2_F4),           # 30 columns
+    ((17, 16), (16, 16, 3, 3), dict(padding=1), {"avx2": "winograd4", "else": "im2col"},
+     {"avx2": "winograd4", "else": "im2col"}),
+    ((7, 7), (32, 32, 3, 3), dict(padding=1), "im2col",                      # ragged 7x7:
+     {"avx2": "winograd2", "else": "im2col"}),                               # grad_x im2col
     ((8, 8), (16, 16, 3, 3), dict(padding=1), "winograd2", "winograd2"),
     # grad_x of a 4x8 map goes through im2col, which then computes grad_weight too
     ((4, 8), (16, 16, 3, 3), dict(padding=1), "im2col", "winograd2"),
@@ -85,11 +99,15 @@ def test_winograd_rows_grad_weight(isa, need_grad_x, x_hw, w_shape, kw, want,
                                    want_without_grad_x):
     """The weight gradient's rows, float64 (no direct rows there): Winograd for 3x3 stride-1
     convs with 16+ channels and even outputs of 16+ pixels, F(4x4, 3x3) from 1024 pixels
-    (multiples of 4), F(2x2, 3x3) below; not for C*F >= 32768 on maps of up to 256 pixels,
-    and not when grad_x goes through im2col (which then computes both)."""
+    (multiples of 4; AVX2: from 256, and on ragged tiles), F(2x2, 3x3) below; not for
+    C*F >= 32768 on maps of up to 256 pixels, and not when grad_x goes through im2col
+    (which then computes both)."""
+    want = want if need_grad_x else want_without_grad_x
+    if isinstance(want, dict):
+        want = want.get(isa, want["else"])
     g = geometry((2, w_shape[1], *x_hw), w_shape, **kw)
     _, got = D.backward_algorithms("auto", g, np.float64, need_grad_x, isa=isa)
-    assert got == (want if need_grad_x else want_without_grad_x)
+    assert got == want
 
 
 # (x shape, weight shape, padding) measured faster direct / not faster (float32, AVX-512)
@@ -112,30 +130,31 @@ MEASURED_WINS_AVX2 = [
     ((128, 3, 32, 32), (32, 3, 3, 3), 1), ((22, 32, 32, 32), (32, 32, 5, 5), 2),
     ((128, 64, 8, 8), (128, 64, 3, 3), 1), ((128, 32, 16, 16), (64, 32, 3, 3), 1),
     ((128, 256, 4, 4), (256, 256, 3, 3), 1), ((22, 64, 16, 16), (64, 64, 5, 5), 2),
-    ((61, 16, 28, 28), (16, 16, 7, 7), 3), ((128, 16, 16, 16), (32, 16, 3, 3), 1),
-    ((63, 128, 8, 8), (128, 128, 3, 3), 1)]
+    ((61, 16, 28, 28), (16, 16, 7, 7), 3), ((128, 16, 16, 16), (32, 16, 3, 3), 1)]
 MEASURED_LOSSES_AVX2 = [
     ((128, 64, 16, 16), (64, 64, 3, 3), 1), ((66, 64, 16, 16), (128, 64, 3, 3), 1),
     ((128, 32, 32, 32), (32, 32, 3, 3), 1), ((43, 64, 28, 28), (64, 64, 3, 3), 1),
     ((86, 32, 28, 28), (64, 32, 3, 3), 1), ((16, 128, 32, 32), (128, 128, 3, 3), 1),
     ((64, 64, 8, 8), (64, 64, 1, 1), 0), ((64, 128, 16, 16), (128, 128, 1, 1), 0),
-    ((64, 32, 16, 16), (64, 32, 1, 1), 0)]
+    ((64, 32, 16, 16), (64, 32, 1, 1), 0),
+    # C*F >= 16384 on 7x7 and 8x8 maps: F(2x2) (conv_dispatch.AVX2_RAGGED_WINOGRAD2_WIDE)
+    ((63, 128, 8, 8), (128, 128, 3, 3), 1), ((128, 128, 7, 7), (128, 128, 3, 3), 1)]
 MEASURED = {"avx512": (MEASURED_WINS, MEASURED_LOSSES),
             "avx2": (MEASURED_WINS_AVX2, MEASURED_LOSSES_AVX2),
             "generic": ([], MEASURED_WINS + MEASURED_WINS_AVX2)}
 
 
-def test_avx2_takes_the_weight_gradients_f4_from_28x28():
-    """Measured on AVX2 (conv_dispatch.py): F(4x4, 3x3) is the faster weight gradient on 28x28
-    maps already, up to 64 -> 64 channels; the other tables keep F(2x2) there (AVX-512: F(4x4)
-    0.91-1.24x its time), and so does AVX2 for wider layers and smaller maps."""
-    g = geometry((2, 32, 28, 28), (32, 32, 3, 3), padding=1)
-    for isa, want in (("avx2", "winograd4"), ("avx512", "winograd2"), ("generic", "winograd2")):
-        assert D.choose_algorithm("grad_weight", g, np.float32, isa) == want, isa
-    small = geometry((2, 32, 24, 24), (32, 32, 3, 3), padding=1)
-    wide = geometry((2, 128, 28, 28), (128, 128, 3, 3), padding=1)
-    for other in (small, wide):
-        assert D.choose_algorithm("grad_weight", other, np.float32, "avx2") == "winograd2"
+def test_avx2_takes_the_weight_gradients_f4_from_16x16():
+    """Measured on AVX2 (conv_dispatch.py): F(4x4, 3x3) is the faster weight gradient from
+    16x16 maps, at every width measured; the other tables keep F(2x2) there (AVX-512: F(4x4)
+    0.91-1.24x its time), and so does AVX2 on 8x8 maps."""
+    for shape in ((2, 32, 28, 28), (2, 32, 16, 16), (2, 128, 24, 24)):
+        g = geometry(shape, (shape[1],) * 2 + (3, 3), padding=1)
+        for isa, want in (("avx2", "winograd4"), ("avx512", "winograd2"),
+                          ("generic", "winograd2")):
+            assert D.choose_algorithm("grad_weight", g, np.float32, isa) == want, (isa, shape)
+    small = geometry((2, 32, 8, 8), (32, 32, 3, 3), padding=1)
+    assert D.choose_algorithm("grad_weight", small, np.float32, "avx2") == "winograd2"
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -244,8 +263,8 @@ def test_every_algorithm_matches_the_reference(rng, algorithm):
      r"algorithm='winograd' cannot compute .*stride 1.*got .*stride \(2, 2\)"),
     ((1, 4, 8, 8), (4, 4, 5, 5), dict(padding=2), "winograd2",
      r"algorithm='winograd2' cannot .*got kernel \(5, 5\)"),
-    ((1, 4, 10, 10), (4, 4, 3, 3), dict(padding=1), "winograd4",
-     r"F\(4x4, 3x3\) needs output sizes that are multiples of 4, got 10 x 10"),
+    ((1, 4, 10, 10), (4, 4, 3, 3), dict(padding=1, stride=2), "winograd4",
+     r"algorithm='winograd4' cannot .*stride 1.*got .*stride \(2, 2\)"),
     ((1, 4, 8, 8), (4, 2, 3, 3), dict(groups=2), "direct",
      r"algorithm='direct' cannot .*groups 1, got .*groups 2"),
     ((1, 4, 8, 8), (4, 4, 3, 3), dict(dilation=2), "direct", r"dilation \(2, 2\)"),
@@ -286,8 +305,11 @@ def test_backward_algorithm_per_gradient():
 def test_supports_says_what_resolve_accepts():
     g = geometry((1, 4, 8, 8), (4, 4, 3, 3), padding=1)
     assert D.supports("winograd4", "forward", g, np.float32)
+    # any output size (ragged tiles), but only 3x3 stride-1 undilated kernels
+    assert D.supports("winograd4", "forward", geometry((1, 4, 10, 10), (4, 4, 3, 3),
+                                                        padding=1), np.float32)
     assert not D.supports("winograd4", "forward", geometry((1, 4, 10, 10), (4, 4, 3, 3),
-                                                            padding=1), np.float32)
+                                                            padding=1, stride=2), np.float32)
     assert D.supports("direct", "grad_weight", g, np.float32) == runtime.VECTOR_EXTENSIONS
     assert not D.supports("direct", "grad_weight", g, np.float64)
     with pytest.raises(ValueError, match="must be one of"):
