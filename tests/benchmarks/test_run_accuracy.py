@@ -116,9 +116,10 @@ def test_run_seeds_trains_each_seed_and_times_the_tta(run_accuracy, tmp_path, mo
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
                     root / split / c / f"{i}.png")
+    assert "batch_size = 1024" in run_accuracy.RUNS["cifar10_fast_short"]["config"].read_text()
     config = tmp_path / "short.toml"
     config.write_text(run_accuracy.RUNS["cifar10_fast_short"]["config"].read_text()
-                      .replace("batch_size = 512", "batch_size = 8"))
+                      .replace("batch_size = 1024", "batch_size = 8"))
     spec = {**run_accuracy.RUNS["cifar10_fast_short"], "config": config}
     args = argparse.Namespace(data_dir=str(tmp_path / "data"), threads=1, epochs=1, seeds=2,
                               out=str(tmp_path / "runs"))
