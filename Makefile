@@ -86,9 +86,11 @@ sanitize: setup
 	    tests/sanitizers/run_sanitizers.sh $(SANITIZE_PLAINC_TESTS)
 
 # The slice of `sanitize` that CI runs: the AddressSanitizer build only, and the kernel tests
-# of out= overlaps, error paths, convolution (every algorithm), pooling and batch norm.
+# of out= overlaps, error paths, convolution (every algorithm, Winograd's ragged tiles),
+# pooling and batch norm.
 SANITIZE_QUICK_TESTS := tests/functional/test_out.py tests/functional/test_errors.py \
                         tests/functional/test_correlate.py tests/functional/test_conv.py \
+                        tests/functional/test_conv_algorithms.py \
                         tests/functional/test_pooling.py tests/functional/test_normalization.py
 sanitize-quick: setup
 	SANITIZE_MODES=asan PYTHON=$(abspath $(PY)) \
