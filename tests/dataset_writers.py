@@ -14,6 +14,20 @@ from cnnframe.data import cifar
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
+def write_cifar_folder(root, per_class=(("train", 2), ("test", 1)), seed=0):
+    """A class-per-folder CIFAR-10 copy of random 32x32 PNGs (root/train/airplane/0.png ...),
+    `n` per class for each (split, n) of `per_class`; returns root.  Needs Pillow."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split, n in per_class:
+        for c in cifar.CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{i}.png")
+    return root
+
+
 def make_cifar_arrays(seed, per_batch=4):
     """{batch name: (images uint8 (n, 3, 32, 32), labels int64 (n,))}, distinct per seed."""
     rng = np.random.default_rng(seed)

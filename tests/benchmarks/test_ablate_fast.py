@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dataset_writers import write_cifar_folder
 
 HERE = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy"
 
@@ -59,19 +60,9 @@ def test_each_variant_is_a_valid_config_changing_one_method(ablate, tmp_path):
 
 def test_the_script_trains_the_variants_and_prints_the_changes(ablate, tmp_path, monkeypatch,
                                                                capsys):
-    Image = pytest.importorskip("PIL.Image")
-    import numpy as np
-
-    from cnnframe.data.cifar import CLASSES
+    pytest.importorskip("PIL.Image")
     monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "data" / "cifar10-jpeg"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("test", 1)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i}.png")
+    write_cifar_folder(tmp_path / "data" / "cifar10-jpeg")
     config = tmp_path / "tiny.toml"
     config.write_text((ablate.run_accuracy.CONFIGS / "cifar10_fast.toml").read_text()
                       .replace("batch_size = 1024", "batch_size = 8"))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dataset_writers import write_cifar_folder
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy" / "run_accuracy.py"
 
@@ -103,19 +104,9 @@ def test_seed_table_has_a_row_per_seed_and_judges_the_mean(run_accuracy):
 def test_run_seeds_trains_each_seed_and_times_the_tta(run_accuracy, tmp_path, monkeypatch,
                                                       capsys):
     """cifar10_fast_short with batch 8 for one epoch on a tiny CIFAR-10 folder, 2 seeds."""
-    Image = pytest.importorskip("PIL.Image")
-    import numpy as np
-
-    from cnnframe.data.cifar import CLASSES
+    pytest.importorskip("PIL.Image")
     monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "data" / "cifar10-jpeg"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("test", 1)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i}.png")
+    write_cifar_folder(tmp_path / "data" / "cifar10-jpeg")
     assert "batch_size = 1024" in run_accuracy.RUNS["cifar10_fast_short"]["config"].read_text()
     config = tmp_path / "short.toml"
     config.write_text(run_accuracy.RUNS["cifar10_fast_short"]["config"].read_text()

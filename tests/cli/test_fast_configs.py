@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_writers import write_cifar_folder
 
 from cnnframe.cli import main
 from cnnframe.data import build_transforms
@@ -15,24 +16,14 @@ from cnnframe.train.runs import build_model, eval_transform_config, load_dataset
 
 CONFIGS = Path(__file__).parents[2] / "examples" / "configs"
 FAST = [CONFIGS / "cifar10_fast.toml", CONFIGS / "cifar10_fast_short.toml"]
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-           "truck"]
 
 
 @pytest.fixture
 def cifar_root(tmp_path, monkeypatch):
     """A class-per-folder CIFAR-10 copy of random images: 2 per class to train, 1 to test."""
-    Image = pytest.importorskip("PIL.Image")
+    pytest.importorskip("PIL.Image")
     monkeypatch.setenv("CNNFRAME_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "cifar10"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("test", 1)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i}.png")
-    return root
+    return write_cifar_folder(tmp_path / "cifar10")
 
 
 def train(config, root, out, *extra):

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from dataset_writers import write_cifar_folder
 from killed_writes import killed_write
 
 from cnnframe.cli import main
@@ -275,21 +276,9 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert f"{tmp_path / 'junk.png'}: cannot decode image" in capsys.readouterr().err
 
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck"]
-
-
-def make_cifar_folder(root, per_class=(("train", 2), ("test", 1))):
-    """A class-per-folder CIFAR-10 copy (root/train/airplane/0.png ...) of random images."""
-    Image = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
-    for split, n in per_class:
-        for c in CIFAR_CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i}.png")
-    return root
+def make_cifar_folder(root):
+    pytest.importorskip("PIL.Image")
+    return write_cifar_folder(root)
 
 
 def write_cifar_config(path):
