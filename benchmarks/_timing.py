@@ -11,6 +11,8 @@ call wakes this one's threads again (and fills its buffers and caches), as the l
 would in a training step.
 
     from _timing import interleaved_ms, median_ms   # benchmarks/ is on sys.path when run
+
+`aligned_table` lays out the profiling scripts' plain-text tables.
 """
 import statistics
 import time
@@ -70,3 +72,16 @@ def median_ms(impls, repeats, settle_s=SETTLE_S, warm_each_repeat=True):
     samples = interleaved_ms(impls, repeats, settle_s, warm_each_repeat)
     return {name: tuple(map(statistics.median, ms)) if isinstance(ms, tuple)
             else statistics.median(ms) for name, ms in samples.items()}
+
+
+def aligned_table(rows, left):
+    """Lines of a plain-text table: `rows` of strings (the first is the header, underlined
+    with dashes), the first `left` columns left-aligned and the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines

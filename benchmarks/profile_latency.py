@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from _timing import aligned_table
 from cnnframe._alloc import keep_freed_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,14 +87,7 @@ def table(model, per_node, whole, overhead, only=None):
     rows.append(("(graph overhead)", "", "", f"{overhead * 1e6:.1f}",
                  f"{100 * overhead / whole:.1f}%"))
     rows.append(("(whole forward)", "", "", f"{whole * 1e6:.1f}", "100.0%"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+    return aligned_table(rows, left=3)
 
 
 def main(argv=None):

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from _timing import aligned_table
 from cnnframe._alloc import keep_freed_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -130,14 +131,7 @@ def table(model, med, other, only=None):
     for k in ("loss", "optimizer + ema", "graph overhead", "whole step"):
         rows.append((f"({k})", "", "", "", f"{other[k] * 1e3:.2f}",
                      f"{100 * other[k] / whole:.1f}%"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+    return aligned_table(rows, left=3)
 
 
 def main(argv=None):
