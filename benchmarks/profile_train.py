@@ -53,7 +53,7 @@ def timed_nodes(model):
     return times
 
 
-def build(config_path, batch):
+def build(config_path):
     """The model, loss, optimizer and EMA of a training config, as ``cnnframe train``."""
     from cnnframe.graph import Model
     from cnnframe.optim.config import build_optimizer
@@ -153,7 +153,7 @@ def main(argv=None):
     from cnnframe.train.config import load_config
     cnnframe.set_num_threads(args.threads)
     batch = args.batch or load_config(args.config)["batch_size"]
-    model, loss, optimizer, ema = build(args.config, batch)
+    model, loss, optimizer, ema = build(args.config)
     med, other = profile(model, loss, optimizer, ema, batch, args.steps)
     whole = other["whole step"]
     print(f"{os.path.basename(args.config)}: training step at batch {batch}, {args.threads} "

@@ -13,7 +13,7 @@ from cnnframe.functional._direct import (direct_conv2d, direct_conv2d_grad_weigh
                                          direct_conv2d_grad_x)
 from cnnframe.functional._weight_cache import WeightCache
 from cnnframe.functional._workspace import scratch
-from cnnframe.functional.conv_dispatch import backward_algorithms, resolve
+from cnnframe.functional.conv_dispatch import backward_algorithms, resolve, tile_grid
 from cnnframe.functional.depthwise import depthwise_conv2d, depthwise_conv2d_backward
 from cnnframe_ext import conv as _kernels
 from cnnframe_ext import winograd as _winograd
@@ -57,11 +57,6 @@ def _padded_size(c, oh, ow, tile):
     oh and ow are the output sizes rounded up to whole tiles."""
     return c * (oh + 2) * (ow + 2 if tile == 2 else 4 * (ow // 4 + 1))
 
-
-def _tile_grid(g, tile):
-    """(tile rows, tile columns) covering the output of conv `g`: the last ones may be
-    ragged (see cnnframe_ext/winograd.pyx)."""
-    return -(-g.out_h // tile), -(-g.out_w // tile)
 
 
 def _winograd_weights(weight, tile, groups, out=None):
@@ -108,7 +103,7 @@ def _winograd_workspace(g, tile, dtype):
     """(images per block b, threads, padded, inputs, products, edge): the blocking and the
     reused scratch that the Winograd forward pass and weight gradient share for conv `g`."""
     p = (tile + 2) ** 2
-    th, tw = _tile_grid(g, tile)
+    th, tw = tile_grid(g, tile)
     tiles = th * tw
     b = max(1, min(-(-g.n // PARTS),
                    (WINOGRAD_TILES if tile == 2 else WINOGRAD43_TILES) // tiles))

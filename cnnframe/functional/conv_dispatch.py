@@ -272,9 +272,16 @@ def tiles(isa=None):
     return TILES[isa or _runtime.active_isa()]
 
 
+def tile_grid(g, tile):
+    """(tile rows, tile columns) of Winograd F(tile x tile) covering the output of conv `g`:
+    the last ones may be ragged (see cnnframe_ext/winograd.pyx)."""
+    return -(-g.out_h // tile), -(-g.out_w // tile)
+
+
 def _tile_fill(g, tile):
     """Output pixels / pixels of the whole tile x tile tiles that cover them."""
-    return g.out_h * g.out_w / (-(-g.out_h // tile) * tile * -(-g.out_w // tile) * tile)
+    rows, cols = tile_grid(g, tile)
+    return g.out_h * g.out_w / (rows * cols * tile * tile)
 
 
 def _winograd_tile(g):
